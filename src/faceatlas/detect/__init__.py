@@ -1,0 +1,46 @@
+"""Face detectors behind a registry: ``create_detector("mtcnn")``, ``list_detectors()``."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from faceatlas.errors import UnknownModelError
+from faceatlas.types import Face
+
+
+@runtime_checkable
+class Detector(Protocol):
+    """Finds faces: boxes, scores and five landmarks, for RGB uint8 images."""
+
+    def load(self) -> Any: ...
+
+    def detect(self, image: np.ndarray) -> list[Face]: ...
+
+    def detect_batch(self, images: list[np.ndarray]) -> list[list[Face]]: ...
+
+
+# name -> "module:Class"; imported on demand so nothing heavy loads with the registry.
+_DETECTORS: dict[str, str] = {"mtcnn": "faceatlas.detect.mtcnn:MTCNNDetector"}
+
+
+def list_detectors() -> list[str]:
+    return sorted(_DETECTORS)
+
+
+def register_detector(name: str, target: str) -> None:
+    """Register ``"package.module:Class"`` under ``name`` (for plug-ins)."""
+    _DETECTORS[name] = target
+
+
+def create_detector(name: str = "mtcnn", **options: Any) -> Detector:
+    try:
+        target = _DETECTORS[name]
+    except KeyError:
+        raise UnknownModelError(
+            f"no detector named {name!r}; available: {', '.join(list_detectors())}"
+        ) from None
+    module, cls = target.split(":")
+    return getattr(importlib.import_module(module), cls)(**options)

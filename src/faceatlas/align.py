@@ -1,0 +1,116 @@
+"""Alignment: a 5-point similarity warp of a face onto an embedder's canonical crop.
+
+The canonical points for dlib's ResNet come from dlib's own ``get_face_chip_details``: its mean
+face shape (68-point scheme, unit square), with padding 0.25 around it, the frame the ResNet was
+trained on. MTCNN's five points are the eye centres (mean of the six eyelid points), the nose tip
+(point 30) and the mouth corners (points 48 and 54) of that mean shape.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from faceatlas.types import Landmarks
+
+# dlib's mean face (points 36-41, 42-47, 30, 48, 54 of the 68-point scheme) in the unit square.
+_DLIB_MEAN_FIVE = np.array(
+    [
+        [0.2254919, 0.2159903],  # eye on the image's left: mean of points 36-41
+        [0.7547613, 0.2159903],  # eye on the image's right: mean of points 42-47
+        [0.490127, 0.515625],  # nose tip: point 30
+        [0.254149, 0.780233],  # mouth corner on the image's left: point 48
+        [0.726104, 0.780233],  # mouth corner on the image's right: point 54
+    ],
+    dtype=np.float64,
+)
+
+
+def dlib_template(size: int = 150, padding: float = 0.25) -> np.ndarray:
+    """The five canonical points, in pixels of a ``size`` × ``size`` chip, as dlib frames it."""
+    return ((padding + _DLIB_MEAN_FIVE) / (2 * padding + 1) * size).astype(np.float32)
+
+
+@dataclass(frozen=True, slots=True)
+class AlignSpec:
+    """Where the five points go in the crop an embedder expects."""
+
+    size: int
+    template: np.ndarray  # (5, 2) float32 in crop pixels
+
+
+DLIB_RESNET_ALIGN = AlignSpec(size=150, template=dlib_template(150, 0.25))
+
+
+def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """Least-squares similarity (rotation, uniform scale, translation) mapping ``src`` onto ``dst``.
+
+    Umeyama's closed form (as dlib's ``find_similarity_transform``); returns a 2×3 matrix.
+    """
+    src = np.asarray(src, dtype=np.float64)
+    dst = np.asarray(dst, dtype=np.float64)
+    if src.shape != dst.shape or src.ndim != 2 or src.shape[1] != 2 or len(src) < 2:
+        raise ValueError(f"need two matching (N>=2, 2) point arrays, got {src.shape} and {dst.shape}")
+    src_mean, dst_mean = src.mean(0), dst.mean(0)
+    src_c, dst_c = src - src_mean, dst - dst_mean
+    src_var = (src_c**2).sum() / len(src)
+    if src_var <= 1e-12:
+        raise ValueError("the source points all coincide; no similarity transform exists")
+    cov = dst_c.T @ src_c / len(src)
+    u, s, vt = np.linalg.svd(cov)
+    d = np.ones(2)
+    if np.linalg.det(u) * np.linalg.det(vt) < 0:
+        d[1] = -1.0  # a reflection is not a similarity: flip the weakest axis
+    rotation = u @ np.diag(d) @ vt
+    scale = float((s * d).sum() / src_var)
+    matrix = np.empty((2, 3))
+    matrix[:, :2] = scale * rotation
+    matrix[:, 2] = dst_mean - scale * rotation @ src_mean
+    return matrix
+
+
+def alignment_matrix(landmarks: Landmarks | np.ndarray, spec: AlignSpec = DLIB_RESNET_ALIGN) -> np.ndarray:
+    """The 2×3 matrix taking image pixels to crop pixels for these landmarks."""
+    points = landmarks.points if isinstance(landmarks, Landmarks) else np.asarray(landmarks)
+    return similarity_transform(points, spec.template)
+
+
+def warp_face(image: np.ndarray, matrix: np.ndarray, size: int) -> np.ndarray:
+    """Warp ``image`` into a ``size``×``size`` crop with ``matrix`` (image → crop).
+
+    When the face is much larger than the crop, plain bilinear sampling aliases (it reads a few
+    pixels out of many); the face region is first shrunk with area averaging, as dlib does with
+    its image pyramid, so big and small faces give comparable crops.
+    """
+    scale = float(np.sqrt(abs(np.linalg.det(matrix[:, :2]))))
+    if scale < 0.5:
+        inverse = cv2.invertAffineTransform(matrix)
+        corners = np.array([[0, 0, 1], [size, 0, 1], [0, size, 1], [size, size, 1]], dtype=np.float64)
+        mapped = corners @ inverse.T
+        h, w = image.shape[:2]
+        x1 = int(np.clip(np.floor(mapped[:, 0].min()) - 2, 0, w))
+        y1 = int(np.clip(np.floor(mapped[:, 1].min()) - 2, 0, h))
+        x2 = int(np.clip(np.ceil(mapped[:, 0].max()) + 2, 0, w))
+        y2 = int(np.clip(np.ceil(mapped[:, 1].max()) + 2, 0, h))
+        if x2 - x1 >= 2 and y2 - y1 >= 2:
+            shrink = scale * 1.5  # leave a mild final shrink to the bilinear warp
+            region = image[y1:y2, x1:x2]
+            new_w = max(1, round((x2 - x1) * shrink))
+            new_h = max(1, round((y2 - y1) * shrink))
+            image = cv2.resize(region, (new_w, new_h), interpolation=cv2.INTER_AREA)
+            fx, fy = new_w / (x2 - x1), new_h / (y2 - y1)
+            # crop ← region-shrunk pixels: undo the shrink and the offset, then apply matrix
+            to_original = np.array([[1 / fx, 0, x1], [0, 1 / fy, y1], [0, 0, 1]])
+            matrix = (np.vstack([matrix, [0, 0, 1]]) @ to_original)[:2]
+    return cv2.warpAffine(
+        image, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0
+    )  # black outside the image, as dlib's extract_image_chip (the ResNet's training crops)
+
+
+def align_face(
+    image: np.ndarray, landmarks: Landmarks | np.ndarray, spec: AlignSpec = DLIB_RESNET_ALIGN
+) -> np.ndarray:
+    """The aligned ``spec.size``² RGB uint8 crop of the face with these landmarks."""
+    return warp_face(image, alignment_matrix(landmarks, spec), spec.size)

@@ -1,0 +1,224 @@
+"""The `faceatlas` command: a thin layer over the Python API.
+
+Exit codes scripts can rely on:
+  0  success (verify: the same person)
+  1  verify: not the same person
+  2  usage error (bad option or argument)
+  3  bad input: an image could not be read, or verify found no face (other files still done)
+  4  a model could not be loaded or run
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from faceatlas.errors import FaceAtlasError, InvalidImageError, ModelError, NoFaceError
+
+EXIT_OK, EXIT_NO_MATCH, EXIT_USAGE, EXIT_BAD_INPUT, EXIT_MODEL = 0, 1, 2, 3, 4
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Offline face detection, embedding and verification.")
+eval_app = typer.Typer(no_args_is_help=True, help="Run standard evaluation protocols.")
+app.add_typer(eval_app, name="eval")
+
+
+def _err(message: str) -> None:
+    typer.echo(message, err=True)
+
+
+def _expand(inputs: list[Path]) -> Iterator[Path]:
+    from faceatlas.image import iter_image_files
+
+    for item in inputs:
+        if item.is_dir():
+            yield from iter_image_files(item)
+        else:
+            yield item  # a missing file is reported when it is read
+
+
+def _face_json(face: Any, with_embedding: bool = False) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "box": [round(v, 2) for v in face.box.as_xyxy()],
+        "score": round(face.score, 4),
+        "landmarks": [[round(float(x), 2), round(float(y), 2)] for x, y in face.landmarks.points],
+    }
+    if face.pose is not None:
+        out["pose"] = {"yaw": round(face.pose.yaw, 2), "pitch": round(face.pose.pitch, 2), "roll": round(face.pose.roll, 2)}
+    if face.quality is not None:
+        out["quality"] = {"score": round(face.quality.score, 4), **{k: round(v, 4) for k, v in face.quality.components().items()}}
+    if with_embedding and face.embedding is not None:
+        out["embedding"] = [round(float(v), 6) for v in face.embedding]
+    return out
+
+
+def _progress(total: int):  # rich progress on stderr only when it is a terminal
+    from rich.progress import Progress
+
+    return Progress(transient=True, disable=not sys.stderr.isatty() or total < 2)
+
+
+def _run_images(inputs: list[Path], min_face_size: int, embed: bool, draw: Path | None) -> int:
+    from faceatlas.image import load_image
+    from faceatlas.pipeline import FaceAnalyzer
+
+    paths = list(_expand(inputs))
+    if not paths:
+        _err("no images found in the given paths")
+        return EXIT_BAD_INPUT
+    analyzer = FaceAnalyzer(min_face_size=min_face_size)
+    bad = 0
+    with _progress(len(paths)) as progress:
+        task = progress.add_task("faces", total=len(paths))
+        for path in paths:
+            record: dict[str, Any] = {"path": str(path)}
+            try:
+                image = load_image(path)
+                faces = analyzer.analyze(image) if embed else analyzer.detect(image)
+                record["faces"] = [_face_json(f, with_embedding=embed) for f in faces]
+                if draw is not None:
+                    _draw(image, faces, path, draw, single=len(paths) == 1)
+            except InvalidImageError as exc:
+                record["error"] = str(exc)
+                bad += 1
+                _err(f"skipped {path}: {exc}")
+            typer.echo(json.dumps(record))
+            progress.advance(task)
+    return EXIT_BAD_INPUT if bad else EXIT_OK
+
+
+def _draw(image: Any, faces: Any, path: Path, draw: Path, single: bool) -> None:
+    from PIL import Image
+
+    from faceatlas.draw import draw_faces
+
+    target = draw if single and draw.suffix else draw / f"{path.stem}.faces.png"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(draw_faces(image, faces)).save(target)
+
+
+def _guard(fn: Any) -> int:
+    try:
+        return fn()
+    except ModelError as exc:
+        _err(f"model error: {exc}")
+        return EXIT_MODEL
+    except (InvalidImageError, NoFaceError) as exc:
+        _err(str(exc))
+        return EXIT_BAD_INPUT
+    except FaceAtlasError as exc:
+        _err(str(exc))
+        return EXIT_BAD_INPUT
+
+
+MinFace = Annotated[int, typer.Option(min=8, help="Smallest face to find, in pixels (smaller is slower).")]
+
+
+@app.command()
+def detect(
+    images: Annotated[list[Path], typer.Argument(help="Image files or folders.")],
+    draw: Annotated[Path | None, typer.Option(help="Write annotated images: a file (one input) or a folder.")] = None,
+    min_face_size: MinFace = 20,
+) -> None:
+    """Find faces; print one JSON line per image (box, score, landmarks, pose, quality)."""
+    raise typer.Exit(_guard(lambda: _run_images(images, min_face_size, embed=False, draw=draw)))
+
+
+@app.command()
+def embed(
+    images: Annotated[list[Path], typer.Argument(help="Image files or folders.")],
+    min_face_size: MinFace = 20,
+) -> None:
+    """Find and embed faces; print one JSON line per image with each face's embedding."""
+    raise typer.Exit(_guard(lambda: _run_images(images, min_face_size, embed=True, draw=None)))
+
+
+@app.command()
+def verify(
+    a: Annotated[Path, typer.Argument(help="First image (its largest face is used).")],
+    b: Annotated[Path, typer.Argument(help="Second image.")],
+    far: Annotated[float | None, typer.Option(help="Target false-accept rate (default 1e-3).")] = None,
+    threshold: Annotated[float | None, typer.Option(help="Cosine threshold instead of a FAR.")] = None,
+) -> None:
+    """Are A and B the same person? Prints JSON; exit 0 if yes, 1 if no, 3 if a face is missing."""
+
+    def run() -> int:
+        import faceatlas
+
+        if far is not None and threshold is not None:
+            _err("pass --far or --threshold, not both")
+            return EXIT_USAGE
+        match = faceatlas.verify(a, b, far=far, threshold=threshold)
+        typer.echo(json.dumps({"same_person": match.is_match, "similarity": round(match.similarity, 4),
+                               "threshold": round(match.threshold, 4), "far": match.far}))
+        return EXIT_OK if match.is_match else EXIT_NO_MATCH
+
+    raise typer.Exit(_guard(run))
+
+
+@app.command()
+def models() -> None:
+    """List the models and their cards (license, source, calibrated thresholds)."""
+    import dataclasses
+
+    from faceatlas.models.cards import get_card, list_models
+
+    for name in list_models():
+        typer.echo(json.dumps(dataclasses.asdict(get_card(name)), indent=2))
+
+
+@eval_app.command("pairs")
+def eval_pairs(
+    pairs: Annotated[Path, typer.Argument(help="LFW-format pairs.txt (View 1 or 2) or a CSV path_a,path_b,same[,fold].")],
+    images: Annotated[Path | None, typer.Option(help="Image root for LFW-format files (Name/Name_0001.jpg).")] = None,
+    out: Annotated[Path, typer.Option(help="Folder for result.json and roc.png.")] = Path("eval-pairs"),
+    flip: Annotated[bool, typer.Option(help="Average each embedding with its mirror image's.")] = False,
+    batch_size: Annotated[int, typer.Option(min=1)] = 32,
+) -> None:
+    """10-fold verification accuracy, AUC, EER and TAR@FAR on a pairs file, with a ROC plot."""
+
+    def run() -> int:
+        from faceatlas.eval.pairs import read_csv_pairs, read_lfw_pairs, run_pairs
+        from faceatlas.eval.runner import primary_embeddings
+        from faceatlas.pipeline import FaceAnalyzer
+
+        if pairs.suffix.lower() == ".csv":
+            pair_list = read_csv_pairs(pairs)
+        else:
+            if images is None:
+                _err("--images is required for an LFW-format pairs file")
+                return EXIT_USAGE
+            pair_list = read_lfw_pairs(pairs, images)
+        analyzer = FaceAnalyzer(flip=flip)
+        n_images = len({p.a for p in pair_list} | {p.b for p in pair_list})
+        with _progress(n_images) as progress:
+            task = progress.add_task("images", total=n_images)
+            report, _ = run_pairs(
+                pair_list,
+                lambda paths: primary_embeddings(analyzer, paths, strategy="central"),
+                output_dir=out,
+                progress=lambda n: progress.advance(task, n),
+            )
+        typer.echo(
+            f"pairs {report.n_pairs} (same {report.n_same}, different {report.n_different}, "
+            f"failed {report.n_failed})\n"
+            f"accuracy {100 * report.accuracy_mean:.2f}% ± {100 * report.accuracy_std:.2f} (10-fold)\n"
+            f"AUC {report.auc:.5f}  EER {100 * report.eer:.2f}%\n"
+            + "\n".join(
+                f"TAR@FAR={k} " + ("n/a" if v is None else f"{100 * v:.2f}%") for k, v in report.tar_at_far.items()
+            )
+            + f"\nwritten: {out / 'result.json'}, {out / 'roc.png'}"
+        )
+        for note in report.notes:
+            _err(note)
+        return EXIT_OK
+
+    raise typer.Exit(_guard(run))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

