@@ -161,6 +161,34 @@ def verify(
 
 
 @app.command()
+def demo(
+    out: Annotated[Path, typer.Option(help="Where to write the annotated image.")] = Path("faceatlas-demo.png"),
+) -> None:
+    """Run the whole pipeline on a photo that ships with matplotlib (Grace Hopper)."""
+
+    def run() -> int:
+        import matplotlib.cbook
+
+        import faceatlas
+
+        path = Path(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
+        image = faceatlas.load_image(path)
+        faces = faceatlas.analyze(image)
+        _draw(image, faces, path, out, single=True)
+        typer.echo(f"{path}: {len(faces)} face(s); annotated image written to {out}")
+        for face in faces:
+            typer.echo(json.dumps(_face_json(face)))
+        if faces:
+            mirrored = image[:, ::-1].copy()  # the same person, seen in a mirror
+            match = faceatlas.verify(faces[0], mirrored)
+            typer.echo(f"verify(photo, mirrored photo): same person = {match.is_match}, "
+                       f"similarity {match.similarity:.3f} (threshold {match.threshold:.3f} at FAR {match.far:g})")
+        return EXIT_OK
+
+    raise typer.Exit(_guard(run))
+
+
+@app.command()
 def models() -> None:
     """List the models and their cards (license, source, calibrated thresholds)."""
     import dataclasses
