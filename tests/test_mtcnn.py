@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from faceatlas.detect.mtcnn import MTCNNDetector
+from faceatlas.detectors.mtcnn import MTCNNDetector
 from faceatlas.errors import ModelError
 from faceatlas.models import mtcnn_onnx
 from faceatlas.models.cache import cached_model, sha256_file

@@ -114,3 +114,12 @@ def test_registries_refuse_unknown_names():
     assert faceatlas.list_detectors() == ["mtcnn"] and faceatlas.list_embedders() == ["dlib_resnet"]
     card = faceatlas.get_card("dlib_resnet")
     assert card.embedding_dim == 128 and card.license.startswith("CC0") and card.thresholds
+
+
+def test_top_level_verbs_are_not_shadowed_by_submodules():
+    import importlib
+
+    for module in ("faceatlas.api", "faceatlas.detectors", "faceatlas.embedders", "faceatlas.verification"):
+        importlib.import_module(module)
+    for verb in ("detect", "analyze", "embed", "verify", "detect_batch", "analyze_batch"):
+        assert callable(getattr(faceatlas, verb)) and getattr(faceatlas, verb).__module__ == "faceatlas.api"

@@ -5,7 +5,7 @@ from hypothesis import strategies as st
 
 from faceatlas.eval.metrics import best_threshold, kfold_accuracy, verification_report
 from faceatlas.models.cards import CalibratedThreshold, DLIB_RESNET_CARD
-from faceatlas.verify import FARCalibrator, cosine_similarity, decide
+from faceatlas.verification import FARCalibrator, cosine_similarity, decide
 
 
 def test_cosine_similarity_basics():

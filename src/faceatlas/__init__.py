@@ -26,10 +26,10 @@ _EXPORTS = {
     "FaceAnalyzer": "faceatlas.pipeline",
     "load_image": "faceatlas.image",
     "align_face": "faceatlas.align",
-    "create_detector": "faceatlas.detect",
-    "list_detectors": "faceatlas.detect",
-    "create_embedder": "faceatlas.embed",
-    "list_embedders": "faceatlas.embed",
+    "create_detector": "faceatlas.detectors",
+    "list_detectors": "faceatlas.detectors",
+    "create_embedder": "faceatlas.embedders",
+    "list_embedders": "faceatlas.embedders",
     "get_card": "faceatlas.models.cards",
     "list_models": "faceatlas.models.cards",
     "Box": "faceatlas.types",
@@ -66,8 +66,8 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # for type checkers and IDEs only
     from faceatlas.align import align_face
     from faceatlas.api import analyze, analyze_batch, default_analyzer, detect, detect_batch, embed, verify
-    from faceatlas.detect import create_detector, list_detectors
-    from faceatlas.embed import create_embedder, list_embedders
+    from faceatlas.detectors import create_detector, list_detectors
+    from faceatlas.embedders import create_embedder, list_embedders
     from faceatlas.errors import (
         FaceAtlasError,
         ImageTooLargeError,

@@ -10,7 +10,7 @@ import numpy as np
 from faceatlas.errors import NoFaceError
 from faceatlas.pipeline import FaceAnalyzer, ImageSource, primary_face
 from faceatlas.types import Face, Match
-from faceatlas.verify import cosine_similarity, decide
+from faceatlas.verification import cosine_similarity, decide
 
 _DEFAULT: FaceAnalyzer | None = None
 _LOCK = threading.Lock()

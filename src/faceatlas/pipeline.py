@@ -10,8 +10,8 @@ from typing import Any, Literal
 import numpy as np
 
 from faceatlas.align import alignment_matrix, warp_face
-from faceatlas.detect import Detector, create_detector
-from faceatlas.embed import Embedder, create_embedder
+from faceatlas.detectors import Detector, create_detector
+from faceatlas.embedders import Embedder, create_embedder
 from faceatlas.image import load_image
 from faceatlas.pose import estimate_pose
 from faceatlas.quality import assess_quality

@@ -59,6 +59,9 @@ def create_session(
             options.inter_op_num_threads = 1
             options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
             options.log_severity_level = 3  # warnings about unused providers are noise here
+            # Spinning worker threads burn the cores between the many small calls of a
+            # detection cascade, and on a busy machine they starve the other process.
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
             try:
                 session = ort.InferenceSession(str(path), sess_options=options, providers=list(provs))
             except Exception as exc:

@@ -27,7 +27,7 @@ class Embedder(Protocol):
     def embed(self, crops: np.ndarray) -> np.ndarray: ...
 
 
-_EMBEDDERS: dict[str, str] = {"dlib_resnet": "faceatlas.embed.dlib_resnet:DlibResNetEmbedder"}
+_EMBEDDERS: dict[str, str] = {"dlib_resnet": "faceatlas.embedders.dlib_resnet:DlibResNetEmbedder"}
 
 
 def list_embedders() -> list[str]:

@@ -23,7 +23,7 @@ class Detector(Protocol):
 
 
 # name -> "module:Class"; imported on demand so nothing heavy loads with the registry.
-_DETECTORS: dict[str, str] = {"mtcnn": "faceatlas.detect.mtcnn:MTCNNDetector"}
+_DETECTORS: dict[str, str] = {"mtcnn": "faceatlas.detectors.mtcnn:MTCNNDetector"}
 
 
 def list_detectors() -> list[str]:
