@@ -278,6 +278,7 @@ class MTCNNDetector:
         scale_factor: float = 0.709,
         nms_thresholds: Sequence[float] = (0.5, 0.7, 0.7, 0.7),
         max_size: int | None = 2000,
+        refine_landmarks: bool = True,
         providers: Sequence[str] | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
     ) -> None:
@@ -288,6 +289,7 @@ class MTCNNDetector:
             raise ValueError(f"scale_factor must be a number in [0.3, 0.95] (MTCNN uses 0.709), got {scale_factor!r}")
         self.scale_factor = float(scale_factor)
         self.max_size = None if max_size is None else _check_int("max_size", max_size, 64)
+        self.refine_landmarks = bool(refine_landmarks)
         self.providers = list(providers) if providers else None
         self.cache_dir = cache_dir
         self._sessions: dict[str, ort.InferenceSession] | None = None
@@ -336,6 +338,8 @@ class MTCNNDetector:
         cands = self._stage_pnet(working)
         cands = self._stage_rnet(working, cands)
         cands = self._stage_onet(working, cands)
+        if self.refine_landmarks:
+            cands = self._refine_landmarks(working, cands)
         return self._to_faces(cands, factors, len(originals))
 
     # -- stages ------------------------------------------------------------------------------
@@ -412,6 +416,27 @@ class MTCNNDetector:
         passed = np.flatnonzero((scores > self.thresholds[2]) & _positive(boxes))
         cands = _Candidates(cands.ids[passed], boxes[passed], scores[passed], landmarks[passed])
         return cands.take(_nms_per_image(cands.ids, cands.boxes, cands.scores, self.nms_thresholds[3], "min"))
+
+    def _refine_landmarks(self, images: Sequence[np.ndarray], cands: _Candidates) -> _Candidates:
+        """Run O-Net once more on the final, regressed boxes and average the two landmark sets.
+
+        The first O-Net pass sees the R-Net box, often off-centre; the regressed box frames the
+        face better, and the mean of the two readings is steadier (it lowers the landmark error,
+        hence the alignment jitter, measured in docs/BENCHMARKS.md).
+        """
+        if not len(cands):
+            return cands
+        boxes = _square(cands.boxes)
+        patches, valid = _crops(images, cands.ids, boxes, 48)
+        if not len(valid):
+            return cands
+        lm = self._run_chunked("onet", patches)["landmarks"].astype(np.float64)
+        b = boxes[valid]
+        xs = b[:, :1] + lm[:, :5] * (b[:, 2:3] - b[:, :1])
+        ys = b[:, 1:2] + lm[:, 5:] * (b[:, 3:4] - b[:, 1:2])
+        landmarks = cands.landmarks.copy()  # type: ignore[union-attr]
+        landmarks[valid] = (landmarks[valid] + np.stack([xs, ys], axis=2)) / 2.0
+        return _Candidates(cands.ids, cands.boxes, cands.scores, landmarks)
 
     @staticmethod
     def _to_faces(cands: _Candidates, factors: Sequence[tuple[float, float]], count: int) -> list[list[Face]]:
