@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import LFW_FULL, machine, require  # noqa: E402
 from embed_cache import embed_identity_folders  # noqa: E402
 
-from faceatlas.verify import FARCalibrator  # noqa: E402
+from faceatlas.verification import FARCalibrator  # noqa: E402
 
 
 def main() -> None:

@@ -72,7 +72,7 @@ def run_pool(worker, jobs: list) -> tuple[int, float, float]:
 def embedder_only(threads: int, batch: int = 32, rounds: int = 8) -> float:
     """Faces per second of the ONNX embedder alone on random crops (compute-bound part)."""
     os.environ["FACEATLAS_NUM_THREADS"] = str(threads)
-    from faceatlas.embed.dlib_resnet import DlibResNetEmbedder
+    from faceatlas.embedders.dlib_resnet import DlibResNetEmbedder
 
     emb = DlibResNetEmbedder(batch_size=batch).load()
     crops = np.random.default_rng(0).integers(0, 255, (batch, 150, 150, 3), dtype=np.uint8)

@@ -46,13 +46,17 @@ def read_lfw_pairs(pairs_file: str | Path, images_dir: str | Path) -> list[Pair]
         lines = lines[1:]
     pairs, counts = [], {True: 0, False: 0}
     for number, parts in enumerate(lines):
+        line_no = number + 1 + (header is not None)
+        indices = parts[1:] if len(parts) == 3 else parts[1::2]
+        if len(parts) in (3, 4) and not all(i.isdigit() for i in indices):
+            raise FaceAtlasError(f"{pairs_file}: line {line_no} has a non-numeric image number: {' '.join(parts)!r}")
         if len(parts) == 3:
             a, b, same = _lfw_path(root, parts[0], parts[1]), _lfw_path(root, parts[0], parts[2]), True
         elif len(parts) == 4:
             a, b, same = _lfw_path(root, parts[0], parts[1]), _lfw_path(root, parts[2], parts[3]), False
         else:
             raise FaceAtlasError(
-                f"{pairs_file}: line {number + 1 + (header is not None)} has {len(parts)} fields; "
+                f"{pairs_file}: line {line_no} has {len(parts)} fields; "
                 "expected 'name i j' or 'name1 i name2 j'"
             )
         if header is not None:
