@@ -39,8 +39,9 @@ import cv2
 import numpy as np
 
 from faceatlas.errors import UnsupportedImageError
-from faceatlas.models.cache import cached_model, sha256_file
-from faceatlas.models.mtcnn_onnx import CONVERTER_VERSION, STAGES, build_mtcnn_onnx, mtcnn_weights_path
+from faceatlas.models.cache import cached_model
+from faceatlas.models.cards import MTCNN_CARD
+from faceatlas.models.mtcnn_onnx import CONVERTER_VERSION, STAGES, build_mtcnn_onnx
 from faceatlas.models.runtime import create_session
 from faceatlas.types import Box, Face, Landmarks
 
@@ -58,12 +59,6 @@ BORDER = 4
 BORDER_MODE = cv2.BORDER_CONSTANT  # value 0: black
 MAX_FACE_RATIO = 2.0  # largest face searched, relative to the image's shorter side
 CHUNK = {"rnet": 2048, "onet": 512}  # crops per onnxruntime call (bounds memory, not speed)
-
-
-@functools.cache
-def _source_sha256(stage: str) -> str:
-    """sha256 of the package's weight file, hashed once per process."""
-    return sha256_file(mtcnn_weights_path(stage))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -303,9 +298,11 @@ class MTCNNDetector:
     def load(self) -> MTCNNDetector:
         """Convert (or find in the cache) and open the three networks now rather than on first use."""
         if self._sessions is None:
+            MTCNN_CARD.verify_source()  # the weights the card (and its tests) describe
+            digests = {src.path.rsplit("/", 1)[-1].split(".")[0]: src.sha256 for src in MTCNN_CARD.source}
             sessions = {}
             for stage in STAGES:
-                path = cached_model(f"mtcnn_{stage}", _source_sha256(stage), CONVERTER_VERSION,
+                path = cached_model(f"mtcnn_{stage}", digests[stage], CONVERTER_VERSION,
                                     functools.partial(build_mtcnn_onnx, stage), self.cache_dir)
                 sessions[stage] = create_session(path, self.providers)
             self._sessions = sessions

@@ -7,6 +7,7 @@ that were measured on other weights.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import math
 from dataclasses import dataclass
@@ -90,21 +91,23 @@ class ModelCard:
         return points[0].similarity
 
     def verify_source(self) -> list[Path]:
-        """Locate the source files and check their sha256; returns their paths."""
-        from faceatlas.models.cache import sha256_file
+        """Locate the source files and check their sha256 (once per process); returns their paths."""
+        return [_verified_path(src, self.name) for src in self.source]
 
-        paths = []
-        for src in self.source:
-            path = src.locate()
-            digest = sha256_file(path)
-            if digest != src.sha256:
-                raise ModelError(
-                    f"{path} (from {src.distribution}) has sha256 {digest}, but model {self.name!r} "
-                    f"was calibrated on {src.sha256}. Install the version the card names, or "
-                    "register a card of your own for these weights."
-                )
-            paths.append(path)
-        return paths
+
+@functools.cache
+def _verified_path(src: SourceFile, model: str) -> Path:
+    from faceatlas.models.cache import sha256_file
+
+    path = src.locate()
+    digest = sha256_file(path)
+    if digest != src.sha256:
+        raise ModelError(
+            f"{path} (from {src.distribution}) has sha256 {digest}, but model {model!r} was "
+            f"calibrated on {src.sha256}. Install the version the card names, or register a card "
+            "of your own for these weights."
+        )
+    return path
 
 
 _MTCNN_PKG = ("mtcnn", "mtcnn")
