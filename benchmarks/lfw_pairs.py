@@ -3,10 +3,9 @@
     python benchmarks/lfw_pairs.py [--view2] [--limit N]
 
 Rows (same pairs, 10-fold protocol, a missed face counts as "different"):
-  faceatlas            MTCNN + 5-point similarity warp + ONNX ResNet (this package)
+  faceatlas            MTCNN + dlib's 5-point shape predictor + get_face_chip warp + ONNX ResNet
   faceatlas+flip       the same with flip test-time augmentation
-  dlib-chip            the same MTCNN faces, aligned by dlib's 5-point shape predictor and
-                       get_face_chip(150, 0.25), embedded by the same ONNX ResNet
+  faceatlas landmarks-warp   the same faces warped from MTCNN's own five points (no shape predictor)
   face_recognition     face_recognition.face_locations (HOG) + face_encodings (dlib)
 """
 
@@ -29,48 +28,19 @@ from faceatlas.pipeline import FaceAnalyzer, primary_face  # noqa: E402
 
 
 def faceatlas_embeddings(paths: list[Path], flip_too: bool) -> dict[str, dict[Path, np.ndarray | None]]:
-    """Embeddings per method; also the dlib-chip variant on the same detected faces."""
-    import dlib
-    import importlib.util
-
-    models = Path(next(iter(importlib.util.find_spec("face_recognition_models").submodule_search_locations))) / "models"
-    predictor = dlib.shape_predictor(str(models / "shape_predictor_5_face_landmarks.dat"))
+    """Embeddings per variant, all from the same detections (primary face nearest the centre)."""
     analyzer = FaceAnalyzer().load()
-    out: dict[str, dict[Path, np.ndarray | None]] = {"faceatlas": {}, "faceatlas+flip": {}, "dlib-chip": {}}
-    flipper = FaceAnalyzer(flip=True).load() if flip_too else None
-    batch = 32
-    for start in range(0, len(paths), batch):
-        chunk = paths[start : start + batch]
+    variants = {"faceatlas": analyzer, "faceatlas landmarks-warp": FaceAnalyzer(aligner="landmarks").load()}
+    if flip_too:
+        variants["faceatlas+flip"] = FaceAnalyzer(flip=True).load()
+    out: dict[str, dict[Path, np.ndarray | None]] = {name: {} for name in variants}
+    for start in range(0, len(paths), 32):
+        chunk = paths[start : start + 32]
         images = [load_image(p) for p in chunk]
-        results = analyzer.detect_batch(images)
-        chips, crops, owners = [], [], []
-        for path, image, faces in zip(chunk, images, results, strict=True):
+        for path, image, faces in zip(chunk, images, analyzer.detector.detect_batch(images), strict=True):
             face = primary_face(faces, (image.shape[1], image.shape[0]), "central")
-            for key in out:
-                out[key][path] = None
-            if face is None:
-                continue
-            b = face.box
-            rect = dlib.rectangle(int(b.x1), int(b.y1), int(b.x2), int(b.y2))
-            chips.append(dlib.get_face_chip(image, predictor(image, rect), size=150, padding=0.25))
-            crops.append(face)
-            owners.append((path, image))
-        if not owners:
-            continue
-        ours = np.concatenate([analyzer.embed_faces(img, [f]) for (p, img), f in zip(owners, crops, strict=True)])
-        theirs = analyzer.embedder.embed(np.stack(chips))
-        flipped = (
-            np.concatenate([flipper.embed_faces(img, [f]) for (p, img), f in zip(owners, crops, strict=True)])
-            if flipper
-            else None
-        )
-        for k, (path, _img) in enumerate(owners):
-            out["faceatlas"][path] = ours[k]
-            out["dlib-chip"][path] = theirs[k]
-            if flipped is not None:
-                out["faceatlas+flip"][path] = flipped[k]
-    if not flip_too:
-        del out["faceatlas+flip"]
+            for name, variant in variants.items():
+                out[name][path] = None if face is None else variant.embed_faces(image, [face])[0]
     return out
 
 

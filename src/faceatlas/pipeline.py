@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from faceatlas.align import alignment_matrix, warp_face
+from faceatlas.align import create_aligner
 from faceatlas.detectors import Detector, create_detector
 from faceatlas.embedders import Embedder, create_embedder
 from faceatlas.image import load_image
@@ -32,6 +32,7 @@ class FaceAnalyzer:
         detector: str | Detector = "mtcnn",
         embedder: str | Embedder = "dlib_resnet",
         *,
+        aligner: str | None = None,
         min_face_size: int = 20,
         flip: bool = False,
         providers: Sequence[str] | None = None,
@@ -47,10 +48,14 @@ class FaceAnalyzer:
             if isinstance(embedder, str)
             else embedder
         )
+        # None: the alignment the embedder was trained with ("landmarks" warps the detector's
+        # own points, without dlib's shape predictor)
+        self.aligner = create_aligner(aligner or self.embedder.default_aligner)
 
     def load(self) -> FaceAnalyzer:
         """Load both models now instead of on first use."""
         self.detector.load()
+        self.aligner.load()
         self.embedder.load()
         return self
 
@@ -85,12 +90,9 @@ class FaceAnalyzer:
 
     def embed_faces(self, image: ImageSource, faces: Sequence[Face]) -> np.ndarray:
         """Embeddings (len(faces), dim) for faces already found in ``image`` (reuses detection)."""
-        pixels = load_image(image)
-        spec = self.embedder.align_spec
-        crops = [warp_face(pixels, alignment_matrix(f.landmarks, spec), spec.size) for f in faces]
-        if not crops:
+        if not faces:
             return np.empty((0, self.embedder.dim), dtype=np.float32)
-        return self.embedder.embed(np.stack(crops))
+        return self.embedder.embed(self.aligner.align(load_image(image), faces))
 
     # -- internals ------------------------------------------------------------------------------
 
@@ -99,17 +101,15 @@ class FaceAnalyzer:
             raise TypeError("detect_batch/analyze_batch take a sequence of images; use detect/analyze for one")
         pixels = [load_image(image) for image in images]
         detections = self.detector.detect_batch(pixels)
-        spec = self.embedder.align_spec
         all_faces, all_crops = [], []
         for image, found in zip(pixels, detections, strict=True):
             height, width = image.shape[:2]
-            faces, crops = [], []
-            for face in found:
-                crop = warp_face(image, alignment_matrix(face.landmarks, spec), spec.size)
+            crops = list(self.aligner.align(image, found))
+            faces = []
+            for face, crop in zip(found, crops, strict=True):
                 pose = estimate_pose(face.landmarks, (width, height))
                 quality = assess_quality(crop, face.landmarks, pose, face.score)
                 faces.append(dataclasses.replace(face, pose=pose, quality=quality))
-                crops.append(crop)
             all_faces.append(faces)
             all_crops.append(crops)
         return all_faces, all_crops

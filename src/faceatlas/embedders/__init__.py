@@ -7,7 +7,6 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from faceatlas.align import AlignSpec
 from faceatlas.errors import UnknownModelError
 from faceatlas.models.cards import ModelCard
 
@@ -17,7 +16,8 @@ class Embedder(Protocol):
     """Maps aligned face crops (uint8 N×S×S×3 RGB) to L2-normalised float32 vectors."""
 
     card: ModelCard
-    align_spec: AlignSpec
+    input_size: int  # crops are input_size × input_size
+    default_aligner: str  # name for faceatlas.align.create_aligner
 
     @property
     def dim(self) -> int: ...

@@ -8,7 +8,6 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from faceatlas.align import DLIB_RESNET_ALIGN, AlignSpec
 from faceatlas.models.cards import DLIB_RESNET_CARD, ModelCard
 
 
@@ -20,7 +19,8 @@ class DlibResNetEmbedder:
     """
 
     card: ModelCard = DLIB_RESNET_CARD
-    align_spec: AlignSpec = DLIB_RESNET_ALIGN
+    input_size: int = 150
+    default_aligner: str = "dlib_chip"  # the alignment the ResNet was trained with
 
     def __init__(
         self,
@@ -83,13 +83,13 @@ class DlibResNetEmbedder:
 
     def _check(self, crops: np.ndarray) -> np.ndarray:
         crops = np.asarray(crops)
-        size = self.align_spec.size
+        size = self.input_size
         if crops.ndim == 3:
             crops = crops[None]
         if crops.ndim != 4 or crops.shape[1:] != (size, size, 3) or crops.dtype != np.uint8:
             raise ValueError(
                 f"expected aligned crops as uint8 (N, {size}, {size}, 3) RGB, got {crops.dtype} "
-                f"{crops.shape}; use faceatlas.align.align_face to make them"
+                f"{crops.shape}; make them with an aligner (faceatlas.align.create_aligner)"
             )
         return np.ascontiguousarray(crops)
 

