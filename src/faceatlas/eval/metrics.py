@@ -17,6 +17,9 @@ def best_threshold(scores: np.ndarray, same: np.ndarray) -> float:
     neg_below = np.cumsum(1 - y)
     pos_above = y.sum() - np.cumsum(y)
     correct = np.concatenate([[y.sum()], neg_below + pos_above])
+    # a threshold cannot fall between equal scores: only cuts between distinct values count
+    valid = np.concatenate([[True], s[1:] > s[:-1], [True]])
+    correct = np.where(valid, correct, -1)
     i = int(np.argmax(correct))
     if i == 0:
         return float(s[0] - 1e-6)
