@@ -62,6 +62,7 @@ def create_session(
             # Spinning worker threads burn the cores between the many small calls of a
             # detection cascade, and on a busy machine they starve the other process.
             options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            options.enable_cpu_mem_arena = False
             try:
                 session = ort.InferenceSession(str(path), sess_options=options, providers=list(provs))
             except Exception as exc:
