@@ -184,6 +184,14 @@ def _square(boxes: np.ndarray) -> np.ndarray:
     return np.stack([x1, y1, x1 + side, y1 + side], axis=1)
 
 
+def _onet_landmarks(boxes: np.ndarray, fractions: np.ndarray) -> np.ndarray:
+    """O-Net's landmarks (x1..x5, y1..y5 as fractions of the box it saw) in pixels, (n, 5, 2)."""
+    lm = fractions.astype(np.float64)
+    xs = boxes[:, :1] + lm[:, :5] * (boxes[:, 2:3] - boxes[:, :1])
+    ys = boxes[:, 1:2] + lm[:, 5:] * (boxes[:, 3:4] - boxes[:, 1:2])
+    return np.stack([xs, ys], axis=2)
+
+
 def _crop(image: np.ndarray, box: np.ndarray, size: int) -> np.ndarray | None:
     """The integer box resized to ``size``², filling outside the image like the pyramid border."""
     h, w = image.shape[:2]
@@ -404,12 +412,8 @@ class MTCNNDetector:
         out = self._run_chunked("onet", patches)
         scores = out["prob"][:, 1].astype(np.float64)
         # Landmarks are fractions of the box O-Net looked at (before its own regression).
-        b = cands.boxes
-        lm = out["landmarks"].astype(np.float64)
-        xs = b[:, :1] + lm[:, :5] * (b[:, 2:3] - b[:, :1])
-        ys = b[:, 1:2] + lm[:, 5:] * (b[:, 3:4] - b[:, 1:2])
-        landmarks = np.stack([xs, ys], axis=2)  # (n, 5, 2)
-        boxes = _regress(b, out["bbox_reg"])
+        landmarks = _onet_landmarks(cands.boxes, out["landmarks"])
+        boxes = _regress(cands.boxes, out["bbox_reg"])
         passed = np.flatnonzero((scores > self.thresholds[2]) & _positive(boxes))
         cands = _Candidates(cands.ids[passed], boxes[passed], scores[passed], landmarks[passed])
         return cands.take(_nms_per_image(cands.ids, cands.boxes, cands.scores, self.nms_thresholds[3], "min"))
@@ -427,12 +431,9 @@ class MTCNNDetector:
         patches, valid = _crops(images, cands.ids, boxes, 48)
         if not len(valid):
             return cands
-        lm = self._run_chunked("onet", patches)["landmarks"].astype(np.float64)
-        b = boxes[valid]
-        xs = b[:, :1] + lm[:, :5] * (b[:, 2:3] - b[:, :1])
-        ys = b[:, 1:2] + lm[:, 5:] * (b[:, 3:4] - b[:, 1:2])
+        second = _onet_landmarks(boxes[valid], self._run_chunked("onet", patches)["landmarks"])
         landmarks = cands.landmarks.copy()  # type: ignore[union-attr]
-        landmarks[valid] = (landmarks[valid] + np.stack([xs, ys], axis=2)) / 2.0
+        landmarks[valid] = (landmarks[valid] + second) / 2.0
         return _Candidates(cands.ids, cands.boxes, cands.scores, landmarks)
 
     @staticmethod
