@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from faceatlas.registry import Registry
 from faceatlas.types import Face, Landmarks
 
 # dlib's mean face (points 36-41, 42-47, 30, 48, 54 of the 68-point scheme) in the unit square.
@@ -213,17 +214,14 @@ class DlibChipAligner:
         return np.stack(crops) if crops else np.empty((0, self.size, self.size, 3), np.uint8)
 
 
-_ALIGNERS = {"dlib_chip": DlibChipAligner, "landmarks": LandmarkAligner}
+_ALIGNERS = Registry(
+    "aligner", {"dlib_chip": "faceatlas.align:DlibChipAligner", "landmarks": "faceatlas.align:LandmarkAligner"}
+)
 
 
 def list_aligners() -> list[str]:
-    return sorted(_ALIGNERS)
+    return _ALIGNERS.names()
 
 
 def create_aligner(name: str) -> LandmarkAligner | DlibChipAligner:
-    from faceatlas.errors import UnknownModelError
-
-    try:
-        return _ALIGNERS[name]()
-    except KeyError:
-        raise UnknownModelError(f"no aligner named {name!r}; available: {', '.join(list_aligners())}") from None
+    return _ALIGNERS.create(name)

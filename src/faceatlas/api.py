@@ -49,8 +49,11 @@ def analyze_batch(images: Sequence[ImageSource]) -> list[list[Face]]:
 def embed(image: ImageSource, faces: Sequence[Face] | None = None) -> np.ndarray:
     """Embeddings ``(n_faces, 128)`` of the faces in ``image`` (found now, or the ``faces`` given)."""
     analyzer = default_analyzer()
-    if faces is None:
-        faces = analyzer.detect(image)
+    if faces is None:  # one pass: analyze aligns each face once for quality and embedding
+        found = analyzer.analyze(image)
+        if not found:
+            return np.empty((0, analyzer.embedder.dim), dtype=np.float32)
+        return np.stack([f.embedding for f in found])  # type: ignore[misc]
     return analyzer.embed_faces(image, faces)
 
 

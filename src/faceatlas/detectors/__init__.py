@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import importlib
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from faceatlas.errors import UnknownModelError
+from faceatlas.registry import Registry
 from faceatlas.types import Face
 
 
@@ -23,24 +22,17 @@ class Detector(Protocol):
 
 
 # name -> "module:Class"; imported on demand so nothing heavy loads with the registry.
-_DETECTORS: dict[str, str] = {"mtcnn": "faceatlas.detectors.mtcnn:MTCNNDetector"}
+_REGISTRY = Registry("detector", {"mtcnn": "faceatlas.detectors.mtcnn:MTCNNDetector"})
 
 
 def list_detectors() -> list[str]:
-    return sorted(_DETECTORS)
+    return _REGISTRY.names()
 
 
 def register_detector(name: str, target: str) -> None:
     """Register ``"package.module:Class"`` under ``name`` (for plug-ins)."""
-    _DETECTORS[name] = target
+    _REGISTRY.register(name, target)
 
 
 def create_detector(name: str = "mtcnn", **options: Any) -> Detector:
-    try:
-        target = _DETECTORS[name]
-    except KeyError:
-        raise UnknownModelError(
-            f"no detector named {name!r}; available: {', '.join(list_detectors())}"
-        ) from None
-    module, cls = target.split(":")
-    return getattr(importlib.import_module(module), cls)(**options)
+    return _REGISTRY.create(name, **options)

@@ -386,15 +386,28 @@ class MTCNNDetector:
                     parts.append(_Candidates(np.full(len(keep), i), boxes[keep], scores[keep]))
         return _Candidates.concat(parts)
 
-    def _stage_rnet(self, images: Sequence[np.ndarray], cands: _Candidates) -> _Candidates:
-        if not len(cands):
-            return cands
-        cands = _Candidates(cands.ids, _square(cands.boxes), cands.scores)
-        patches, valid = _crops(images, cands.ids, cands.boxes, 24)
+    def _look_again(
+        self, images: Sequence[np.ndarray], cands: _Candidates, stage: str
+    ) -> tuple[_Candidates, dict[str, np.ndarray]]:
+        """Square the boxes, crop them to ``stage``'s input size and run it.
+
+        Returns the candidates that gave a crop (boxes squared) and the stage's outputs, plus
+        ``"valid"``: their indices in ``cands``.
+        """
+        size = {"rnet": 24, "onet": 48}[stage]
+        squared = _Candidates(cands.ids, _square(cands.boxes), cands.scores, cands.landmarks)
+        patches, valid = _crops(images, squared.ids, squared.boxes, size) if len(cands) else ([], [])
         if not len(valid):
-            return _Candidates.empty()
-        cands = cands.take(valid)
-        out = self._run_chunked("rnet", patches)
+            return _Candidates.empty(), {}
+        out = self._run_chunked(stage, patches)
+        out["valid"] = np.asarray(valid)
+        return squared.take(np.asarray(valid)), out
+
+    def _stage_rnet(self, images: Sequence[np.ndarray], cands: _Candidates) -> _Candidates:
+        looked, out = self._look_again(images, cands, "rnet")
+        if not len(looked):
+            return looked
+        cands = looked
         scores = out["prob"][:, 1].astype(np.float64)
         boxes = _regress(cands.boxes, out["bbox_reg"])
         passed = np.flatnonzero((scores > self.thresholds[1]) & _positive(boxes))
@@ -402,14 +415,10 @@ class MTCNNDetector:
         return cands.take(_nms_per_image(cands.ids, cands.boxes, cands.scores, self.nms_thresholds[2]))
 
     def _stage_onet(self, images: Sequence[np.ndarray], cands: _Candidates) -> _Candidates:
-        if not len(cands):
-            return cands
-        cands = _Candidates(cands.ids, _square(cands.boxes), cands.scores)
-        patches, valid = _crops(images, cands.ids, cands.boxes, 48)
-        if not len(valid):
-            return _Candidates.empty()
-        cands = cands.take(valid)
-        out = self._run_chunked("onet", patches)
+        looked, out = self._look_again(images, cands, "onet")
+        if not len(looked):
+            return looked
+        cands = looked
         scores = out["prob"][:, 1].astype(np.float64)
         # Landmarks are fractions of the box O-Net looked at (before its own regression).
         landmarks = _onet_landmarks(cands.boxes, out["landmarks"])
@@ -425,15 +434,12 @@ class MTCNNDetector:
         face better, and the mean of the two readings is steadier (it lowers the landmark error,
         hence the alignment jitter, measured in docs/BENCHMARKS.md).
         """
-        if not len(cands):
+        looked, out = self._look_again(images, cands, "onet")
+        if not len(looked):
             return cands
-        boxes = _square(cands.boxes)
-        patches, valid = _crops(images, cands.ids, boxes, 48)
-        if not len(valid):
-            return cands
-        second = _onet_landmarks(boxes[valid], self._run_chunked("onet", patches)["landmarks"])
         landmarks = cands.landmarks.copy()  # type: ignore[union-attr]
-        landmarks[valid] = (landmarks[valid] + second) / 2.0
+        second = _onet_landmarks(looked.boxes, out["landmarks"])
+        landmarks[out["valid"]] = (looked.landmarks + second) / 2.0  # type: ignore[operator]
         return _Candidates(cands.ids, cands.boxes, cands.scores, landmarks)
 
     @staticmethod

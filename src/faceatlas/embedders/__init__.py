@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import importlib
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from faceatlas.errors import UnknownModelError
+from faceatlas.registry import Registry
 from faceatlas.models.cards import ModelCard
 
 
@@ -27,24 +26,17 @@ class Embedder(Protocol):
     def embed(self, crops: np.ndarray) -> np.ndarray: ...
 
 
-_EMBEDDERS: dict[str, str] = {"dlib_resnet": "faceatlas.embedders.dlib_resnet:DlibResNetEmbedder"}
+_REGISTRY = Registry("embedder", {"dlib_resnet": "faceatlas.embedders.dlib_resnet:DlibResNetEmbedder"})
 
 
 def list_embedders() -> list[str]:
-    return sorted(_EMBEDDERS)
+    return _REGISTRY.names()
 
 
 def register_embedder(name: str, target: str) -> None:
     """Register ``"package.module:Class"`` under ``name`` (for plug-ins)."""
-    _EMBEDDERS[name] = target
+    _REGISTRY.register(name, target)
 
 
 def create_embedder(name: str = "dlib_resnet", **options: Any) -> Embedder:
-    try:
-        target = _EMBEDDERS[name]
-    except KeyError:
-        raise UnknownModelError(
-            f"no embedder named {name!r}; available: {', '.join(list_embedders())}"
-        ) from None
-    module, cls = target.split(":")
-    return getattr(importlib.import_module(module), cls)(**options)
+    return _REGISTRY.create(name, **options)
