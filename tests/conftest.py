@@ -21,11 +21,13 @@ def shared_data(*parts: str) -> Path:
 
 @pytest.fixture(scope="session", autouse=True)
 def _model_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
-    """Keep converted models in one cache for the whole run, never in the user's cache."""
+    """Keep converted models (and eval results) in caches of this run, never in the user's."""
     import os
 
     if "FACEATLAS_CACHE_DIR" not in os.environ:
         os.environ["FACEATLAS_CACHE_DIR"] = str(tmp_path_factory.mktemp("model-cache"))
+    # evaluation results too: a test must never read another run's cached faces
+    os.environ["FACEATLAS_EVAL_CACHE"] = str(tmp_path_factory.mktemp("eval-cache"))
 
 
 @pytest.fixture(scope="session")

@@ -80,3 +80,23 @@ def test_card_threshold_interpolates_and_refuses_extrapolation():
     assert not decide(0.5, card, threshold=0.6).is_match
     with pytest.raises(ValueError, match="not both"):
         decide(0.5, card, far=1e-3, threshold=0.6)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 8), st.booleans()), min_size=2, max_size=60))
+def test_roc_matches_scikit_learn(rows):
+    from sklearn.metrics import roc_auc_score
+    from sklearn.metrics import roc_curve as sk_roc_curve
+
+    from faceatlas.eval.metrics import roc_auc, roc_curve, tar_at_far
+
+    scores = np.array([r[0] / 8 for r in rows])  # few distinct values: many ties
+    same = np.array([r[1] for r in rows])
+    if same.all() or not same.any():
+        return
+    fpr, tpr, _ = roc_curve(same, scores)
+    sk_fpr, sk_tpr, _ = sk_roc_curve(same, scores, drop_intermediate=False)
+    assert np.allclose(fpr, sk_fpr) and np.allclose(tpr, sk_tpr)
+    assert roc_auc(same, scores) == pytest.approx(roc_auc_score(same, scores))
+    for far in (0.0, 0.1, 0.5):
+        assert tar_at_far(fpr, tpr, far) == pytest.approx(tar_at_far(sk_fpr, sk_tpr, far))

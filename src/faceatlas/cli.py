@@ -11,24 +11,32 @@ Exit codes scripts can rely on:
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from faceatlas.errors import FaceAtlasError, InvalidImageError, ModelError, NoFaceError
-
-EXIT_OK, EXIT_NO_MATCH, EXIT_USAGE, EXIT_BAD_INPUT, EXIT_MODEL = 0, 1, 2, 3, 4
+from faceatlas._cli_util import (
+    EXIT_BAD_INPUT,
+    EXIT_NO_MATCH,
+    EXIT_OK,
+    EXIT_USAGE,
+)
+from faceatlas._cli_util import (
+    err as _err,
+)
+from faceatlas._cli_util import (
+    guard as _guard,
+)
+from faceatlas._cli_util import (
+    progress as _progress,
+)
+from faceatlas.errors import InvalidImageError
+from faceatlas.eval.cli import eval_app
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Offline face detection, embedding and verification.")
-eval_app = typer.Typer(no_args_is_help=True, help="Run standard evaluation protocols.")
 app.add_typer(eval_app, name="eval")
-
-
-def _err(message: str) -> None:
-    typer.echo(message, err=True)
 
 
 def _expand(inputs: list[Path]) -> Iterator[Path]:
@@ -54,12 +62,6 @@ def _face_json(face: Any, with_embedding: bool = False) -> dict[str, Any]:
     if with_embedding and face.embedding is not None:
         out["embedding"] = [round(float(v), 6) for v in face.embedding]
     return out
-
-
-def _progress(total: int):  # rich progress on stderr only when it is a terminal
-    from rich.progress import Progress
-
-    return Progress(transient=True, disable=not sys.stderr.isatty() or total < 2)
 
 
 def _run_images(inputs: list[Path], min_face_size: int, embed: bool, draw: Path | None) -> int:
@@ -99,20 +101,6 @@ def _draw(image: Any, faces: Any, path: Path, draw: Path, single: bool) -> None:
     target = draw if single and draw.suffix else draw / f"{path.stem}.faces.png"
     target.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(draw_faces(image, faces)).save(target)
-
-
-def _guard(fn: Any) -> int:
-    try:
-        return fn()
-    except ModelError as exc:
-        _err(f"model error: {exc}")
-        return EXIT_MODEL
-    except (InvalidImageError, NoFaceError) as exc:
-        _err(str(exc))
-        return EXIT_BAD_INPUT
-    except FaceAtlasError as exc:
-        _err(str(exc))
-        return EXIT_BAD_INPUT
 
 
 MinFace = Annotated[int, typer.Option(min=8, help="Smallest face to find, in pixels (smaller is slower).")]
@@ -197,55 +185,6 @@ def models() -> None:
 
     for name in list_models():
         typer.echo(json.dumps(dataclasses.asdict(get_card(name)), indent=2))
-
-
-@eval_app.command("pairs")
-def eval_pairs(
-    pairs: Annotated[Path, typer.Argument(help="LFW-format pairs.txt (View 1 or 2) or a CSV path_a,path_b,same[,fold].")],
-    images: Annotated[Path | None, typer.Option(help="Image root for LFW-format files (Name/Name_0001.jpg).")] = None,
-    out: Annotated[Path, typer.Option(help="Folder for result.json and roc.png.")] = Path("eval-pairs"),
-    flip: Annotated[bool, typer.Option(help="Average each embedding with its mirror image's.")] = False,
-    batch_size: Annotated[int, typer.Option(min=1)] = 32,
-) -> None:
-    """10-fold verification accuracy, AUC, EER and TAR@FAR on a pairs file, with a ROC plot."""
-
-    def run() -> int:
-        from faceatlas.eval.pairs import read_csv_pairs, read_lfw_pairs, run_pairs
-        from faceatlas.eval.runner import primary_embeddings
-        from faceatlas.pipeline import FaceAnalyzer
-
-        if pairs.suffix.lower() == ".csv":
-            pair_list = read_csv_pairs(pairs)
-        else:
-            if images is None:
-                _err("--images is required for an LFW-format pairs file")
-                return EXIT_USAGE
-            pair_list = read_lfw_pairs(pairs, images)
-        analyzer = FaceAnalyzer(flip=flip)
-        n_images = len({p.a for p in pair_list} | {p.b for p in pair_list})
-        with _progress(n_images) as progress:
-            task = progress.add_task("images", total=n_images)
-            report, _ = run_pairs(
-                pair_list,
-                lambda paths: primary_embeddings(analyzer, paths, strategy="central"),
-                output_dir=out,
-                progress=lambda n: progress.advance(task, n),
-            )
-        typer.echo(
-            f"pairs {report.n_pairs} (same {report.n_same}, different {report.n_different}, "
-            f"failed {report.n_failed})\n"
-            f"accuracy {100 * report.accuracy_mean:.2f}% ± {100 * report.accuracy_std:.2f} (10-fold)\n"
-            f"AUC {report.auc:.5f}  EER {100 * report.eer:.2f}%\n"
-            + "\n".join(
-                f"TAR@FAR={k} " + ("n/a" if v is None else f"{100 * v:.2f}%") for k, v in report.tar_at_far.items()
-            )
-            + f"\nwritten: {out / 'result.json'}, {out / 'roc.png'}"
-        )
-        for note in report.notes:
-            _err(note)
-        return EXIT_OK
-
-    raise typer.Exit(_guard(run))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,16 +1,28 @@
-"""Turning image paths into one embedding each, for protocols that compare whole images."""
+"""Turning images into one face each, for protocols that compare whole images."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 
 from faceatlas.errors import InvalidImageError
+from faceatlas.eval.source import ImageResult
 from faceatlas.image import load_image
 from faceatlas.pipeline import FaceAnalyzer, primary_face
+from faceatlas.types import Face
+
+
+def primary_faces(
+    results: Mapping[Path, ImageResult], strategy: Literal["largest", "central"] = "central"
+) -> dict[Path, Face | None]:
+    """Each image's primary face (see :func:`faceatlas.pipeline.primary_face`); None if none or unreadable."""
+    return {
+        path: primary_face(result.faces, (result.width, result.height), strategy) if result.ok else None
+        for path, result in results.items()
+    }
 
 
 def primary_embeddings(

@@ -1,0 +1,345 @@
+"""`faceatlas eval <protocol>`: each command reads a dataset, runs the protocol, writes a folder.
+
+Every command writes ``result.json``, ``report.txt`` (also printed) and PNG plots into ``--out``,
+and caches each image's faces per (system, file content) so a re-run — or a run resumed after
+an interruption — only computes what is missing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from faceatlas._cli_util import EXIT_OK, EXIT_USAGE, err, guard, progress
+
+eval_app = typer.Typer(no_args_is_help=True, help="Run standard evaluation protocols (results, tables and plots).")
+
+Out = Annotated[Path, typer.Option(help="Folder for result.json, report.txt and the plots.")]
+Detector = Annotated[str, typer.Option(help="A registered detector name (see `faceatlas models`).")]
+Embedder = Annotated[str, typer.Option(help="A registered embedder name.")]
+Flip = Annotated[bool, typer.Option(help="Average each embedding with its mirror image's.")]
+MinFace = Annotated[int, typer.Option(min=8, help="Smallest face to find, in pixels.")]
+Cache = Annotated[bool, typer.Option(help="Reuse and store results per (system, image content).")]
+CacheFile = Annotated[Path | None, typer.Option(help="The results cache (default: the user cache dir).")]
+Batch = Annotated[int, typer.Option(min=1, help="Images per batch (and per cache commit).")]
+
+
+class _System:
+    """The options every protocol shares, turned into a FaceRunner with a progress bar."""
+
+    def __init__(
+        self,
+        detector: str,
+        embedder: str,
+        flip: bool,
+        min_face_size: int,
+        cache: bool,
+        cache_file: Path | None,
+        batch_size: int,
+    ) -> None:
+        self.options = (detector, embedder, flip, min_face_size)
+        self.cache: bool | Path | None = cache_file if cache and cache_file else (None if cache else False)
+        self.batch_size = batch_size
+
+    def run(self, body, total: int):  # body(runner) -> result, with a live progress bar
+        from faceatlas.eval.source import AnalyzerSource, FaceRunner
+        from faceatlas.pipeline import FaceAnalyzer
+
+        detector, embedder, flip, min_face_size = self.options
+        analyzer = FaceAnalyzer(detector, embedder, flip=flip, min_face_size=min_face_size)
+        with progress(total) as bar:
+            task = bar.add_task("images", total=total)
+            runner = FaceRunner(
+                AnalyzerSource(analyzer),
+                cache=self.cache,
+                batch_size=self.batch_size,
+                progress=lambda n: bar.advance(task, n),
+            )
+            return body(runner), runner
+
+
+def _finish(out: Path, written: list[Path], notes: list[str]) -> int:
+    text = (out / "report.txt").read_text().rstrip()
+    typer.echo(text)
+    for note in dict.fromkeys(notes):
+        if note not in text:  # some tables already list their notes
+            err(f"note: {note}")
+    typer.echo("written: " + ", ".join(str(p) for p in written))
+    return EXIT_OK
+
+
+@eval_app.command("pairs")
+def pairs_command(
+    pairs: Annotated[
+        Path,
+        typer.Argument(
+            help="LFW pairs.txt (View 1 or 2), a CSV path_a,path_b,same[,fold[,group]], or a CFP root folder."
+        ),
+    ],
+    images: Annotated[Path | None, typer.Option(help="Image root for an LFW pairs file (Name/Name_0001.jpg).")] = None,
+    cfp_protocol: Annotated[str, typer.Option(help="For a CFP folder: FF or FP.")] = "FP",
+    out: Out = Path("eval-pairs"),
+    detector: Detector = "mtcnn",
+    embedder: Embedder = "dlib_resnet",
+    flip: Flip = False,
+    min_face_size: MinFace = 20,
+    cache: Cache = True,
+    cache_file: CacheFile = None,
+    batch_size: Batch = 16,
+) -> None:
+    """1:1 verification: 10-fold accuracy, AUC, EER, TAR@FAR; ROC, DET and score histograms."""
+
+    def run() -> int:
+        from faceatlas.eval import protocols
+
+        pair_list = _read_pairs(pairs, images, cfp_protocol)
+        if pair_list is None:
+            return EXIT_USAGE
+        system = _System(detector, embedder, flip, min_face_size, cache, cache_file, batch_size)
+        n_images = len({p.a for p in pair_list} | {p.b for p in pair_list})
+        (written, notes), _ = system.run(lambda r: protocols.pairs(pair_list, r, out, dataset=str(pairs)), n_images)
+        return _finish(out, written, notes)
+
+    raise typer.Exit(guard(run))
+
+
+def _read_pairs(pairs: Path, images: Path | None, cfp_protocol: str):
+    from faceatlas.eval.pairs import read_cfp_pairs, read_csv_pairs, read_lfw_pairs
+
+    if pairs.is_dir():
+        return read_cfp_pairs(pairs, cfp_protocol)
+    if pairs.suffix.lower() == ".csv":
+        return read_csv_pairs(pairs)
+    if images is None:
+        err("--images is required for an LFW-format pairs file")
+        return None
+    return read_lfw_pairs(pairs, images)
+
+
+@eval_app.command("quality")
+def quality_command(
+    pairs: Annotated[Path, typer.Argument(help="A pairs file or CFP folder, as for `eval pairs`.")],
+    images: Annotated[Path | None, typer.Option(help="Image root for an LFW pairs file.")] = None,
+    cfp_protocol: Annotated[str, typer.Option(help="For a CFP folder: FF or FP.")] = "FP",
+    fmr: Annotated[float, typer.Option(help="The FMR that fixes the decision threshold.")] = 1e-2,
+    out: Out = Path("eval-quality"),
+    detector: Detector = "mtcnn",
+    embedder: Embedder = "dlib_resnet",
+    flip: Flip = False,
+    min_face_size: MinFace = 20,
+    cache: Cache = True,
+    cache_file: CacheFile = None,
+    batch_size: Batch = 16,
+) -> None:
+    """Error-versus-discard: FNMR at a fixed FMR as the lowest-quality comparisons are dropped."""
+
+    def run() -> int:
+        from faceatlas.eval import protocols
+
+        pair_list = _read_pairs(pairs, images, cfp_protocol)
+        if pair_list is None:
+            return EXIT_USAGE
+        system = _System(detector, embedder, flip, min_face_size, cache, cache_file, batch_size)
+        n_images = len({p.a for p in pair_list} | {p.b for p in pair_list})
+        (written, notes), _ = system.run(
+            lambda r: protocols.quality(pair_list, r, out, dataset=str(pairs), fmr=fmr), n_images
+        )
+        return _finish(out, written, notes)
+
+    raise typer.Exit(guard(run))
+
+
+LabelledData = Annotated[
+    Path, typer.Argument(help="A folder of identity folders (root/<person>/<images>) or a CSV path,label[,group].")
+]
+
+
+def _read_labelled(data: Path) -> list:
+    from faceatlas.eval.clustering import read_identity_csv, read_identity_folders
+
+    return read_identity_csv(data) if data.suffix.lower() == ".csv" else read_identity_folders(data)
+
+
+def _threshold(system: _System, far: float, threshold: float | None) -> float:
+    if threshold is not None:
+        return threshold
+    from faceatlas.embedders import create_embedder
+
+    return create_embedder(system.options[1]).card.threshold_for(far)
+
+
+@eval_app.command("clustering")
+def clustering_command(
+    data: LabelledData,
+    far: Annotated[
+        float, typer.Option(help="Merge faces more alike than the embedder's threshold for this FAR.")
+    ] = 1e-3,
+    threshold: Annotated[float | None, typer.Option(help="A similarity threshold instead of --far.")] = None,
+    out: Out = Path("eval-clustering"),
+    detector: Detector = "mtcnn",
+    embedder: Embedder = "dlib_resnet",
+    flip: Flip = False,
+    min_face_size: MinFace = 20,
+    cache: Cache = True,
+    cache_file: CacheFile = None,
+    batch_size: Batch = 16,
+) -> None:
+    """Cluster by person: pairwise and BCubed precision/recall/F, NMI; a sheet of mixed clusters."""
+
+    def run() -> int:
+        from faceatlas.eval import protocols
+
+        items = _read_labelled(data)
+        system = _System(detector, embedder, flip, min_face_size, cache, cache_file, batch_size)
+        cut = _threshold(system, far, threshold)
+        (written, notes), _ = system.run(lambda r: protocols.clustering(items, r, out, str(data), cut), len(items))
+        return _finish(out, written, notes)
+
+    raise typer.Exit(guard(run))
+
+
+@eval_app.command("identification")
+def identification_command(
+    data: LabelledData,
+    enrol: Annotated[int, typer.Option(min=1, help="Images enrolled per gallery identity.")] = 1,
+    nonmated_fraction: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Share of identities kept out of the gallery.")
+    ] = 0.5,
+    seed: Annotated[int, typer.Option(help="Seed of the held-out identity draw.")] = 0,
+    out: Out = Path("eval-identification"),
+    detector: Detector = "mtcnn",
+    embedder: Embedder = "dlib_resnet",
+    flip: Flip = False,
+    min_face_size: MinFace = 20,
+    cache: Cache = True,
+    cache_file: CacheFile = None,
+    batch_size: Batch = 16,
+) -> None:
+    """Open-set 1:N search: rank-1/5 (CMC), FNIR at FPIR 1e-1/1e-2/1e-3, DET and CMC plots."""
+
+    def run() -> int:
+        from faceatlas.eval import protocols
+
+        items = _read_labelled(data)
+        system = _System(detector, embedder, flip, min_face_size, cache, cache_file, batch_size)
+        (written, notes), _ = system.run(
+            lambda r: protocols.identification(items, r, out, str(data), enrol, nonmated_fraction, seed), len(items)
+        )
+        return _finish(out, written, notes)
+
+    raise typer.Exit(guard(run))
+
+
+@eval_app.command("detection")
+def detection_command(
+    annotations: Annotated[
+        Path,
+        typer.Argument(help="WIDER FACE wider_face_*_bbx_gt.txt, or JSON annotations (a file or a folder of them)."),
+    ],
+    images: Annotated[
+        Path | None, typer.Option(help="Image root for a WIDER file (the folder holding the event folders).")
+    ] = None,
+    difficulty: Annotated[
+        Path | None, typer.Option(help="Folder (or one file) of the official wider_{easy,medium,hard}_val.mat lists.")
+    ] = None,
+    iou: Annotated[float, typer.Option(min=0.05, max=0.95, help="IoU a detection needs to count.")] = 0.5,
+    out: Out = Path("eval-detection"),
+    detector: Detector = "mtcnn",
+    min_face_size: MinFace = 20,
+    cache: Cache = True,
+    cache_file: CacheFile = None,
+    batch_size: Batch = 16,
+) -> None:
+    """Detection AP per setting (all / easy / medium / hard), recall by face size, PR plot."""
+
+    def run() -> int:
+        from faceatlas.eval import protocols
+        from faceatlas.eval.detection import apply_wider_difficulty, read_json_annotations, read_wider_gt
+
+        if annotations.is_dir() or annotations.suffix.lower() == ".json":
+            samples = read_json_annotations(annotations)
+        else:
+            if images is None:
+                err("--images is required for a WIDER FACE ground-truth file")
+                return EXIT_USAGE
+            samples = read_wider_gt(annotations, images)
+        if difficulty is not None:
+            samples = apply_wider_difficulty(samples, difficulty)
+        system = _System(detector, "dlib_resnet", False, min_face_size, cache, cache_file, batch_size)
+        (written, notes), _ = system.run(
+            lambda r: protocols.detection(samples, r, out, str(annotations), iou_threshold=iou), len(samples)
+        )
+        return _finish(out, written, notes)
+
+    raise typer.Exit(guard(run))
+
+
+@eval_app.command("landmarks")
+def landmarks_command(
+    annotations: Annotated[
+        list[Path],
+        typer.Argument(help="dlib imglab XML file(s) with 68 points, or MTFL-style lists (path x1..x5 y1..y5 ...)."),
+    ],
+    images: Annotated[Path | None, typer.Option(help="Image root for MTFL-style lists.")] = None,
+    out: Out = Path("eval-landmarks"),
+    detector: Detector = "mtcnn",
+    min_face_size: MinFace = 20,
+    cache: Cache = True,
+    cache_file: CacheFile = None,
+    batch_size: Batch = 16,
+) -> None:
+    """Five-point landmark error (NME, inter-ocular), failure rate at 0.1 and the CED curve."""
+
+    def run() -> int:
+        from faceatlas.eval import protocols
+        from faceatlas.eval.landmarks import LandmarkSet, read_dlib_xml, read_mtfl
+
+        sets = []
+        for file in annotations:
+            if file.suffix.lower() == ".xml":
+                sets.append(read_dlib_xml(file))
+            elif images is None:
+                err("--images is required for an MTFL-style list")
+                return EXIT_USAGE
+            else:
+                sets.append(read_mtfl(file, images))
+        samples = LandmarkSet(
+            tuple(s for one in sets for s in one),
+            sum(one.skipped for one in sets),
+            tuple(n for one in sets for n in one.notes),
+        )
+        system = _System(detector, "dlib_resnet", False, min_face_size, cache, cache_file, batch_size)
+        total = len({s.image for s in samples})
+        dataset = ", ".join(str(a) for a in annotations)
+        (written, notes), _ = system.run(lambda r: protocols.landmarks(samples, r, out, dataset), total)
+        return _finish(out, written, notes)
+
+    raise typer.Exit(guard(run))
+
+
+@eval_app.command("pose")
+def pose_command(
+    folder: Annotated[
+        Path, typer.Argument(help="An AFLW2000-3D folder (imageNNNNN.jpg + imageNNNNN.mat with Pose_Para).")
+    ],
+    out: Out = Path("eval-pose"),
+    detector: Detector = "mtcnn",
+    min_face_size: MinFace = 20,
+    cache: Cache = True,
+    cache_file: CacheFile = None,
+    batch_size: Batch = 16,
+) -> None:
+    """Head-pose error: yaw/pitch/roll MAE and geodesic error, by |yaw| bucket."""
+
+    def run() -> int:
+        from faceatlas.eval import protocols
+        from faceatlas.eval.landmarks import read_aflw2000
+
+        samples = read_aflw2000(folder)
+        system = _System(detector, "dlib_resnet", False, min_face_size, cache, cache_file, batch_size)
+        (written, notes), _ = system.run(lambda r: protocols.pose(samples, r, out, str(folder)), len(samples))
+        return _finish(out, written, notes)
+
+    raise typer.Exit(guard(run))

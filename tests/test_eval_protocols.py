@@ -1,0 +1,195 @@
+"""Each protocol end to end through FaceRunner, with a fake system whose answers are known."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from faceatlas.errors import FaceAtlasError
+from faceatlas.eval import protocols
+from faceatlas.eval.pairs import Pair, read_cfp_pairs, read_csv_pairs
+from faceatlas.eval.source import FaceRunner
+from faceatlas.types import Box, Face, Landmarks, Pose, Quality
+
+DIM = 128
+
+
+class IdentitySource:
+    """Reads the identity from pixel (0, 0) red and a noise seed from green; blue 255 = no face.
+
+    Each identity has its own orthonormal direction; an image's embedding is that direction plus
+    noise, so same-identity similarities are high and different ones near 0.
+    """
+
+    key = "identity-fake"
+
+    def __init__(self, noise: float = 0.3) -> None:
+        self.noise = noise
+        self.directions = np.linalg.qr(np.random.default_rng(0).normal(size=(DIM, DIM)))[0]
+
+    def analyze_images(self, images, embed):
+        out = []
+        for image in images:
+            identity, seed, no_face = int(image[0, 0, 0]), int(image[0, 0, 1]), image[0, 0, 2] == 255
+            if no_face:
+                out.append([])
+                continue
+            vector = self.directions[identity % DIM] + self.noise * np.random.default_rng(seed).normal(
+                size=DIM
+            ) / np.sqrt(DIM)
+            h, w = image.shape[:2]
+            out.append(
+                [
+                    Face(
+                        box=Box(4.0, 4.0, w - 4.0, h - 4.0),
+                        score=0.9,
+                        landmarks=Landmarks(np.full((5, 2), 10.0)),
+                        pose=Pose(0.0, 0.0, 0.0),
+                        quality=Quality(seed / 255, seed / 255, 1.0, 1.0, 1.0, 0.9),
+                        embedding=(vector / np.linalg.norm(vector)).astype(np.float32) if embed else None,
+                    )
+                ]
+            )
+        return out
+
+
+def make_image(path, identity: int, seed: int, face: bool = True):
+    pixels = np.full((32, 32, 3), 128, dtype=np.uint8)
+    pixels[0, 0] = (identity, seed, 0 if face else 255)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(pixels).save(path)  # PNG: lossless, so the marker survives
+    return path
+
+
+@pytest.fixture
+def identity_folders(tmp_path):
+    root = tmp_path / "people"
+    for person in range(12):
+        for k in range(1 + person % 4):
+            make_image(root / f"person{person:02d}" / f"{k}.png", person, 17 * person + k)
+    return root
+
+
+def test_pairs_protocol_writes_report_and_counts_failures(tmp_path):
+    rows = ["path_a,path_b,same,fold,group"]
+    for i in range(20):
+        a = make_image(tmp_path / f"a{i}.png", i, i)
+        b = make_image(tmp_path / f"b{i}.png", i, 100 + i, face=i != 3)  # one image without a face
+        c = make_image(tmp_path / f"c{i}.png", i + 50, 200 + i)
+        group = "g1" if i % 2 else "g2"
+        rows += [f"{a.name},{b.name},1,{i % 10},{group}", f"{a.name},{c.name},0,{i % 10},{group}"]
+    (tmp_path / "pairs.csv").write_text("\n".join(rows))
+    pairs = read_csv_pairs(tmp_path / "pairs.csv")
+    out = tmp_path / "out"
+    written, _notes = protocols.pairs(pairs, FaceRunner(IdentitySource(), cache=False), out, "fake")
+    result = json.loads((out / "result.json").read_text())
+    verification = result["verification"]
+    assert verification["n_failed"] == 1 and verification["n_pairs"] == 40
+    # every impostor is far below every genuine pair except the failed one, which counts as "different"
+    assert verification["accuracy_mean"] == pytest.approx(39 / 40)
+    assert "fairness" in result
+    assert (out / "verification.png").stat().st_size > 1000 and out / "report.txt" in written
+
+
+def test_quality_protocol(tmp_path):
+    pairs = []
+    for i in range(30):
+        a = make_image(tmp_path / f"a{i}.png", i, i)
+        b = make_image(tmp_path / f"b{i}.png", i, 100 + i)
+        c = make_image(tmp_path / f"c{i}.png", i + 60, 200 + i)
+        pairs += [Pair(a, b, True, i % 10), Pair(a, c, False, i % 10)]
+    out = tmp_path / "out"
+    protocols.quality(pairs, FaceRunner(IdentitySource(noise=1.0), cache=False), out, "fake")
+    result = json.loads((out / "result.json").read_text())
+    assert "quality" in result["edc"]["curves"] and (out / "edc.png").exists()
+
+
+def test_clustering_protocol(tmp_path, identity_folders):
+    from faceatlas.eval.clustering import read_identity_folders
+
+    items = read_identity_folders(identity_folders)
+    out = tmp_path / "out"
+    protocols.clustering(items, FaceRunner(IdentitySource(noise=0.1), cache=False), out, "fake", threshold=0.5)
+    result = json.loads((out / "result.json").read_text())["clustering"]
+    assert result["bcubed_f1"] == pytest.approx(1.0) and result["n_clusters"] == 12
+    assert (out / "mixed_clusters.png").exists()
+
+
+def test_identification_protocol(tmp_path, identity_folders):
+    from faceatlas.eval.clustering import read_identity_folders
+
+    items = read_identity_folders(identity_folders)
+    out = tmp_path / "out"
+    protocols.identification(items, FaceRunner(IdentitySource(noise=0.1), cache=False), out, "fake")
+    result = json.loads((out / "result.json").read_text())["identification"]
+    assert result["rank_rates"]["1"] == pytest.approx(1.0)
+    assert (out / "det_cmc.png").exists()
+
+
+def test_detection_protocol(tmp_path):
+    from faceatlas.eval.detection import DetectionSample
+
+    samples = []
+    for i in range(4):
+        path = make_image(tmp_path / f"d{i}.png", 1, i, face=i != 0)
+        samples.append(DetectionSample(path, np.array([[4.0, 4.0, 28.0, 28.0]]), {"all": np.array([True])}))
+    out = tmp_path / "out"
+    protocols.detection(samples, FaceRunner(IdentitySource(), cache=False), out, "fake")
+    result = json.loads((out / "result.json").read_text())["detection"]
+    setting = result["settings"]["all"]
+    assert setting["recall"] == pytest.approx(0.75) and setting["ap"] == pytest.approx(0.75)
+
+
+def test_cfp_layout(tmp_path):
+    proto = tmp_path / "Protocol"
+    for kind in ("F", "P"):
+        (proto).mkdir(parents=True, exist_ok=True)
+        (proto / f"Pair_list_{kind}.txt").write_text(
+            "\n".join(f"{k} ../Data/Images/{k:03d}/{kind}.jpg" for k in (1, 2, 3))
+        )
+    for split in ("01", "02"):
+        folder = proto / "Split" / "FP" / split
+        folder.mkdir(parents=True)
+        (folder / "same.txt").write_text("1,1\n2,2\n")
+        (folder / "diff.txt").write_text("1,2\n3,1\n")
+    pairs = read_cfp_pairs(tmp_path, "FP")
+    assert len(pairs) == 8 and [p.fold for p in pairs] == [0] * 4 + [1] * 4
+    assert pairs[0].a == (tmp_path / "Data/Images/001/F.jpg").resolve()
+    assert pairs[0].b == (tmp_path / "Data/Images/001/P.jpg").resolve() and pairs[0].same
+    assert pairs[3].a.name == "F.jpg" and pairs[3].b.parent.name == "001" and not pairs[3].same
+    (proto / "Split" / "FP" / "02" / "diff.txt").write_text("1,9\n")
+    with pytest.raises(FaceAtlasError, match="diff.txt: line 1"):
+        read_cfp_pairs(tmp_path, "FP")
+
+
+def test_csv_pairs_header_by_name_and_bad_flag(tmp_path):
+    (tmp_path / "p.csv").write_text("group,same,path_b,path_a\nx,yes,b.jpg,a.jpg\n")
+    (pair,) = read_csv_pairs(tmp_path / "p.csv")
+    assert pair.a.name == "a.jpg" and pair.b.name == "b.jpg" and pair.same and pair.group == "x"
+    (tmp_path / "bad.csv").write_text("a.jpg,b.jpg,maybe\n")
+    with pytest.raises(FaceAtlasError, match="row 1"):
+        read_csv_pairs(tmp_path / "bad.csv")
+
+
+def test_group_labels_give_a_fairness_report(tmp_path, identity_folders):
+    from faceatlas.eval.clustering import read_identity_csv
+
+    rows = ["path,label,group"]
+    for folder in sorted(identity_folders.iterdir()):
+        for image in sorted(folder.iterdir()):
+            rows.append(
+                f"{image.relative_to(tmp_path)},{folder.name},{'north' if folder.name < 'person06' else 'south'}"
+            )
+    (tmp_path / "labels.csv").write_text("\n".join(rows))
+    items = read_identity_csv(tmp_path / "labels.csv")
+    for protocol, key in ((protocols.clustering, "bcubed_f1"), (protocols.identification, "rank_rates.1")):
+        out = tmp_path / protocol.__name__
+        kwargs = {"threshold": 0.5} if protocol is protocols.clustering else {}
+        protocol(items, FaceRunner(IdentitySource(noise=0.1), cache=False), out, "fake", **kwargs)
+        fairness = json.loads((out / "result.json").read_text())["fairness"]
+        assert set(fairness["groups"]) == {"north", "south"}
+        assert fairness["groups"]["north"][key] == pytest.approx(1.0)
+        assert key in fairness["spread"] and "north" in (out / "report.txt").read_text()
