@@ -193,3 +193,31 @@ def test_group_labels_give_a_fairness_report(tmp_path, identity_folders):
         assert set(fairness["groups"]) == {"north", "south"}
         assert fairness["groups"]["north"][key] == pytest.approx(1.0)
         assert key in fairness["spread"] and "north" in (out / "report.txt").read_text()
+
+
+def test_landmarks_protocol_with_mtfl_groups(tmp_path):
+    from faceatlas.eval.landmarks import read_mtfl
+
+    lines = []
+    for i in range(6):
+        make_image(tmp_path / "lfw" / f"{i}.png", 1, i, face=i != 5)  # the last image: no face found
+        # IdentitySource puts every landmark at (10, 10); the truth is offset by i px on the eyes
+        xs = [10 + i, 20 + i, 10, 10, 10]
+        ys = [10, 10, 10, 10, 10]
+        gender = 1 + i % 2
+        lines.append(f"lfw\\{i}.png " + " ".join(map(str, xs + ys)) + f" {gender} 1 2 3")
+    (tmp_path / "mtfl.txt").write_text("\n".join(lines))
+    samples = read_mtfl(tmp_path / "mtfl.txt", tmp_path)
+    out = tmp_path / "out"
+    protocols.landmarks(samples, FaceRunner(IdentitySource(), cache=False), out, "fake", group_by="gender")
+    result = json.loads((out / "result.json").read_text())
+    assert result["landmarks"]["faces"] == 6 and result["landmarks"]["missed"] == 1
+    assert set(result["fairness"]["groups"]) == {"gender=1", "gender=2"}
+    # brute force: per face, the mean distance of (10,10) to the five truth points over the eye distance (10)
+    def nme(i):
+        truth = [(10 + i, 10), (20 + i, 10), (10, 10), (10, 10), (10, 10)]
+        return sum(((x - 10) ** 2 + (y - 10) ** 2) ** 0.5 for x, y in truth) / 5 / 10
+
+    assert result["fairness"]["groups"]["gender=1"]["nme_mean"] == pytest.approx(np.mean([nme(0), nme(2), nme(4)]))
+    with pytest.raises(FaceAtlasError, match="attribute"):
+        protocols.landmarks(samples, FaceRunner(IdentitySource(), cache=False), out, "fake", group_by="hat")

@@ -22,6 +22,9 @@ class FakeSource:
         self.images_seen = 0
         self.fail_after = fail_after
 
+    def factory(self):
+        return FakeSource  # a class is picklable: worker processes build their own
+
     def analyze_images(self, images, embed):
         if self.fail_after is not None and self.calls >= self.fail_after:
             raise KeyboardInterrupt("simulated interruption")
@@ -179,3 +182,31 @@ def test_write_outputs_makes_json_safe(tmp_path):
     document = json.loads((tmp_path / "result.json").read_text())
     assert document["tiny"] == {"value": None, "array": [0, 1, 2], "inf": None}
     assert "value n/a" in (tmp_path / "report.txt").read_text() and len(written) == 2
+
+
+def test_worker_processes_give_the_same_results(tmp_path):
+    paths = write_images(tmp_path / "imgs", 9)
+    bad = tmp_path / "imgs" / "bad.png"
+    bad.write_bytes(b"garbage")
+    serial = FaceRunner(FakeSource(), cache=False, batch_size=2).results([*paths, bad])
+    runner = FaceRunner(FakeSource(), cache=tmp_path / "c.sqlite", batch_size=2, workers=2)
+    parallel = runner.results([*paths, bad])
+    assert runner.stats.computed == 9 and runner.stats.unreadable == 1
+    assert not parallel[bad].ok
+    for path in paths:
+        assert np.array_equal(serial[path].faces[0].embedding, parallel[path].faces[0].embedding)
+    # and they were committed to the cache
+    again = FakeSource()
+    FaceRunner(again, cache=tmp_path / "c.sqlite").results(paths)
+    assert again.images_seen == 0
+
+
+def test_workers_need_a_rebuildable_source():
+    class Local:
+        key = "local"
+
+        def analyze_images(self, images, embed):
+            return [[] for _ in images]
+
+    with pytest.raises(ValueError, match="factory"):
+        FaceRunner(Local(), cache=False, workers=2)

@@ -24,6 +24,7 @@ MinFace = Annotated[int, typer.Option(min=8, help="Smallest face to find, in pix
 Cache = Annotated[bool, typer.Option(help="Reuse and store results per (system, image content).")]
 CacheFile = Annotated[Path | None, typer.Option(help="The results cache (default: the user cache dir).")]
 Batch = Annotated[int, typer.Option(min=1, help="Images per batch (and per cache commit).")]
+Workers = Annotated[int, typer.Option(min=1, help="Processes computing faces (one ONNX Runtime thread each).")]
 
 
 class _System:
@@ -38,24 +39,26 @@ class _System:
         cache: bool,
         cache_file: Path | None,
         batch_size: int,
+        workers: int = 1,
     ) -> None:
         self.options = (detector, embedder, flip, min_face_size)
         self.cache: bool | Path | None = cache_file if cache and cache_file else (None if cache else False)
         self.batch_size = batch_size
+        self.workers = workers
 
     def run(self, body, total: int):  # body(runner) -> result, with a live progress bar
         from faceatlas.eval.source import AnalyzerSource, FaceRunner
-        from faceatlas.pipeline import FaceAnalyzer
 
         detector, embedder, flip, min_face_size = self.options
-        analyzer = FaceAnalyzer(detector, embedder, flip=flip, min_face_size=min_face_size)
+        source = AnalyzerSource(detector=detector, embedder=embedder, flip=flip, min_face_size=min_face_size)
         with progress(total) as bar:
             task = bar.add_task("images", total=total)
             runner = FaceRunner(
-                AnalyzerSource(analyzer),
+                source,
                 cache=self.cache,
                 batch_size=self.batch_size,
                 progress=lambda n: bar.advance(task, n),
+                workers=self.workers,
             )
             return body(runner), runner
 
@@ -88,6 +91,7 @@ def pairs_command(
     cache: Cache = True,
     cache_file: CacheFile = None,
     batch_size: Batch = 16,
+    workers: Workers = 1,
 ) -> None:
     """1:1 verification: 10-fold accuracy, AUC, EER, TAR@FAR; ROC, DET and score histograms."""
 
@@ -97,7 +101,7 @@ def pairs_command(
         pair_list = _read_pairs(pairs, images, cfp_protocol)
         if pair_list is None:
             return EXIT_USAGE
-        system = _System(detector, embedder, flip, min_face_size, cache, cache_file, batch_size)
+        system = _System(detector, embedder, flip, min_face_size, cache, cache_file, batch_size, workers)
         n_images = len({p.a for p in pair_list} | {p.b for p in pair_list})
         (written, notes), _ = system.run(lambda r: protocols.pairs(pair_list, r, out, dataset=str(pairs)), n_images)
         return _finish(out, written, notes)
@@ -132,6 +136,7 @@ def quality_command(
     cache: Cache = True,
     cache_file: CacheFile = None,
     batch_size: Batch = 16,
+    workers: Workers = 1,
 ) -> None:
     """Error-versus-discard: FNMR at a fixed FMR as the lowest-quality comparisons are dropped."""
 
@@ -141,7 +146,7 @@ def quality_command(
         pair_list = _read_pairs(pairs, images, cfp_protocol)
         if pair_list is None:
             return EXIT_USAGE
-        system = _System(detector, embedder, flip, min_face_size, cache, cache_file, batch_size)
+        system = _System(detector, embedder, flip, min_face_size, cache, cache_file, batch_size, workers)
         n_images = len({p.a for p in pair_list} | {p.b for p in pair_list})
         (written, notes), _ = system.run(
             lambda r: protocols.quality(pair_list, r, out, dataset=str(pairs), fmr=fmr), n_images
@@ -185,6 +190,7 @@ def clustering_command(
     cache: Cache = True,
     cache_file: CacheFile = None,
     batch_size: Batch = 16,
+    workers: Workers = 1,
 ) -> None:
     """Cluster by person: pairwise and BCubed precision/recall/F, NMI; a sheet of mixed clusters."""
 
@@ -192,7 +198,7 @@ def clustering_command(
         from faceatlas.eval import protocols
 
         items = _read_labelled(data)
-        system = _System(detector, embedder, flip, min_face_size, cache, cache_file, batch_size)
+        system = _System(detector, embedder, flip, min_face_size, cache, cache_file, batch_size, workers)
         cut = _threshold(system, far, threshold)
         (written, notes), _ = system.run(lambda r: protocols.clustering(items, r, out, str(data), cut), len(items))
         return _finish(out, written, notes)
@@ -216,6 +222,7 @@ def identification_command(
     cache: Cache = True,
     cache_file: CacheFile = None,
     batch_size: Batch = 16,
+    workers: Workers = 1,
 ) -> None:
     """Open-set 1:N search: rank-1/5 (CMC), FNIR at FPIR 1e-1/1e-2/1e-3, DET and CMC plots."""
 
@@ -223,7 +230,7 @@ def identification_command(
         from faceatlas.eval import protocols
 
         items = _read_labelled(data)
-        system = _System(detector, embedder, flip, min_face_size, cache, cache_file, batch_size)
+        system = _System(detector, embedder, flip, min_face_size, cache, cache_file, batch_size, workers)
         (written, notes), _ = system.run(
             lambda r: protocols.identification(items, r, out, str(data), enrol, nonmated_fraction, seed), len(items)
         )
@@ -251,6 +258,7 @@ def detection_command(
     cache: Cache = True,
     cache_file: CacheFile = None,
     batch_size: Batch = 16,
+    workers: Workers = 1,
 ) -> None:
     """Detection AP per setting (all / easy / medium / hard), recall by face size, PR plot."""
 
@@ -267,7 +275,7 @@ def detection_command(
             samples = read_wider_gt(annotations, images)
         if difficulty is not None:
             samples = apply_wider_difficulty(samples, difficulty)
-        system = _System(detector, "dlib_resnet", False, min_face_size, cache, cache_file, batch_size)
+        system = _System(detector, "dlib_resnet", False, min_face_size, cache, cache_file, batch_size, workers)
         (written, notes), _ = system.run(
             lambda r: protocols.detection(samples, r, out, str(annotations), iou_threshold=iou), len(samples)
         )
@@ -283,12 +291,16 @@ def landmarks_command(
         typer.Argument(help="dlib imglab XML file(s) with 68 points, or MTFL-style lists (path x1..x5 y1..y5 ...)."),
     ],
     images: Annotated[Path | None, typer.Option(help="Image root for MTFL-style lists.")] = None,
+    group_by: Annotated[
+        str | None, typer.Option(help="Report per group of a face attribute (MTFL: gender, smile, glasses, pose).")
+    ] = None,
     out: Out = Path("eval-landmarks"),
     detector: Detector = "mtcnn",
     min_face_size: MinFace = 20,
     cache: Cache = True,
     cache_file: CacheFile = None,
     batch_size: Batch = 16,
+    workers: Workers = 1,
 ) -> None:
     """Five-point landmark error (NME, inter-ocular), failure rate at 0.1 and the CED curve."""
 
@@ -310,10 +322,10 @@ def landmarks_command(
             sum(one.skipped for one in sets),
             tuple(n for one in sets for n in one.notes),
         )
-        system = _System(detector, "dlib_resnet", False, min_face_size, cache, cache_file, batch_size)
+        system = _System(detector, "dlib_resnet", False, min_face_size, cache, cache_file, batch_size, workers)
         total = len({s.image for s in samples})
         dataset = ", ".join(str(a) for a in annotations)
-        (written, notes), _ = system.run(lambda r: protocols.landmarks(samples, r, out, dataset), total)
+        (written, notes), _ = system.run(lambda r: protocols.landmarks(samples, r, out, dataset, group_by), total)
         return _finish(out, written, notes)
 
     raise typer.Exit(guard(run))
@@ -330,6 +342,7 @@ def pose_command(
     cache: Cache = True,
     cache_file: CacheFile = None,
     batch_size: Batch = 16,
+    workers: Workers = 1,
 ) -> None:
     """Head-pose error: yaw/pitch/roll MAE and geodesic error, by |yaw| bucket."""
 
@@ -338,7 +351,7 @@ def pose_command(
         from faceatlas.eval.landmarks import read_aflw2000
 
         samples = read_aflw2000(folder)
-        system = _System(detector, "dlib_resnet", False, min_face_size, cache, cache_file, batch_size)
+        system = _System(detector, "dlib_resnet", False, min_face_size, cache, cache_file, batch_size, workers)
         (written, notes), _ = system.run(lambda r: protocols.pose(samples, r, out, str(folder)), len(samples))
         return _finish(out, written, notes)
 

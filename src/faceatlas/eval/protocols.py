@@ -7,10 +7,12 @@ face_recognition baseline in ``benchmarks/`` goes through exactly these function
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from faceatlas.errors import FaceAtlasError
 from faceatlas.eval.pairs import Pair, evaluate_pairs, plot_verification
 from faceatlas.eval.report import write_outputs
 from faceatlas.eval.source import FaceRunner
@@ -257,24 +259,48 @@ def _predictions(results: dict) -> dict:
     }
 
 
-def landmarks(samples, runner: FaceRunner, out: str | Path, dataset: str) -> Written:
-    """Five-point NME (inter-ocular), failure rate at 0.1, the CED curve; missed faces count as failures."""
+def landmarks(samples, runner: FaceRunner, out: str | Path, dataset: str, group_by: str | None = None) -> Written:
+    """Five-point NME (inter-ocular), failure rate at 0.1, the CED curve; missed faces count as failures.
+
+    ``group_by`` names a per-face attribute (e.g. MTFL's ``gender`` or ``glasses``) for a
+    fairness report of the same figures per group.
+    """
     runner.reset_stats()
-    from faceatlas.eval.landmarks import match_predictions, plot_ced
+    from faceatlas.eval.landmarks import landmark_report, match_predictions, plot_ced
 
     results = runner.results(sorted({s.image for s in samples}), embed=False)
-    report = match_predictions(samples, _predictions(results)).report()
+    matches = match_predictions(samples, _predictions(results))
+    report = matches.report()
+    reports: dict = {"landmarks": report}
     notes = list(getattr(samples, "notes", ())) + list(report.notes)
+    if group_by is not None:
+        values = [s.attributes.get(group_by) for s in samples]
+        if all(v is None for v in values):
+            raise FaceAtlasError(f"no face in {dataset} has the attribute {group_by!r}")
+
+        def per_group(mask: np.ndarray) -> dict:
+            sub = landmark_report(matches.gt[mask], matches.pred[mask], missed=matches.missed[mask])
+            return {"nme_mean": sub.nme_mean, "failure_rate": sub.failure_rate, "auc": sub.auc}
+
+        items = [_Grouped(None if v is None else f"{group_by}={v}") for v in values]
+        fairness = _group_report(items, per_group, higher_is_better=("auc",), spread=("nme_mean", "failure_rate", "auc"))
+        reports["fairness"] = fairness
+        notes += fairness.notes
     written = write_outputs(
         out,
         "five-point landmarks (NME, inter-ocular)",
-        {"landmarks": report},
+        reports,
         source=runner.source.key,
         dataset=dataset,
         stats=runner.stats,
         plots={"ced.png": lambda path: plot_ced(report, path, title=dataset)},
     )
     return written, notes
+
+
+@dataclass(frozen=True)
+class _Grouped:
+    group: str | None
 
 
 def pose(samples, runner: FaceRunner, out: str | Path, dataset: str) -> Written:

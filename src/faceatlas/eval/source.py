@@ -9,11 +9,14 @@ interrupted run resumes where it stopped because results are committed batch by 
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import multiprocessing
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -56,13 +59,25 @@ class FaceSource(Protocol):
 
 
 class AnalyzerSource:
-    """faceatlas's own pipeline as a :class:`FaceSource`."""
+    """faceatlas's own pipeline as a :class:`FaceSource`.
 
-    def __init__(self, analyzer: object | None = None, key: str | None = None) -> None:
+    Built from ``FaceAnalyzer`` options (``AnalyzerSource(detector="mtcnn", flip=True)``) it can
+    be rebuilt in worker processes (``FaceRunner(workers=2)``); built around an existing
+    analyzer it runs in this process only.
+    """
+
+    def __init__(self, analyzer: object | None = None, key: str | None = None, **options: object) -> None:
         from faceatlas.pipeline import FaceAnalyzer
 
-        self.analyzer: FaceAnalyzer = analyzer if analyzer is not None else FaceAnalyzer()  # type: ignore[assignment]
+        if analyzer is not None and options:
+            raise TypeError("pass either an analyzer or FaceAnalyzer options, not both")
+        self._options = None if analyzer is not None else options
+        self.analyzer: FaceAnalyzer = analyzer if analyzer is not None else FaceAnalyzer(**options)  # type: ignore[assignment,arg-type]
         self.key = key or analyzer_key(self.analyzer)
+
+    def factory(self) -> Callable[[], FaceSource] | None:
+        """A picklable way to build this source again in another process (None if there is none)."""
+        return None if self._options is None else functools.partial(AnalyzerSource, key=self.key, **self._options)
 
     def analyze_images(self, images: Sequence[np.ndarray], embed: bool) -> list[list[Face]]:
         if embed:
@@ -229,6 +244,8 @@ class FaceRunner:
     """Gives a protocol every image's faces, from the cache where it can.
 
     ``cache=None`` uses :func:`default_cache_path`; ``cache=False`` turns caching off.
+    ``workers > 1`` computes in that many processes (one ONNX Runtime thread each, which uses
+    cores better than threads in one process); the source must offer ``factory()``.
     """
 
     def __init__(
@@ -237,6 +254,7 @@ class FaceRunner:
         cache: ResultCache | Path | str | None | bool = None,
         batch_size: int = 16,
         progress: Callable[[int], None] | None = None,
+        workers: int = 1,
     ) -> None:
         self.source = source
         if cache is False:
@@ -245,8 +263,14 @@ class FaceRunner:
             self.cache = cache
         else:
             self.cache = ResultCache(Path(cache) if cache not in (None, True) else default_cache_path())  # type: ignore[arg-type]
+        if batch_size < 1 or workers < 1:
+            raise ValueError("batch_size and workers must be at least 1")
+        self.factory = getattr(source, "factory", lambda: None)() if workers > 1 else None
+        if workers > 1 and self.factory is None:
+            raise ValueError("workers > 1 needs a source that can be rebuilt in a worker (a factory() method)")
         self.batch_size = batch_size
         self.progress = progress
+        self.workers = workers
         self.stats = RunStats()
 
     def reset_stats(self) -> RunStats:
@@ -275,33 +299,65 @@ class FaceRunner:
                 todo.append(path)
         if self.progress and len(unique) - len(todo):
             self.progress(len(unique) - len(todo))
-        for start in range(0, len(todo), self.batch_size):
-            batch = todo[start : start + self.batch_size]
-            computed = self._compute(batch, embed)
+        batches = [todo[i : i + self.batch_size] for i in range(0, len(todo), self.batch_size)]
+        started = time.perf_counter()
+        for computed in self._compute(batches, embed):
             out.update(computed)
+            # committed batch by batch: an interrupted run keeps everything finished so far
             if self.cache:
                 self.cache.put(self.source.key, {digests[p]: r for p, r in computed.items()}, embed)
+            self.stats.computed += sum(r.ok for r in computed.values())
             if self.progress:
-                self.progress(len(batch))
+                self.progress(len(computed))
+        self.stats.compute_seconds += time.perf_counter() - started if batches else 0.0
         for path, result in out.items():
             if not result.ok:
                 self.stats.unreadable += 1
                 self.stats.errors[str(path)] = result.error or ""
         return out
 
-    def _compute(self, paths: Sequence[Path], embed: bool) -> dict[Path, ImageResult]:
-        out: dict[Path, ImageResult] = {}
-        images, readable = [], []
-        for path in paths:
-            try:
-                images.append(load_image(path))
-                readable.append(path)
-            except InvalidImageError as exc:
-                out[path] = ImageResult((), 0, 0, str(exc))
-        started = time.perf_counter()
-        found = self.source.analyze_images(images, embed) if images else []
-        self.stats.compute_seconds += time.perf_counter() - started
-        self.stats.computed += len(images)
-        for path, image, faces in zip(readable, images, found, strict=True):
-            out[path] = ImageResult(tuple(faces), image.shape[1], image.shape[0])
-        return out
+    def _compute(self, batches: list[list[Path]], embed: bool) -> Iterator[dict[Path, ImageResult]]:
+        if self.workers == 1 or len(batches) < 2:
+            for batch in batches:
+                yield analyze_paths(self.source, batch, embed)
+            return
+        # spawn, not fork: a forked copy of a process that already runs ONNX Runtime threads can hang
+        pool = ProcessPoolExecutor(
+            self.workers, mp_context=multiprocessing.get_context("spawn"), initializer=_start_worker, initargs=(self.factory,)
+        )
+        try:
+            futures = [pool.submit(_worker_batch, batch, embed) for batch in batches]
+            for future in as_completed(futures):
+                yield future.result()
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+def analyze_paths(source: FaceSource, paths: Sequence[Path], embed: bool) -> dict[Path, ImageResult]:
+    """Load and analyse a batch of files; an unreadable one gets its error instead of faces."""
+    out: dict[Path, ImageResult] = {}
+    images, readable = [], []
+    for path in paths:
+        try:
+            images.append(load_image(path))
+            readable.append(path)
+        except InvalidImageError as exc:
+            out[path] = ImageResult((), 0, 0, str(exc))
+    found = source.analyze_images(images, embed) if images else []
+    for path, image, faces in zip(readable, images, found, strict=True):
+        out[path] = ImageResult(tuple(faces), image.shape[1], image.shape[0])
+    return out
+
+
+_WORKER_SOURCE: FaceSource | None = None
+
+
+def _start_worker(factory: Callable[[], FaceSource]) -> None:
+    global _WORKER_SOURCE
+    os.environ.setdefault("FACEATLAS_NUM_THREADS", "1")  # the processes are the parallelism
+    _WORKER_SOURCE = factory()
+
+
+def _worker_batch(paths: list[Path], embed: bool) -> dict[Path, ImageResult]:
+    assert _WORKER_SOURCE is not None, "worker started without a source"
+    return analyze_paths(_WORKER_SOURCE, paths, embed)
