@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
+from conftest import shared_data  # tests/ is on sys.path under pytest
 from typer.testing import CliRunner
 
-from conftest import shared_data  # tests/ is on sys.path under pytest
 from faceatlas.cli import app
 
 runner = CliRunner()

@@ -532,3 +532,20 @@ def test_json_errors(tmp_path, content, match):
     path.write_text(content)
     with pytest.raises(FaceAtlasError, match=match):
         read_json_annotations(path)
+
+
+def test_json_groups_become_settings(tmp_path):
+    entries = [
+        {"image": "a.jpg", "group": "x", "faces": [{"box": [0, 0, 10, 10]}, {"box": [20, 20, 30, 30], "group": "y"}]},
+        {"image": "b.jpg", "faces": [{"box": [0, 0, 10, 10], "group": "y"}, {"box": [50, 50, 60, 60]}]},
+    ]
+    (tmp_path / "gt.json").write_text(json.dumps(entries))
+    a, b = read_json_annotations(tmp_path / "gt.json")
+    assert sorted(a.keep) == sorted(b.keep) == ["all", "group=x", "group=y"]
+    assert a.keep["group=x"].tolist() == [True, False] and a.keep["group=y"].tolist() == [False, True]
+    assert b.keep["group=x"].tolist() == [False, False] and b.keep["group=y"].tolist() == [True, False]
+    # group y's faces found, group x's missed
+    predictions = [(np.array([[20.0, 20, 30, 30]]), np.array([0.9])), (np.array([[0.0, 0, 10, 10]]), np.array([0.8]))]
+    report = evaluate_detections([a, b], predictions)
+    assert report.settings["group=y"].recall == pytest.approx(1.0)
+    assert report.settings["group=x"].recall == pytest.approx(0.0)

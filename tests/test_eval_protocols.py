@@ -213,6 +213,7 @@ def test_landmarks_protocol_with_mtfl_groups(tmp_path):
     result = json.loads((out / "result.json").read_text())
     assert result["landmarks"]["faces"] == 6 and result["landmarks"]["missed"] == 1
     assert set(result["fairness"]["groups"]) == {"gender=1", "gender=2"}
+
     # brute force: per face, the mean distance of (10,10) to the five truth points over the eye distance (10)
     def nme(i):
         truth = [(10 + i, 10), (20 + i, 10), (10, 10), (10, 10), (10, 10)]
@@ -221,3 +222,22 @@ def test_landmarks_protocol_with_mtfl_groups(tmp_path):
     assert result["fairness"]["groups"]["gender=1"]["nme_mean"] == pytest.approx(np.mean([nme(0), nme(2), nme(4)]))
     with pytest.raises(FaceAtlasError, match="attribute"):
         protocols.landmarks(samples, FaceRunner(IdentitySource(), cache=False), out, "fake", group_by="hat")
+
+
+def test_detection_groups_report_a_spread(tmp_path):
+    from faceatlas.eval.detection import read_json_annotations
+
+    entries = []
+    for i in range(4):
+        path = make_image(tmp_path / f"g{i}.png", 1, i, face=i % 2 == 0)  # odd images: nothing found
+        entries.append(
+            {"image": path.name, "group": "even" if i % 2 == 0 else "odd", "faces": [{"box": [4, 4, 28, 28]}]}
+        )
+    (tmp_path / "gt.json").write_text(json.dumps(entries))
+    out = tmp_path / "out"
+    _written, notes = protocols.detection(
+        read_json_annotations(tmp_path / "gt.json"), FaceRunner(IdentitySource(), cache=False), out, "fake"
+    )
+    settings = json.loads((out / "result.json").read_text())["detection"]["settings"]
+    assert settings["group=even"]["recall"] == pytest.approx(1.0) and settings["group=odd"]["recall"] == 0.0
+    assert any("recall spread between groups: 100.00 points" in n for n in notes)

@@ -40,7 +40,11 @@ Formats read
        "faces": [{"box": [x1, y1, x2, y2]},     <- pixels, x2 > x1 and y2 > y1
                  {"box": [...], "ignore": true}]}  <- ignored: neither found nor missed
 
-  ``"faces": []`` marks an image with no face.
+  ``"faces": []`` marks an image with no face. A ``"group"`` (on the entry, or on a face to
+  override it) adds a setting ``group=<name>`` that keeps only that group's faces: the group
+  fairness report is AP and recall per such setting. As with WIDER's easy/medium/hard, the
+  other faces are ignored in it, and a detection matching no face is a false positive in
+  every setting.
 
 The protocol
 ------------
@@ -442,7 +446,12 @@ def read_json_annotations(path: str | Path) -> list[DetectionSample]:
             raise FaceAtlasError(f"{file}: not valid JSON (line {exc.lineno}, column {exc.colno}): {exc.msg}") from exc
         entries = data if isinstance(data, list) else [data]
         samples.extend(_json_sample(entry, file, k) for k, entry in enumerate(entries))
-    return samples
+    # every sample needs every setting: an image without faces of a group keeps none in it
+    names = sorted({name for sample in samples for name in sample.keep})
+    return [
+        dataclasses.replace(sample, keep={n: sample.keep.get(n, np.zeros(len(sample.boxes), bool)) for n in names})
+        for sample in samples
+    ]
 
 
 def _json_sample(entry: object, file: Path, k: int) -> DetectionSample:
@@ -454,7 +463,7 @@ def _json_sample(entry: object, file: Path, k: int) -> DetectionSample:
         raise FaceAtlasError(f"{where} ({entry['image']}): 'faces' must be a list (use [] for no face)")
     image = Path(entry["image"])
     image = image if image.is_absolute() else file.parent / image
-    boxes, ignore = [], []
+    boxes, ignore, groups = [], [], []
     for j, face in enumerate(faces):
         box = face.get("box") if isinstance(face, dict) else None
         if (
@@ -467,7 +476,11 @@ def _json_sample(entry: object, file: Path, k: int) -> DetectionSample:
             raise FaceAtlasError(f"{where} ({entry['image']}) face {j}: box {box} needs x2 > x1 and y2 > y1 (xyxy)")
         boxes.append([float(v) for v in box])
         ignore.append(bool(face.get("ignore", False)))
-    return DetectionSample(image, np.array(boxes, dtype=np.float64).reshape(-1, 4), {"all": ~np.array(ignore, bool)})
+        groups.append(face.get("group", entry.get("group")))
+    keep = {"all": ~np.array(ignore, bool)}
+    for group in sorted({str(g) for g in groups if g is not None}):
+        keep[f"group={group}"] = keep["all"] & np.array([g is not None and str(g) == group for g in groups], bool)
+    return DetectionSample(image, np.array(boxes, dtype=np.float64).reshape(-1, 4), keep)
 
 
 # --------------------------------------------------------------------------- evaluation

@@ -213,6 +213,15 @@ def detection(samples: list, runner: FaceRunner, out: str | Path, dataset: str, 
         boxes = np.array([f.box.as_xyxy() for f in result.faces], dtype=np.float64).reshape(-1, 4)
         predictions.append((boxes, np.array([f.score for f in result.faces], dtype=np.float64)))
     report = evaluate_detections(samples, predictions, **options)
+    groups = {name: result for name, result in report.settings.items() if name.startswith("group=")}
+    if len(groups) >= 2:  # the fairness summary: the settings table already lists each group
+        for measure in ("ap", "recall"):
+            values = {name: getattr(result, measure) for name, result in groups.items()}
+            best, worst = max(values, key=values.__getitem__), min(values, key=values.__getitem__)
+            report.notes.append(
+                f"{measure} spread between groups: {100 * (values[best] - values[worst]):.2f} points "
+                f"(best {best} {100 * values[best]:.2f}%, worst {worst} {100 * values[worst]:.2f}%)"
+            )
     written = write_outputs(
         out,
         "face detection",
@@ -283,7 +292,9 @@ def landmarks(samples, runner: FaceRunner, out: str | Path, dataset: str, group_
             return {"nme_mean": sub.nme_mean, "failure_rate": sub.failure_rate, "auc": sub.auc}
 
         items = [_Grouped(None if v is None else f"{group_by}={v}") for v in values]
-        fairness = _group_report(items, per_group, higher_is_better=("auc",), spread=("nme_mean", "failure_rate", "auc"))
+        fairness = _group_report(
+            items, per_group, higher_is_better=("auc",), spread=("nme_mean", "failure_rate", "auc")
+        )
         reports["fairness"] = fairness
         notes += fairness.notes
     written = write_outputs(

@@ -323,7 +323,10 @@ class FaceRunner:
             return
         # spawn, not fork: a forked copy of a process that already runs ONNX Runtime threads can hang
         pool = ProcessPoolExecutor(
-            self.workers, mp_context=multiprocessing.get_context("spawn"), initializer=_start_worker, initargs=(self.factory,)
+            self.workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_start_worker,
+            initargs=(self.factory,),
         )
         try:
             futures = [pool.submit(_worker_batch, batch, embed) for batch in batches]
