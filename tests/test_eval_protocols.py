@@ -241,3 +241,26 @@ def test_detection_groups_report_a_spread(tmp_path):
     settings = json.loads((out / "result.json").read_text())["detection"]["settings"]
     assert settings["group=even"]["recall"] == pytest.approx(1.0) and settings["group=odd"]["recall"] == 0.0
     assert any("recall spread between groups: 100.00 points" in n for n in notes)
+
+
+def test_pose_protocol_on_aflw_files(tmp_path):
+    from scipy.io import savemat
+
+    from faceatlas.eval.landmarks import read_aflw2000
+
+    # IdentitySource reports yaw = pitch = roll = 0, so each face's error is its true angle
+    true_yaws = [5.0, 40.0, -70.0, 120.0]  # the last is beyond ±99°: dropped by the protocol
+    for k, yaw in enumerate(true_yaws):
+        make_image(tmp_path / f"image{k:05d}.jpg", 1, k)
+        points = np.zeros((3, 68))
+        points[0] = np.linspace(5, 27, 68)  # x from 5 to 27 px
+        points[1] = np.tile(np.linspace(5, 27, 4), 17)  # y from 5 to 27 px: a box like the detection's
+        pose = np.radians([0.0, yaw, 0.0] + [0.0] * 4)
+        savemat(tmp_path / f"image{k:05d}.mat", {"Pose_Para": pose[None, :], "pt3d_68": points})
+    samples = read_aflw2000(tmp_path)
+    assert len(samples) == 3 and samples.dropped == 1
+    out = tmp_path / "out"
+    protocols.pose(samples, FaceRunner(IdentitySource(), cache=False), out, "fake")
+    result = json.loads((out / "result.json").read_text())["pose"]
+    assert result["mae_yaw"] == pytest.approx((5 + 40 + 70) / 3)
+    assert result["mae_pitch"] == pytest.approx(0.0, abs=1e-9) and (out / "pose_errors.png").exists()
