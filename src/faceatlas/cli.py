@@ -34,9 +34,15 @@ from faceatlas._cli_util import (
 )
 from faceatlas.errors import InvalidImageError
 from faceatlas.eval.cli import eval_app
+from faceatlas.gallery.cli import enroll as enroll_command
+from faceatlas.gallery.cli import identify as identify_command
+from faceatlas.gallery.cli import people_app
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Offline face detection, embedding and verification.")
 app.add_typer(eval_app, name="eval")
+app.add_typer(people_app, name="people")
+app.command("enroll")(enroll_command)
+app.command("identify")(identify_command)
 
 
 def _expand(inputs: list[Path]) -> Iterator[Path]:

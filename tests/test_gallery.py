@@ -1,0 +1,189 @@
+"""The Gallery on a fake face system (no models): enrol, identify open-set, people operations."""
+
+from __future__ import annotations
+
+import ast
+
+import numpy as np
+import pytest
+from conftest import PG_MISSING
+
+from faceatlas.gallery.gallery import Gallery, open_set_threshold
+from faceatlas.gallery.store import ModelMismatchError, PersonNotFoundError
+from faceatlas.models.cards import DLIB_RESNET_CARD
+from faceatlas.types import Box, Face, Landmarks, Quality
+
+DIM = 128
+DIRECTIONS = np.linalg.qr(np.random.default_rng(1).normal(size=(DIM, DIM)))[0].astype(np.float32)
+
+
+def person_vector(identity: int, seed: int, noise: float = 0.15) -> np.ndarray:
+    v = DIRECTIONS[identity] + noise * np.random.default_rng(seed).normal(size=DIM) / np.sqrt(DIM)
+    return (v / np.linalg.norm(v)).astype(np.float32)
+
+
+class FakeEmbedder:
+    card = DLIB_RESNET_CARD
+    dim = DIM
+
+
+class FakeAnalyzer:
+    """An "image" is a list of (identity, seed, size, quality) tuples: one face each."""
+
+    embedder = FakeEmbedder()
+
+    def analyze(self, image):
+        if isinstance(image, str) and image == "corrupt":
+            from faceatlas.errors import InvalidImageError
+
+            raise InvalidImageError("not an image")
+        faces = []
+        for identity, seed, size, quality in image:
+            faces.append(
+                Face(
+                    box=Box(0, 0, size, size),
+                    score=0.99,
+                    landmarks=Landmarks(np.zeros((5, 2))),
+                    quality=Quality(quality, 1, 1, 1, 1, 1),
+                    embedding=person_vector(identity, seed),
+                )
+            )
+        return faces
+
+
+@pytest.fixture(autouse=True)
+def no_pixels(monkeypatch):
+    """The fake images are lists: load_image returns a stable array derived from them."""
+    import faceatlas.image
+
+    def fake_load(image, **_):
+        if image == "corrupt":
+            from faceatlas.errors import InvalidImageError
+
+            raise InvalidImageError("not an image")
+        return np.frombuffer(repr(image).encode(), dtype=np.uint8).copy()
+
+    monkeypatch.setattr(faceatlas.image, "load_image", fake_load)
+
+
+class PassThroughAnalyzer(FakeAnalyzer):
+    def analyze(self, image):  # Gallery hands over load_image's output: recover the list
+        if isinstance(image, np.ndarray):
+            image = ast.literal_eval(image.tobytes().decode())
+        return super().analyze(image)
+
+
+BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.skipif(bool(PG_MISSING), reason=PG_MISSING))]
+
+
+@pytest.fixture(params=BACKENDS)
+def url(request, tmp_path):
+    """The same tests run on an SQLite file and on a real PostgreSQL + pgvector server."""
+    return str(tmp_path / "g.db") if request.param == "sqlite" else request.getfixturevalue("pg_url")
+
+
+@pytest.fixture
+def gallery(url):
+    with Gallery.open(url, analyzer=PassThroughAnalyzer()) as g:
+        yield g
+
+
+def img(identity, seed, size=100, quality=0.9):
+    return [(identity, seed, size, quality)]
+
+
+def test_enroll_and_identify_known_and_unknown(gallery):
+    report = gallery.enroll("ada", [img(1, 1), img(1, 2)])
+    assert len(report.added) == 2 and not report.skipped
+    gallery.enroll("bob", [img(2, 1)])
+    (hit,) = gallery.identify(img(1, 99))
+    assert hit.person == "ada" and hit.candidates[0].person == "ada" and hit.score > hit.threshold
+    (stranger,) = gallery.identify(img(7, 5))
+    assert stranger.person is None and stranger.candidates  # ranked, but unknown
+    assert stranger.score < stranger.threshold
+
+
+def test_enroll_reports_what_it_skips(gallery):
+    two_faces = [(1, 3, 100, 0.9), (2, 3, 50, 0.9)]
+    report = gallery.enroll("ada", [img(1, 1), [], two_faces, img(1, 4, quality=0.1), img(1, 1), "corrupt"])
+    reasons = [why for _, why in report.skipped]
+    assert len(report.added) == 1
+    assert any("no face" in r for r in reasons) and any("2 faces" in r for r in reasons)
+    assert any("below the floor" in r for r in reasons) and any("already enrolled" in r for r in reasons)
+    assert any("unreadable" in r for r in reasons)
+    chosen = gallery.enroll("ada", [two_faces], face=0)
+    assert len(chosen.added) == 1
+
+
+def test_several_faces_in_a_probe_largest_first(gallery):
+    gallery.enroll("ada", [img(1, 1)])
+    gallery.enroll("bob", [img(2, 1)])
+    results = gallery.identify([(2, 8, 40, 0.9), (1, 8, 120, 0.9)])
+    assert [r.person for r in results] == ["ada", "bob"]
+
+
+@pytest.mark.parametrize("scoring", ["max", "template", "topk"])
+def test_scoring_rules_rank_the_right_person(url, scoring):
+    with Gallery.open(url, analyzer=PassThroughAnalyzer(), scoring=scoring) as g:
+        for person in range(5):
+            g.enroll(f"p{person}", [img(person, s) for s in range(3)])
+        for person in range(5):
+            (result,) = g.identify(img(person, 50))
+            assert result.person == f"p{person}" and len(result.candidates) == 5
+
+
+def test_identify_by_embedding_and_k(gallery):
+    gallery.enroll_embeddings("ada", np.stack([person_vector(1, s) for s in range(3)]))
+    gallery.enroll_embeddings("bob", person_vector(2, 0)[None])
+    results = gallery.identify(np.stack([person_vector(1, 9), person_vector(2, 9)]), k=1)
+    assert [r.person for r in results] == ["ada", "bob"] and all(len(r.candidates) == 1 for r in results)
+
+
+def test_threshold_grows_with_gallery_size():
+    small, _ = open_set_threshold(DLIB_RESNET_CARD, 1e-2, 1)
+    large, _ = open_set_threshold(DLIB_RESNET_CARD, 1e-2, 1000)
+    assert small == pytest.approx(DLIB_RESNET_CARD.threshold_for(1e-2)) and large > small
+    capped, notes = open_set_threshold(DLIB_RESNET_CARD, 1e-2, 10**7)
+    assert capped == pytest.approx(DLIB_RESNET_CARD.threshold_for(1e-6)) and "capped" in notes[0]
+
+
+def test_people_operations(gallery):
+    gallery.enroll("ada", [img(1, 1)])
+    gallery.enroll("ad", [img(1, 2)])
+    gallery.merge("ad", "ada")
+    assert [p.name for p in gallery.people()] == ["ada"] and gallery.people()[0].n_faces == 2
+    gallery.rename("ada", "Ada Lovelace")
+    (result,) = gallery.identify(img(1, 3))
+    assert result.person == "Ada Lovelace"
+    assert gallery.delete_person("Ada Lovelace") == 2
+    assert gallery.identify(img(1, 3))[0].person is None
+    with pytest.raises(PersonNotFoundError):
+        gallery.delete_person("nobody")
+
+
+def test_model_mismatch_is_refused(url):
+    from faceatlas.gallery.store import ModelTag
+
+    with Gallery.open(url, analyzer=PassThroughAnalyzer()) as g:
+        g.enroll("ada", [img(1, 1)])
+        g.store.bind_model(ModelTag(DLIB_RESNET_CARD.name, DLIB_RESNET_CARD.version, DIM))  # same: fine
+        with pytest.raises(ModelMismatchError):
+            g.store.bind_model(ModelTag("other_model", "1", 512))
+
+
+def test_export_import_round_trip(tmp_path, gallery):
+    gallery.enroll("ada", [img(1, 1), img(1, 2)])
+    gallery.enroll("bob", [img(2, 1)])
+    gallery.export(tmp_path / "export.jsonl")
+    with Gallery.open(tmp_path / "copy.db", analyzer=PassThroughAnalyzer()) as copy:  # SQLite, whatever the source
+        copy.import_(tmp_path / "export.jsonl")
+        assert sorted((p.name, p.n_faces) for p in copy.people()) == [("ada", 2), ("bob", 1)]
+        assert copy.identify(img(2, 7))[0].person == "bob"
+
+
+def test_another_connection_enrolment_is_seen(url):
+    with Gallery.open(url, analyzer=PassThroughAnalyzer()) as a, Gallery.open(url, analyzer=PassThroughAnalyzer()) as b:
+        a.enroll("ada", [img(1, 1)])
+        assert b.identify(img(1, 2))[0].person == "ada"
+        a.enroll("bob", [img(2, 1)])  # b's cached matrix is stale now: it must notice
+        assert b.identify(img(2, 2))[0].person == "bob"
