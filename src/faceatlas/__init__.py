@@ -24,6 +24,7 @@ _EXPORTS = {
     "verify": "faceatlas.api",
     "default_analyzer": "faceatlas.api",
     "FaceAnalyzer": "faceatlas.pipeline",
+    "Gallery": "faceatlas.gallery.gallery",
     "load_image": "faceatlas.image",
     "align_face": "faceatlas.align",
     "create_detector": "faceatlas.detectors",
