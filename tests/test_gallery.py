@@ -187,3 +187,18 @@ def test_another_connection_enrolment_is_seen(url):
         assert b.identify(img(1, 2))[0].person == "ada"
         a.enroll("bob", [img(2, 1)])  # b's cached matrix is stale now: it must notice
         assert b.identify(img(2, 2))[0].person == "bob"
+
+
+def test_large_gallery_search_through_the_index_agrees_with_brute_force(tmp_path, monkeypatch):
+    import faceatlas.gallery.gallery as gallery_module
+
+    with Gallery.open(tmp_path / "g.db", analyzer=PassThroughAnalyzer()) as g:
+        for person in range(20):
+            g.enroll_embeddings(f"p{person}", np.stack([person_vector(person, s, noise=0.5) for s in range(5)]))
+        probes = np.stack([person_vector(p, 100 + p, noise=0.5) for p in range(20)])
+        brute = g.identify(probes, k=3)
+        monkeypatch.setattr(gallery_module, "ANN_FACES", 10)  # force the index path
+        indexed = g.identify(probes, k=3)
+        assert [r.candidates for r in indexed] == [r.candidates for r in brute]
+        g.delete_person("p3")  # the index follows the store
+        assert all(c.person != "p3" for r in g.identify(probes, k=3) for c in r.candidates)

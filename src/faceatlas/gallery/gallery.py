@@ -35,6 +35,8 @@ from faceatlas.types import Face
 
 Scoring = Literal["max", "template", "topk"]
 TOPK = 3  # "topk" scoring: the mean of a person's best three face scores
+ANN_FACES = 100_000  # from this many faces "max" scoring searches an index instead of every face
+ANN_CANDIDATES = 200  # faces fetched from the index per probe, then reduced to people
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +121,8 @@ class Gallery:
         self._matrix: FaceMatrix | None = None
         self._names: dict[int, str] = {}
         self._templates: tuple[np.ndarray, np.ndarray] | None = None
+        self._index: Any = None  # over faces, for "max" scoring of large galleries
+        self._indexed: set[int] = set()
 
     @classmethod
     def open(
@@ -289,6 +293,9 @@ class Gallery:
         matrix = self._current()
         if not len(matrix.face_ids):
             return [[] for _ in vectors], [[] for _ in vectors], 0
+        if self.scoring == "max" and len(matrix.face_ids) >= ANN_FACES:
+            names, scores = self._rank_with_index(matrix, vectors, k)
+            return names, scores, len(matrix.face_ids)
         if self.scoring == "template":
             templates, person_ids = self._person_templates(matrix)
             sims = vectors @ templates.T
@@ -306,6 +313,41 @@ class Gallery:
         names = [[self._names[int(person_ids[j])] for j in row] for row in top]
         scores = [[float(sims[i, j]) for j in row] for i, row in enumerate(top)]
         return names, scores, comparisons
+
+    def _rank_with_index(
+        self, matrix: FaceMatrix, vectors: np.ndarray, k: int
+    ) -> tuple[list[list[str]], list[list[float]]]:
+        """Large galleries: the approximate index's best faces (re-ranked exactly), best per person."""
+        index = self._face_index(matrix)
+        scores, face_ids = index.search(vectors, max(ANN_CANDIDATES, 20 * k))
+        person_of = dict(zip(matrix.face_ids.tolist(), matrix.person_ids.tolist(), strict=True))
+        names, best = [], []
+        for row_scores, row_ids in zip(scores, face_ids, strict=True):
+            per_person: dict[int, float] = {}
+            for score, face_id in zip(row_scores.tolist(), row_ids.tolist(), strict=True):
+                if face_id >= 0:
+                    person = person_of[face_id]
+                    per_person[person] = max(per_person.get(person, -np.inf), score)
+            ranked = sorted(per_person.items(), key=lambda item: -item[1])[:k]
+            names.append([self._names[p] for p, _ in ranked])
+            best.append([s for _, s in ranked])
+        return names, best
+
+    def _face_index(self, matrix: FaceMatrix) -> Any:
+        """The index over every face, brought up to date with the store by adding and removing ids."""
+        from faceatlas.gallery.index import create_index
+
+        if self._index is None:
+            self._index, self._indexed = create_index(len(matrix.face_ids), matrix.embeddings.shape[1]), set()
+        current = set(matrix.face_ids.tolist())
+        gone = np.array(sorted(self._indexed - current), dtype=np.int64)
+        if len(gone):
+            self._index.remove(gone)
+        new = np.isin(matrix.face_ids, np.array(sorted(current - self._indexed), dtype=np.int64))
+        if new.any():
+            self._index.add(matrix.face_ids[new], matrix.embeddings[new])
+        self._indexed = current
+        return self._index
 
     def _current(self) -> FaceMatrix:
         """The face matrix, re-read when the store changed (any process may write)."""
