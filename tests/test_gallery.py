@@ -192,7 +192,7 @@ def test_another_connection_enrolment_is_seen(url):
 def test_large_gallery_search_through_the_index_agrees_with_brute_force(tmp_path, monkeypatch):
     import faceatlas.gallery.gallery as gallery_module
 
-    with Gallery.open(tmp_path / "g.db", analyzer=PassThroughAnalyzer()) as g:
+    with Gallery.open(tmp_path / "g.db", analyzer=PassThroughAnalyzer(), scoring="max") as g:
         for person in range(20):
             g.enroll_embeddings(f"p{person}", np.stack([person_vector(person, s, noise=0.5) for s in range(5)]))
         probes = np.stack([person_vector(p, 100 + p, noise=0.5) for p in range(20)])
@@ -202,3 +202,37 @@ def test_large_gallery_search_through_the_index_agrees_with_brute_force(tmp_path
         assert [r.candidates for r in indexed] == [r.candidates for r in brute]
         g.delete_person("p3")  # the index follows the store
         assert all(c.person != "p3" for r in g.identify(probes, k=3) for c in r.candidates)
+
+
+def test_template_threshold_is_calibrated_on_the_gallerys_own_impostors(tmp_path):
+    with Gallery.open(tmp_path / "g.db", analyzer=PassThroughAnalyzer()) as g:
+        assert g.scoring == "template"  # the default
+        for person in range(40):
+            g.enroll_embeddings(f"p{person}", np.stack([person_vector(person, s, noise=0.6) for s in range(5)]))
+        (result,) = g.identify(person_vector(0, 999, noise=0.6), fpir=0.1)
+        # brute force: every face against every other person's template; the threshold lets through
+        # at most floor(f * n) of them, f the per-comparison FAR for FPIR 0.1 over 40 templates
+        templates = {}
+        for person in range(40):
+            faces = np.stack([person_vector(person, s, noise=0.6) for s in range(5)])
+            mean = faces.mean(axis=0)  # equal qualities: the plain mean
+            templates[person] = mean / np.linalg.norm(mean)
+        impostor = [
+            float(person_vector(p, s, noise=0.6) @ templates[q])
+            for p in range(40)
+            for s in range(5)
+            for q in range(40)
+            if q != p
+        ]
+        f = 1 - (1 - 0.1) ** (1 / 40)
+        passing = sum(score >= result.threshold for score in impostor)
+        # ±1: this recomputation is float64, the gallery's float32, and one score sits at the cut
+        assert abs(passing - int(np.floor(f * len(impostor)))) <= 1
+        assert not result.notes
+
+
+def test_template_calibration_falls_back_with_a_note_when_the_gallery_is_small(gallery):
+    gallery.enroll("ada", [img(1, 1)])
+    gallery.enroll("bob", [img(2, 1)])
+    (result,) = gallery.identify(img(1, 5))
+    assert result.person == "ada" and any("card" in note for note in result.notes)

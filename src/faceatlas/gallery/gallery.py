@@ -10,7 +10,9 @@ a per-comparison false-match rate f(t), a non-mated probe is falsely identified 
 N comparisons passes: FPIR(t) = 1 − (1 − f(t))^N. The threshold for a target FPIR is therefore the
 model card's threshold for f = 1 − (1 − FPIR)^(1/N), where N is the number of faces searched
 ("max" scoring) or of people ("template" scoring). The card's calibrated range bounds this; past
-it the threshold is capped at the strictest calibrated point and each result says so.
+it the threshold is capped at the strictest calibrated point and each result says so. Templates
+(the default: they identify best, see docs/BENCHMARKS.md) are calibrated on the gallery's own
+face-versus-other-template scores instead, since averaging makes a template nearer to everyone.
 
 The store is the only copy of anything; the in-memory index is rebuilt whenever the store's change
 counter moves (another process may have enrolled).
@@ -37,6 +39,8 @@ Scoring = Literal["max", "template", "topk"]
 TOPK = 3  # "topk" scoring: the mean of a person's best three face scores
 ANN_FACES = 100_000  # from this many faces "max" scoring searches an index instead of every face
 ANN_CANDIDATES = 200  # faces fetched from the index per probe, then reduced to people
+TEMPLATE_CALIBRATION_PAIRS = 20_000_000  # face-versus-template scores computed to calibrate at most
+MIN_TAIL = 10  # impostor scores that must lie above a threshold for its FAR to be measured
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,9 +100,9 @@ def open_set_threshold(card: Any, fpir: float, comparisons: int) -> tuple[float,
 class Gallery:
     """People, their faces, and search; see the module docstring.
 
-    ``scoring``: how a person's score is formed from their faces — ``"max"`` (best face),
-    ``"template"`` (quality-weighted mean of their normalised embeddings) or ``"topk"`` (mean of
-    their best three). ``fpir`` is the default open-set operating point. ``min_quality`` is
+    ``scoring``: how a person's score is formed from their faces — ``"template"`` (the default:
+    quality-weighted mean of their normalised embeddings), ``"max"`` (best face) or ``"topk"``
+    (mean of their best three). ``fpir`` is the default open-set operating point. ``min_quality`` is
     the floor below which a face is not enrolled.
     """
 
@@ -107,7 +111,7 @@ class Gallery:
         store: GalleryStore,
         analyzer: Any | None = None,
         *,
-        scoring: Scoring = "max",
+        scoring: Scoring = "template",
         fpir: float = 1e-2,
         min_quality: float = 0.3,
     ) -> None:
@@ -122,6 +126,7 @@ class Gallery:
         self._names: dict[int, str] = {}
         self._templates: tuple[np.ndarray, np.ndarray] | None = None
         self._index: Any = None  # over faces, for "max" scoring of large galleries
+        self._impostors: np.ndarray | None = None  # template calibration scores, per store version
         self._indexed: set[int] = set()
 
     @classmethod
@@ -279,6 +284,8 @@ class Gallery:
             return []
         names, scores, comparisons = self._rank(vectors, k)
         threshold, notes = open_set_threshold(self.card, fpir, comparisons)
+        if self.scoring == "template" and comparisons:
+            threshold, notes = self._template_threshold(fpir, comparisons, threshold, notes)
         if comparisons == 0:
             notes = ("the gallery is empty",)
         out = []
@@ -349,6 +356,42 @@ class Gallery:
         self._indexed = current
         return self._index
 
+    def _template_threshold(
+        self, fpir: float, comparisons: int, card_threshold: float, notes: tuple[str, ...]
+    ) -> tuple[float, tuple[str, ...]]:
+        """Templates are not faces: calibrate on this gallery's own face-versus-other-template scores.
+
+        Averaging several faces makes a template nearer to everyone, so the card's face-to-face
+        threshold lets more strangers through than asked. Every enrolled face compared with every
+        *other* person's template is an impostor comparison of exactly the probe's kind; their
+        tail gives the per-comparison FAR. Where the gallery has too few of them to measure the
+        needed FAR, the card's threshold stays, with a note.
+        """
+        per_comparison = 1.0 - (1.0 - fpir) ** (1.0 / comparisons)
+        impostor = self._template_impostor_scores()
+        allowed = int(np.floor(per_comparison * len(impostor)))
+        if allowed < MIN_TAIL:
+            note = (
+                f"{len(impostor)} face-versus-template impostor scores cannot measure a per-comparison FAR of "
+                f"{per_comparison:.1e}: the card's face-to-face threshold is used, so the real FPIR may be higher"
+            )
+            return card_threshold, (*notes, note)
+        return float(np.nextafter(impostor[allowed], np.inf)), ()
+
+    def _template_impostor_scores(self) -> np.ndarray:
+        """Every enrolled face against every other person's template, highest first (cached per version)."""
+        matrix = self._current()
+        if self._impostors is None:
+            templates, person_ids = self._person_templates(matrix)
+            faces = np.arange(len(matrix.face_ids))
+            if len(faces) * len(person_ids) > TEMPLATE_CALIBRATION_PAIRS:  # subsample faces, not pairs
+                keep = max(TEMPLATE_CALIBRATION_PAIRS // len(person_ids), 1)
+                faces = np.random.default_rng(0).choice(faces, keep, replace=False)
+            sims = matrix.embeddings[faces] @ templates.T
+            own = matrix.person_ids[faces][:, None] == person_ids[None, :]
+            self._impostors = np.sort(sims[~own])[::-1]
+        return self._impostors
+
     def _current(self) -> FaceMatrix:
         """The face matrix, re-read when the store changed (any process may write)."""
         version = self.store.version()
@@ -356,6 +399,7 @@ class Gallery:
             self._matrix = self.store.face_matrix()
             self._names = {p.id: p.name for p in self.store.list_people()}
             self._templates = None
+            self._impostors = None
         return self._matrix
 
     def _person_templates(self, matrix: FaceMatrix) -> tuple[np.ndarray, np.ndarray]:
