@@ -236,3 +236,26 @@ def test_template_calibration_falls_back_with_a_note_when_the_gallery_is_small(g
     gallery.enroll("bob", [img(2, 1)])
     (result,) = gallery.identify(img(1, 5))
     assert result.person == "ada" and any("card" in note for note in result.notes)
+
+
+def _enrol_many(url: str, prefix: str, n: int) -> None:
+    """Run in a separate process: enrol n people, one transaction each."""
+    with Gallery.open(url, analyzer=PassThroughAnalyzer()) as g:
+        for i in range(n):
+            g.enroll_embeddings(f"{prefix}{i}", person_vector(i % DIM, i)[None])
+
+
+def test_two_processes_enrolling_at_once_lose_nothing(url):
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    workers = [context.Process(target=_enrol_many, args=(url, prefix, 40)) for prefix in ("a", "b")]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(120)
+        assert w.exitcode == 0
+    with Gallery.open(url, analyzer=PassThroughAnalyzer()) as g:
+        names = {p.name for p in g.people()}
+        assert names == {f"{prefix}{i}" for prefix in ("a", "b") for i in range(40)}
+        assert sum(p.n_faces for p in g.people()) == 80
