@@ -127,6 +127,9 @@ class Gallery:
         self._templates: tuple[np.ndarray, np.ndarray] | None = None
         self._index: Any = None  # over faces, for "max" scoring of large galleries
         self._impostors: np.ndarray | None = None  # template calibration scores, per store version
+        self._grouping: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # faces by person, per version
+        self._person_of: dict[int, int] | None = None  # face id → person id, per version
+        self._tag: ModelTag | None = None
         self._indexed: set[int] = set()
 
     @classmethod
@@ -160,11 +163,17 @@ class Gallery:
         return self.analyzer.embedder.card
 
     def _bind(self) -> ModelTag:
-        """Tie the store to this embedder; a gallery of another model is refused, never mixed."""
-        card = self.card
-        tag = ModelTag(card.name, card.version, int(card.embedding_dim or self.analyzer.embedder.dim))
-        self.store.bind_model(tag)
-        return tag
+        """Tie the store to this embedder; a gallery of another model is refused, never mixed.
+
+        Checked once per Gallery: a store's binding never changes, and checking it on every
+        search would take the store's write lock on the hot path.
+        """
+        if self._tag is None:
+            card = self.card
+            tag = ModelTag(card.name, card.version, int(card.embedding_dim or self.analyzer.embedder.dim))
+            self.store.bind_model(tag)
+            self._tag = tag
+        return self._tag
 
     # -- enrolment -----------------------------------------------------------------------------------
 
@@ -308,13 +317,12 @@ class Gallery:
             sims = vectors @ templates.T
             comparisons = len(person_ids)
         else:
-            face_sims = vectors @ matrix.embeddings.T
-            person_ids, inverse = np.unique(matrix.person_ids, return_inverse=True)
-            sims = np.full((len(vectors), len(person_ids)), -np.inf, dtype=np.float32)
+            person_ids, order, starts = self._faces_by_person(matrix)
+            face_sims = vectors @ matrix.embeddings[order].T  # columns grouped by person
             if self.scoring == "max":
-                np.maximum.at(sims.T, inverse, face_sims.T)
+                sims = np.maximum.reduceat(face_sims, starts, axis=1)
             else:
-                sims = _topk_mean(face_sims, inverse, len(person_ids), TOPK)
+                sims = _topk_mean(face_sims, starts, TOPK)
             comparisons = len(matrix.face_ids) if self.scoring == "max" else len(person_ids)
         top = np.argsort(-sims, axis=1, kind="stable")[:, :k]
         names = [[self._names[int(person_ids[j])] for j in row] for row in top]
@@ -327,7 +335,9 @@ class Gallery:
         """Large galleries: the approximate index's best faces (re-ranked exactly), best per person."""
         index = self._face_index(matrix)
         scores, face_ids = index.search(vectors, max(ANN_CANDIDATES, 20 * k))
-        person_of = dict(zip(matrix.face_ids.tolist(), matrix.person_ids.tolist(), strict=True))
+        if self._person_of is None:
+            self._person_of = dict(zip(matrix.face_ids.tolist(), matrix.person_ids.tolist(), strict=True))
+        person_of = self._person_of
         names, best = [], []
         for row_scores, row_ids in zip(scores, face_ids, strict=True):
             per_person: dict[int, float] = {}
@@ -392,6 +402,14 @@ class Gallery:
             self._impostors = np.sort(sims[~own])[::-1]
         return self._impostors
 
+    def _faces_by_person(self, matrix: FaceMatrix) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(person ids, an order of the faces grouping each person's together, where each group starts)."""
+        if self._grouping is None:
+            person_ids, inverse = np.unique(matrix.person_ids, return_inverse=True)
+            order = np.argsort(inverse, kind="stable")
+            self._grouping = (person_ids, order, np.searchsorted(inverse[order], np.arange(len(person_ids))))
+        return self._grouping
+
     def _current(self) -> FaceMatrix:
         """The face matrix, re-read when the store changed (any process may write)."""
         version = self.store.version()
@@ -400,6 +418,8 @@ class Gallery:
             self._names = {p.id: p.name for p in self.store.list_people()}
             self._templates = None
             self._impostors = None
+            self._grouping = None
+            self._person_of = None
         return self._matrix
 
     def _person_templates(self, matrix: FaceMatrix) -> tuple[np.ndarray, np.ndarray]:
@@ -481,14 +501,15 @@ def _unit_rows(vectors: np.ndarray, dim: int) -> np.ndarray:
     return vectors / norms
 
 
-def _topk_mean(face_sims: np.ndarray, inverse: np.ndarray, n_people: int, k: int) -> np.ndarray:
-    """Per probe and person, the mean of the person's best ``k`` face scores (fewer if they have fewer)."""
-    out = np.full((face_sims.shape[0], n_people), -np.inf, dtype=np.float32)
-    order = np.argsort(inverse, kind="stable")
-    starts = np.searchsorted(inverse[order], np.arange(n_people))
-    ends = np.r_[starts[1:], len(order)]
+def _topk_mean(face_sims: np.ndarray, starts: np.ndarray, k: int) -> np.ndarray:
+    """Per probe and person, the mean of the person's best ``k`` face scores (fewer if they have fewer).
+
+    ``face_sims`` columns are grouped by person, person j's starting at ``starts[j]``.
+    """
+    out = np.full((face_sims.shape[0], len(starts)), -np.inf, dtype=np.float32)
+    ends = np.r_[starts[1:], face_sims.shape[1]]
     for j, (a, b) in enumerate(zip(starts, ends, strict=True)):
-        block = face_sims[:, order[a:b]]
+        block = face_sims[:, a:b]
         take = min(k, block.shape[1])
         out[:, j] = np.sort(block, axis=1)[:, -take:].mean(axis=1)
     return out
