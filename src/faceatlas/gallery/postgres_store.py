@@ -21,7 +21,6 @@ import struct
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Self
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import numpy as np
@@ -33,6 +32,7 @@ from psycopg.types import TypeInfo
 from faceatlas.gallery.store import (
     FORMAT,
     CheckedFace,
+    ConnectionLifecycle,
     FaceMatrix,
     FaceNotFoundError,
     FaceRecord,
@@ -151,7 +151,7 @@ class _VectorDumper(Dumper):
         return _vector_bytes(np.asarray(obj, dtype=np.float32))
 
 
-class PostgresStore:
+class PostgresStore(ConnectionLifecycle):
     """A gallery in a PostgreSQL schema with pgvector. See the module docstring."""
 
     def __init__(
@@ -543,18 +543,6 @@ class PostgresStore:
             self._bump(cur)
 
     # --- lifetime ---
-
-    def close(self) -> None:
-        with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"PostgresStore({redact(self.url)!r})"

@@ -23,13 +23,13 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Self
 
 import numpy as np
 
 from faceatlas.gallery.store import (
     FORMAT,
     CheckedFace,
+    ConnectionLifecycle,
     FaceMatrix,
     FaceNotFoundError,
     FaceRecord,
@@ -107,7 +107,7 @@ def _publish(built: Path, path: Path) -> None:
             pass
 
 
-class SqliteStore:
+class SqliteStore(ConnectionLifecycle):
     """A gallery in one SQLite file (or ``":memory:"``). See the module docstring."""
 
     def __init__(self, path: str | os.PathLike, create: bool = True, *, timeout: float = 30.0) -> None:
@@ -514,18 +514,6 @@ class SqliteStore:
             self._bump(conn)
 
     # --- lifetime ---
-
-    def close(self) -> None:
-        with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"SqliteStore({self.url!r})"
