@@ -189,6 +189,74 @@ def test_another_connection_enrolment_is_seen(url):
         assert b.identify(img(2, 2))[0].person == "bob"
 
 
+@pytest.mark.parametrize("scoring", ["template", "max", "topk"])
+def test_a_gallery_that_catches_up_answers_like_a_fresh_one(url, scoring):
+    """One gallery stays open while another connection writes every kind of change; after each,
+    its answers (candidates, scores, threshold) equal a freshly opened gallery's, and it caught up
+    from the change log rather than re-reading the store."""
+    probes = np.stack([person_vector(p, 500 + p, noise=0.5) for p in range(12)])
+    with (
+        Gallery.open(url, analyzer=PassThroughAnalyzer(), scoring=scoring) as reader,
+        Gallery.open(url, analyzer=PassThroughAnalyzer()) as writer,
+    ):
+        for person in range(10):
+            writer.enroll_embeddings(f"p{person}", np.stack([person_vector(person, s, noise=0.5) for s in range(3)]))
+        reader.identify(probes)
+        full_reads = []
+        reader.store.face_matrix = _counting(reader.store.face_matrix, full_reads)
+        changes = [
+            lambda: writer.enroll_embeddings("p10", person_vector(10, 1, noise=0.5)[None]),
+            lambda: writer.enroll_embeddings("p2", person_vector(2, 9, noise=0.5)[None]),
+            lambda: writer.rename("p4", "four"),
+            lambda: writer.merge("p5", "p6"),
+            lambda: writer.remove_face(int(writer.store.face_matrix().face_ids[0])),
+            lambda: writer.delete_person("p7"),
+            lambda: writer.store.add_person("nobody-yet"),
+            lambda: writer.enroll_embeddings("nobody-yet", person_vector(11, 1, noise=0.5)[None]),
+        ]
+        for change in changes:
+            change()
+            with Gallery.open(url, analyzer=PassThroughAnalyzer(), scoring=scoring) as fresh:
+                expected = fresh.identify(probes, k=4)
+            got = reader.identify(probes, k=4)
+            assert [(r.candidates, r.person, r.threshold) for r in got] == [
+                (r.candidates, r.person, r.threshold) for r in expected
+            ]
+        assert not full_reads
+        assert "p7" not in reader._names.values()  # a deleted person's name is not kept in memory
+
+
+def _counting(method, calls: list):
+    def wrapper(*args, **kwargs):
+        calls.append(1)
+        return method(*args, **kwargs)
+
+    return wrapper
+
+
+def test_template_calibration_is_kept_while_the_gallery_grows_a_little(tmp_path, monkeypatch):
+    import faceatlas.gallery.gallery as gallery_module
+
+    monkeypatch.setattr(gallery_module, "CHEAP_CALIBRATION_PAIRS", 0)  # as if the gallery were large
+    with Gallery.open(tmp_path / "g.db", analyzer=PassThroughAnalyzer()) as g:
+        for person in range(100):
+            g.enroll_embeddings(f"p{person}", np.stack([person_vector(person % DIM, s, noise=0.6) for s in range(3)]))
+        probe = person_vector(0, 999, noise=0.6)
+        g.identify(probe)
+        calibrated = g._impostors
+        g.enroll_embeddings("p100", person_vector(1, 5, noise=0.6)[None])  # 1 % more people: kept
+        g.identify(probe)
+        assert g._impostors is calibrated
+        for person in range(101, 104):  # 4 % more: recalibrated
+            g.enroll_embeddings(f"p{person}", person_vector(person % DIM, 5, noise=0.6)[None])
+        g.identify(probe)
+        assert g._impostors is not calibrated
+        calibrated = g._impostors
+        g.remove_face(int(g.store.face_matrix().face_ids[0]))  # any removal: recalibrated
+        g.identify(probe)
+        assert g._impostors is not calibrated
+
+
 def test_large_gallery_search_through_the_index_agrees_with_brute_force(tmp_path, monkeypatch):
     import faceatlas.gallery.gallery as gallery_module
 

@@ -33,6 +33,7 @@ from faceatlas.gallery.store import (
     ModelMismatchError,
     ModelTag,
     PersonNotFoundError,
+    apply_changes,
     open_store,
 )
 
@@ -321,6 +322,76 @@ def test_version_bumps_on_every_write_only(bound: GalleryStore) -> None:
     assert bound.version() == seen[-1]
 
 
+def test_changes_since_replays_every_kind_of_write(bound: GalleryStore) -> None:
+    """Applied to the matrix a reader holds, ``changes_since`` gives exactly what a full read gives,
+    after any write; a reader far behind, or behind an import, is told to re-read."""
+    rng = np.random.default_rng(7)
+    reader = bound.face_matrix()
+    names = {}
+    people = [bound.add_person(f"p{i}") for i in range(6)]
+    seed = 100
+
+    def check() -> None:
+        nonlocal reader
+        changes = bound.changes_since(reader.version)
+        assert changes is not None and changes.version == bound.version()
+        reader, touched = apply_changes(reader, changes)
+        full = bound.face_matrix()
+        for field_name in ("face_ids", "person_ids", "embeddings", "qualities"):
+            np.testing.assert_array_equal(getattr(reader, field_name), getattr(full, field_name), err_msg=field_name)
+        assert reader.version == full.version
+        names.update({p.id: p.name for p in changes.people})
+        assert set(touched.tolist()) <= set(reader.person_ids.tolist()) | set(names)
+
+    for step in range(60):
+        alive = [p.id for p in bound.list_people()]
+        faces = bound.face_matrix().face_ids.tolist()
+        action = rng.choice(["add", "add", "add", "remove", "rename", "merge", "person", "delete"])
+        if action == "add" and alive:
+            count = int(rng.integers(1, 4))
+            bound.add_faces(int(rng.choice(alive)), [face(seed + i) for i in range(count)])
+            seed += count
+        elif action == "remove" and faces:
+            bound.remove_face(int(rng.choice(faces)))
+        elif action == "rename" and alive:
+            person = bound.person_by_id(int(rng.choice(alive)))
+            bound.rename_person(person.name, f"{person.name}'")
+        elif action == "merge" and len(alive) >= 2:
+            a, b = rng.choice(alive, 2, replace=False)
+            bound.merge_people(bound.person_by_id(int(a)).name, bound.person_by_id(int(b)).name)
+        elif action == "person":
+            bound.add_person(f"new{step}")
+        elif action == "delete" and len(alive) > 2:
+            bound.delete_person(bound.person_by_id(int(rng.choice(alive))).name)
+        if step % 3 == 0:  # readers catch up after one write or after several
+            check()
+    check()
+    assert names and people
+    # nothing changed: an empty change set at the current version
+    assert bound.changes_since(bound.version()).empty
+    # an import cannot be replayed, nor can a version from the future
+    before = bound.version()
+    bound.import_rows([{"kind": "person", "name": "imported", "metadata": {}}])
+    assert bound.changes_since(before) is None
+    assert bound.changes_since(bound.version() + 1) is None
+
+
+def test_change_log_is_trimmed(bound: GalleryStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    if isinstance(bound, SqliteStore):
+        module = sqlite_store
+    else:
+        import faceatlas.gallery.postgres_store as module  # imports psycopg: only where it is installed
+    monkeypatch.setattr(module, "LOG_VERSIONS", 50)
+    start = bound.version()
+    ada = bound.add_person("ada")
+    for i in range(260):
+        bound.add_faces(ada, [face(i)])
+    assert bound.changes_since(start) is None  # trimmed: re-read
+    recent = bound.version() - 30
+    assert bound.changes_since(recent) is not None
+    assert len(bound.changes_since(recent).added) == 30
+
+
 def test_export_import_round_trip(bound: GalleryStore, tmp_path: Path) -> None:
     ada, bob = bound.add_person("ada", {"k": 1}), bound.add_person("bob")
     bound.add_faces(ada, [face(1, "a1", box=(1, 2, 3, 4), metadata={"m": "x"}), face(2, "a2")])
@@ -502,16 +573,34 @@ def test_sqlite_migrations_upgrade_an_older_file(db_path: Path, monkeypatch: pyt
     def add_column(conn: sqlite3.Connection) -> None:
         conn.execute("ALTER TABLE faces ADD COLUMN note TEXT")
 
-    # the file is version 1; pretend this faceatlas knows version 2
+    # pretend this faceatlas knows one version more than the file has
+    latest = len(sqlite_store.MIGRATIONS)
     monkeypatch.setattr(sqlite_store, "MIGRATIONS", [*sqlite_store.MIGRATIONS, add_column])
     with open_store(db_path) as store:
         conn = store._db
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == latest + 1
         assert "note" in [row[1] for row in conn.execute("PRAGMA table_info(faces)")]
         assert store.get_person("ada").n_faces == 1
     monkeypatch.undo()
     with pytest.raises(GalleryError, match="newer"):  # an older faceatlas refuses the newer file
         open_store(db_path)
+
+
+def test_sqlite_upgrade_starts_the_change_log(db_path: Path) -> None:
+    """A gallery made before the change log: upgraded in place, its history is not replayable."""
+    conn = sqlite3.connect(db_path)
+    sqlite_store.MIGRATIONS[0](conn)
+    conn.execute("PRAGMA user_version = 1")
+    conn.execute("UPDATE gallery SET version = 5")
+    conn.commit()
+    conn.close()
+    with open_store(db_path) as store:
+        assert store.version() == 5
+        assert store.changes_since(4) is None and store.changes_since(5).empty
+        store.bind_model(TAG)
+        store.add_faces(store.add_person("ada"), [face(1)])
+        assert store.changes_since(5) is None  # binding the model resets readers
+        assert len(store.changes_since(6).added) == 1
 
 
 def test_sqlite_failed_migration_changes_nothing(db_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

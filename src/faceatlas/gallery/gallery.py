@@ -14,8 +14,11 @@ it the threshold is capped at the strictest calibrated point and each result say
 (the default: they identify best, see docs/BENCHMARKS.md) are calibrated on the gallery's own
 face-versus-other-template scores instead, since averaging makes a template nearer to everyone.
 
-The store is the only copy of anything; the in-memory index is rebuilt whenever the store's change
-counter moves (another process may have enrolled).
+The store is the only copy of anything. Whenever its change counter moves (another process may
+have enrolled) the gallery catches up from the store's change log: new faces are appended, removed
+ones dropped, and only the templates of people whose faces changed are recomputed. The template
+calibration is redone after any removal or merge, and after additions once the gallery has grown
+by RECALIBRATE_GROWTH since it was calibrated (a few more impostors barely move a tail quantile).
 """
 
 from __future__ import annotations
@@ -32,7 +35,15 @@ from typing import Any, Literal, Self
 import numpy as np
 
 from faceatlas.errors import FaceAtlasError, InvalidImageError
-from faceatlas.gallery.store import FaceMatrix, FaceRecord, GalleryStore, ModelTag, PersonNotFoundError, open_store
+from faceatlas.gallery.store import (
+    FaceMatrix,
+    FaceRecord,
+    GalleryStore,
+    ModelTag,
+    PersonNotFoundError,
+    apply_changes,
+    open_store,
+)
 from faceatlas.types import Face
 
 Scoring = Literal["max", "template", "topk"]
@@ -41,6 +52,8 @@ ANN_FACES = 100_000  # from this many faces "max" scoring searches an index inst
 ANN_CANDIDATES = 200  # faces fetched from the index per probe, then reduced to people
 TEMPLATE_CALIBRATION_PAIRS = 20_000_000  # face-versus-template scores computed to calibrate at most
 MIN_TAIL = 10  # impostor scores that must lie above a threshold for its FAR to be measured
+RECALIBRATE_GROWTH = 0.02  # redo the template calibration once faces or people grew by 2 %
+CHEAP_CALIBRATION_PAIRS = 1_000_000  # below this many face-template pairs, recalibrate at every change
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,14 +136,15 @@ class Gallery:
         self.fpir = fpir
         self.min_quality = min_quality
         self._matrix: FaceMatrix | None = None
-        self._names: dict[int, str] = {}
-        self._templates: tuple[np.ndarray, np.ndarray] | None = None
+        self._names: dict[int, str] = {}  # person id → name, for the people who have faces
+        self._templates: _Templates | None = None
         self._index: Any = None  # over faces, for "max" scoring of large galleries
-        self._impostors: np.ndarray | None = None  # template calibration scores, per store version
+        self._indexed = np.zeros(0, np.int64)  # the face ids in it, ascending
+        self._impostors: np.ndarray | None = None  # template calibration scores, unsorted
+        self._calibrated_on = (0, 0)  # (faces, people) when they were computed
+        self._thresholds: dict[int, float] = {}  # impostor rank → threshold, for these scores
         self._grouping: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # faces by person, per version
-        self._person_of: dict[int, int] | None = None  # face id → person id, per version
         self._tag: ModelTag | None = None
-        self._indexed: set[int] = set()
 
     @classmethod
     def open(
@@ -335,16 +349,15 @@ class Gallery:
         """Large galleries: the approximate index's best faces (re-ranked exactly), best per person."""
         index = self._face_index(matrix)
         scores, face_ids = index.search(vectors, max(ANN_CANDIDATES, 20 * k))
-        if self._person_of is None:
-            self._person_of = dict(zip(matrix.face_ids.tolist(), matrix.person_ids.tolist(), strict=True))
-        person_of = self._person_of
+        found = face_ids >= 0
+        persons = matrix.person_ids[
+            np.searchsorted(matrix.face_ids, np.where(found, face_ids, 0)).clip(0, len(matrix) - 1)
+        ]
         names, best = [], []
-        for row_scores, row_ids in zip(scores, face_ids, strict=True):
+        for row_scores, row_persons, row_found in zip(scores, persons, found, strict=True):
             per_person: dict[int, float] = {}
-            for score, face_id in zip(row_scores.tolist(), row_ids.tolist(), strict=True):
-                if face_id >= 0:
-                    person = person_of[face_id]
-                    per_person[person] = max(per_person.get(person, -np.inf), score)
+            for score, person in zip(row_scores[row_found].tolist(), row_persons[row_found].tolist(), strict=True):
+                per_person[person] = max(per_person.get(person, -np.inf), score)
             ranked = sorted(per_person.items(), key=lambda item: -item[1])[:k]
             names.append([self._names[p] for p, _ in ranked])
             best.append([s for _, s in ranked])
@@ -355,15 +368,15 @@ class Gallery:
         from faceatlas.gallery.index import create_index
 
         if self._index is None:
-            self._index, self._indexed = create_index(len(matrix.face_ids), matrix.embeddings.shape[1]), set()
-        current = set(matrix.face_ids.tolist())
-        gone = np.array(sorted(self._indexed - current), dtype=np.int64)
+            self._index = create_index(len(matrix.face_ids), matrix.embeddings.shape[1])
+            self._indexed = np.zeros(0, np.int64)
+        gone = np.setdiff1d(self._indexed, matrix.face_ids, assume_unique=True)
         if len(gone):
             self._index.remove(gone)
-        new = np.isin(matrix.face_ids, np.array(sorted(current - self._indexed), dtype=np.int64))
+        new = ~np.isin(matrix.face_ids, self._indexed, assume_unique=True)
         if new.any():
             self._index.add(matrix.face_ids[new], matrix.embeddings[new])
-        self._indexed = current
+        self._indexed = matrix.face_ids
         return self._index
 
     def _template_threshold(
@@ -386,20 +399,31 @@ class Gallery:
                 f"{per_comparison:.1e}: the card's face-to-face threshold is used, so the real FPIR may be higher"
             )
             return card_threshold, (*notes, note)
-        return float(np.nextafter(impostor[allowed], np.inf)), ()
+        if allowed not in self._thresholds:  # the score with `allowed` impostors above it
+            rank = len(impostor) - 1 - allowed
+            self._thresholds[allowed] = float(np.nextafter(np.partition(impostor, rank)[rank], np.inf))
+        return self._thresholds[allowed], ()
 
     def _template_impostor_scores(self) -> np.ndarray:
-        """Every enrolled face against every other person's template, highest first (cached per version)."""
+        """Every enrolled face against every other person's template (see the module doc for when
+        they are recomputed)."""
         matrix = self._current()
+        templates, person_ids = self._person_templates(matrix)
+        if self._impostors is not None:
+            faces, people = self._calibrated_on
+            grown = max(len(matrix) / max(faces, 1), len(person_ids) / max(people, 1)) - 1.0
+            if grown > RECALIBRATE_GROWTH or len(matrix) * len(person_ids) <= CHEAP_CALIBRATION_PAIRS:
+                self._impostors = None
         if self._impostors is None:
-            templates, person_ids = self._person_templates(matrix)
             faces = np.arange(len(matrix.face_ids))
             if len(faces) * len(person_ids) > TEMPLATE_CALIBRATION_PAIRS:  # subsample faces, not pairs
                 keep = max(TEMPLATE_CALIBRATION_PAIRS // len(person_ids), 1)
                 faces = np.random.default_rng(0).choice(faces, keep, replace=False)
             sims = matrix.embeddings[faces] @ templates.T
             own = matrix.person_ids[faces][:, None] == person_ids[None, :]
-            self._impostors = np.sort(sims[~own])[::-1]
+            self._impostors = sims[~own]
+            self._calibrated_on = (len(matrix), len(person_ids))
+            self._thresholds = {}
         return self._impostors
 
     def _faces_by_person(self, matrix: FaceMatrix) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -411,26 +435,35 @@ class Gallery:
         return self._grouping
 
     def _current(self) -> FaceMatrix:
-        """The face matrix, re-read when the store changed (any process may write)."""
+        """The face matrix as the store has it now (any process may write): caught up from the
+        store's change log, or re-read whole when the log cannot say."""
         version = self.store.version()
-        if self._matrix is None or self._matrix.version != version:
+        old = self._matrix
+        if old is not None and old.version == version:
+            return old
+        changes = None if old is None else self.store.changes_since(old.version)
+        if changes is None:
             self._matrix = self.store.face_matrix()
-            self._names = {p.id: p.name for p in self.store.list_people()}
-            self._templates = None
-            self._impostors = None
-            self._grouping = None
-            self._person_of = None
+            present = set(np.unique(self._matrix.person_ids).tolist())
+            self._names = {p.id: p.name for p in self.store.list_people() if p.id in present}
+            self._templates = self._impostors = None
+        else:
+            self._matrix, touched = apply_changes(old, changes)
+            self._names.update((p.id, p.name) for p in changes.people)
+            for person_id in touched[~np.isin(touched, self._matrix.person_ids)].tolist():
+                self._names.pop(person_id, None)  # no faces left: not kept in memory either
+            if self._templates is not None:
+                self._templates.update(self._matrix, touched)
+            if len(changes.removed_faces) or changes.merges:  # nothing of a removed face may linger
+                self._impostors = None
+        self._grouping = None
         return self._matrix
 
     def _person_templates(self, matrix: FaceMatrix) -> tuple[np.ndarray, np.ndarray]:
+        """(Unit templates, their person ids): each person's quality-weighted mean embedding."""
         if self._templates is None:
-            person_ids, inverse = np.unique(matrix.person_ids, return_inverse=True)
-            weights = np.maximum(matrix.qualities.astype(np.float64), 1e-3)
-            sums = np.zeros((len(person_ids), matrix.embeddings.shape[1]))
-            np.add.at(sums, inverse, matrix.embeddings * weights[:, None])
-            templates = (sums / np.linalg.norm(sums, axis=1, keepdims=True)).astype(np.float32)
-            self._templates = (templates, person_ids)
-        return self._templates
+            self._templates = _Templates(matrix)
+        return self._templates.templates, self._templates.person_ids
 
     # -- people ---------------------------------------------------------------------------------------
 
@@ -499,6 +532,49 @@ def _unit_rows(vectors: np.ndarray, dim: int) -> np.ndarray:
     if (norms < 1e-6).any():
         raise ValueError("an embedding has zero length")
     return vectors / norms
+
+
+class _Templates:
+    """Each person's quality-weighted sum of embeddings and its unit template, by person id
+    (ascending), kept up to date person by person as faces come and go."""
+
+    def __init__(self, matrix: FaceMatrix) -> None:
+        self.person_ids, self.sums = _weighted_sums(matrix)
+        self.templates = _unit(self.sums)
+
+    def update(self, matrix: FaceMatrix, touched: np.ndarray) -> None:
+        """Recompute the ``touched`` people from ``matrix``; drop those left without faces."""
+        new_ids, new_sums = _weighted_sums(matrix, np.isin(matrix.person_ids, touched))
+        at = np.searchsorted(self.person_ids, new_ids)
+        known = at < len(self.person_ids)
+        known[known] = self.person_ids[at[known]] == new_ids[known]
+        # known people in place (the common case: a face enrolled for someone already there)
+        self.sums[at[known]] = new_sums[known]
+        self.templates[at[known]] = _unit(new_sums[known])
+        gone = np.isin(self.person_ids, touched) & ~np.isin(self.person_ids, new_ids)
+        if gone.any() or not known.all():
+            ids = np.concatenate([self.person_ids[~gone], new_ids[~known]])
+            order = np.argsort(ids, kind="stable")
+            self.person_ids = ids[order]
+            self.sums = np.concatenate([self.sums[~gone], new_sums[~known]])[order]
+            self.templates = np.concatenate([self.templates[~gone], _unit(new_sums[~known])])[order]
+
+
+def _weighted_sums(matrix: FaceMatrix, rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(Person ids ascending, each one's quality-weighted sum of embeddings in float64) over ``rows``."""
+    person_ids = matrix.person_ids if rows is None else matrix.person_ids[rows]
+    if not len(person_ids):
+        return np.zeros(0, np.int64), np.zeros((0, matrix.embeddings.shape[1]))
+    order = np.argsort(person_ids, kind="stable")  # stable: a person's faces summed in id order
+    if rows is not None:
+        order = np.flatnonzero(rows)[order]
+    ids, starts = np.unique(matrix.person_ids[order], return_index=True)
+    weights = np.maximum(matrix.qualities[order].astype(np.float64), 1e-3)
+    return ids, np.add.reduceat(matrix.embeddings[order] * weights[:, None], starts, axis=0)
+
+
+def _unit(sums: np.ndarray) -> np.ndarray:
+    return (sums / np.linalg.norm(sums, axis=1, keepdims=True)).astype(np.float32)
 
 
 def _topk_mean(face_sims: np.ndarray, starts: np.ndarray, k: int) -> np.ndarray:

@@ -7,6 +7,8 @@
   reused; ``create=False`` on a missing one is a GalleryError too.
 - Embeddings are a ``vector(dim)`` column, added by ``bind_model`` with an HNSW index
   (``vector_cosine_ops``); ``search`` asks the database for the nearest faces.
+- Every write appends to the ``changes`` log (ids only) in its transaction, under the version
+  row's lock, so log order is commit order; ``changes_since`` reads it in one snapshot.
 - ``delete_person`` deletes every row of the person; PostgreSQL frees the dead row versions
   at the next (auto)vacuum, so the bytes may linger on disk until then.
 
@@ -30,7 +32,14 @@ from psycopg.pq import Format
 from psycopg.types import TypeInfo
 
 from faceatlas.gallery.store import (
+    ADDED,
     FORMAT,
+    LOG_VERSIONS,
+    MERGED,
+    PERSON,
+    REMOVED,
+    RESET,
+    Changes,
     CheckedFace,
     ConnectionLifecycle,
     FaceMatrix,
@@ -53,6 +62,7 @@ from faceatlas.gallery.store import (
     parse_rows,
     person_row,
     readonly,
+    summarise_log,
 )
 
 DEFAULT_SCHEMA = "faceatlas"
@@ -97,8 +107,20 @@ def _migrate_0_to_1(cur: psycopg.Cursor, schema: str) -> None:
     cur.execute(f"INSERT INTO {schema}.gallery (id, format, schema_version) VALUES (1, %s, 0)", (FORMAT,))
 
 
+def _migrate_1_to_2(cur: psycopg.Cursor, schema: str) -> None:
+    """The change log: what each version changed (ids only), from the version of the upgrade on."""
+    cur.execute(f"ALTER TABLE {schema}.gallery ADD COLUMN log_floor bigint NOT NULL DEFAULT 0")
+    cur.execute(f"UPDATE {schema}.gallery SET log_floor = version")  # older versions were never logged
+    cur.execute(
+        f"CREATE TABLE {schema}.changes ("
+        " seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
+        " version bigint NOT NULL, op text NOT NULL, person_id bigint, face_id bigint, other_id bigint)"
+    )
+    cur.execute(f"CREATE INDEX changes_version ON {schema}.changes (version)")
+
+
 #: MIGRATIONS[i] turns schema version i into i + 1 (inside the caller's transaction)
-MIGRATIONS: list[Callable[[psycopg.Cursor, str], None]] = [_migrate_0_to_1]
+MIGRATIONS: list[Callable[[psycopg.Cursor, str], None]] = [_migrate_0_to_1, _migrate_1_to_2]
 
 
 def redact(url: str) -> str:
@@ -261,8 +283,20 @@ class PostgresStore(ConnectionLifecycle):
             except psycopg.Error as exc:
                 raise GalleryError(f"gallery {redact(self.url)}: {exc}") from exc
 
-    def _bump(self, cur: psycopg.Cursor) -> None:
-        cur.execute(f"UPDATE {self._s}.gallery SET version = version + 1")
+    def _bump(self, cur: psycopg.Cursor, *changes: tuple) -> int:
+        """The next version, with its log rows ``(op, person_id, face_id, other_id)``; trims old ones."""
+        version = int(
+            cur.execute(f"UPDATE {self._s}.gallery SET version = version + 1 RETURNING version").fetchone()[0]
+        )
+        if changes:
+            cur.executemany(
+                f"INSERT INTO {self._s}.changes (version, op, person_id, face_id, other_id) VALUES (%s, %s, %s, %s, %s)",
+                [(version, *change) for change in changes],
+            )
+        if version % 100 == 0 and version > LOG_VERSIONS:
+            cur.execute(f"DELETE FROM {self._s}.changes WHERE version <= %s", (version - LOG_VERSIONS,))
+            cur.execute(f"UPDATE {self._s}.gallery SET log_floor = greatest(log_floor, %s)", (version - LOG_VERSIONS,))
+        return version
 
     # --- model ---
 
@@ -273,7 +307,7 @@ class PostgresStore(ConnectionLifecycle):
             check_same_model(bound, tag, redact(self.url))
             if bound is None:
                 self._set_model(cur, tag)
-                self._bump(cur)
+                self._bump(cur, (RESET, None, None, None))  # the matrix gets its dimension
 
     def _set_model(self, cur: psycopg.Cursor, tag: ModelTag) -> None:
         cur.execute(
@@ -329,7 +363,7 @@ class PostgresStore(ConnectionLifecycle):
         row = cur.execute(
             f"INSERT INTO {self._s}.people (name, metadata) VALUES (%s, %s::jsonb) RETURNING id", (name, meta)
         ).fetchone()
-        self._bump(cur)
+        self._bump(cur, (PERSON, int(row[0]), None, None))
         return int(row[0])
 
     def get_person(self, name: str) -> PersonRecord:
@@ -357,7 +391,7 @@ class PostgresStore(ConnectionLifecycle):
             if cur.execute(f"SELECT 1 FROM {self._s}.people WHERE name = %s", (new,)).fetchone():
                 raise GalleryError(f"cannot rename {old!r}: {new!r} already exists in gallery {redact(self.url)}")
             cur.execute(f"UPDATE {self._s}.people SET name = %s WHERE id = %s", (new, person.id))
-            self._bump(cur)
+            self._bump(cur, (PERSON, person.id, None, None))
 
     def merge_people(self, source: str, target: str) -> None:
         """Move ``source``'s faces to ``target`` and delete ``source``; ``target`` keeps its metadata."""
@@ -367,15 +401,28 @@ class PostgresStore(ConnectionLifecycle):
                 raise GalleryError(f"cannot merge {source!r} into itself")
             cur.execute(f"UPDATE {self._s}.faces SET person_id = %s WHERE person_id = %s", (dst.id, src.id))
             cur.execute(f"DELETE FROM {self._s}.people WHERE id = %s", (src.id,))
-            self._bump(cur)
+            self._bump(cur, (MERGED, src.id, None, dst.id))
 
     def delete_person(self, name: str) -> int:
         with self._transaction() as cur:
             person = self._person_named(cur, name, lock=True)
-            deleted = cur.execute(f"DELETE FROM {self._s}.faces WHERE person_id = %s", (person.id,)).rowcount
+            query = f"DELETE FROM {self._s}.faces WHERE person_id = %s RETURNING id"
+            gone = [row[0] for row in cur.execute(query, (person.id,)).fetchall()]
             cur.execute(f"DELETE FROM {self._s}.people WHERE id = %s", (person.id,))
-            self._bump(cur)
-        return int(deleted)
+            self._forget_in_log(cur, person.id)
+            self._bump(cur, *((REMOVED, None, face_id, None) for face_id in gone))
+        return len(gone)
+
+    def _forget_in_log(self, cur: psycopg.Cursor, person_id: int) -> None:
+        """No log row may name a deleted person: readers learn of it through its removed faces."""
+        log = f"{self._s}.changes"
+        cur.execute(f"UPDATE {log} SET person_id = NULL WHERE op = %s AND person_id = %s", (ADDED, person_id))
+        cur.execute(f"DELETE FROM {log} WHERE op = %s AND person_id = %s", (PERSON, person_id))
+        cur.execute(  # a merge into or out of them: readers behind it re-read everything
+            f"UPDATE {log} SET op = %s, person_id = NULL, other_id = NULL"
+            " WHERE op = %s AND %s IN (person_id, other_id)",
+            (RESET, MERGED, person_id),
+        )
 
     # --- faces ---
 
@@ -389,7 +436,7 @@ class PostgresStore(ConnectionLifecycle):
                 raise PersonNotFoundError(f"no person with id {person_id} in gallery {redact(self.url)}")
             ids = self._insert_faces(cur, int(person_id), checked)
             if ids:
-                self._bump(cur)
+                self._bump(cur, *((ADDED, int(person_id), face_id, None) for face_id in ids))
             return ids
 
     def _insert_faces(self, cur: psycopg.Cursor, person_id: int, faces: Sequence[CheckedFace]) -> list[int]:
@@ -411,7 +458,7 @@ class PostgresStore(ConnectionLifecycle):
         with self._transaction() as cur:
             if cur.execute(f"DELETE FROM {self._s}.faces WHERE id = %s", (int(face_id),)).rowcount == 0:
                 raise FaceNotFoundError(f"no face with id {face_id} in gallery {redact(self.url)}")
-            self._bump(cur)
+            self._bump(cur, (REMOVED, None, int(face_id), None))
 
     def has_source(self, person_id: int, source: str) -> bool:
         with self._transaction() as cur:
@@ -426,7 +473,41 @@ class PostgresStore(ConnectionLifecycle):
             if tag is not None:
                 query = f"SELECT id, person_id, quality, embedding FROM {self._s}.faces ORDER BY id"
                 rows = cur.execute(query).fetchall()
-        dim = 0 if tag is None else tag.dim
+        return self._matrix(rows, 0 if tag is None else tag.dim, version)
+
+    def changes_since(self, version: int) -> Changes | None:
+        with self._transaction(snapshot=True, binary=True) as cur:
+            current, floor = cur.execute(f"SELECT version, log_floor FROM {self._s}.gallery").fetchone()
+            if not floor <= version <= current:
+                return None
+            query = f"SELECT op, person_id, face_id, other_id FROM {self._s}.changes WHERE version > %s ORDER BY seq"
+            summary = summarise_log(cur.execute(query, (version,)).fetchall())
+            if summary is None:
+                return None
+            added, removed, merges, people = summary
+            tag = self._model(cur)
+            rows = []
+            if added:
+                query = (
+                    f"SELECT id, person_id, quality, embedding FROM {self._s}.faces WHERE id = ANY(%s::bigint[])"
+                    " ORDER BY id"
+                )
+                rows = cur.execute(query, (added,)).fetchall()
+            records = []
+            if people:
+                query = self._person_select() + " WHERE p.id = ANY(%s::bigint[]) ORDER BY p.id"
+                records = [self._person(row) for row in cur.execute(query, (sorted(people),)).fetchall()]
+        return Changes(
+            int(current),
+            self._matrix(rows, 0 if tag is None else tag.dim, int(current)),
+            np.array(removed, dtype=np.int64),
+            tuple(merges),
+            tuple(records),
+        )
+
+    @staticmethod
+    def _matrix(rows: list[tuple], dim: int, version: int) -> FaceMatrix:
+        """A FaceMatrix from ``(id, person_id, quality, embedding)`` rows, read in binary mode, in id order."""
         if not rows:
             return empty_matrix(dim, version)
         face_ids, person_ids, qualities, blobs = zip(*rows, strict=True)
@@ -540,7 +621,7 @@ class PostgresStore(ConnectionLifecycle):
                     if person not in ids:
                         ids[person] = self._person_named(cur, person).id
                     self._insert_faces(cur, ids[person], [checked])
-            self._bump(cur)
+            self._bump(cur, (RESET, None, None, None))
 
     # --- lifetime ---
 

@@ -9,6 +9,8 @@
   the file, never recreated or overwritten. New files are built aside and linked into place, so
   a half-created gallery is never seen.
 - Embeddings are float32 BLOBs of the bound model's dimension.
+- Every write appends to the ``changes`` log (ids only) in its transaction; ``changes_since``
+  reads it, so a reader catches up on what moved instead of re-reading every face.
 - Deleting is erasing: ``secure_delete`` zeroes freed bytes, and ``delete_person`` checkpoints
   the WAL so the old pages do not linger in it.
 """
@@ -27,7 +29,14 @@ from pathlib import Path
 import numpy as np
 
 from faceatlas.gallery.store import (
+    ADDED,
     FORMAT,
+    LOG_VERSIONS,
+    MERGED,
+    PERSON,
+    REMOVED,
+    RESET,
+    Changes,
     CheckedFace,
     ConnectionLifecycle,
     FaceMatrix,
@@ -49,6 +58,7 @@ from faceatlas.gallery.store import (
     parse_rows,
     person_row,
     readonly,
+    summarise_log,
 )
 
 #: marks the file as a faceatlas gallery in the SQLite header ("FAGa")
@@ -88,8 +98,19 @@ def _migrate_0_to_1(conn: sqlite3.Connection) -> None:
     conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
 
 
+def _migrate_1_to_2(conn: sqlite3.Connection) -> None:
+    """The change log: what each version changed (ids only), from the version of the upgrade on."""
+    conn.execute("ALTER TABLE gallery ADD COLUMN log_floor INTEGER NOT NULL DEFAULT 0")
+    conn.execute("UPDATE gallery SET log_floor = version")  # older versions were never logged
+    conn.execute(
+        "CREATE TABLE changes ("
+        " version INTEGER NOT NULL, op TEXT NOT NULL, person_id INTEGER, face_id INTEGER, other_id INTEGER)"
+    )
+    conn.execute("CREATE INDEX changes_version ON changes(version)")
+
+
 #: MIGRATIONS[i] turns a schema of version i into version i + 1 (inside the caller's transaction)
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migrate_0_to_1]
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migrate_0_to_1, _migrate_1_to_2]
 _TABLES = {"gallery", "people", "faces"}
 
 
@@ -267,8 +288,17 @@ class SqliteStore(ConnectionLifecycle):
                 raise GalleryError(f"gallery {self.url}: {exc}") from exc
 
     @staticmethod
-    def _bump(conn: sqlite3.Connection) -> None:
-        conn.execute("UPDATE gallery SET version = version + 1")
+    def _bump(conn: sqlite3.Connection, *changes: tuple) -> int:
+        """The next version, with its log rows ``(op, person_id, face_id, other_id)``; trims old ones."""
+        version = int(conn.execute("UPDATE gallery SET version = version + 1 RETURNING version").fetchone()[0])
+        conn.executemany(
+            "INSERT INTO changes (version, op, person_id, face_id, other_id) VALUES (?, ?, ?, ?, ?)",
+            [(version, *change) for change in changes],
+        )
+        if version % 100 == 0 and version > LOG_VERSIONS:
+            conn.execute("DELETE FROM changes WHERE version <= ?", (version - LOG_VERSIONS,))
+            conn.execute("UPDATE gallery SET log_floor = MAX(log_floor, ?)", (version - LOG_VERSIONS,))
+        return version
 
     # --- model ---
 
@@ -279,7 +309,7 @@ class SqliteStore(ConnectionLifecycle):
             check_same_model(bound, tag, self.url)
             if bound is None:
                 self._set_model(conn, tag)
-                self._bump(conn)
+                self._bump(conn, (RESET, None, None, None))  # the matrix gets its dimension
 
     def model(self) -> ModelTag | None:
         with self._transaction(write=False) as conn:
@@ -320,9 +350,9 @@ class SqliteStore(ConnectionLifecycle):
     def _insert_person(self, conn: sqlite3.Connection, name: str, meta: str) -> int:
         if conn.execute("SELECT 1 FROM people WHERE name = ?", (name,)).fetchone():
             raise GalleryError(f"a person named {name!r} already exists in gallery {self.url}; pick another name")
-        cursor = conn.execute("INSERT INTO people (name, metadata) VALUES (?, ?)", (name, meta))
-        self._bump(conn)
-        return int(cursor.lastrowid)
+        person_id = int(conn.execute("INSERT INTO people (name, metadata) VALUES (?, ?)", (name, meta)).lastrowid)
+        self._bump(conn, (PERSON, person_id, None, None))
+        return person_id
 
     def get_person(self, name: str) -> PersonRecord:
         with self._transaction(write=False) as conn:
@@ -348,7 +378,7 @@ class SqliteStore(ConnectionLifecycle):
             if conn.execute("SELECT 1 FROM people WHERE name = ?", (new,)).fetchone():
                 raise GalleryError(f"cannot rename {old!r}: {new!r} already exists in gallery {self.url}")
             conn.execute("UPDATE people SET name = ? WHERE id = ?", (new, person.id))
-            self._bump(conn)
+            self._bump(conn, (PERSON, person.id, None, None))
 
     def merge_people(self, source: str, target: str) -> None:
         """Move ``source``'s faces to ``target`` and delete ``source``; ``target`` keeps its metadata."""
@@ -358,16 +388,28 @@ class SqliteStore(ConnectionLifecycle):
                 raise GalleryError(f"cannot merge {source!r} into itself")
             conn.execute("UPDATE faces SET person_id = ? WHERE person_id = ?", (dst.id, src.id))
             conn.execute("DELETE FROM people WHERE id = ?", (src.id,))
-            self._bump(conn)
+            self._bump(conn, (MERGED, src.id, None, dst.id))
 
     def delete_person(self, name: str) -> int:
         with self._transaction(write=True) as conn:
             person = self._person_named(conn, name)
-            deleted = conn.execute("DELETE FROM faces WHERE person_id = ?", (person.id,)).rowcount
+            gone = [row[0] for row in conn.execute("SELECT id FROM faces WHERE person_id = ?", (person.id,))]
+            conn.execute("DELETE FROM faces WHERE person_id = ?", (person.id,))
             conn.execute("DELETE FROM people WHERE id = ?", (person.id,))
-            self._bump(conn)
+            self._forget_in_log(conn, person.id)
+            self._bump(conn, *((REMOVED, None, face_id, None) for face_id in gone))
         self._erase_wal()
-        return int(deleted)
+        return len(gone)
+
+    @staticmethod
+    def _forget_in_log(conn: sqlite3.Connection, person_id: int) -> None:
+        """No log row may name a deleted person: readers learn of it through its removed faces."""
+        conn.execute("UPDATE changes SET person_id = NULL WHERE op = ? AND person_id = ?", (ADDED, person_id))
+        conn.execute("DELETE FROM changes WHERE op = ? AND person_id = ?", (PERSON, person_id))
+        conn.execute(  # a merge into or out of them: readers behind it re-read everything
+            "UPDATE changes SET op = ?, person_id = NULL, other_id = NULL WHERE op = ? AND ? IN (person_id, other_id)",
+            (RESET, MERGED, person_id),
+        )
 
     def _erase_wal(self) -> None:
         """Copy the zeroed pages into the file and empty the WAL, where the old pages still were."""
@@ -387,7 +429,7 @@ class SqliteStore(ConnectionLifecycle):
             self._require_person(conn, person_id)
             ids = [self._insert_face(conn, int(person_id), face) for face in checked]
             if ids:
-                self._bump(conn)
+                self._bump(conn, *((ADDED, int(person_id), face_id, None) for face_id in ids))
             return ids
 
     def _require_person(self, conn: sqlite3.Connection, person_id: int) -> None:
@@ -413,7 +455,7 @@ class SqliteStore(ConnectionLifecycle):
         with self._transaction(write=True) as conn:
             if conn.execute("DELETE FROM faces WHERE id = ?", (int(face_id),)).rowcount == 0:
                 raise FaceNotFoundError(f"no face with id {face_id} in gallery {self.url}")
-            self._bump(conn)
+            self._bump(conn, (REMOVED, None, int(face_id), None))
 
     def has_source(self, person_id: int, source: str) -> bool:
         with self._transaction(write=False) as conn:
@@ -427,7 +469,42 @@ class SqliteStore(ConnectionLifecycle):
             version = self._version_in(conn)
             tag = self._model(conn)
             rows = conn.execute("SELECT id, person_id, quality, embedding FROM faces ORDER BY id").fetchall()
-        dim = 0 if tag is None else tag.dim
+        return self._matrix(rows, 0 if tag is None else tag.dim, version)
+
+    def changes_since(self, version: int) -> Changes | None:
+        with self._transaction(write=False) as conn:  # one snapshot
+            current, floor = conn.execute("SELECT version, log_floor FROM gallery").fetchone()
+            if not floor <= version <= current:
+                return None
+            log = conn.execute(
+                "SELECT op, person_id, face_id, other_id FROM changes WHERE version > ? ORDER BY version, rowid",
+                (version,),
+            ).fetchall()
+            summary = summarise_log(log)
+            if summary is None:
+                return None
+            _, removed, merges, people = summary  # the added faces are read by the subquery below
+            tag = self._model(conn)
+            rows = conn.execute(
+                "SELECT id, person_id, quality, embedding FROM faces WHERE id IN"
+                " (SELECT face_id FROM changes WHERE version > ? AND op = ?) ORDER BY id",
+                (version, ADDED),
+            ).fetchall()
+            records = [
+                self._person(row)
+                for person_id in sorted(people)
+                for row in conn.execute(self._PERSON_SELECT + " WHERE p.id = ?", (person_id,))
+            ]
+        return Changes(
+            int(current),
+            self._matrix(rows, 0 if tag is None else tag.dim, int(current)),
+            np.array(removed, dtype=np.int64),
+            tuple(merges),
+            tuple(records),
+        )
+
+    def _matrix(self, rows: list[tuple], dim: int, version: int) -> FaceMatrix:
+        """A FaceMatrix from ``(id, person_id, quality, embedding blob)`` rows in id order."""
         if not rows:
             return empty_matrix(dim, version)
         face_ids, person_ids, qualities, blobs = zip(*rows, strict=True)
@@ -511,7 +588,7 @@ class SqliteStore(ConnectionLifecycle):
                     if person not in ids:
                         ids[person] = self._person_named(conn, person).id
                     self._insert_face(conn, ids[person], checked)
-            self._bump(conn)
+            self._bump(conn, (RESET, None, None, None))
 
     # --- lifetime ---
 

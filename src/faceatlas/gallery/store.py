@@ -8,8 +8,10 @@ index). Two backends implement the protocol with the same semantics:
 - ``PostgresStore`` (``postgres_store.py``): PostgreSQL + pgvector, for shared or large galleries.
 
 Every write is one transaction and bumps ``version()`` inside it, so an index that remembers the
-version it was built from knows when it is stale. Records are plain data, JSON-safe except the
-embedding array.
+version it was built from knows when it is stale. The same transaction appends to a change log
+(ids only, never embeddings or names), so a reader that is a few versions behind asks
+``changes_since(version)`` for what moved instead of re-reading every face. Records are plain
+data, JSON-safe except the embedding array.
 
 >>> store = open_store("people.db")              # or "postgresql://user@host/db?schema=faces"
 >>> store.bind_model(ModelTag("dlib_resnet", "1", 128))
@@ -98,7 +100,7 @@ class FaceRecord:
 class FaceMatrix:
     """Every face of a gallery in one consistent read: what an index is built from."""
 
-    face_ids: np.ndarray  # (n,) int64
+    face_ids: np.ndarray  # (n,) int64, ascending
     person_ids: np.ndarray  # (n,) int64
     embeddings: np.ndarray  # (n, dim) float32
     qualities: np.ndarray  # (n,) float32
@@ -106,6 +108,101 @@ class FaceMatrix:
 
     def __len__(self) -> int:
         return int(self.face_ids.shape[0])
+
+
+#: versions of change log a store keeps; a reader further behind re-reads the whole face matrix
+LOG_VERSIONS = 10_000
+
+# change log operations (the ``op`` column): what one row records
+ADDED, REMOVED, PERSON, MERGED, RESET = "face+", "face-", "person", "merge", "reset"
+
+
+@dataclass(frozen=True)
+class Changes:
+    """What changed in a store after some version, as ``changes_since`` reads it in one snapshot.
+
+    Applied to a matrix of that version (``apply_changes``) it gives the matrix of ``version``.
+    """
+
+    version: int  # the store's version now
+    added: FaceMatrix  # faces added since that still exist, with their person as it is now
+    removed_faces: np.ndarray  # ids of faces removed (a deleted person's too: the log keeps no person id)
+    merges: tuple[tuple[int, int], ...]  # (source, target) person ids, oldest first
+    people: tuple[PersonRecord, ...]  # people added, renamed, merged into or given faces, as they are now
+
+    @property
+    def empty(self) -> bool:
+        return not (len(self.added) or len(self.removed_faces) or self.merges or self.people)
+
+
+LogSummary = tuple[list[int], list[int], list[tuple[int, int]], set[int]]
+
+
+def summarise_log(rows: Iterable[tuple[str, Any, Any, Any]]) -> LogSummary | None:
+    """Change log rows ``(op, person_id, face_id, other_id)`` in order, as (added face ids, removed
+    face ids, merges, people to re-read); None if a row asks for a full re-read."""
+    added: list[int] = []
+    removed: list[int] = []
+    merges: list[tuple[int, int]] = []
+    people: set[int] = set()
+    for op, person_id, face_id, other_id in rows:
+        if op == ADDED:
+            added.append(int(face_id))
+            if person_id is not None:  # None: the person was deleted since, and the face with them
+                people.add(int(person_id))
+        elif op == REMOVED:
+            removed.append(int(face_id))
+        elif op == PERSON:
+            people.add(int(person_id))
+        elif op == MERGED:
+            merges.append((int(person_id), int(other_id)))
+            people.add(int(other_id))
+        else:  # RESET, or an op a newer faceatlas wrote
+            return None
+    return added, removed, merges, people
+
+
+def apply_changes(matrix: FaceMatrix, changes: Changes) -> tuple[FaceMatrix, np.ndarray]:
+    """(The matrix at ``changes.version``, ids of people whose faces changed) from an older matrix.
+
+    Ids are never reused, so the order is simple: follow merges oldest first, drop removed faces,
+    then add the new faces (already with their current person). Each array is copied once.
+    """
+    person_ids = matrix.person_ids
+    for source, target in changes.merges:
+        person_ids = np.where(person_ids == source, target, person_ids)
+    moved = person_ids != matrix.person_ids
+    keep = ~(np.isin(matrix.face_ids, changes.removed_faces) | np.isin(matrix.face_ids, changes.added.face_ids))
+    touched = np.unique(
+        np.concatenate([matrix.person_ids[~keep | moved], person_ids[moved & keep], changes.added.person_ids])
+    )
+    added = changes.added
+    dim = matrix.embeddings.shape[1] if len(matrix) else added.embeddings.shape[1]
+    parts = [
+        _kept_then_added(old, keep, new)
+        for old, new in (
+            (matrix.face_ids, added.face_ids),
+            (person_ids, added.person_ids),
+            (matrix.embeddings.reshape(-1, dim), added.embeddings.reshape(-1, dim)),
+            (matrix.qualities, added.qualities),
+        )
+    ]
+    if len(parts[0]) > 1 and (np.diff(parts[0]) < 0).any():  # a late commit of an earlier id (PostgreSQL)
+        order = np.argsort(parts[0], kind="stable")
+        parts = [part[order] for part in parts]
+    return FaceMatrix(*(readonly(part) for part in parts), changes.version), touched
+
+
+def _kept_then_added(old: np.ndarray, keep: np.ndarray, new: np.ndarray) -> np.ndarray:
+    """``old[keep]`` followed by ``new``, written once into a new array."""
+    kept = int(keep.sum())
+    out = np.empty((kept + len(new), *old.shape[1:]), dtype=old.dtype)
+    if kept == len(old):
+        out[:kept] = old
+    else:
+        np.compress(keep, old, axis=0, out=out[:kept])
+    out[kept:] = new
+    return out
 
 
 @runtime_checkable
@@ -149,6 +246,11 @@ class GalleryStore(Protocol):
     def has_source(self, person_id: int, source: str) -> bool: ...
 
     def face_matrix(self) -> FaceMatrix: ...
+
+    def changes_since(self, version: int) -> Changes | None:
+        """What changed after ``version``; None when the log cannot say (too old, or an import),
+        and the caller re-reads ``face_matrix()``."""
+        ...
 
     def version(self) -> int: ...
 
