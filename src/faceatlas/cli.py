@@ -32,6 +32,7 @@ from faceatlas._cli_util import (
 from faceatlas._cli_util import (
     progress as _progress,
 )
+from faceatlas.collection.cli import export_command, index_command
 from faceatlas.errors import InvalidImageError
 from faceatlas.eval.cli import eval_app
 from faceatlas.gallery.cli import enroll as enroll_command
@@ -43,6 +44,8 @@ app.add_typer(eval_app, name="eval")
 app.add_typer(people_app, name="people")
 app.command("enroll")(enroll_command)
 app.command("identify")(identify_command)
+app.command("index")(index_command)
+app.command("export")(export_command)
 
 
 def _expand(inputs: list[Path]) -> Iterator[Path]:

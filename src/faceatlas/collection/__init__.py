@@ -1,0 +1,65 @@
+"""Photo collections: index folders of photos, cluster their faces by person, export a contact sheet.
+
+>>> from faceatlas.collection import CollectionStore, index_folder, export_html
+>>> with CollectionStore.open("collection.db") as store:
+...     print(index_folder("~/Pictures", store))      # resumable; a re-run only does what changed
+...     export_html(store, "sheet")                    # sheet/index.html
+
+Nothing is imported until used, so the CLI (which imports ``collection.cli``) starts fast.
+See docs/COLLECTION.md.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "HtmlExport": "faceatlas.collection.html",
+    "export_html": "faceatlas.collection.html",
+    "IndexReport": "faceatlas.collection.indexer",
+    "index_folder": "faceatlas.collection.indexer",
+    **{
+        name: "faceatlas.collection.store"
+        for name in (
+            "NOT_CLUSTERED",
+            "UNASSIGNED",
+            "ClusterInfo",
+            "CollectionError",
+            "CollectionStore",
+            "EnrollSummary",
+            "FaceInfo",
+            "FaceTable",
+            "ModelMismatchError",
+            "PhotoRecord",
+            "PhotoState",
+        )
+    },
+}
+
+__all__ = [
+    "NOT_CLUSTERED",
+    "UNASSIGNED",
+    "ClusterInfo",
+    "CollectionError",
+    "CollectionStore",
+    "EnrollSummary",
+    "FaceInfo",
+    "FaceTable",
+    "HtmlExport",
+    "IndexReport",
+    "ModelMismatchError",
+    "PhotoRecord",
+    "PhotoState",
+    "export_html",
+    "index_folder",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'faceatlas.collection' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

@@ -1,0 +1,744 @@
+"""A photo collection: every photo of some folders, the faces in them, and how they cluster.
+
+One SQLite file, kept the way gallery files are (see ``gallery/sqlite_store.py``):
+
+- WAL journal + a busy timeout, and every write is one ``BEGIN IMMEDIATE`` transaction. A photo
+  and all of its faces are written in one transaction, so a killed index job leaves each photo
+  either fully indexed or absent, and the next run resumes where it stopped.
+- ``PRAGMA application_id`` ("FACC") says the file is a collection and ``PRAGMA user_version``
+  its schema version (``MIGRATIONS``). Anything else — not SQLite, damaged, another application's
+  database, a gallery — is a CollectionError naming the file; it is never recreated or overwritten.
+- The collection is bound to one embedding model (name, version, dimension); faces of another
+  model are refused, never mixed.
+- Paths are stored relative to their indexed root (posix), so (root, path) names a file.
+- Deleting a face deletes its user constraints (foreign keys, ``ON DELETE CASCADE``);
+  ``secure_delete`` zeroes what was deleted, as faces are biometric data.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sqlite3
+import tempfile
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal, NamedTuple, Self
+
+import numpy as np
+
+from faceatlas.errors import FaceAtlasError
+from faceatlas.gallery.store import ModelTag  # the same tag as galleries: a collection enrols into one
+from faceatlas.types import Face
+
+#: marks the file as a faceatlas collection in the SQLite header ("FACC")
+APPLICATION_ID = 0x46414343
+FORMAT = "faceatlas-collection"
+UNASSIGNED = -1  # a face the clusterer placed in no cluster
+NOT_CLUSTERED = -2  # FaceTable.clusters for a face never clustered (NULL in the file)
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+_NORM_TOLERANCE = 1e-3  # as the gallery: further from 1 means the vector was not L2-normalised
+
+ConstraintKind = Literal["must", "cannot"]
+
+
+class CollectionError(FaceAtlasError):
+    """A collection file is unreadable, not a collection, or the request conflicts with it."""
+
+
+class ModelMismatchError(CollectionError):
+    """The collection holds embeddings of another model (or dimension) than the one given."""
+
+
+def model_tag(analyzer: Any) -> ModelTag:
+    """The tag of an analyzer's embedder (its card, as ``Gallery._bind`` reads it)."""
+    card = analyzer.embedder.card
+    return ModelTag(card.name, card.version, int(card.embedding_dim or analyzer.embedder.dim))
+
+
+class PhotoState(NamedTuple):
+    """What says whether a file changed: its hash, and the cheap (size, mtime) check before it."""
+
+    sha256: str
+    size: int
+    mtime_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class PhotoRecord:
+    id: int
+    root: str
+    path: str  # relative to root, posix
+    sha256: str
+    size: int
+    mtime_ns: int
+    width: int | None
+    height: int | None
+    status: str  # "ok" or "unreadable: <reason>"
+    indexed_at: str  # ISO 8601, UTC
+    n_faces: int
+
+    @property
+    def file(self) -> Path:
+        return Path(self.root, self.path)
+
+
+class ClusterInfo(NamedTuple):
+    id: int
+    name: str | None  # None = not named yet
+    n_faces: int
+
+
+@dataclass(frozen=True, slots=True)
+class FaceInfo:
+    """One stored face, with where it was found (enough to crop or enrol it)."""
+
+    id: int
+    photo_id: int
+    root: str
+    path: str
+    sha256: str  # of the photo file
+    idx: int  # 0 = the largest face in its photo
+    box: tuple[float, float, float, float]  # xyxy pixels in the EXIF-rotated photo
+    score: float
+    quality: float | None
+    cluster: int | None  # None = not clustered yet, -1 = unassigned
+
+    @property
+    def file(self) -> Path:
+        return Path(self.root, self.path)
+
+
+@dataclass(frozen=True)
+class FaceTable:
+    """Every face in one read, as a clusterer consumes it (read-only arrays, ascending face ids)."""
+
+    face_ids: np.ndarray  # (n,) int64
+    photo_ids: np.ndarray  # (n,) int64
+    embeddings: np.ndarray  # (n, dim) float32, L2-normalised
+    qualities: np.ndarray  # (n,) float32; a face stored without quality counts as 1.0 (as Gallery.enroll)
+    clusters: np.ndarray  # (n,) int64: cluster id, -1 unassigned, -2 not clustered yet
+
+    def __len__(self) -> int:
+        return int(self.face_ids.shape[0])
+
+
+@dataclass
+class EnrollSummary:
+    """What ``enroll_named`` did: faces added per person, and faces passed over."""
+
+    added: dict[str, int] = field(default_factory=dict)
+    already_enrolled: int = 0
+    below_quality: int = 0
+
+    def __str__(self) -> str:
+        people = ", ".join(f"{name} +{n}" for name, n in self.added.items()) or "nobody"
+        return (
+            f"enrolled: {people}; {self.already_enrolled} face(s) already enrolled, "
+            f"{self.below_quality} below the gallery's quality floor"
+        )
+
+
+# --- schema ---------------------------------------------------------------------------------------
+
+
+def _migrate_0_to_1(conn: sqlite3.Connection) -> None:
+    """The first schema: settings row, photos, faces, clusters, constraints."""
+    conn.execute(
+        "CREATE TABLE collection ("
+        " id INTEGER PRIMARY KEY CHECK (id = 1), format TEXT NOT NULL,"
+        " model_name TEXT, model_version TEXT, model_dim INTEGER)"
+    )
+    # AUTOINCREMENT: a deleted photo's or face's id is never handed out again, so a stale id
+    # (a clusterer's labels, a constraint) can never land on another face
+    conn.execute(
+        "CREATE TABLE photos ("
+        " id INTEGER PRIMARY KEY AUTOINCREMENT,"
+        " root TEXT NOT NULL, path TEXT NOT NULL, sha256 TEXT NOT NULL,"
+        " size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, width INTEGER, height INTEGER,"
+        " status TEXT NOT NULL, indexed_at TEXT NOT NULL,"
+        " UNIQUE (root, path))"
+    )
+    conn.execute("CREATE INDEX photos_sha256 ON photos(sha256)")
+    conn.execute("CREATE TABLE clusters (id INTEGER PRIMARY KEY, name TEXT UNIQUE)")
+    conn.execute(
+        "CREATE TABLE faces ("
+        " id INTEGER PRIMARY KEY AUTOINCREMENT,"
+        " photo_id INTEGER NOT NULL REFERENCES photos(id) ON DELETE CASCADE,"
+        " idx INTEGER NOT NULL, box TEXT NOT NULL, score REAL NOT NULL, landmarks TEXT NOT NULL,"
+        " yaw REAL, pitch REAL, roll REAL, quality REAL, embedding BLOB NOT NULL,"
+        " cluster INTEGER,"  # NULL = not clustered yet, -1 = unassigned; no FK: -1 is no row
+        " UNIQUE (photo_id, idx))"
+    )
+    conn.execute("CREATE INDEX faces_cluster ON faces(cluster)")
+    conn.execute(
+        "CREATE TABLE constraints ("
+        " face_a INTEGER NOT NULL REFERENCES faces(id) ON DELETE CASCADE,"
+        " face_b INTEGER NOT NULL REFERENCES faces(id) ON DELETE CASCADE,"
+        " kind TEXT NOT NULL CHECK (kind IN ('must', 'cannot')),"
+        " PRIMARY KEY (face_a, face_b), CHECK (face_a < face_b))"
+    )
+    conn.execute("CREATE INDEX constraints_b ON constraints(face_b)")  # the cascade looks face_b up
+    conn.execute("INSERT INTO collection (id, format) VALUES (1, ?)", (FORMAT,))
+    conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+
+
+#: MIGRATIONS[i] turns a schema of version i into version i + 1 (inside the caller's transaction)
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migrate_0_to_1]
+_TABLES = {"collection", "photos", "faces", "clusters", "constraints"}
+
+
+def _publish(built: Path, path: Path) -> None:
+    """Put a finished file at ``path`` unless something is there already (then that one is opened)."""
+    try:
+        os.link(built, path)  # atomic, and never replaces
+    except FileExistsError:
+        pass
+    except OSError:  # a filesystem without hard links: exclusive create, then copy
+        try:
+            with open(path, "xb") as out:
+                out.write(built.read_bytes())
+        except FileExistsError:
+            pass
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+# --- the store ------------------------------------------------------------------------------------
+
+
+class CollectionStore:
+    """A photo collection in one SQLite file; see the module docstring.
+
+    >>> with CollectionStore.open("collection.db") as store:
+    ...     table = store.face_table()          # what a clusterer consumes
+    ...     store.set_clusters(table.face_ids, labels)
+    """
+
+    def __init__(self, path: str | os.PathLike[str], create: bool = True, *, timeout: float = 30.0) -> None:
+        self._timeout = float(timeout)
+        self._lock = threading.RLock()  # one connection shared by threads: one transaction at a time
+        self._conn: sqlite3.Connection | None = None
+        self.path = Path(path).expanduser().absolute()
+        if not self.path.exists():
+            if not create:
+                raise CollectionError(f"no collection at {self.path} (create=False); check the path or --db")
+            self._create_file()
+        self._check_header()
+        self._conn = self._open_existing()
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str], create: bool = True) -> CollectionStore:
+        """Open a collection file, creating it if missing (unless ``create=False``)."""
+        return cls(path, create=create)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"CollectionStore({str(self.path)!r})"
+
+    # --- opening: as SqliteStore, with this file's own marks ---
+
+    def _connect(self, target: str | Path) -> sqlite3.Connection:
+        # isolation_level=None: we issue BEGIN/COMMIT ourselves
+        conn = sqlite3.connect(target, timeout=self._timeout, isolation_level=None, check_same_thread=False)
+        conn.execute(f"PRAGMA busy_timeout = {int(self._timeout * 1000)}")
+        conn.execute("PRAGMA foreign_keys = ON")
+        conn.execute("PRAGMA secure_delete = ON")
+        return conn
+
+    def _create_file(self) -> None:
+        """Build a new collection aside, then link it into place: nobody sees half a file."""
+        if not self.path.parent.is_dir():
+            raise CollectionError(f"cannot create a collection at {self.path}: {self.path.parent} is not a directory")
+        tmp = None
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".new", dir=self.path.parent)
+            os.close(fd)
+            conn = self._connect(tmp)
+            try:
+                conn.execute("PRAGMA journal_mode = WAL")
+                self._migrate(conn)
+            finally:
+                conn.close()
+            _publish(Path(tmp), self.path)
+        except (OSError, sqlite3.Error) as exc:
+            raise CollectionError(f"cannot create a collection at {self.path}: {exc}") from exc
+        finally:
+            for leftover in () if tmp is None else (tmp, tmp + "-wal", tmp + "-shm"):
+                if os.path.exists(leftover):
+                    os.unlink(leftover)
+
+    def _check_header(self) -> None:
+        if self.path.is_dir():
+            raise CollectionError(f"{self.path} is a directory, not a collection file")
+        try:
+            with open(self.path, "rb") as fh:
+                head = fh.read(len(_SQLITE_MAGIC))
+        except OSError as exc:
+            raise CollectionError(f"cannot read collection {self.path}: {exc}") from exc
+        if head != _SQLITE_MAGIC:
+            what = "is empty" if not head else "is not a SQLite database"
+            raise CollectionError(
+                f"{self.path} {what}, so it is not a faceatlas collection; it was left untouched "
+                "(move it away, or pass another --db)"
+            )
+
+    def _open_existing(self) -> sqlite3.Connection:
+        try:
+            conn = self._connect(self.path)
+        except sqlite3.Error as exc:
+            raise CollectionError(f"cannot open collection {self.path}: {exc}") from exc
+        try:
+            self._verify(conn)
+            conn.execute("PRAGMA journal_mode = WAL")  # only once the file is known to be ours
+            self._migrate(conn)
+        except sqlite3.Error as exc:
+            conn.close()
+            raise CollectionError(f"cannot open collection {self.path}: {exc}") from exc
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _verify(self, conn: sqlite3.Connection) -> None:
+        """Refuse anything that is not an intact faceatlas collection."""
+        try:
+            problems = [row[0] for row in conn.execute("PRAGMA quick_check(5)")]
+            app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+            tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        except sqlite3.DatabaseError as exc:
+            raise CollectionError(f"{self.path} is damaged or not a collection ({exc}); it was left untouched") from exc
+        if problems != ["ok"]:
+            raise CollectionError(
+                f"{self.path} failed SQLite's integrity check ({'; '.join(problems)}); restore it from a "
+                "backup, or index the photos into a new collection"
+            )
+        if app_id != APPLICATION_ID or not _TABLES <= tables:
+            raise CollectionError(
+                f"{self.path} is a SQLite database but not a faceatlas collection "
+                f"(application_id {app_id:#x}, tables {sorted(tables)}); it was left untouched"
+            )
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        """Bring the schema to len(MIGRATIONS), each step in the same transaction as its version bump."""
+        latest = len(MIGRATIONS)
+        if conn.execute("PRAGMA user_version").fetchone()[0] == latest:
+            return
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            current = conn.execute("PRAGMA user_version").fetchone()[0]  # again: another process may have won
+            if current > latest:
+                raise CollectionError(
+                    f"{self.path} has collection schema version {current}, newer than this faceatlas knows "
+                    f"({latest}); upgrade faceatlas"
+                )
+            for step in range(current, latest):
+                MIGRATIONS[step](conn)
+                conn.execute(f"PRAGMA user_version = {step + 1}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    # --- transactions ---
+
+    @contextmanager
+    def _transaction(self, write: bool) -> Iterator[sqlite3.Connection]:
+        """One transaction; a write takes the write lock up front (BEGIN IMMEDIATE) so it never deadlocks."""
+        with self._lock:
+            conn = self._conn
+            if conn is None:
+                raise CollectionError(f"collection {self.path} is closed")
+            try:
+                conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+                try:
+                    yield conn
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+                conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                raise CollectionError(f"collection {self.path}: {exc}") from exc
+
+    # --- model ---
+
+    def bind_model(self, tag: ModelTag) -> None:
+        """Record the embedding model on first call; another model later raises ModelMismatchError."""
+        if not (tag.name and tag.version and int(tag.dim) > 0):
+            raise CollectionError(f"a model tag needs a name, a version and a positive dim, got {tag!r}")
+        with self._transaction(write=True) as conn:
+            bound = self._model(conn)
+            if bound is None:
+                conn.execute(
+                    "UPDATE collection SET model_name = ?, model_version = ?, model_dim = ?",
+                    (tag.name, tag.version, int(tag.dim)),
+                )
+            elif bound != tag:
+                raise ModelMismatchError(
+                    f"collection {self.path} holds faces embedded by {bound}, not {tag}; index these photos "
+                    "into another collection (--db), or use the model the collection was made with"
+                )
+
+    def model(self) -> ModelTag | None:
+        with self._transaction(write=False) as conn:
+            return self._model(conn)
+
+    @staticmethod
+    def _model(conn: sqlite3.Connection) -> ModelTag | None:
+        name, version, dim = conn.execute("SELECT model_name, model_version, model_dim FROM collection").fetchone()
+        return None if name is None else ModelTag(name, version, int(dim))
+
+    # --- photos ---
+
+    def photo_state(self, rel_path: str, root: str) -> PhotoState | None:
+        """(sha256, size, mtime_ns) of a stored photo, or None if it is not in the collection."""
+        with self._transaction(write=False) as conn:
+            row = conn.execute(
+                "SELECT sha256, size, mtime_ns FROM photos WHERE root = ? AND path = ?", (root, rel_path)
+            ).fetchone()
+        return None if row is None else PhotoState(*row)
+
+    def photo_states(self, root: str, prefix: str = "") -> dict[str, PhotoState]:
+        """Every stored photo of ``root`` whose path starts with ``prefix``: one read for a whole folder."""
+        with self._transaction(write=False) as conn:
+            rows = conn.execute(
+                "SELECT path, sha256, size, mtime_ns FROM photos WHERE root = ? AND substr(path, 1, ?) = ?",
+                (root, len(prefix), prefix),
+            ).fetchall()
+        return {path: PhotoState(sha, size, mtime) for path, sha, size, mtime in rows}
+
+    def add_photo(
+        self,
+        rel_path: str,
+        root: str,
+        sha256: str,
+        size: int,
+        mtime_ns: int,
+        width: int | None,
+        height: int | None,
+        faces: Sequence[Face],
+        status: str = "ok",
+    ) -> int:
+        """Store a photo and all its faces in one transaction; returns the photo id.
+
+        A photo already stored at (root, rel_path) is replaced, with its faces (and so their
+        clusters and constraints), in the same transaction. Faces are numbered largest first.
+        """
+        rows = self._face_rows(faces)
+        with self._transaction(write=True) as conn:
+            if rows:
+                self._check_dim(conn, rows)
+            conn.execute("DELETE FROM photos WHERE root = ? AND path = ?", (root, rel_path))
+            photo_id = int(
+                conn.execute(
+                    "INSERT INTO photos (root, path, sha256, size, mtime_ns, width, height, status, indexed_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (root, rel_path, sha256, int(size), int(mtime_ns), width, height, status, _now()),
+                ).lastrowid
+            )
+            for idx, row in enumerate(rows):
+                _insert_face(conn, photo_id, idx, row)
+        return photo_id
+
+    def touch_photo(self, rel_path: str, root: str, size: int, mtime_ns: int) -> None:
+        """The file's bytes are unchanged (same hash) but its size/mtime moved: remember the new ones."""
+        with self._transaction(write=True) as conn:
+            conn.execute(
+                "UPDATE photos SET size = ?, mtime_ns = ? WHERE root = ? AND path = ?",
+                (int(size), int(mtime_ns), root, rel_path),
+            )
+
+    def move_photo(self, old_path: str, new_path: str, root: str, size: int, mtime_ns: int) -> None:
+        """A file moved within ``root`` (same bytes): keep its faces, clusters and constraints."""
+        with self._transaction(write=True) as conn:
+            conn.execute("DELETE FROM photos WHERE root = ? AND path = ?", (root, new_path))
+            conn.execute(
+                "UPDATE photos SET path = ?, size = ?, mtime_ns = ? WHERE root = ? AND path = ?",
+                (new_path, int(size), int(mtime_ns), root, old_path),
+            )
+
+    def remove_photos(self, rel_paths: Iterable[str], root: str) -> int:
+        """Forget photos (their faces and constraints go with them) in one transaction; returns how many."""
+        with self._transaction(write=True) as conn:
+            return sum(
+                conn.execute("DELETE FROM photos WHERE root = ? AND path = ?", (root, p)).rowcount for p in rel_paths
+            )
+
+    def photos(self, root: str | None = None) -> list[PhotoRecord]:
+        """Stored photos (of one root, or all), by root and path."""
+        where, args = ("WHERE p.root = ?", (root,)) if root is not None else ("", ())
+        with self._transaction(write=False) as conn:
+            rows = conn.execute(
+                "SELECT p.id, p.root, p.path, p.sha256, p.size, p.mtime_ns, p.width, p.height, p.status,"
+                " p.indexed_at, (SELECT COUNT(*) FROM faces f WHERE f.photo_id = p.id)"
+                f" FROM photos p {where} ORDER BY p.root, p.path",
+                args,
+            ).fetchall()
+        return [PhotoRecord(*row) for row in rows]
+
+    def roots(self) -> list[str]:
+        with self._transaction(write=False) as conn:
+            return [row[0] for row in conn.execute("SELECT DISTINCT root FROM photos ORDER BY root")]
+
+    def rebase_root(self, old_root: str, new_root: str, prefix: str) -> None:
+        """Re-file ``old_root``'s photos under ``new_root`` (its ancestor) as ``prefix + path``:
+        indexing a parent folder then finds them instead of indexing them twice."""
+        with self._transaction(write=True) as conn:
+            conn.execute("UPDATE photos SET root = ?, path = ? || path WHERE root = ?", (new_root, prefix, old_root))
+
+    # --- faces ---
+
+    @staticmethod
+    def _face_rows(faces: Sequence[Face]) -> list[tuple]:
+        """Faces as row values, largest first; validated before any transaction starts."""
+        ordered = sorted(faces, key=lambda f: -f.box.area)  # stable: ties keep the detector's order
+        return [_face_values(face) for face in ordered]
+
+    def _check_dim(self, conn: sqlite3.Connection, rows: list[tuple]) -> None:
+        tag = self._model(conn)
+        if tag is None:
+            raise CollectionError(f"collection {self.path} is bound to no model yet; call bind_model first")
+        for row in rows:
+            if len(row[-1]) != 4 * tag.dim:
+                raise ModelMismatchError(
+                    f"collection {self.path} holds {tag} embeddings, got a {len(row[-1]) // 4}-d one"
+                )
+
+    def face_table(self) -> FaceTable:
+        """Every face, in one snapshot, ascending by id."""
+        with self._transaction(write=False) as conn:
+            tag = self._model(conn)
+            rows = conn.execute("SELECT id, photo_id, quality, cluster, embedding FROM faces ORDER BY id").fetchall()
+        dim = 0 if tag is None else tag.dim
+        ids, photos, qualities, clusters, blobs = zip(*rows, strict=True) if rows else ((), (), (), (), ())
+        embeddings = np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(rows), dim)
+        return FaceTable(
+            _readonly(np.array(ids, dtype=np.int64)),
+            _readonly(np.array(photos, dtype=np.int64)),
+            embeddings,  # frombuffer over bytes is read-only already
+            _readonly(np.array([1.0 if q is None else q for q in qualities], dtype=np.float32)),
+            _readonly(np.array([NOT_CLUSTERED if c is None else c for c in clusters], dtype=np.int64)),
+        )
+
+    _FACE_COLUMNS = "f.id, f.photo_id, p.root, p.path, p.sha256, f.idx, f.box, f.score, f.quality, f.cluster"
+    _FACE_SELECT = f"SELECT {_FACE_COLUMNS} FROM faces f JOIN photos p ON p.id = f.photo_id"
+
+    def cluster_faces(self, cluster_id: int | None) -> list[FaceInfo]:
+        """The faces of a cluster (``-1``: unassigned, ``None``: not clustered yet), best quality first."""
+        where, args = ("f.cluster IS NULL", ()) if cluster_id is None else ("f.cluster = ?", (int(cluster_id),))
+        with self._transaction(write=False) as conn:
+            rows = conn.execute(
+                f"{self._FACE_SELECT} WHERE {where} ORDER BY COALESCE(f.quality, 1.0) DESC, f.id", args
+            ).fetchall()
+        return [_face_info(row) for row in rows]
+
+    def faces_of_photo(self, photo_id: int) -> list[FaceInfo]:
+        with self._transaction(write=False) as conn:
+            rows = conn.execute(f"{self._FACE_SELECT} WHERE f.photo_id = ? ORDER BY f.idx", (int(photo_id),))
+            return [_face_info(row) for row in rows]
+
+    # --- clusters ---
+
+    def set_clusters(self, face_ids: Sequence[int] | np.ndarray, labels: Sequence[int] | np.ndarray) -> int:
+        """Store a clustering (label per face: a cluster id, or -1 for unassigned) in one transaction.
+
+        Labels are cluster ids as given: a name stays with its cluster id, so a caller that
+        re-clusters keeps the ids of named clusters stable. Faces not listed keep their cluster;
+        ids of faces deleted since the table was read are ignored. Unnamed clusters left with no
+        face are dropped. Returns how many faces were updated.
+        """
+        ids = np.asarray(face_ids, dtype=np.int64).ravel()
+        labs = np.asarray(labels).ravel()
+        if ids.shape != labs.shape:
+            raise CollectionError(f"set_clusters needs one label per face, got {len(ids)} faces and {len(labs)} labels")
+        if labs.size and (not np.issubdtype(labs.dtype, np.integer) or int(labs.min()) < UNASSIGNED):
+            raise CollectionError("cluster labels must be integers >= -1 (-1 = unassigned)")
+        pairs = [(int(label), int(face)) for face, label in zip(ids, labs, strict=True)]
+        with self._transaction(write=True) as conn:
+            new = sorted({label for label, _ in pairs if label >= 0})
+            conn.executemany("INSERT OR IGNORE INTO clusters (id) VALUES (?)", [(label,) for label in new])
+            updated = sum(conn.execute("UPDATE faces SET cluster = ? WHERE id = ?", pair).rowcount for pair in pairs)
+            conn.execute(
+                "DELETE FROM clusters WHERE name IS NULL AND id NOT IN (SELECT cluster FROM faces WHERE cluster >= 0)"
+            )
+        return updated
+
+    def clusters(self) -> list[ClusterInfo]:
+        """Every cluster with its number of faces, largest first (named clusters with no face too)."""
+        with self._transaction(write=False) as conn:
+            rows = conn.execute(
+                "SELECT c.id, c.name, (SELECT COUNT(*) FROM faces f WHERE f.cluster = c.id) AS n"
+                " FROM clusters c ORDER BY n DESC, c.id"
+            ).fetchall()
+        return [ClusterInfo(int(i), name, int(n)) for i, name, n in rows]
+
+    def name_cluster(self, cluster_id: int, name: str | None) -> None:
+        """Name a cluster (the person it shows); ``None`` clears the name. Names are unique."""
+        if name is not None and (not isinstance(name, str) or not name.strip()):
+            raise CollectionError(f"a cluster's name must be a non-empty string, got {name!r}")
+        with self._transaction(write=True) as conn:
+            if conn.execute("SELECT 1 FROM clusters WHERE id = ?", (int(cluster_id),)).fetchone() is None:
+                raise CollectionError(f"no cluster {cluster_id} in collection {self.path}")
+            other = conn.execute(
+                "SELECT id FROM clusters WHERE name = ? AND id != ?", (name, int(cluster_id))
+            ).fetchone()
+            if other is not None:
+                raise CollectionError(
+                    f"cluster {other[0]} is already named {name!r}; if both show one person, add a 'must' "
+                    "constraint between them and re-cluster, or pick another name"
+                )
+            conn.execute("UPDATE clusters SET name = ? WHERE id = ?", (name, int(cluster_id)))
+
+    # --- constraints ---
+
+    def add_constraint(self, face_a: int, face_b: int, kind: ConstraintKind) -> None:
+        """A user correction: two faces are (``"must"``) or are not (``"cannot"``) the same person.
+        A later constraint on the same pair replaces the earlier one."""
+        if kind not in ("must", "cannot"):
+            raise CollectionError(f"a constraint's kind is 'must' or 'cannot', got {kind!r}")
+        a, b = sorted((int(face_a), int(face_b)))
+        if a == b:
+            raise CollectionError(f"a constraint needs two different faces, got {face_a} twice")
+        with self._transaction(write=True) as conn:
+            missing = [f for f in (a, b) if conn.execute("SELECT 1 FROM faces WHERE id = ?", (f,)).fetchone() is None]
+            if missing:
+                raise CollectionError(f"no face {missing[0]} in collection {self.path}")
+            conn.execute("INSERT OR REPLACE INTO constraints (face_a, face_b, kind) VALUES (?, ?, ?)", (a, b, kind))
+
+    def remove_constraint(self, face_a: int, face_b: int) -> bool:
+        a, b = sorted((int(face_a), int(face_b)))
+        with self._transaction(write=True) as conn:
+            return conn.execute("DELETE FROM constraints WHERE face_a = ? AND face_b = ?", (a, b)).rowcount > 0
+
+    def constraints(self) -> tuple[np.ndarray, np.ndarray]:
+        """(must-link pairs, cannot-link pairs): ``(n, 2)`` int64 face ids, smaller id first."""
+        with self._transaction(write=False) as conn:
+            rows = conn.execute("SELECT face_a, face_b, kind FROM constraints ORDER BY face_a, face_b").fetchall()
+
+        def pairs(kind: str) -> np.ndarray:
+            return _readonly(np.array([(a, b) for a, b, k in rows if k == kind], dtype=np.int64).reshape(-1, 2))
+
+        return pairs("must"), pairs("cannot")
+
+    # --- into a gallery ---
+
+    def enroll_named(self, gallery: Any) -> EnrollSummary:
+        """Enrol every named cluster's faces into ``gallery`` (a ``Gallery``) as the person of that name.
+
+        Resumable: faces already enrolled for the person (source ``"<photo sha256>#<idx>"``) are
+        skipped, so running it again after naming more clusters adds only what is new. Faces below
+        the gallery's ``min_quality`` are skipped, as ``Gallery.enroll`` would. One transaction per person.
+        """
+        from faceatlas.gallery.store import FaceRecord
+
+        tag = self.model()
+        summary = EnrollSummary()
+        named = [c for c in self.clusters() if c.name is not None and c.n_faces]
+        if tag is None or not named:
+            return summary
+        store = gallery.store
+        store.bind_model(tag)  # a gallery of another model refuses
+        floor = float(getattr(gallery, "min_quality", 0.0))
+        for cluster in named:
+            person_id = _gallery_person(store, cluster.name)  # None: not in the gallery yet
+            records: list[FaceRecord] = []
+            for face, embedding in self._faces_with_embeddings(cluster.id):
+                quality = 1.0 if face.quality is None else face.quality
+                source = f"{face.sha256}#{face.idx}"
+                if quality < floor:
+                    summary.below_quality += 1
+                elif any(r.source == source for r in records) or (
+                    person_id is not None and store.has_source(person_id, source)
+                ):
+                    summary.already_enrolled += 1  # a copy of a photo in the same cluster counts once too
+                else:
+                    records.append(FaceRecord(embedding, quality, source, face.box, {"photo": str(face.file)}))
+            if records:  # a person is created only with faces: no empty people in the gallery
+                if person_id is None:
+                    person_id = store.add_person(cluster.name)
+                store.add_faces(person_id, records)
+            summary.added[cluster.name] = len(records)
+        return summary
+
+    def _faces_with_embeddings(self, cluster_id: int) -> list[tuple[FaceInfo, np.ndarray]]:
+        with self._transaction(write=False) as conn:
+            rows = conn.execute(
+                f"SELECT {self._FACE_COLUMNS}, f.embedding FROM faces f JOIN photos p ON p.id = f.photo_id"
+                " WHERE f.cluster = ? ORDER BY f.id",
+                (int(cluster_id),),
+            ).fetchall()
+        return [(_face_info(row[:-1]), np.frombuffer(row[-1], dtype=np.float32)) for row in rows]
+
+
+# --- rows ---------------------------------------------------------------------------------------
+
+
+def _face_values(face: Face) -> tuple:
+    """(box, score, landmarks, yaw, pitch, roll, quality, embedding bytes) of a face, checked."""
+    if face.embedding is None:
+        raise CollectionError("a face to store needs an embedding; use FaceAnalyzer.analyze, not detect")
+    vec = np.ascontiguousarray(face.embedding, dtype=np.float32).ravel()
+    norm = float(np.linalg.norm(vec))
+    if not np.all(np.isfinite(vec)) or abs(norm - 1.0) > _NORM_TOLERANCE:
+        raise CollectionError(f"face embeddings must be finite and L2-normalised, got norm {norm:.4f}")
+    box = [float(v) for v in face.box.as_xyxy()]
+    if not all(math.isfinite(v) for v in box):
+        raise CollectionError(f"a face's box must be finite, got {box}")
+    pose = face.pose
+    return (
+        json.dumps(box),
+        float(face.score),
+        json.dumps(np.asarray(face.landmarks.points, dtype=float).round(2).tolist()),
+        None if pose is None else float(pose.yaw),
+        None if pose is None else float(pose.pitch),
+        None if pose is None else float(pose.roll),
+        None if face.quality is None else float(face.quality.score),
+        vec.tobytes(),
+    )
+
+
+def _insert_face(conn: sqlite3.Connection, photo_id: int, idx: int, values: tuple) -> int:
+    cursor = conn.execute(
+        "INSERT INTO faces (photo_id, idx, box, score, landmarks, yaw, pitch, roll, quality, embedding)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (photo_id, idx, *values),
+    )
+    return int(cursor.lastrowid)
+
+
+def _face_info(row: tuple) -> FaceInfo:
+    face_id, photo_id, root, path, sha, idx, box, score, quality, cluster = row
+    return FaceInfo(face_id, photo_id, root, path, sha, idx, tuple(json.loads(box)), score, quality, cluster)
+
+
+def _gallery_person(store: Any, name: str) -> int | None:
+    from faceatlas.gallery.store import PersonNotFoundError
+
+    try:
+        return int(store.get_person(name).id)
+    except PersonNotFoundError:
+        return None
+
+
+def _readonly(array: np.ndarray) -> np.ndarray:
+    array.flags.writeable = False
+    return array
