@@ -25,6 +25,8 @@ _EXPORTS = {
     "default_analyzer": "faceatlas.api",
     "FaceAnalyzer": "faceatlas.pipeline",
     "Gallery": "faceatlas.gallery.gallery",
+    "cluster": "faceatlas.clustering",
+    "FaceClusterer": "faceatlas.clustering",
     "load_image": "faceatlas.image",
     "align_face": "faceatlas.align",
     "create_detector": "faceatlas.detectors",

@@ -32,20 +32,25 @@ from faceatlas._cli_util import (
 from faceatlas._cli_util import (
     progress as _progress,
 )
-from faceatlas.collection.cli import export_command, index_command
+from faceatlas.collection.cli import cluster_command, clusters_command, export_command, index_command, name_command
 from faceatlas.errors import InvalidImageError
 from faceatlas.eval.cli import eval_app
 from faceatlas.gallery.cli import enroll as enroll_command
 from faceatlas.gallery.cli import identify as identify_command
 from faceatlas.gallery.cli import people_app
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Offline face detection, embedding and verification.")
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True, help="Offline face detection, embedding and verification."
+)
 app.add_typer(eval_app, name="eval")
 app.add_typer(people_app, name="people")
 app.command("enroll")(enroll_command)
 app.command("identify")(identify_command)
 app.command("index")(index_command)
 app.command("export")(export_command)
+app.command("cluster")(cluster_command)
+people_app.command("clusters")(clusters_command)
+people_app.command("name")(name_command)
 
 
 def _expand(inputs: list[Path]) -> Iterator[Path]:
@@ -65,9 +70,16 @@ def _face_json(face: Any, with_embedding: bool = False) -> dict[str, Any]:
         "landmarks": [[round(float(x), 2), round(float(y), 2)] for x, y in face.landmarks.points],
     }
     if face.pose is not None:
-        out["pose"] = {"yaw": round(face.pose.yaw, 2), "pitch": round(face.pose.pitch, 2), "roll": round(face.pose.roll, 2)}
+        out["pose"] = {
+            "yaw": round(face.pose.yaw, 2),
+            "pitch": round(face.pose.pitch, 2),
+            "roll": round(face.pose.roll, 2),
+        }
     if face.quality is not None:
-        out["quality"] = {"score": round(face.quality.score, 4), **{k: round(v, 4) for k, v in face.quality.components().items()}}
+        out["quality"] = {
+            "score": round(face.quality.score, 4),
+            **{k: round(v, 4) for k, v in face.quality.components().items()},
+        }
     if with_embedding and face.embedding is not None:
         out["embedding"] = [round(float(v), 6) for v in face.embedding]
     return out
@@ -150,8 +162,16 @@ def verify(
             _err("pass --far or --threshold, not both")
             return EXIT_USAGE
         match = faceatlas.verify(a, b, far=far, threshold=threshold)
-        typer.echo(json.dumps({"same_person": match.is_match, "similarity": round(match.similarity, 4),
-                               "threshold": round(match.threshold, 4), "far": match.far}))
+        typer.echo(
+            json.dumps(
+                {
+                    "same_person": match.is_match,
+                    "similarity": round(match.similarity, 4),
+                    "threshold": round(match.threshold, 4),
+                    "far": match.far,
+                }
+            )
+        )
         return EXIT_OK if match.is_match else EXIT_NO_MATCH
 
     raise typer.Exit(_guard(run))
@@ -178,8 +198,10 @@ def demo(
         if faces:
             mirrored = image[:, ::-1].copy()  # the same person, seen in a mirror
             match = faceatlas.verify(faces[0], mirrored)
-            typer.echo(f"verify(photo, mirrored photo): same person = {match.is_match}, "
-                       f"similarity {match.similarity:.3f} (threshold {match.threshold:.3f} at FAR {match.far:g})")
+            typer.echo(
+                f"verify(photo, mirrored photo): same person = {match.is_match}, "
+                f"similarity {match.similarity:.3f} (threshold {match.threshold:.3f} at FAR {match.far:g})"
+            )
         return EXIT_OK
 
     raise typer.Exit(_guard(run))

@@ -88,3 +88,73 @@ def export_command(
         return EXIT_OK
 
     raise typer.Exit(guard(run))
+
+
+def cluster_command(
+    db: Db = None,
+    full: Annotated[
+        bool, typer.Option("--full", help="Re-cluster every face (names and corrections still hold).")
+    ] = False,
+    far: Annotated[
+        float, typer.Option(help="Merge threshold: the embedder's calibrated threshold at this false-accept rate.")
+    ] = 1e-3,
+) -> None:
+    """Group the collection's faces by person: new faces join people or form new ones."""
+
+    def run() -> int:
+        from faceatlas.clustering import FaceClusterer
+        from faceatlas.collection.grouping import cluster_collection
+
+        with _open(db, create=False) as store:
+            report = cluster_collection(store, FaceClusterer(far=far), full=full)
+        typer.echo(str(report))
+        return EXIT_OK
+
+    raise typer.Exit(guard(run))
+
+
+def clusters_command(
+    db: Db = None,
+    limit: Annotated[int, typer.Option(min=0, help="Show at most this many (0 = all).")] = 0,
+) -> None:
+    """List the collection's people (clusters), largest first, with their face counts."""
+
+    def run() -> int:
+        with _open(db, create=False) as store:
+            infos = store.clusters()
+            unassigned = len(store.cluster_faces(-1))
+            waiting = len(store.cluster_faces(None))
+        for info in infos[: limit or None]:
+            typer.echo(f"{info.id:>6}  {info.n_faces:>6}  {info.name or ''}")
+        typer.echo(f"{len(infos)} people; {unassigned} faces unassigned, {waiting} not clustered yet")
+        return EXIT_OK
+
+    raise typer.Exit(guard(run))
+
+
+def name_command(
+    cluster: Annotated[int, typer.Argument(help="Cluster id (see `faceatlas people clusters`).")],
+    name: Annotated[str, typer.Argument(help="Who it is.")],
+    db: Db = None,
+    gallery: Annotated[
+        str | None,
+        typer.Option(help="Also enrol the named people in this gallery (file or postgresql:// URL)."),
+    ] = None,
+) -> None:
+    """Name a cluster; with --gallery its faces are enrolled for identification too."""
+
+    def run() -> int:
+        with _open(db, create=False) as store:
+            if cluster not in {info.id for info in store.clusters()}:
+                err(f"no cluster {cluster} in {collection_location(db)}")
+                return EXIT_BAD_INPUT
+            store.name_cluster(cluster, name)
+            typer.echo(f"cluster {cluster} is {name!r}")
+            if gallery is not None:
+                from faceatlas.gallery.gallery import Gallery
+
+                with Gallery.open(gallery) as opened:
+                    typer.echo(str(store.enroll_named(opened)))
+        return EXIT_OK
+
+    raise typer.Exit(guard(run))

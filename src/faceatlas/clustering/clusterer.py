@@ -1,0 +1,344 @@
+"""``FaceClusterer``: group faces by person, with constraints, a quality gate, and incremental runs.
+
+>>> labels = FaceClusterer().fit(embeddings, groups=photo_ids).labels_      # -1 = unassigned
+>>> more = FaceClusterer().fit(all_embeddings, initial_labels=labels_then_minus_2_for_new).labels_
+
+How it decides (see ``linkage.py`` for the algorithm):
+- **Threshold.** Two clusters merge while their average face-to-face cosine similarity is at
+  least ``threshold``, by default the embedder's calibrated verification threshold at
+  ``far`` (1e-3): a new embedder with a model card needs no re-tuning.
+- **Constraints.** ``groups`` (e.g. photo ids): faces of one group never share a cluster.
+  ``cannot_link`` pairs never share one either; ``must_link`` pairs always do (they start merged).
+- **Quality gate.** Faces below ``min_quality`` take no part in merging, so a blurred or tiny
+  face cannot bridge two people; afterwards each joins the cluster it is clearly closest to (its
+  average similarity passes the threshold and beats the runner-up by ``attach_margin``), or
+  stays unassigned (-1).
+- **Incremental.** With ``initial_labels`` (a label per row; -2 for rows not clustered yet),
+  existing clusters are kept whole and keep their labels, only the new faces' neighbourhoods are
+  searched, and new faces join existing clusters or form new ones (with the next free labels).
+  An existing cluster that now holds a cannot-link pair (or two faces of one photo) gives up the
+  fewest faces that resolve it, and they are placed again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClusterMixin
+
+from faceatlas.clustering.graph import knn_graph, unit_rows
+from faceatlas.clustering.linkage import Nodes, average_linkage
+
+NOT_CLUSTERED = -2  # in initial_labels: a face no earlier run has seen
+UNASSIGNED = -1
+EDGE_SLACK = 0.05  # k-NN edges this far below the threshold cannot start a merge: dropped
+
+
+def default_card() -> Any:
+    from faceatlas.models.cards import DLIB_RESNET_CARD
+
+    return DLIB_RESNET_CARD
+
+
+class FaceClusterer(ClusterMixin, BaseEstimator):
+    """Average linkage on the k-NN graph, with photo and user constraints (see module docstring).
+
+    Parameters: ``threshold`` (cosine; None = from ``card`` at ``far``), ``k`` neighbours per face,
+    ``min_quality`` (None = no gate), ``attach_margin``, ``card`` (None = the default embedder's).
+    After ``fit``: ``labels_`` (int64, -1 unassigned), ``threshold_``, ``n_clusters_``.
+    """
+
+    def __init__(
+        self,
+        threshold: float | None = None,
+        *,
+        far: float = 1e-3,
+        k: int = 30,
+        min_quality: float | None = 0.3,
+        attach_margin: float = 0.02,
+        card: Any = None,
+    ) -> None:
+        self.threshold = threshold
+        self.far = far
+        self.k = k
+        self.min_quality = min_quality
+        self.attach_margin = attach_margin
+        self.card = card
+
+    def fit(
+        self,
+        X: np.ndarray,
+        y: None = None,
+        *,
+        qualities: Sequence[float] | np.ndarray | None = None,
+        groups: Sequence[Any] | np.ndarray | None = None,
+        must_link: np.ndarray | Sequence[tuple[int, int]] | None = None,
+        cannot_link: np.ndarray | Sequence[tuple[int, int]] | None = None,
+        initial_labels: Sequence[int] | np.ndarray | None = None,
+    ) -> FaceClusterer:
+        x = unit_rows(X)
+        n = len(x)
+        self.threshold_ = float(
+            self.threshold if self.threshold is not None else (self.card or default_card()).threshold_for(self.far)
+        )
+        if not -1.0 <= self.threshold_ <= 1.0:
+            raise ValueError(f"threshold is a cosine similarity in [-1, 1], got {self.threshold_}")
+        if self.k < 1:
+            raise ValueError(f"k must be at least 1, got {self.k}")
+        quality = _per_row(qualities, n, "qualities", float, default=1.0)
+        group = _encode_groups(groups, n)
+        must, cannot = _pairs(must_link, n, "must_link"), _pairs(cannot_link, n, "cannot_link")
+        initial = _per_row(initial_labels, n, "initial_labels", int, default=NOT_CLUSTERED).astype(np.int64)
+
+        gated = np.zeros(n, bool) if self.min_quality is None else quality < self.min_quality
+        gated &= initial < 0  # faces already in a cluster stay where they are
+        initial = _resolve_conflicts(x, initial, group, cannot)
+        root = _union(n, must, initial)
+        if len(must):
+            gated[np.isin(root, root[must.ravel()])] = False  # a user's must-link outranks the gate
+
+        # nodes: the connected groups of must-links and existing clusters (gated faces sit out)
+        active = np.flatnonzero(~gated)
+        node_roots, node_of_active = np.unique(root[active], return_inverse=True)
+        node_of = np.full(n, -1, np.int64)
+        node_of[active] = node_of_active
+        nodes = _nodes(x, active, node_of_active, len(node_roots), group, cannot)
+
+        # edges: from the faces this run must place (all, or the new ones) to their neighbours
+        searching = active[initial[active] < 0] if (initial >= 0).any() else active
+        edges = self._edges(x, active, searching, node_of)
+        clusters = average_linkage(nodes, edges, self.threshold_)
+
+        labels = np.full(n, UNASSIGNED, np.int64)
+        sums, sizes, photos = [], [], []
+        for faces in clusters:
+            faces = np.asarray(faces, dtype=np.int64)
+            labels[faces] = len(sums)
+            sums.append(x[faces].astype(np.float64).sum(axis=0))
+            sizes.append(len(faces))
+            photos.append(set(group[faces][group[faces] >= 0].tolist()))
+        self._attach(
+            x,
+            np.flatnonzero(gated),
+            labels,
+            np.array(sums).reshape(-1, x.shape[1]),
+            np.array(sizes),
+            photos,
+            group,
+            cannot,
+        )
+        self.labels_ = _renumber(labels, initial)
+        self.n_clusters_ = len(np.unique(self.labels_[self.labels_ >= 0]))
+        return self
+
+    def _edges(self, x: np.ndarray, active: np.ndarray, searching: np.ndarray, node_of: np.ndarray) -> np.ndarray:
+        """Node pairs joined by a k-NN edge among active faces, from the faces being placed."""
+        if len(active) < 2 or len(searching) == 0:
+            return np.zeros((0, 2), np.int64)
+        ids, sims = knn_graph(x[active], self.k, queries=None if len(searching) == len(active) else x[searching])
+        if len(searching) != len(active):
+            local = np.searchsorted(active, searching)
+            ids, sims = _drop_self(ids, sims, local)
+        source = np.repeat(np.searchsorted(active, searching), ids.shape[1])
+        keep = (ids.ravel() >= 0) & (sims.ravel() >= self.threshold_ - EDGE_SLACK)
+        pairs = np.stack([source[keep], ids.ravel()[keep]], axis=1)
+        return node_of[active[pairs]]
+
+    def _attach(
+        self,
+        x: np.ndarray,
+        faces: np.ndarray,
+        labels: np.ndarray,
+        sums: np.ndarray,
+        sizes: np.ndarray,
+        photos: list[set[int]],
+        group: np.ndarray,
+        cannot: np.ndarray,
+    ) -> None:
+        """Gated faces join the cluster they clearly belong to (clusters as merged, not updated)."""
+        if not len(faces) or not len(sums):
+            return
+        banned = _partners(cannot)
+        averages = (x[faces].astype(np.float64) @ sums.T) / sizes[None, :]
+        for face, row in zip(faces.tolist(), averages, strict=True):
+            order = np.argsort(-row)
+            best = int(order[0])
+            runner_up = float(row[order[1]]) if len(order) > 1 else -np.inf
+            if row[best] < self.threshold_ or row[best] - runner_up < self.attach_margin:
+                continue
+            if group[face] >= 0 and group[face] in photos[best]:
+                continue
+            if banned.get(face) and np.isin(list(banned[face]), np.flatnonzero(labels == best)).any():
+                continue
+            labels[face] = best
+            if group[face] >= 0:
+                photos[best].add(int(group[face]))
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+def _per_row(values: Any, n: int, name: str, kind: type, default: float) -> np.ndarray:
+    if values is None:
+        return np.full(n, default, dtype=np.float64 if kind is float else np.int64)
+    array = np.asarray(values)
+    if array.shape != (n,):
+        raise ValueError(f"{name} must have one value per embedding ({n}), got shape {array.shape}")
+    if kind is float:
+        array = array.astype(np.float64)
+        if not np.isfinite(array).all():
+            raise ValueError(f"{name} hold NaN or inf")
+        return array
+    if not np.issubdtype(array.dtype, np.integer):
+        raise ValueError(f"{name} must be integers, got dtype {array.dtype}")
+    if (array < NOT_CLUSTERED).any():
+        raise ValueError(f"{name} must be >= {NOT_CLUSTERED} (-2 new, -1 unassigned, 0.. a cluster)")
+    return array.astype(np.int64)
+
+
+def _encode_groups(groups: Any, n: int) -> np.ndarray:
+    """Group ids as 0.. (any hashable values; None means no group), -1 for none."""
+    if groups is None:
+        return np.full(n, -1, np.int64)
+    values = list(groups)
+    if len(values) != n:
+        raise ValueError(f"groups must have one value per embedding ({n}), got {len(values)}")
+    codes: dict[Any, int] = {}
+    return np.array([-1 if v is None else codes.setdefault(v, len(codes)) for v in values], dtype=np.int64)
+
+
+def _pairs(pairs: Any, n: int, name: str) -> np.ndarray:
+    if pairs is None:
+        return np.zeros((0, 2), np.int64)
+    array = np.asarray(pairs, dtype=np.int64).reshape(-1, 2) if len(pairs) else np.zeros((0, 2), np.int64)
+    if ((array < 0) | (array >= n)).any():
+        raise ValueError(f"{name} holds an index outside 0..{n - 1}")
+    return array
+
+
+def _resolve_conflicts(x: np.ndarray, initial: np.ndarray, group: np.ndarray, cannot: np.ndarray) -> np.ndarray:
+    """Existing clusters that hold a cannot-link pair or two faces of one photo give up as few
+    faces as it takes (most conflicts first, then the least typical), which are placed afresh."""
+    initial = initial.copy()
+    conflicts: dict[int, list[tuple[int, int]]] = {}
+    for a, b in cannot.tolist():
+        if initial[a] >= 0 and initial[a] == initial[b]:
+            conflicts.setdefault(int(initial[a]), []).append((a, b))
+    placed = np.flatnonzero((initial >= 0) & (group >= 0))
+    if len(placed):
+        order = placed[np.lexsort((group[placed], initial[placed]))]
+        same = (initial[order][1:] == initial[order][:-1]) & (group[order][1:] == group[order][:-1])
+        for i in np.flatnonzero(same).tolist():
+            conflicts.setdefault(int(initial[order[i]]), []).append((int(order[i]), int(order[i + 1])))
+    for label, pairs in conflicts.items():
+        members = np.flatnonzero(initial == label)
+        centre = x[members].sum(axis=0)
+        typical = {int(f): float(x[f] @ centre) for f in members}
+        pairs = list(pairs)
+        while pairs:
+            degree: dict[int, int] = {}
+            for a, b in pairs:
+                degree[a] = degree.get(a, 0) + 1
+                degree[b] = degree.get(b, 0) + 1
+            out = max(degree, key=lambda f: (degree[f], -typical[f]))
+            initial[out] = NOT_CLUSTERED
+            pairs = [(a, b) for a, b in pairs if out not in (a, b)]
+    return initial
+
+
+def _union(n: int, must: np.ndarray, initial: np.ndarray) -> np.ndarray:
+    """Each face's representative: faces of one existing cluster or joined by must-links share one."""
+    parent = np.arange(n)
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    placed = np.flatnonzero(initial >= 0)
+    if len(placed):
+        _, first = np.unique(initial[placed], return_index=True)
+        heads = dict(zip(initial[placed][first].tolist(), placed[first].tolist(), strict=True))
+        for i in placed.tolist():
+            parent[i] = heads[int(initial[i])]
+    for a, b in must.tolist():
+        ra, rb = find(a), find(b)
+        if ra != rb:
+            parent[max(ra, rb)] = min(ra, rb)
+    return np.array([find(i) for i in range(n)], dtype=np.int64)
+
+
+def _partners(cannot: np.ndarray) -> dict[int, set[int]]:
+    partners: dict[int, set[int]] = {}
+    for a, b in cannot.tolist():
+        partners.setdefault(a, set()).add(b)
+        partners.setdefault(b, set()).add(a)
+    return partners
+
+
+def _nodes(
+    x: np.ndarray, active: np.ndarray, node_of_active: np.ndarray, m: int, group: np.ndarray, cannot: np.ndarray
+) -> Nodes:
+    sums = np.zeros((m, x.shape[1]))
+    np.add.at(sums, node_of_active, x[active])
+    sizes = np.bincount(node_of_active, minlength=m).astype(np.float64)
+    members: list[list[int]] = [[] for _ in range(m)]
+    for face, node in zip(active.tolist(), node_of_active.tolist(), strict=True):
+        members[node].append(face)
+    photos = [set() for _ in range(m)]
+    if (group >= 0).any():
+        for face, node in zip(active.tolist(), node_of_active.tolist(), strict=True):
+            if group[face] >= 0:
+                photos[node].add(int(group[face]))
+    forbidden = [set() for _ in range(m)]
+    if len(cannot):
+        node_of = dict(zip(active.tolist(), node_of_active.tolist(), strict=True))
+        for a, b in cannot.tolist():
+            if a in node_of:
+                forbidden[node_of[a]].add(b)
+            if b in node_of:
+                forbidden[node_of[b]].add(a)
+    return Nodes(sums, sizes, members, photos, forbidden)
+
+
+def _drop_self(ids: np.ndarray, sims: np.ndarray, local: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Neighbours of query faces that are themselves indexed: the face itself is not a neighbour."""
+    self_hit = ids == local[:, None]
+    return np.where(self_hit, -1, ids), np.where(self_hit, -np.inf, sims)
+
+
+def _renumber(labels: np.ndarray, initial: np.ndarray) -> np.ndarray:
+    """Clusters keep the label they had (the most common earlier label among their faces, each
+    earlier label used once); new clusters take the next free labels in order of first face."""
+    out = np.full(len(labels), UNASSIGNED, np.int64)
+    clusters = np.unique(labels[labels >= 0])
+    if not len(clusters):
+        return out
+    taken: set[int] = set()
+    next_free = int(max(initial.max(initial=-1), -1)) + 1
+    firsts = {int(c): int(np.flatnonzero(labels == c)[0]) for c in clusters}
+    for c in sorted(clusters.tolist(), key=lambda c: (-int((labels == c).sum()), firsts[c])):
+        mask = labels == c
+        earlier = initial[mask]
+        earlier = earlier[earlier >= 0]
+        label = None
+        if len(earlier):
+            values, counts = np.unique(earlier, return_counts=True)
+            for value in values[np.argsort(-counts, kind="stable")].tolist():
+                if value not in taken:
+                    label = int(value)
+                    break
+        if label is None:
+            continue
+        taken.add(label)
+        out[mask] = label
+    new = [c for c in clusters.tolist() if out[labels == c][0] == UNASSIGNED]
+    for c in sorted(new, key=lambda c: firsts[c]):
+        while next_free in taken:
+            next_free += 1
+        out[labels == c] = next_free
+        taken.add(next_free)
+    return out

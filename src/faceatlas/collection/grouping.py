@@ -1,0 +1,98 @@
+"""Cluster a collection's faces, incrementally, honouring photos, names and the user's corrections.
+
+What every run keeps, whatever changed since the last one:
+- a face is never in a cluster with another face of its photo;
+- the user's corrections (``CollectionStore.add_constraint``: "must" = same person, "cannot" =
+  not this person) hold;
+- clusters keep their ids, so a name stays on its person; two differently named clusters are
+  never merged (they are different people by the user's word);
+- faces already clustered stay put (``full=True`` re-clusters everything, under the same rules).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from itertools import combinations
+from typing import Any
+
+import numpy as np
+
+from faceatlas.clustering.clusterer import NOT_CLUSTERED, UNASSIGNED, FaceClusterer
+
+
+@dataclass(frozen=True)
+class ClusterReport:
+    faces: int
+    placed: int  # faces this run assigned (new ones, or all with full=True)
+    clusters: int
+    unassigned: int
+    new_clusters: int
+
+    def __str__(self) -> str:
+        return (
+            f"{self.faces} faces in {self.clusters} clusters ({self.new_clusters} new); "
+            f"{self.placed} placed this run, {self.unassigned} unassigned"
+        )
+
+
+def cluster_collection(store: Any, clusterer: FaceClusterer | None = None, *, full: bool = False) -> ClusterReport:
+    """Cluster ``store``'s faces (a ``CollectionStore``) and save the labels; see the module doc."""
+    table = store.face_table()
+    if not len(table):
+        return ClusterReport(0, 0, 0, 0, 0)
+    clusterer = clusterer or FaceClusterer()
+    row_of = {int(face): row for row, face in enumerate(table.face_ids.tolist())}
+    must, cannot = (_rows(pairs, row_of) for pairs in store.constraints())
+    infos = store.clusters()
+    names = {info.id: info.name for info in infos if info.name}
+
+    previous = np.asarray(table.clusters, dtype=np.int64)
+    initial = np.where(previous >= 0, previous, NOT_CLUSTERED)  # unassigned faces get another chance
+    if full:  # start over, but named clusters stay whole (and named)
+        initial = np.where(np.isin(previous, list(names)), previous, NOT_CLUSTERED)
+    cannot = np.concatenate([cannot, _between_names(initial, names)])
+    labels = clusterer.fit(
+        table.embeddings,
+        qualities=table.qualities,
+        groups=table.photo_ids,
+        must_link=must,
+        cannot_link=cannot,
+        initial_labels=initial,
+    ).labels_
+    labels = _avoid_taken_ids(labels, initial, {info.id for info in infos})
+    store.set_clusters(table.face_ids, labels)
+    existing = set(previous[previous >= 0].tolist()) | set(names)
+    clustered = set(labels[labels >= 0].tolist())
+    return ClusterReport(
+        faces=len(table),
+        placed=int((initial < 0).sum()),
+        clusters=len(clustered),
+        unassigned=int((labels == UNASSIGNED).sum()),
+        new_clusters=len(clustered - existing),
+    )
+
+
+def _rows(pairs: np.ndarray, row_of: dict[int, int]) -> np.ndarray:
+    """Face-id pairs as row-index pairs (pairs naming a face that is gone are dropped)."""
+    rows = [(row_of[a], row_of[b]) for a, b in np.asarray(pairs).reshape(-1, 2).tolist() if a in row_of and b in row_of]
+    return np.array(rows, dtype=np.int64).reshape(-1, 2)
+
+
+def _between_names(initial: np.ndarray, names: dict[int, str]) -> np.ndarray:
+    """Cannot-links between one face of each pair of named clusters: names are never merged."""
+    heads = [int(np.flatnonzero(initial == cluster)[0]) for cluster in names if (initial == cluster).any()]
+    return np.array(list(combinations(heads, 2)), dtype=np.int64).reshape(-1, 2)
+
+
+def _avoid_taken_ids(labels: np.ndarray, initial: np.ndarray, taken: set[int]) -> np.ndarray:
+    """New clusters must not take the id of a stored cluster that lost its faces (it may be named)."""
+    kept = set(initial[initial >= 0].tolist())
+    clash = sorted((set(labels[labels >= 0].tolist()) - kept) & taken)
+    if not clash:
+        return labels
+    labels = labels.copy()
+    next_free = max([*taken, *labels.tolist(), -1]) + 1
+    for label in clash:
+        labels[labels == label] = next_free
+        next_free += 1
+    return labels

@@ -1,0 +1,269 @@
+"""FaceClusterer: average linkage on the k-NN graph, constraints, quality gate, incremental runs."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from faceatlas.clustering import FaceClusterer, cluster
+from faceatlas.clustering.clusterer import NOT_CLUSTERED
+from faceatlas.models.cards import DLIB_RESNET_CARD
+
+DIM = 32
+
+
+def identities(n_people: int, per_person: int, seed: int = 0, spread: float = 0.15) -> tuple[np.ndarray, np.ndarray]:
+    """Unit vectors around well separated random directions; (embeddings, person of each row)."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((n_people, DIM))
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    people = np.repeat(np.arange(n_people), per_person)
+    x = centres[people] + spread * rng.standard_normal((len(people), DIM)) / np.sqrt(DIM)
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32), people
+
+
+def same_partition(a: np.ndarray, b: np.ndarray) -> bool:
+    pairs_a = a[:, None] == a[None, :]
+    pairs_b = b[:, None] == b[None, :]
+    return bool((pairs_a == pairs_b).all())
+
+
+def test_separate_people_become_separate_clusters():
+    x, people = identities(6, 5)
+    clusterer = FaceClusterer(threshold=0.9).fit(x)
+    assert same_partition(clusterer.labels_, people)
+    assert clusterer.n_clusters_ == 6 and sorted(set(clusterer.labels_.tolist())) == list(range(6))
+    assert (cluster(x, threshold=0.9) == clusterer.labels_).all()  # the front door is the default clusterer
+
+
+def test_default_threshold_comes_from_the_model_card():
+    x, _ = identities(2, 3)
+    assert FaceClusterer().fit(x).threshold_ == pytest.approx(DLIB_RESNET_CARD.threshold_for(1e-3))
+    assert FaceClusterer(far=1e-4).fit(x).threshold_ == pytest.approx(DLIB_RESNET_CARD.threshold_for(1e-4))
+
+
+def test_average_linkage_is_exact_on_small_sets():
+    """With k large enough that every pair is a candidate, the result equals scikit-learn's UPGMA."""
+    from sklearn.cluster import AgglomerativeClustering
+
+    x, _ = identities(8, 6, seed=3, spread=0.9)  # overlapping people: merges are close calls
+    ours = FaceClusterer(threshold=0.6, k=len(x), min_quality=None).fit(x).labels_
+    reference = AgglomerativeClustering(
+        n_clusters=None, metric="cosine", linkage="average", distance_threshold=1 - 0.6
+    ).fit_predict(x)
+    assert same_partition(ours, reference)
+
+
+def test_faces_of_one_photo_never_share_a_cluster():
+    rng = np.random.default_rng(5)
+    x, _ = identities(5, 12, seed=1, spread=0.6)
+    photos = rng.integers(0, 20, size=len(x))  # many photos hold the same person twice
+    labels = FaceClusterer(threshold=0.7).fit(x, groups=photos).labels_
+    for label in set(labels.tolist()) - {-1}:
+        members = photos[labels == label]
+        assert len(members) == len(set(members.tolist())), f"cluster {label} holds two faces of one photo"
+    # without the constraint the same data does put a photo twice in a cluster (the test has teeth)
+    unconstrained = FaceClusterer(threshold=0.7).fit(x).labels_
+    assert any(
+        len(set(photos[unconstrained == label].tolist())) < int((unconstrained == label).sum())
+        for label in set(unconstrained.tolist())
+    )
+
+
+def test_user_corrections_are_honoured():
+    x, _ = identities(3, 4)
+    must = [(0, 4)]  # the user says faces 0 (person 0) and 4 (person 1) are one person
+    labels = FaceClusterer(threshold=0.9).fit(x, must_link=must).labels_
+    assert labels[0] == labels[4]
+    cannot = [(0, 1)]  # "not this person": face 1 is not whoever face 0 is
+    labels = FaceClusterer(threshold=0.9).fit(x, cannot_link=cannot).labels_
+    assert labels[0] != labels[1]
+    assert labels[2] == labels[3] == labels[0] or labels[2] == labels[3] == labels[1]
+
+
+def test_quality_gate_low_quality_faces_attach_only_where_they_clearly_belong():
+    x, people = identities(2, 5, seed=2)
+    a, b = x[people == 0].mean(axis=0), x[people == 1].mean(axis=0)
+    near_a = a + 0.05 * (b - a)
+    between = (a + b) / 2
+    extra = np.stack([near_a / np.linalg.norm(near_a), between / np.linalg.norm(between)]).astype(np.float32)
+    data = np.vstack([x, extra])
+    quality = np.r_[np.full(len(x), 0.9), 0.1, 0.1]
+    labels = FaceClusterer(threshold=0.5, min_quality=0.3, attach_margin=0.05).fit(data, qualities=quality).labels_
+    # the gated faces took no part in merging: the two people did not merge through them
+    assert same_partition(labels[: len(x)], people)
+    assert labels[-2] == labels[0]  # clearly person 0: attached
+    assert labels[-1] == -1  # halfway between two people: left unassigned
+
+
+def test_incremental_run_keeps_clusters_and_labels_and_matches_a_full_run():
+    x, people = identities(6, 6, seed=4)
+    order = np.random.default_rng(0).permutation(len(x))
+    x, people = x[order], people[order]
+    first = np.isin(people, [0, 1, 2, 3]) & (np.arange(len(x)) < 24)
+    before = FaceClusterer(threshold=0.9).fit(x[first]).labels_
+    initial = np.full(len(x), NOT_CLUSTERED)
+    initial[first] = before
+    after = FaceClusterer(threshold=0.9).fit(x, initial_labels=initial).labels_
+    assert (after[first] == before).all()  # nobody was moved, every label kept
+    assert same_partition(after, people)  # new faces joined their people; new people got new clusters
+    new_people = set(people[~first].tolist()) - set(people[first].tolist())
+    assert all(after[people == p][0] > before.max() for p in new_people)
+    full = FaceClusterer(threshold=0.9).fit(x).labels_
+    assert same_partition(after, full)
+
+
+def test_an_existing_cluster_with_a_new_cannot_link_gives_up_only_that_face():
+    x, people = identities(2, 4)
+    labels = FaceClusterer(threshold=0.9).fit(x).labels_
+    merged = np.where(people == 1, labels[0], labels)  # a stored clustering that lumped both people
+    again = FaceClusterer(threshold=0.9).fit(x, initial_labels=merged, cannot_link=[(0, 4)]).labels_
+    assert again[0] != again[4]
+    # "not this person" on face 0 against its whole cluster: only face 0 leaves, the rest keep the label
+    cannot = [(0, j) for j in range(1, 4)]
+    again = FaceClusterer(threshold=0.9).fit(x, initial_labels=labels, cannot_link=cannot).labels_
+    assert (again[1:] == labels[1:]).all() and again[0] not in labels
+
+
+def test_bad_input_is_refused_with_a_reason():
+    x, _ = identities(2, 3)
+    with pytest.raises(ValueError, match="NaN"):
+        FaceClusterer().fit(np.where(np.eye(len(x), DIM, dtype=bool), np.nan, x))
+    with pytest.raises(ValueError, match=r"\(n, d\)"):
+        FaceClusterer().fit(x[0])
+    with pytest.raises(ValueError, match="zero length"):
+        FaceClusterer().fit(np.zeros((3, DIM)))
+    with pytest.raises(ValueError, match="qualities"):
+        FaceClusterer().fit(x, qualities=[1.0])
+    with pytest.raises(ValueError, match="must_link"):
+        FaceClusterer().fit(x, must_link=[(0, 99)])
+    with pytest.raises(ValueError, match="k must"):
+        FaceClusterer(k=0).fit(x)
+    assert FaceClusterer().fit(np.zeros((0, DIM), np.float32)).labels_.shape == (0,)
+    assert FaceClusterer().fit(x[:1]).labels_.tolist() == [0]
+
+
+# --- a photo collection: ids stay, names stay apart, corrections hold ----------------------
+
+
+def _collection(tmp_path, x, photos):
+    from faceatlas.collection.store import CollectionStore
+    from faceatlas.gallery.store import ModelTag
+    from faceatlas.types import Box, Face, Landmarks, Quality
+
+    store = CollectionStore.open(tmp_path / "photos.db")
+    store.bind_model(ModelTag("test", "1", DIM))
+    for photo in sorted(set(photos.tolist())):
+        faces = [
+            Face(
+                Box(0, 0, 50 - i, 50 - i), 0.99, Landmarks(np.zeros((5, 2))), None, Quality(0.9, 1, 1, 1, 1, 1), x[row]
+            )
+            for i, row in enumerate(np.flatnonzero(photos == photo))
+        ]
+        store.add_photo(f"p{photo}.jpg", str(tmp_path), f"sha{photo}", 1, 1, 50, 50, faces)
+    return store
+
+
+def test_cluster_collection_keeps_ids_names_and_corrections(tmp_path):
+    from faceatlas.collection.grouping import cluster_collection
+
+    x, people = identities(4, 4, seed=6)
+    photos = np.arange(len(x))  # one face per photo
+    store = _collection(tmp_path, x, photos)
+    clusterer = FaceClusterer(threshold=0.9)
+    report = cluster_collection(store, clusterer)
+    assert report.clusters == 4 and report.placed == 16 and report.new_clusters == 4
+    table = store.face_table()
+    assert same_partition(table.clusters, people)
+    ada = int(table.clusters[0])
+    store.name_cluster(ada, "Ada")
+
+    # a new photo of Ada and one of a stranger: Ada's cluster keeps its id (and so its name)
+    stranger, _ = identities(1, 1, seed=99)
+    new = np.vstack([x[people == people[0]][:1] * 0.99 + 0.01 * x[1], stranger]).astype(np.float32)
+    for i, vector in enumerate(new / np.linalg.norm(new, axis=1, keepdims=True)):
+        face = store.cluster_faces(ada)[0]
+        from faceatlas.types import Box, Face, Landmarks, Quality
+
+        store.add_photo(
+            f"new{i}.jpg",
+            str(tmp_path),
+            f"new{i}",
+            1,
+            1,
+            50,
+            50,
+            [Face(Box(0, 0, 9, 9), 0.99, Landmarks(np.zeros((5, 2))), None, Quality(0.9, 1, 1, 1, 1, 1), vector)],
+        )
+        assert face.id  # the cluster still has faces
+    report = cluster_collection(store, clusterer)
+    assert report.placed == 2 and report.new_clusters == 1
+    names = {info.name: info for info in store.clusters()}
+    assert names["Ada"].id == ada and names["Ada"].n_faces == 5
+
+    # "not this person": the user takes Ada's first face out; a full re-run honours it
+    ada_faces = [f.id for f in store.cluster_faces(ada)]
+    for other in ada_faces[1:]:
+        store.add_constraint(ada_faces[0], other, "cannot")
+    cluster_collection(store, clusterer, full=True)
+    assert ada_faces[0] not in [f.id for f in store.cluster_faces(ada)]
+    assert {info.name: info.id for info in store.clusters()}["Ada"] == ada
+
+    assert sorted(f.id for f in store.cluster_faces(ada)) == sorted(ada_faces[1:])
+    store.close()
+
+
+def test_differently_named_clusters_are_never_merged(tmp_path):
+    from faceatlas.collection.grouping import cluster_collection
+
+    x, _ = identities(1, 6, seed=7)  # one person...
+    store = _collection(tmp_path, x, np.arange(len(x)))
+    table = store.face_table()
+    store.set_clusters(table.face_ids, [0, 0, 0, 1, 1, 1])  # ...that the user named twice
+    store.name_cluster(0, "Ada")
+    store.name_cluster(1, "Ada's twin")
+    cluster_collection(store, FaceClusterer(threshold=0.5), full=True)
+    assert {info.name: info.n_faces for info in store.clusters()} == {"Ada": 3, "Ada's twin": 3}
+    store.close()
+
+
+def test_cli_cluster_list_and_name_into_a_gallery(tmp_path, monkeypatch):
+    """`faceatlas cluster`, `people clusters`, `people name --gallery`, then the gallery knows her."""
+    from typer.testing import CliRunner
+
+    import faceatlas.clustering.clusterer as clusterer_module
+    from faceatlas.cli import app
+    from faceatlas.gallery.gallery import Gallery
+
+    monkeypatch.setattr(clusterer_module, "default_card", lambda: _LooseCard())  # toy vectors, toy threshold
+    x, people = identities(3, 4, seed=8)
+    _collection(tmp_path, x, np.arange(len(x))).close()
+    db, gallery = str(tmp_path / "photos.db"), str(tmp_path / "gallery.db")
+    runner = CliRunner()
+    result = runner.invoke(app, ["cluster", "--db", db])
+    assert result.exit_code == 0 and "12 faces in 3 clusters (3 new)" in result.output, result.output
+    result = runner.invoke(app, ["people", "clusters", "--db", db])
+    assert result.exit_code == 0 and "3 people; 0 faces unassigned, 0 not clustered yet" in result.output
+    result = runner.invoke(app, ["people", "name", "0", "Ada", "--db", db, "--gallery", gallery])
+    assert result.exit_code == 0 and "'Ada'" in result.output, result.output
+    assert runner.invoke(app, ["people", "name", "99", "Nobody", "--db", db]).exit_code == 3
+    with Gallery.open(gallery, analyzer=_TestAnalyzer()) as g:
+        assert [p.name for p in g.people()] == ["Ada"] and g.people()[0].n_faces == 4
+        (hit,) = g.identify(x[people == people[0]][0])
+        assert hit.candidates[0].person == "Ada"
+
+
+class _LooseCard:
+    name, version, embedding_dim = "test", "1", DIM
+
+    @staticmethod
+    def threshold_for(far: float) -> float:
+        return 0.9
+
+
+class _TestAnalyzer:
+    class embedder:  # the gallery binds to the collection's model tag ("test" v1)
+        card = dataclasses.replace(DLIB_RESNET_CARD, name="test", version="1", embedding_dim=DIM)
+        dim = DIM
