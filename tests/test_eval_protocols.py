@@ -112,10 +112,16 @@ def test_clustering_protocol(tmp_path, identity_folders):
 
     items = read_identity_folders(identity_folders)
     out = tmp_path / "out"
-    protocols.clustering(items, FaceRunner(IdentitySource(noise=0.1), cache=False), out, "fake", threshold=0.5)
+    runner = FaceRunner(IdentitySource(noise=0.1), cache=False)
+    protocols.clustering(items, runner, out, "fake", threshold=0.5, method="reference")
     result = json.loads((out / "result.json").read_text())["clustering"]
     assert result["bcubed_f1"] == pytest.approx(1.0) and result["n_clusters"] == 12
     assert (out / "mixed_clusters.png").exists()
+    # the default clusterer gates faces below quality 0.3 (here: seed < 77): they join a cluster
+    # only where they clearly belong, else stay unassigned (scored as singletons) -- never wrongly
+    protocols.clustering(items, runner, tmp_path / "default", "fake", threshold=0.5)
+    result = json.loads((tmp_path / "default" / "result.json").read_text())["clustering"]
+    assert result["bcubed_precision"] == pytest.approx(1.0) and 0 < result["n_unclustered"] < len(items)
 
 
 def test_identification_protocol(tmp_path, identity_folders):

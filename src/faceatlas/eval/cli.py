@@ -182,6 +182,9 @@ def clustering_command(
         float, typer.Option(help="Merge faces more alike than the embedder's threshold for this FAR.")
     ] = 1e-3,
     threshold: Annotated[float | None, typer.Option(help="A similarity threshold instead of --far.")] = None,
+    method: Annotated[
+        str, typer.Option(help="'default' (faceatlas' clusterer) or 'reference' (O(n^2) average linkage).")
+    ] = "default",
     out: Out = Path("eval-clustering"),
     detector: Detector = "mtcnn",
     embedder: Embedder = "dlib_resnet",
@@ -200,7 +203,9 @@ def clustering_command(
         items = _read_labelled(data)
         system = _System(detector, embedder, flip, min_face_size, cache, cache_file, batch_size, workers)
         cut = _threshold(system, far, threshold)
-        (written, notes), _ = system.run(lambda r: protocols.clustering(items, r, out, str(data), cut), len(items))
+        (written, notes), _ = system.run(
+            lambda r: protocols.clustering(items, r, out, str(data), cut, method=method), len(items)
+        )
         return _finish(out, written, notes)
 
     raise typer.Exit(guard(run))
