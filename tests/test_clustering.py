@@ -40,20 +40,35 @@ def test_separate_people_become_separate_clusters():
 
 def test_default_threshold_comes_from_the_model_card():
     x, _ = identities(2, 3)
-    assert FaceClusterer().fit(x).threshold_ == pytest.approx(DLIB_RESNET_CARD.threshold_for(1e-3))
+    per_comparison = 1 - (1 - 1e-2) ** (1 / 30)  # FPIR 1 % over a face's 30 neighbours
+    assert FaceClusterer().fit(x).threshold_ == pytest.approx(DLIB_RESNET_CARD.threshold_for(per_comparison))
     assert FaceClusterer(far=1e-4).fit(x).threshold_ == pytest.approx(DLIB_RESNET_CARD.threshold_for(1e-4))
+    assert FaceClusterer(fpir=0.05, k=10).fit(x).threshold_ < FaceClusterer().fit(x).threshold_
 
 
 def test_average_linkage_is_exact_on_small_sets():
-    """With k large enough that every pair is a candidate, the result equals scikit-learn's UPGMA."""
+    """With k large enough that every pair is a candidate (and no seed rule), the result equals
+    scikit-learn's UPGMA."""
     from sklearn.cluster import AgglomerativeClustering
 
     x, _ = identities(8, 6, seed=3, spread=0.9)  # overlapping people: merges are close calls
-    ours = FaceClusterer(threshold=0.6, k=len(x), min_quality=None).fit(x).labels_
+    ours = FaceClusterer(threshold=0.6, k=len(x), min_quality=None, mutual_seeds=False).fit(x).labels_
     reference = AgglomerativeClustering(
         n_clusters=None, metric="cosine", linkage="average", distance_threshold=1 - 0.6
     ).fit_predict(x)
     assert same_partition(ours, reference)
+
+
+def test_two_single_faces_pair_up_only_as_mutual_nearest_neighbours():
+    """Faces p1, p2 are one person; x is nearest to p1 but not close enough to the pair's average;
+    y's nearest is x. Average linkage alone then pairs x with y, two strangers; the seed rule
+    does not, since x's nearest neighbour is p1, not y."""
+    gram = np.array([[1, 0.97, 0.95, 0.84], [0.97, 1, 0.87, 0.78], [0.95, 0.87, 1, 0.93], [0.84, 0.78, 0.93, 1]])
+    x = np.linalg.cholesky(gram).astype(np.float32)  # rows whose dot products are the gram matrix
+    plain = FaceClusterer(threshold=0.92, min_quality=None, mutual_seeds=False).fit(x).labels_
+    assert plain[0] == plain[1] and plain[2] == plain[3] and plain[0] != plain[2]
+    seeded = FaceClusterer(threshold=0.92, min_quality=None).fit(x).labels_
+    assert seeded[0] == seeded[1] and len({seeded[0], seeded[2], seeded[3]}) == 3
 
 
 def test_faces_of_one_photo_never_share_a_cluster():

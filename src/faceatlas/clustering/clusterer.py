@@ -5,8 +5,14 @@
 
 How it decides (see ``linkage.py`` for the algorithm):
 - **Threshold.** Two clusters merge while their average face-to-face cosine similarity is at
-  least ``threshold``, by default the embedder's calibrated verification threshold at
-  ``far`` (1e-3): a new embedder with a model card needs no re-tuning.
+  least ``threshold``. By default it comes from the embedder's model card, so a new embedder
+  needs no re-tuning: each merge is an open-set decision among a face's ``k`` neighbours, so the
+  per-comparison false-accept rate is the one that keeps the false-positive rate of the whole
+  decision at ``fpir`` (1 %, the gallery's default): far = 1 - (1 - fpir)^(1/k), about 3.3e-4
+  for k = 30. ``far`` sets the per-comparison rate directly.
+- **Seeds.** Two single faces start a cluster only if each is the other's nearest neighbour
+  (``mutual_seeds``): a face that missed its own person's cluster does not pair up with the
+  next stranger instead.
 - **Constraints.** ``groups`` (e.g. photo ids): faces of one group never share a cluster.
   ``cannot_link`` pairs never share one either; ``must_link`` pairs always do (they start merged).
 - **Quality gate.** Faces below ``min_quality`` take no part in merging, so a blurred or tiny
@@ -28,7 +34,7 @@ from typing import Any
 import numpy as np
 from sklearn.base import BaseEstimator, ClusterMixin
 
-from faceatlas.clustering.graph import knn_graph, unit_rows
+from faceatlas.clustering.graph import Neighbours, unit_rows
 from faceatlas.clustering.linkage import Nodes, average_linkage
 
 NOT_CLUSTERED = -2  # in initial_labels: a face no earlier run has seen
@@ -45,8 +51,9 @@ def default_card() -> Any:
 class FaceClusterer(ClusterMixin, BaseEstimator):
     """Average linkage on the k-NN graph, with photo and user constraints (see module docstring).
 
-    Parameters: ``threshold`` (cosine; None = from ``card`` at ``far``), ``k`` neighbours per face,
-    ``min_quality`` (None = no gate), ``attach_margin``, ``card`` (None = the default embedder's).
+    Parameters: ``threshold`` (cosine; None = from ``card``, see the module doc: ``fpir`` or
+    ``far``), ``k`` neighbours per face, ``mutual_seeds``, ``min_quality`` (None = no gate),
+    ``attach_margin``, ``card`` (None = the default embedder's).
     After ``fit``: ``labels_`` (int64, -1 unassigned), ``threshold_``, ``n_clusters_``.
     """
 
@@ -54,15 +61,19 @@ class FaceClusterer(ClusterMixin, BaseEstimator):
         self,
         threshold: float | None = None,
         *,
-        far: float = 1e-3,
+        fpir: float = 1e-2,
+        far: float | None = None,
         k: int = 30,
+        mutual_seeds: bool = True,
         min_quality: float | None = 0.3,
         attach_margin: float = 0.02,
         card: Any = None,
     ) -> None:
         self.threshold = threshold
+        self.fpir = fpir
         self.far = far
         self.k = k
+        self.mutual_seeds = mutual_seeds
         self.min_quality = min_quality
         self.attach_margin = attach_margin
         self.card = card
@@ -80,13 +91,9 @@ class FaceClusterer(ClusterMixin, BaseEstimator):
     ) -> FaceClusterer:
         x = unit_rows(X)
         n = len(x)
-        self.threshold_ = float(
-            self.threshold if self.threshold is not None else (self.card or default_card()).threshold_for(self.far)
-        )
-        if not -1.0 <= self.threshold_ <= 1.0:
-            raise ValueError(f"threshold is a cosine similarity in [-1, 1], got {self.threshold_}")
         if self.k < 1:
             raise ValueError(f"k must be at least 1, got {self.k}")
+        self.threshold_ = self._threshold()
         quality = _per_row(qualities, n, "qualities", float, default=1.0)
         group = _encode_groups(groups, n)
         must, cannot = _pairs(must_link, n, "must_link"), _pairs(cannot_link, n, "cannot_link")
@@ -108,8 +115,12 @@ class FaceClusterer(ClusterMixin, BaseEstimator):
 
         # edges: from the faces this run must place (all, or the new ones) to their neighbours
         searching = active[initial[active] < 0] if (initial >= 0).any() else active
-        edges = self._edges(x, active, searching, node_of)
-        clusters = average_linkage(nodes, edges, self.threshold_)
+        neighbours = Neighbours(x[active])
+        ids, sims = neighbours.of_rows(np.searchsorted(active, searching), self.k)
+        edges = self._edges(active, searching, ids, sims, node_of)
+        nearest = _Nearest(neighbours, active, np.searchsorted(active, searching), ids, sims)
+        nearest.complete(_singles(nodes, edges))
+        clusters = average_linkage(nodes, edges, self.threshold_, seed_ok=nearest.mutual if self.mutual_seeds else None)
 
         labels = np.full(n, UNASSIGNED, np.int64)
         sums, sizes, photos = [], [], []
@@ -133,14 +144,25 @@ class FaceClusterer(ClusterMixin, BaseEstimator):
         self.n_clusters_ = len(np.unique(self.labels_[self.labels_ >= 0]))
         return self
 
-    def _edges(self, x: np.ndarray, active: np.ndarray, searching: np.ndarray, node_of: np.ndarray) -> np.ndarray:
-        """Node pairs joined by a k-NN edge among active faces, from the faces being placed."""
-        if len(active) < 2 or len(searching) == 0:
+    def _threshold(self) -> float:
+        if self.threshold is not None:
+            threshold = float(self.threshold)
+            if not -1.0 <= threshold <= 1.0:
+                raise ValueError(f"threshold is a cosine similarity in [-1, 1], got {threshold}")
+            return threshold
+        far = self.far
+        if far is None:
+            if not 0.0 < self.fpir < 1.0:
+                raise ValueError(f"fpir must be a rate in (0, 1), got {self.fpir!r}")
+            far = 1.0 - (1.0 - self.fpir) ** (1.0 / self.k)
+        return float((self.card or default_card()).threshold_for(far))
+
+    def _edges(
+        self, active: np.ndarray, searching: np.ndarray, ids: np.ndarray, sims: np.ndarray, node_of: np.ndarray
+    ) -> np.ndarray:
+        """Node pairs joined by a k-NN edge (``ids``, ``sims`` of the searching faces, as active rows)."""
+        if ids.size == 0:
             return np.zeros((0, 2), np.int64)
-        ids, sims = knn_graph(x[active], self.k, queries=None if len(searching) == len(active) else x[searching])
-        if len(searching) != len(active):
-            local = np.searchsorted(active, searching)
-            ids, sims = _drop_self(ids, sims, local)
         source = np.repeat(np.searchsorted(active, searching), ids.shape[1])
         keep = (ids.ravel() >= 0) & (sims.ravel() >= self.threshold_ - EDGE_SLACK)
         pairs = np.stack([source[keep], ids.ravel()[keep]], axis=1)
@@ -304,10 +326,42 @@ def _nodes(
     return Nodes(sums, sizes, members, photos, forbidden)
 
 
-def _drop_self(ids: np.ndarray, sims: np.ndarray, local: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Neighbours of query faces that are themselves indexed: the face itself is not a neighbour."""
-    self_hit = ids == local[:, None]
-    return np.where(self_hit, -1, ids), np.where(self_hit, -np.inf, sims)
+def _singles(nodes: Nodes, edges: np.ndarray) -> list[int]:
+    """Faces that are a node on their own and can take part in a merge."""
+    touched = np.unique(edges.ravel()).tolist() if len(edges) else []
+    return [nodes.members[node][0] for node in touched if len(nodes.members[node]) == 1]
+
+
+class _Nearest:
+    """Each face's two nearest neighbours, to ask whether two faces are each other's nearest."""
+
+    def __init__(self, neighbours: Neighbours, active: np.ndarray, rows: np.ndarray, ids: np.ndarray, sims: np.ndarray):
+        self.neighbours, self.active = neighbours, active
+        self.top: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._keep(rows, ids, sims)
+
+    def _keep(self, rows: np.ndarray, ids: np.ndarray, sims: np.ndarray) -> None:
+        for row, row_ids, row_sims in zip(rows.tolist(), ids[:, :2], sims[:, :2], strict=True):
+            self.top[row] = (row_ids, row_sims)
+
+    def complete(self, faces: list[int]) -> None:
+        """Look up the faces whose neighbours were not searched (earlier runs' single faces)."""
+        rows = np.array(sorted({int(r) for r in np.searchsorted(self.active, faces)} - set(self.top)), dtype=np.int64)
+        if len(rows):
+            self._keep(rows, *self.neighbours.of_rows(rows, 2))
+
+    def _best_other(self, row: int, other: int) -> float:
+        ids, sims = self.top[row]
+        for i, s in zip(ids.tolist(), sims.tolist(), strict=True):
+            if i != other and i >= 0:
+                return float(s)
+        return -np.inf
+
+    def mutual(self, face_a: int, face_b: int) -> bool:
+        """Are faces a and b each other's nearest neighbour (ties count)?"""
+        a, b = (int(r) for r in np.searchsorted(self.active, [face_a, face_b]))
+        score = float(self.neighbours.x[a] @ self.neighbours.x[b])
+        return score >= self._best_other(a, b) and score >= self._best_other(b, a)
 
 
 def _renumber(labels: np.ndarray, initial: np.ndarray) -> np.ndarray:

@@ -27,25 +27,33 @@ def unit_rows(embeddings: np.ndarray) -> np.ndarray:
     return x / norms
 
 
-def knn_graph(x: np.ndarray, k: int, queries: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(neighbour indices, cosine similarities), each (m, k'), best first, k' = min(k, n - 1).
+class Neighbours:
+    """Nearest neighbours among the rows of ``x`` (one index, built once, queried as needed)."""
 
-    Neighbours of ``queries`` (default: every row of ``x``, excluding itself) among the rows of
-    ``x``; missing neighbours are -1 with similarity -inf.
-    """
-    n = len(x)
-    own = queries is None
-    q = x if own else queries
-    want = min(k + int(own), n)
-    if n == 0 or want == 0:
-        return np.zeros((len(q), 0), np.int64), np.zeros((len(q), 0), np.float32)
-    index = create_index(n, x.shape[1])
-    index.add(np.arange(n, dtype=np.int64), x)
-    sims, ids = index.search(q, want)
-    if own:  # drop each row itself (usually first; ties or ANN can put it elsewhere)
-        is_self = ids == np.arange(len(q))[:, None]
+    def __init__(self, x: np.ndarray) -> None:
+        self.x = x
+        self.index = None
+        if len(x):
+            self.index = create_index(len(x), x.shape[1])
+            self.index.add(np.arange(len(x), dtype=np.int64), x)
+
+    def of_rows(self, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(neighbour rows, cosine similarities), (len(rows), k') best first, the row itself left
+        out; k' = min(k, n - 1). Missing neighbours are -1 with similarity -inf."""
+        rows = np.asarray(rows, dtype=np.int64)
+        n = len(self.x)
+        want = min(k + 1, n)
+        if self.index is None or want <= 1 or not len(rows):
+            return np.zeros((len(rows), 0), np.int64), np.zeros((len(rows), 0), np.float32)
+        sims, ids = self.index.search(self.x[rows], want)
+        is_self = ids == rows[:, None]
         keep = ~is_self
-        keep[is_self.sum(axis=1) == 0, -1] = False  # self not found: drop the weakest instead
-        ids = ids[keep].reshape(len(q), want - 1)
-        sims = sims[keep].reshape(len(q), want - 1)
-    return ids.astype(np.int64), sims.astype(np.float32)
+        keep[is_self.sum(axis=1) == 0, -1] = False  # self not returned (ties, ANN): drop the weakest
+        ids = ids[keep].reshape(len(rows), want - 1)
+        sims = sims[keep].reshape(len(rows), want - 1)
+        return ids.astype(np.int64), sims.astype(np.float32)
+
+
+def knn_graph(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every row's k nearest other rows: (indices, cosine similarities), each (n, k'), best first."""
+    return Neighbours(x).of_rows(np.arange(len(x)), k)

@@ -8,11 +8,17 @@ nearest neighbours are never merged (at a face-verification threshold they would
 Merges happen best first (a heap with lazy invalidation) while the average similarity is at
 least ``threshold``; a merge that would put two faces of one photo (or a user's cannot-link
 pair) in one cluster is refused and that pair is never proposed again.
+
+Two single faces start a cluster only if ``seed_ok`` agrees (the clusterer asks that each be the
+other's nearest neighbour). Without it, a face that nearly joined its own person's cluster but
+fell short would pair with its next-best match instead, typically another unmatched face of a
+different person: the main source of false clusters when many people appear only once.
 """
 
 from __future__ import annotations
 
 import heapq
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -29,9 +35,12 @@ class Nodes:
     forbidden: list[set[int]] = field(default_factory=list)  # faces each node may not be joined with
 
 
-def average_linkage(nodes: Nodes, edges: np.ndarray, threshold: float) -> list[list[int]]:
+def average_linkage(
+    nodes: Nodes, edges: np.ndarray, threshold: float, seed_ok: Callable[[int, int], bool] | None = None
+) -> list[list[int]]:
     """Merge nodes joined by ``edges`` ((e, 2) node index pairs) best first; the resulting clusters
-    as lists of face indices (every face of every node, each exactly once)."""
+    as lists of face indices (every face of every node, each exactly once). ``seed_ok(face, face)``
+    decides whether two single faces may start a cluster."""
     m = len(nodes.sizes)
     sums, sizes = nodes.sums, nodes.sizes.astype(np.float64)
     members = [list(v) for v in nodes.members]
@@ -58,8 +67,10 @@ def average_linkage(nodes: Nodes, edges: np.ndarray, threshold: float) -> list[l
         _, a, b, va, vb = heapq.heappop(heap)
         if not (alive[a] and alive[b]) or version[a] != va or version[b] != vb:
             continue  # a stale entry: one side has merged since
-        if _conflict(a, b, photos, forbidden, members):
-            refused.add((min(a, b), max(a, b)))
+        if _conflict(a, b, photos, forbidden, members) or (
+            seed_ok is not None and sizes[a] == sizes[b] == 1 and not seed_ok(members[a][0], members[b][0])
+        ):
+            refused.add((min(a, b), max(a, b)))  # final: constraints only grow, singles stay single
             continue
         if sizes[a] < sizes[b]:  # the bigger keeps its index: fewer adjacency updates
             a, b = b, a

@@ -95,9 +95,9 @@ def cluster_command(
     full: Annotated[
         bool, typer.Option("--full", help="Re-cluster every face (names and corrections still hold).")
     ] = False,
-    far: Annotated[
-        float, typer.Option(help="Merge threshold: the embedder's calibrated threshold at this false-accept rate.")
-    ] = 1e-3,
+    fpir: Annotated[
+        float, typer.Option(help="False-merge rate per decision, from which the merge threshold is derived.")
+    ] = 1e-2,
 ) -> None:
     """Group the collection's faces by person: new faces join people or form new ones."""
 
@@ -106,7 +106,7 @@ def cluster_command(
         from faceatlas.collection.grouping import cluster_collection
 
         with _open(db, create=False) as store:
-            report = cluster_collection(store, FaceClusterer(far=far), full=full)
+            report = cluster_collection(store, FaceClusterer(fpir=fpir), full=full)
         typer.echo(str(report))
         return EXIT_OK
 
