@@ -336,30 +336,34 @@ class _Nearest:
     """Each face's two nearest neighbours, to ask whether two faces are each other's nearest."""
 
     def __init__(self, neighbours: Neighbours, active: np.ndarray, rows: np.ndarray, ids: np.ndarray, sims: np.ndarray):
-        self.neighbours, self.active = neighbours, active
-        self.top: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self.neighbours = neighbours
+        self.row_of = {face: row for row, face in enumerate(active.tolist())}
+        m = len(active)
+        self.ids = np.full((m, 2), -1, np.int64)  # active rows of the two nearest; -1: none
+        self.sims = np.full((m, 2), -np.inf)
+        self.known = np.zeros(m, bool)
         self._keep(rows, ids, sims)
 
     def _keep(self, rows: np.ndarray, ids: np.ndarray, sims: np.ndarray) -> None:
-        for row, row_ids, row_sims in zip(rows.tolist(), ids[:, :2], sims[:, :2], strict=True):
-            self.top[row] = (row_ids, row_sims)
+        take = min(2, ids.shape[1])
+        self.ids[rows, :take] = ids[:, :take]
+        self.sims[rows, :take] = sims[:, :take]
+        self.known[rows] = True
 
     def complete(self, faces: list[int]) -> None:
         """Look up the faces whose neighbours were not searched (earlier runs' single faces)."""
-        rows = np.array(sorted({int(r) for r in np.searchsorted(self.active, faces)} - set(self.top)), dtype=np.int64)
+        rows = np.array([self.row_of[f] for f in faces], dtype=np.int64)
+        rows = rows[~self.known[rows]] if len(rows) else rows
         if len(rows):
             self._keep(rows, *self.neighbours.of_rows(rows, 2))
 
     def _best_other(self, row: int, other: int) -> float:
-        ids, sims = self.top[row]
-        for i, s in zip(ids.tolist(), sims.tolist(), strict=True):
-            if i != other and i >= 0:
-                return float(s)
-        return -np.inf
+        first = self.ids[row, 0]
+        return float(self.sims[row, 0] if first != other else self.sims[row, 1])
 
     def mutual(self, face_a: int, face_b: int) -> bool:
         """Are faces a and b each other's nearest neighbour (ties count)?"""
-        a, b = (int(r) for r in np.searchsorted(self.active, [face_a, face_b]))
+        a, b = self.row_of[face_a], self.row_of[face_b]
         score = float(self.neighbours.x[a] @ self.neighbours.x[b])
         return score >= self._best_other(a, b) and score >= self._best_other(b, a)
 
