@@ -21,17 +21,15 @@ import json
 import math
 import os
 import sqlite3
-import tempfile
-import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal, NamedTuple, Self
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 
+from faceatlas._sqlite import Migration, SqliteFile
 from faceatlas.errors import FaceAtlasError
 from faceatlas.gallery.store import ModelTag  # the same tag as galleries: a collection enrols into one
 from faceatlas.types import Face
@@ -41,7 +39,6 @@ APPLICATION_ID = 0x46414343
 FORMAT = "faceatlas-collection"
 UNASSIGNED = -1  # a face the clusterer placed in no cluster
 NOT_CLUSTERED = -2  # FaceTable.clusters for a face never clustered (NULL in the file)
-_SQLITE_MAGIC = b"SQLite format 3\x00"
 _NORM_TOLERANCE = 1e-3  # as the gallery: further from 1 means the vector was not L2-normalised
 
 ConstraintKind = Literal["must", "cannot"]
@@ -189,22 +186,7 @@ def _migrate_0_to_1(conn: sqlite3.Connection) -> None:
 
 
 #: MIGRATIONS[i] turns a schema of version i into version i + 1 (inside the caller's transaction)
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migrate_0_to_1]
-_TABLES = {"collection", "photos", "faces", "clusters", "constraints"}
-
-
-def _publish(built: Path, path: Path) -> None:
-    """Put a finished file at ``path`` unless something is there already (then that one is opened)."""
-    try:
-        os.link(built, path)  # atomic, and never replaces
-    except FileExistsError:
-        pass
-    except OSError:  # a filesystem without hard links: exclusive create, then copy
-        try:
-            with open(path, "xb") as out:
-                out.write(built.read_bytes())
-        except FileExistsError:
-            pass
+MIGRATIONS: list[Migration] = [_migrate_0_to_1]
 
 
 def _now() -> str:
@@ -214,7 +196,7 @@ def _now() -> str:
 # --- the store ------------------------------------------------------------------------------------
 
 
-class CollectionStore:
+class CollectionStore(SqliteFile):
     """A photo collection in one SQLite file; see the module docstring.
 
     >>> with CollectionStore.open("collection.db") as store:
@@ -222,162 +204,24 @@ class CollectionStore:
     ...     store.set_clusters(table.face_ids, labels)
     """
 
-    def __init__(self, path: str | os.PathLike[str], create: bool = True, *, timeout: float = 30.0) -> None:
-        self._timeout = float(timeout)
-        self._lock = threading.RLock()  # one connection shared by threads: one transaction at a time
-        self._conn: sqlite3.Connection | None = None
-        self.path = Path(path).expanduser().absolute()
-        if not self.path.exists():
-            if not create:
-                raise CollectionError(f"no collection at {self.path} (create=False); check the path or --db")
-            self._create_file()
-        self._check_header()
-        self._conn = self._open_existing()
+    kind = "collection"
+    application_id = APPLICATION_ID
+    tables = frozenset({"collection", "photos", "faces", "clusters", "constraints"})
+    error = CollectionError
+    missing_hint = "check the path or --db"
+    elsewhere_hint = "move it away, or pass another --db"
+    restore_hint = "restore it from a backup, or index the photos into a new collection"
+
+    def migrations(self) -> list[Migration]:
+        return MIGRATIONS
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], create: bool = True) -> CollectionStore:
         """Open a collection file, creating it if missing (unless ``create=False``)."""
         return cls(path, create=create)
 
-    def close(self) -> None:
-        with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     def __repr__(self) -> str:
         return f"CollectionStore({str(self.path)!r})"
-
-    # --- opening: as SqliteStore, with this file's own marks ---
-
-    def _connect(self, target: str | Path) -> sqlite3.Connection:
-        # isolation_level=None: we issue BEGIN/COMMIT ourselves
-        conn = sqlite3.connect(target, timeout=self._timeout, isolation_level=None, check_same_thread=False)
-        conn.execute(f"PRAGMA busy_timeout = {int(self._timeout * 1000)}")
-        conn.execute("PRAGMA foreign_keys = ON")
-        conn.execute("PRAGMA secure_delete = ON")
-        return conn
-
-    def _create_file(self) -> None:
-        """Build a new collection aside, then link it into place: nobody sees half a file."""
-        if not self.path.parent.is_dir():
-            raise CollectionError(f"cannot create a collection at {self.path}: {self.path.parent} is not a directory")
-        tmp = None
-        try:
-            fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".new", dir=self.path.parent)
-            os.close(fd)
-            conn = self._connect(tmp)
-            try:
-                conn.execute("PRAGMA journal_mode = WAL")
-                self._migrate(conn)
-            finally:
-                conn.close()
-            _publish(Path(tmp), self.path)
-        except (OSError, sqlite3.Error) as exc:
-            raise CollectionError(f"cannot create a collection at {self.path}: {exc}") from exc
-        finally:
-            for leftover in () if tmp is None else (tmp, tmp + "-wal", tmp + "-shm"):
-                if os.path.exists(leftover):
-                    os.unlink(leftover)
-
-    def _check_header(self) -> None:
-        if self.path.is_dir():
-            raise CollectionError(f"{self.path} is a directory, not a collection file")
-        try:
-            with open(self.path, "rb") as fh:
-                head = fh.read(len(_SQLITE_MAGIC))
-        except OSError as exc:
-            raise CollectionError(f"cannot read collection {self.path}: {exc}") from exc
-        if head != _SQLITE_MAGIC:
-            what = "is empty" if not head else "is not a SQLite database"
-            raise CollectionError(
-                f"{self.path} {what}, so it is not a faceatlas collection; it was left untouched "
-                "(move it away, or pass another --db)"
-            )
-
-    def _open_existing(self) -> sqlite3.Connection:
-        try:
-            conn = self._connect(self.path)
-        except sqlite3.Error as exc:
-            raise CollectionError(f"cannot open collection {self.path}: {exc}") from exc
-        try:
-            self._verify(conn)
-            conn.execute("PRAGMA journal_mode = WAL")  # only once the file is known to be ours
-            self._migrate(conn)
-        except sqlite3.Error as exc:
-            conn.close()
-            raise CollectionError(f"cannot open collection {self.path}: {exc}") from exc
-        except BaseException:
-            conn.close()
-            raise
-        return conn
-
-    def _verify(self, conn: sqlite3.Connection) -> None:
-        """Refuse anything that is not an intact faceatlas collection."""
-        try:
-            problems = [row[0] for row in conn.execute("PRAGMA quick_check(5)")]
-            app_id = conn.execute("PRAGMA application_id").fetchone()[0]
-            tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        except sqlite3.DatabaseError as exc:
-            raise CollectionError(f"{self.path} is damaged or not a collection ({exc}); it was left untouched") from exc
-        if problems != ["ok"]:
-            raise CollectionError(
-                f"{self.path} failed SQLite's integrity check ({'; '.join(problems)}); restore it from a "
-                "backup, or index the photos into a new collection"
-            )
-        if app_id != APPLICATION_ID or not _TABLES <= tables:
-            raise CollectionError(
-                f"{self.path} is a SQLite database but not a faceatlas collection "
-                f"(application_id {app_id:#x}, tables {sorted(tables)}); it was left untouched"
-            )
-
-    def _migrate(self, conn: sqlite3.Connection) -> None:
-        """Bring the schema to len(MIGRATIONS), each step in the same transaction as its version bump."""
-        latest = len(MIGRATIONS)
-        if conn.execute("PRAGMA user_version").fetchone()[0] == latest:
-            return
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            current = conn.execute("PRAGMA user_version").fetchone()[0]  # again: another process may have won
-            if current > latest:
-                raise CollectionError(
-                    f"{self.path} has collection schema version {current}, newer than this faceatlas knows "
-                    f"({latest}); upgrade faceatlas"
-                )
-            for step in range(current, latest):
-                MIGRATIONS[step](conn)
-                conn.execute(f"PRAGMA user_version = {step + 1}")
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-
-    # --- transactions ---
-
-    @contextmanager
-    def _transaction(self, write: bool) -> Iterator[sqlite3.Connection]:
-        """One transaction; a write takes the write lock up front (BEGIN IMMEDIATE) so it never deadlocks."""
-        with self._lock:
-            conn = self._conn
-            if conn is None:
-                raise CollectionError(f"collection {self.path} is closed")
-            try:
-                conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-                try:
-                    yield conn
-                except BaseException:
-                    if conn.in_transaction:
-                        conn.execute("ROLLBACK")
-                    raise
-                conn.execute("COMMIT")
-            except sqlite3.Error as exc:
-                raise CollectionError(f"collection {self.path}: {exc}") from exc
 
     # --- model ---
 

@@ -7,7 +7,8 @@
   ``PRAGMA user_version`` its schema version, upgraded by ``MIGRATIONS`` on open. A file that is
   not SQLite, fails ``quick_check``, or is SQLite without our schema is a GalleryError naming
   the file, never recreated or overwritten. New files are built aside and linked into place, so
-  a half-created gallery is never seen.
+  a half-created gallery is never seen. (This file handling is ``faceatlas/_sqlite.py``, shared
+  with the photo collection.)
 - Embeddings are float32 BLOBs of the bound model's dimension.
 - Every write appends to the ``changes`` log (ids only) in its transaction; ``changes_since``
   reads it, so a reader catches up on what moved instead of re-reading every face.
@@ -18,16 +19,12 @@
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
-import tempfile
-import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
-from pathlib import Path
+from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 
+from faceatlas._sqlite import Migration, SqliteFile
 from faceatlas.gallery.store import (
     ADDED,
     FORMAT,
@@ -38,7 +35,6 @@ from faceatlas.gallery.store import (
     RESET,
     Changes,
     CheckedFace,
-    ConnectionLifecycle,
     FaceMatrix,
     FaceNotFoundError,
     FaceRecord,
@@ -63,8 +59,6 @@ from faceatlas.gallery.store import (
 
 #: marks the file as a faceatlas gallery in the SQLite header ("FAGa")
 APPLICATION_ID = 0x46414761
-_SQLITE_MAGIC = b"SQLite format 3\x00"
-_MEMORY = ":memory:"
 
 
 def _migrate_0_to_1(conn: sqlite3.Connection) -> None:
@@ -110,182 +104,21 @@ def _migrate_1_to_2(conn: sqlite3.Connection) -> None:
 
 
 #: MIGRATIONS[i] turns a schema of version i into version i + 1 (inside the caller's transaction)
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migrate_0_to_1, _migrate_1_to_2]
-_TABLES = {"gallery", "people", "faces"}
+MIGRATIONS: list[Migration] = [_migrate_0_to_1, _migrate_1_to_2]
 
 
-def _publish(built: Path, path: Path) -> None:
-    """Put a finished file at ``path`` unless something is there already (then that one is opened)."""
-    try:
-        os.link(built, path)  # atomic, and never replaces
-    except FileExistsError:
-        pass
-    except OSError:  # a filesystem without hard links: exclusive create, then copy
-        try:
-            with open(path, "xb") as out:
-                out.write(built.read_bytes())
-        except FileExistsError:
-            pass
-
-
-class SqliteStore(ConnectionLifecycle):
+class SqliteStore(SqliteFile):
     """A gallery in one SQLite file (or ``":memory:"``). See the module docstring."""
 
-    def __init__(self, path: str | os.PathLike, create: bool = True, *, timeout: float = 30.0) -> None:
-        self._timeout = float(timeout)
-        self._lock = threading.RLock()  # one connection, shared by threads: one statement batch at a time
-        self._conn: sqlite3.Connection | None = None
-        if os.fspath(path) == _MEMORY:
-            self.path, self.url = None, _MEMORY
-            self._conn = self._connect(_MEMORY)
-            self._migrate()
-            return
-        self.path = Path(path).expanduser().absolute()
-        self.url = str(self.path)
-        if not self.path.exists():
-            if not create:
-                raise GalleryError(f"no gallery at {self.path} (create=False); check the path")
-            self._create_file()
-        self._check_header()
-        self._conn = self._open_existing()
+    kind = "gallery"
+    application_id = APPLICATION_ID
+    tables = frozenset({"gallery", "people", "faces"})
+    error = GalleryError
+    elsewhere_hint = "move it away to create a new gallery there"
+    restore_hint = "restore it from a backup or an export"
 
-    # --- opening ---
-
-    def _connect(self, target: str | Path) -> sqlite3.Connection:
-        # isolation_level=None: we issue BEGIN/COMMIT ourselves, never the sqlite3 module's guesses
-        conn = sqlite3.connect(target, timeout=self._timeout, isolation_level=None, check_same_thread=False)
-        conn.execute(f"PRAGMA busy_timeout = {int(self._timeout * 1000)}")
-        conn.execute("PRAGMA foreign_keys = ON")
-        conn.execute("PRAGMA secure_delete = ON")
-        return conn
-
-    @staticmethod
-    def _use_wal(conn: sqlite3.Connection) -> None:
-        # persistent in the file; set only once the file is known to be ours (it writes the header)
-        conn.execute("PRAGMA journal_mode = WAL")
-
-    def _create_file(self) -> None:
-        """Build a new gallery aside, then link it into place: another process sees all or nothing."""
-        if not self.path.parent.is_dir():
-            raise GalleryError(f"cannot create a gallery at {self.path}: {self.path.parent} is not a directory")
-        tmp = None
-        try:
-            fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".new", dir=self.path.parent)
-            os.close(fd)
-            conn = self._connect(tmp)
-            try:
-                self._use_wal(conn)
-                self._migrate(conn)
-            finally:
-                conn.close()
-            _publish(Path(tmp), self.path)
-        except (OSError, sqlite3.Error) as exc:
-            raise GalleryError(f"cannot create a gallery at {self.path}: {exc}") from exc
-        finally:
-            for leftover in () if tmp is None else (tmp, tmp + "-wal", tmp + "-shm"):
-                if os.path.exists(leftover):
-                    os.unlink(leftover)
-
-    def _check_header(self) -> None:
-        if self.path.is_dir():
-            raise GalleryError(f"{self.path} is a directory, not a gallery file")
-        try:
-            with open(self.path, "rb") as fh:
-                head = fh.read(len(_SQLITE_MAGIC))
-        except OSError as exc:
-            raise GalleryError(f"cannot read gallery {self.path}: {exc}") from exc
-        if head != _SQLITE_MAGIC:
-            what = "is empty" if not head else "is not a SQLite database"
-            raise GalleryError(
-                f"{self.path} {what}, so it is not a faceatlas gallery; it was left untouched "
-                "(move it away to create a new gallery there)"
-            )
-
-    def _open_existing(self) -> sqlite3.Connection:
-        try:
-            conn = self._connect(self.path)
-        except sqlite3.Error as exc:
-            raise GalleryError(f"cannot open gallery {self.path}: {exc}") from exc
-        try:
-            self._verify(conn)
-            self._use_wal(conn)
-            self._migrate(conn)
-        except sqlite3.Error as exc:
-            conn.close()
-            raise GalleryError(f"cannot open gallery {self.path}: {exc}") from exc
-        except BaseException:
-            conn.close()
-            raise
-        return conn
-
-    def _verify(self, conn: sqlite3.Connection) -> None:
-        """Refuse anything that is not an intact faceatlas gallery."""
-        try:
-            problems = [row[0] for row in conn.execute("PRAGMA quick_check(5)")]
-            app_id = conn.execute("PRAGMA application_id").fetchone()[0]
-            tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        except sqlite3.DatabaseError as exc:
-            raise GalleryError(f"{self.path} is damaged or not a gallery ({exc}); it was left untouched") from exc
-        if problems != ["ok"]:
-            raise GalleryError(
-                f"{self.path} failed SQLite's integrity check ({'; '.join(problems)}); "
-                "restore it from a backup or an export"
-            )
-        if app_id != APPLICATION_ID or not _TABLES <= tables:
-            raise GalleryError(
-                f"{self.path} is a SQLite database but not a faceatlas gallery "
-                f"(application_id {app_id:#x}, tables {sorted(tables)}); it was left untouched"
-            )
-
-    def _migrate(self, conn: sqlite3.Connection | None = None) -> None:
-        """Bring the schema to len(MIGRATIONS), each step in the same transaction as its version bump."""
-        conn = conn or self._conn
-        latest = len(MIGRATIONS)
-        try:
-            if conn.execute("PRAGMA user_version").fetchone()[0] == latest:
-                return
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                current = conn.execute("PRAGMA user_version").fetchone()[0]  # again: another process may have won
-                if current > latest:
-                    raise GalleryError(
-                        f"{self.url} has schema version {current}, newer than this faceatlas knows "
-                        f"({latest}); upgrade faceatlas"
-                    )
-                for step in range(current, latest):
-                    MIGRATIONS[step](conn)
-                    conn.execute(f"PRAGMA user_version = {step + 1}")
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-        except sqlite3.Error as exc:
-            raise GalleryError(f"cannot upgrade gallery {self.url}: {exc}") from exc
-
-    # --- transactions ---
-
-    @property
-    def _db(self) -> sqlite3.Connection:
-        if self._conn is None:
-            raise GalleryError(f"gallery {self.url} is closed")
-        return self._conn
-
-    @contextmanager
-    def _transaction(self, write: bool) -> Iterator[sqlite3.Connection]:
-        """One transaction; a write takes the write lock up front (BEGIN IMMEDIATE) so it never deadlocks."""
-        with self._lock:
-            conn = self._db
-            try:
-                conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-                try:
-                    yield conn
-                except BaseException:
-                    if conn.in_transaction:
-                        conn.execute("ROLLBACK")
-                    raise
-                conn.execute("COMMIT")
-            except sqlite3.Error as exc:
-                raise GalleryError(f"gallery {self.url}: {exc}") from exc
+    def migrations(self) -> list[Migration]:
+        return MIGRATIONS  # the module's list, looked up now: an upgrade test may extend it
 
     @staticmethod
     def _bump(conn: sqlite3.Connection, *changes: tuple) -> int:
