@@ -282,3 +282,37 @@ class _TestAnalyzer:
     class embedder:  # the gallery binds to the collection's model tag ("test" v1)
         card = dataclasses.replace(DLIB_RESNET_CARD, name="test", version="1", embedding_dim=DIM)
         dim = DIM
+
+
+def test_real_group_photos_never_put_two_faces_of_one_photo_together(tmp_path):
+    """dlib's annotated group photos through the real pipeline, clustered loosely enough that
+    faces of one photo would merge without the constraint."""
+    import shutil
+
+    from conftest import shared_data
+
+    from faceatlas.collection.grouping import cluster_collection
+    from faceatlas.collection.indexer import index_folder
+    from faceatlas.collection.store import CollectionStore
+
+    source = shared_data("dlib_faces", "examples", "faces")
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for image in sorted(source.glob("*.jpg")):
+        shutil.copy(image, photos / image.name)
+    with CollectionStore.open(tmp_path / "c.db") as store:
+        index_folder(photos, store)
+        table = store.face_table()
+        per_photo = np.bincount(table.photo_ids)
+        assert len(table) >= 30 and per_photo.max() >= 5  # real group photos
+        for clusterer in (FaceClusterer(threshold=0.5, min_quality=None), FaceClusterer()):
+            cluster_collection(store, clusterer, full=True)
+            table = store.face_table()
+            for label in set(table.clusters.tolist()) - {-1}:
+                members = table.photo_ids[table.clusters == label]
+                assert len(members) == len(set(members.tolist())), f"cluster {label}: two faces of one photo"
+        loose = FaceClusterer(threshold=0.5, min_quality=None, k=len(table)).fit(table.embeddings).labels_
+        assert any(  # without the constraint, the loose clusterer does put faces of one photo together
+            len(set(table.photo_ids[loose == label].tolist())) < int((loose == label).sum())
+            for label in set(loose.tolist())
+        )
