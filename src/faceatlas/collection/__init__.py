@@ -37,23 +37,7 @@ _EXPORTS = {
     },
 }
 
-__all__ = [
-    "NOT_CLUSTERED",
-    "UNASSIGNED",
-    "ClusterInfo",
-    "CollectionError",
-    "CollectionStore",
-    "EnrollSummary",
-    "FaceInfo",
-    "FaceTable",
-    "HtmlExport",
-    "IndexReport",
-    "ModelMismatchError",
-    "PhotoRecord",
-    "PhotoState",
-    "export_html",
-    "index_folder",
-]
+__all__ = sorted(_EXPORTS)  # noqa: PLE0605 - a list, built from the one table of names
 
 
 def __getattr__(name: str) -> Any:
