@@ -1,7 +1,8 @@
 """The k-nearest-neighbour graph clustering starts from, built with the gallery's vector index.
 
-Exact (blocked BLAS) below the index's HNSW cut-over, FAISS HNSW above it, so 100,000 faces never
-need an n × n matrix and 1,000,000 stay practical (see docs/BENCHMARKS.md, vector index).
+Exact (blocked BLAS) below ``HNSW_FROM`` faces, FAISS HNSW above, so no n × n matrix is ever
+needed. Clustering asks for every face's neighbours, so HNSW's build pays off far earlier than in
+a gallery, which searches a few probes per start-up (docs/BENCHMARKS.md, vector index).
 """
 
 from __future__ import annotations
@@ -9,6 +10,9 @@ from __future__ import annotations
 import numpy as np
 
 from faceatlas.gallery.index import create_index
+
+HNSW_FROM = 50_000  # faces; below, exact search of all n queries is cheaper than building HNSW
+QUERY_CHUNK = 4096  # queries searched at once
 
 
 def unit_rows(embeddings: np.ndarray) -> np.ndarray:
@@ -34,7 +38,7 @@ class Neighbours:
         self.x = x
         self.index = None
         if len(x):
-            self.index = create_index(len(x), x.shape[1])
+            self.index = create_index(len(x), x.shape[1], "hnsw" if len(x) >= HNSW_FROM else "exact")
             self.index.add(np.arange(len(x), dtype=np.int64), x)
 
     def of_rows(self, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -45,7 +49,9 @@ class Neighbours:
         want = min(k + 1, n)
         if self.index is None or want <= 1 or not len(rows):
             return np.zeros((len(rows), 0), np.int64), np.zeros((len(rows), 0), np.float32)
-        sims, ids = self.index.search(self.x[rows], want)
+        # in chunks: an index gathers its candidates per query (HNSW re-ranks ~100 per query)
+        found = [self.index.search(self.x[rows[i : i + QUERY_CHUNK]], want) for i in range(0, len(rows), QUERY_CHUNK)]
+        sims, ids = np.concatenate([f[0] for f in found]), np.concatenate([f[1] for f in found])
         is_self = ids == rows[:, None]
         keep = ~is_self
         keep[is_self.sum(axis=1) == 0, -1] = False  # self not returned (ties, ANN): drop the weakest
