@@ -89,6 +89,8 @@ class FaceClusterer(ClusterMixin, BaseEstimator):
         cannot_link: np.ndarray | Sequence[tuple[int, int]] | None = None,
         initial_labels: Sequence[int] | np.ndarray | None = None,
     ) -> FaceClusterer:
+        if not np.issubdtype(np.asarray(X).dtype, np.floating):
+            raise ValueError(f"embeddings must be floating point, got dtype {np.asarray(X).dtype}")
         x = unit_rows(X)
         n = len(x)
         if self.k < 1:

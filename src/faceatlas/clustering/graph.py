@@ -9,26 +9,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from faceatlas.gallery.index import create_index
+from faceatlas.gallery.index import create_index, unit_rows
+
+__all__ = ["Neighbours", "knn_graph", "unit_rows"]
 
 HNSW_FROM = 50_000  # faces; below, exact search of all n queries is cheaper than building HNSW
 QUERY_CHUNK = 4096  # queries searched at once
-
-
-def unit_rows(embeddings: np.ndarray) -> np.ndarray:
-    """Embeddings as a contiguous float32 (n, d) array of unit rows, or a ValueError saying why not."""
-    x = np.asarray(embeddings)
-    if x.ndim != 2:
-        raise ValueError(f"embeddings must be an (n, d) array, got shape {x.shape}")
-    if not np.issubdtype(x.dtype, np.floating):
-        raise ValueError(f"embeddings must be floating point, got dtype {x.dtype}")
-    x = np.ascontiguousarray(x, dtype=np.float32)
-    if not np.isfinite(x).all():
-        raise ValueError("embeddings hold NaN or inf; leave faces without an embedding out")
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    if (norms < 1e-6).any():
-        raise ValueError("an embedding has zero length; leave it out")
-    return x / norms
 
 
 class Neighbours:

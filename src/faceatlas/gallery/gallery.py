@@ -35,6 +35,7 @@ from typing import Any, Literal, Self
 import numpy as np
 
 from faceatlas.errors import FaceAtlasError, InvalidImageError
+from faceatlas.gallery.index import unit_rows
 from faceatlas.gallery.store import (
     FaceMatrix,
     FaceRecord,
@@ -245,7 +246,7 @@ class Gallery:
     ) -> list[int]:
         """Enrol precomputed embeddings (``(n, dim)``, L2-normalised) of the gallery's model."""
         tag = self._bind()
-        vectors = _unit_rows(embeddings, tag.dim)
+        vectors = unit_rows(embeddings, tag.dim)
         qualities = [1.0] * len(vectors) if qualities is None else list(qualities)
         sources = [hashlib.sha256(v.tobytes()).hexdigest() for v in vectors] if sources is None else list(sources)
         if not len(qualities) == len(sources) == len(vectors):
@@ -298,7 +299,7 @@ class Gallery:
             and probe.shape[-1] == tag.dim
         ):
             faces: list[Face | None] = [None] * (1 if probe.ndim == 1 else len(probe))
-            vectors = _unit_rows(probe.reshape(-1, tag.dim), tag.dim)
+            vectors = unit_rows(probe.reshape(-1, tag.dim), tag.dim)
         else:
             found = sorted(self.analyzer.analyze(probe), key=lambda f: -f.box.area)
             faces = list(found)
@@ -520,18 +521,6 @@ def _source_name(image: Any) -> str:
     if isinstance(image, (str, os.PathLike)):
         return str(image)
     return f"<{type(image).__name__}>"
-
-
-def _unit_rows(vectors: np.ndarray, dim: int) -> np.ndarray:
-    vectors = np.asarray(vectors, dtype=np.float32)
-    if vectors.ndim != 2 or vectors.shape[1] != dim:
-        raise ValueError(f"expected embeddings of shape (n, {dim}), got {vectors.shape}")
-    if not np.isfinite(vectors).all():
-        raise ValueError("embeddings contain NaN or infinite values")
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    if (norms < 1e-6).any():
-        raise ValueError("an embedding has zero length")
-    return vectors / norms
 
 
 class _Templates:

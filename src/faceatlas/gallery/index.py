@@ -67,6 +67,22 @@ class VectorIndex(Protocol):
 # -- validation ----------------------------------------------------------------------------------
 
 
+def unit_rows(vectors: np.ndarray, dim: int | None = None) -> np.ndarray:
+    """Embeddings as contiguous float32 unit rows, or a ValueError saying why they cannot be
+    (not (n, dim), NaN or infinity, zero length). For callers' input; the index itself only
+    accepts vectors that are unit already (``_check_vectors``)."""
+    x = np.asarray(vectors)
+    if x.ndim != 2 or (dim is not None and x.shape[1] != dim):
+        raise ValueError(f"embeddings must be an (n, {dim or 'd'}) array, got shape {x.shape}")
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    if not np.isfinite(x).all():
+        raise ValueError("embeddings hold NaN or inf; leave faces without an embedding out")
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    if (norms < 1e-6).any():
+        raise ValueError("an embedding has zero length; leave it out")
+    return x / norms
+
+
 def _check_dim(dim: int) -> int:
     try:
         dim = operator.index(dim)
