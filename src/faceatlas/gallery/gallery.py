@@ -142,7 +142,7 @@ class Gallery:
         self._index: Any = None  # over faces, for "max" scoring of large galleries
         self._indexed = np.zeros(0, np.int64)  # the face ids in it, ascending
         self._impostors: np.ndarray | None = None  # template calibration scores, unsorted
-        self._calibrated_on = (0, 0)  # (faces, people) when they were computed
+        self._calibrated_on = (0, 0, -1)  # (faces, people, store version) when they were computed
         self._thresholds: dict[int, float] = {}  # impostor rank → threshold, for these scores
         self._grouping: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # faces by person, per version
         self._tag: ModelTag | None = None
@@ -306,10 +306,11 @@ class Gallery:
             vectors = np.array([f.embedding for f in found], dtype=np.float32).reshape(-1, tag.dim)
         if not len(vectors):
             return []
-        names, scores, comparisons = self._rank(vectors, k)
+        matrix = self._current()  # one read of the store: ranking and threshold see the same gallery
+        names, scores, comparisons = self._rank(matrix, vectors, k)
         threshold, notes = open_set_threshold(self.card, fpir, comparisons)
         if self.scoring == "template" and comparisons:
-            threshold, notes = self._template_threshold(fpir, comparisons, threshold, notes)
+            threshold, notes = self._template_threshold(matrix, fpir, comparisons, threshold, notes)
         if comparisons == 0:
             notes = ("the gallery is empty",)
         out = []
@@ -319,9 +320,8 @@ class Gallery:
             out.append(Identification(face, candidates, decided, threshold, fpir, notes))
         return out
 
-    def _rank(self, vectors: np.ndarray, k: int) -> tuple[list[list[str]], list[list[float]], int]:
+    def _rank(self, matrix: FaceMatrix, vectors: np.ndarray, k: int) -> tuple[list[list[str]], list[list[float]], int]:
         """Per probe, the top-k people and scores under the scoring rule, and comparisons per probe."""
-        matrix = self._current()
         if not len(matrix.face_ids):
             return [[] for _ in vectors], [[] for _ in vectors], 0
         if self.scoring == "max" and len(matrix.face_ids) >= ANN_FACES:
@@ -381,7 +381,7 @@ class Gallery:
         return self._index
 
     def _template_threshold(
-        self, fpir: float, comparisons: int, card_threshold: float, notes: tuple[str, ...]
+        self, matrix: FaceMatrix, fpir: float, comparisons: int, card_threshold: float, notes: tuple[str, ...]
     ) -> tuple[float, tuple[str, ...]]:
         """Templates are not faces: calibrate on this gallery's own face-versus-other-template scores.
 
@@ -392,7 +392,7 @@ class Gallery:
         needed FAR, the card's threshold stays, with a note.
         """
         per_comparison = 1.0 - (1.0 - fpir) ** (1.0 / comparisons)
-        impostor = self._template_impostor_scores()
+        impostor = self._template_impostor_scores(matrix)
         allowed = int(np.floor(per_comparison * len(impostor)))
         if allowed < MIN_TAIL:
             note = (
@@ -405,15 +405,15 @@ class Gallery:
             self._thresholds[allowed] = float(np.nextafter(np.partition(impostor, rank)[rank], np.inf))
         return self._thresholds[allowed], ()
 
-    def _template_impostor_scores(self) -> np.ndarray:
+    def _template_impostor_scores(self, matrix: FaceMatrix) -> np.ndarray:
         """Every enrolled face against every other person's template (see the module doc for when
         they are recomputed)."""
-        matrix = self._current()
         templates, person_ids = self._person_templates(matrix)
         if self._impostors is not None:
-            faces, people = self._calibrated_on
+            faces, people, version = self._calibrated_on
             grown = max(len(matrix) / max(faces, 1), len(person_ids) / max(people, 1)) - 1.0
-            if grown > RECALIBRATE_GROWTH or len(matrix) * len(person_ids) <= CHEAP_CALIBRATION_PAIRS:
+            cheap = len(matrix) * len(person_ids) <= CHEAP_CALIBRATION_PAIRS
+            if version != matrix.version and (grown > RECALIBRATE_GROWTH or cheap):
                 self._impostors = None
         if self._impostors is None:
             faces = np.arange(len(matrix.face_ids))
@@ -423,7 +423,7 @@ class Gallery:
             sims = matrix.embeddings[faces] @ templates.T
             own = matrix.person_ids[faces][:, None] == person_ids[None, :]
             self._impostors = sims[~own]
-            self._calibrated_on = (len(matrix), len(person_ids))
+            self._calibrated_on = (len(matrix), len(person_ids), matrix.version)
             self._thresholds = {}
         return self._impostors
 
