@@ -372,33 +372,34 @@ class _Nearest:
 
 def _renumber(labels: np.ndarray, initial: np.ndarray) -> np.ndarray:
     """Clusters keep the label they had (the most common earlier label among their faces, each
-    earlier label used once); new clusters take the next free labels in order of first face."""
+    earlier label used once, bigger clusters choosing first); new clusters take the next free
+    labels in order of first face. One pass over the faces, not one per cluster."""
     out = np.full(len(labels), UNASSIGNED, np.int64)
-    clusters = np.unique(labels[labels >= 0])
-    if not len(clusters):
+    placed = np.flatnonzero(labels >= 0)
+    if not len(placed):
         return out
+    _, first, inverse, sizes = np.unique(labels[placed], return_index=True, return_inverse=True, return_counts=True)
+    first = placed[first]  # each cluster's first face
+    # each cluster's earlier labels, most common first (ties: the smaller label)
+    had = initial[placed] >= 0
+    pairs, counts = np.unique(np.stack([inverse[had], initial[placed][had]], axis=1), axis=0, return_counts=True)
+    order = np.lexsort((pairs[:, 1], -counts, pairs[:, 0]))
+    choices: dict[int, list[int]] = {}
+    for cluster, earlier in pairs[order].tolist():
+        choices.setdefault(cluster, []).append(earlier)
+    chosen = np.full(len(sizes), UNASSIGNED, np.int64)
     taken: set[int] = set()
+    for cluster in np.lexsort((first, -sizes)).tolist():
+        label = next((value for value in choices.get(cluster, ()) if value not in taken), None)
+        if label is not None:
+            chosen[cluster] = label
+            taken.add(label)
     next_free = int(max(initial.max(initial=-1), -1)) + 1
-    firsts = {int(c): int(np.flatnonzero(labels == c)[0]) for c in clusters}
-    for c in sorted(clusters.tolist(), key=lambda c: (-int((labels == c).sum()), firsts[c])):
-        mask = labels == c
-        earlier = initial[mask]
-        earlier = earlier[earlier >= 0]
-        label = None
-        if len(earlier):
-            values, counts = np.unique(earlier, return_counts=True)
-            for value in values[np.argsort(-counts, kind="stable")].tolist():
-                if value not in taken:
-                    label = int(value)
-                    break
-        if label is None:
-            continue
-        taken.add(label)
-        out[mask] = label
-    new = [c for c in clusters.tolist() if out[labels == c][0] == UNASSIGNED]
-    for c in sorted(new, key=lambda c: firsts[c]):
-        while next_free in taken:
-            next_free += 1
-        out[labels == c] = next_free
-        taken.add(next_free)
+    for cluster in np.argsort(first, kind="stable").tolist():
+        if chosen[cluster] == UNASSIGNED:
+            while next_free in taken:
+                next_free += 1
+            chosen[cluster] = next_free
+            taken.add(next_free)
+    out[placed] = chosen[inverse]
     return out
