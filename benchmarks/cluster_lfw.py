@@ -20,8 +20,8 @@ HDBSCAN with sklearn's defaults, average linkage at 0.5. The raw descriptors are
 ~/.cache/faceatlas-bench; ``raw / ||raw||`` is checked against the cached embedding.
 
 **incremental**: all faces, seeded shuffle, added in ``--chunks`` chunks: ``FaceClusterer`` with
-``initial_labels`` (the previous labels, -2 for the new faces) vs a full re-run on everything
-so far; scores after each chunk and seconds per chunk.
+``initial_labels`` (the previous labels, -2 for the new faces), by default and with
+``reopen=0``, vs a full re-run on everything so far; scores after each chunk and seconds per chunk.
 
 **scale**: the LFW faces plus seeded synthetic face-like embeddings (``index_search.synthetic``,
 fitted to the real ones) up to each size; qualities of synthetic faces are drawn from LFW's.
@@ -179,8 +179,7 @@ def quality_runs(unit: np.ndarray, quality: np.ndarray, raw: np.ndarray) -> list
 
     threshold = FaceClusterer().fit(unit[:2]).threshold_
     runs = [ours(), ours(far=1e-3), ours(far=1e-4)]
-    if "mutual_seeds" in FaceClusterer().get_params():
-        runs.append(ours(mutual_seeds=False))
+    runs += [ours(mutual_seeds=False), ours(consensus=False)]
     runs.append(
         (
             (
@@ -326,34 +325,44 @@ def incremental(people, emb, quality_scores, chunks: int, seed: int) -> list[str
     out = [
         "",
         (
-            f"**Incremental vs full re-run**: {len(order):,} faces in {chunks} chunks (seed {seed} shuffle), "
-            "FaceClusterer() default"
+            f"**Incremental vs full re-run**: {len(order):,} faces in {chunks} chunks (seed {seed} shuffle): "
+            "FaceClusterer() default (reopens small clusters new faces reach), FaceClusterer(reopen=0) "
+            "(keeps every existing cluster), and a full re-run on everything so far"
         ),
         "",
         (
-            "| chunk | faces so far | incremental s | full re-run s | incremental pairwise F / BCubed F "
-            "| full re-run pairwise F / BCubed F | clusters (incr. / full) |"
+            "| chunk | faces so far | seconds: default / reopen=0 / full re-run "
+            "| pairwise F / BCubed F: default | reopen=0 | full re-run | clusters (default / reopen=0 / full) |"
         ),
         "|---|---|---|---|---|---|---|",
     ]
-    previous = np.zeros(0, np.int64)
-    totals = [0.0, 0.0]
+    previous = {10: np.zeros(0, np.int64), 0: np.zeros(0, np.int64)}
+    totals = [0.0, 0.0, 0.0]
     for c in range(chunks):
         idx = np.concatenate(parts[: c + 1])
         x, q, truth = emb[idx], quality_scores[idx], people[idx]
-        initial = np.concatenate([previous, np.full(len(parts[c]), -2, np.int64)])
-        inc, inc_s = timed(lambda: FaceClusterer().fit(x, qualities=q, initial_labels=initial).labels_)  # noqa: B023
+        runs = {}
+        for reopen in (10, 0):
+            initial = np.concatenate([previous[reopen], np.full(len(parts[c]), -2, np.int64)])
+            runs[reopen] = timed(
+                lambda: FaceClusterer(reopen=reopen).fit(x, qualities=q, initial_labels=initial).labels_  # noqa: B023
+            )
+            previous[reopen] = runs[reopen][0]
         full, full_s = timed(lambda: FaceClusterer().fit(x, qualities=q).labels_)  # noqa: B023
-        previous = inc
-        totals[0] += inc_s
-        totals[1] += full_s
-        si, sf = score(truth, inc), score(truth, full)
+        seconds = [runs[10][1], runs[0][1], full_s]
+        totals = [t + s for t, s in zip(totals, seconds, strict=True)]
+        scores = [score(truth, runs[10][0]), score(truth, runs[0][0]), score(truth, full)]
         out.append(
-            f"| {c + 1} | {len(idx):,} | {inc_s:.1f} | {full_s:.1f} | {si['pf']:.3f} / {si['bf']:.3f} "
-            f"| {sf['pf']:.3f} / {sf['bf']:.3f} | {si['clusters']:,} / {sf['clusters']:,} |"
+            f"| {c + 1} | {len(idx):,} | "
+            + " / ".join(f"{s:.1f}" for s in seconds)
+            + " | "
+            + " | ".join(f"{s['pf']:.3f} / {s['bf']:.3f}" for s in scores)
+            + " | "
+            + " / ".join(f"{s['clusters']:,}" for s in scores)
+            + " |"
         )
         print(out[-1], file=sys.stderr, flush=True)
-    out.append(f"| all | | {totals[0]:.1f} | {totals[1]:.1f} | | | |")
+    out.append("| all | | " + " / ".join(f"{t:.1f}" for t in totals) + " | | | | |")
     return out
 
 

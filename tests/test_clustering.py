@@ -52,7 +52,8 @@ def test_average_linkage_is_exact_on_small_sets():
     from sklearn.cluster import AgglomerativeClustering
 
     x, _ = identities(8, 6, seed=3, spread=0.9)  # overlapping people: merges are close calls
-    ours = FaceClusterer(threshold=0.6, k=len(x), min_quality=None, mutual_seeds=False).fit(x).labels_
+    ours = FaceClusterer(threshold=0.6, k=len(x), min_quality=None, mutual_seeds=False, consensus=False)
+    ours = ours.fit(x).labels_
     reference = AgglomerativeClustering(
         n_clusters=None, metric="cosine", linkage="average", distance_threshold=1 - 0.6
     ).fit_predict(x)
@@ -69,6 +70,30 @@ def test_two_single_faces_pair_up_only_as_mutual_nearest_neighbours():
     assert plain[0] == plain[1] and plain[2] == plain[3] and plain[0] != plain[2]
     seeded = FaceClusterer(threshold=0.92, min_quality=None).fit(x).labels_
     assert seeded[0] == seeded[1] and len({seeded[0], seeded[2], seeded[3]}) == 3
+
+
+def test_a_face_left_alone_joins_the_cluster_its_whole_neighbourhood_agrees_on():
+    """Three tight groups (0.9 within, 0.78 across) merge into one cluster. Face 12 matches two
+    faces of each group at 0.74, above the threshold 0.7, and the rest at 0.62: each group's
+    average, and the cluster's, stay below 0.7, so average linkage leaves it alone. All its k = 5
+    (or 6) nearest neighbours pass and lie in that cluster, so it joins, unless a photo or a
+    cannot-link forbids it or its neighbourhood does not agree (k = 7 reaches a 0.62 face)."""
+    gram = np.full((13, 13), 0.78)
+    for start in (0, 4, 8):
+        gram[start : start + 4, start : start + 4] = 0.9
+    gram[12, :] = gram[:, 12] = 0.62
+    gram[12, [0, 1, 4, 5, 8, 9]] = gram[[0, 1, 4, 5, 8, 9], 12] = 0.74
+    np.fill_diagonal(gram, 1.0)
+    x = np.linalg.cholesky(gram).astype(np.float32)
+
+    alone = FaceClusterer(threshold=0.7, k=5, consensus=False).fit(x).labels_
+    assert len(set(alone[:12].tolist())) == 1 and alone[12] != alone[0]
+    assert (FaceClusterer(threshold=0.7, k=5).fit(x).labels_ == 0).all()
+    assert (FaceClusterer(threshold=0.7, k=6).fit(x).labels_ == 0).all()
+    assert FaceClusterer(threshold=0.7, k=7).fit(x).labels_[12] != 0
+    photo = FaceClusterer(threshold=0.7, k=5).fit(x, groups=[0, *range(1, 12), 0]).labels_
+    assert photo[12] != photo[0] and len(set(photo[:12].tolist())) == 1
+    assert FaceClusterer(threshold=0.7, k=5).fit(x, cannot_link=[(12, 6)]).labels_[12] != 0
 
 
 def test_faces_of_one_photo_never_share_a_cluster():
@@ -130,6 +155,25 @@ def test_incremental_run_keeps_clusters_and_labels_and_matches_a_full_run():
     assert same_partition(after, full)
 
 
+def test_new_faces_reopen_a_small_cluster_formed_on_thin_evidence():
+    """Faces a and b (0.8) were each other's best match when they were alone, so they formed a
+    cluster. Then a's own person arrives (p1, p2: 0.9 to a and each other, 0.5 to b). A full run
+    puts a with p1, p2 and leaves b alone; an incremental run that kept {a, b} could not (the
+    pairs' average, 0.7, is below 0.75). Reopening the small cluster the new faces reach does,
+    and a keeps its label; a frozen (e.g. named) cluster, or one above ``reopen`` faces, stays."""
+    gram = np.array([[1, 0.8, 0.9, 0.9], [0.8, 1, 0.5, 0.5], [0.9, 0.5, 1, 0.9], [0.9, 0.5, 0.9, 1]])
+    x = np.linalg.cholesky(gram).astype(np.float32)
+    assert (FaceClusterer(threshold=0.75).fit(x[:2]).labels_ == [0, 0]).all()
+    initial = [0, 0, NOT_CLUSTERED, NOT_CLUSTERED]
+    full = FaceClusterer(threshold=0.75).fit(x).labels_
+    reopened = FaceClusterer(threshold=0.75).fit(x, initial_labels=initial).labels_
+    assert same_partition(reopened, full) and list(reopened) == [0, 1, 0, 0]
+    kept = [0, 0, 1, 1]
+    assert list(FaceClusterer(threshold=0.75, reopen=0).fit(x, initial_labels=initial).labels_) == kept
+    assert list(FaceClusterer(threshold=0.75, reopen=1).fit(x, initial_labels=initial).labels_) == kept
+    assert list(FaceClusterer(threshold=0.75).fit(x, initial_labels=initial, frozen_labels=[0]).labels_) == kept
+
+
 def test_an_existing_cluster_with_a_new_cannot_link_gives_up_only_that_face():
     x, people = identities(2, 4)
     labels = FaceClusterer(threshold=0.9).fit(x).labels_
@@ -156,6 +200,10 @@ def test_bad_input_is_refused_with_a_reason():
         FaceClusterer().fit(x, must_link=[(0, 99)])
     with pytest.raises(ValueError, match="k must"):
         FaceClusterer(k=0).fit(x)
+    with pytest.raises(ValueError, match="reopen"):
+        FaceClusterer(reopen=-1).fit(x)
+    with pytest.raises(ValueError, match="frozen_labels"):
+        FaceClusterer().fit(x, initial_labels=[0, 0, 0, -2, -2, -2], frozen_labels=["Ada"])
     assert FaceClusterer().fit(np.zeros((0, DIM), np.float32)).labels_.shape == (0,)
     assert FaceClusterer().fit(x[:1]).labels_.tolist() == [0]
 

@@ -65,6 +65,8 @@ class FaceClusterer(ClusterMixin, BaseEstimator):
         far: float | None = None,
         k: int = 30,
         mutual_seeds: bool = True,
+        consensus: bool = True,
+        reopen: int = 10,
         min_quality: float | None = 0.3,
         attach_margin: float = 0.02,
         card: Any = None,
@@ -74,6 +76,8 @@ class FaceClusterer(ClusterMixin, BaseEstimator):
         self.far = far
         self.k = k
         self.mutual_seeds = mutual_seeds
+        self.consensus = consensus
+        self.reopen = reopen
         self.min_quality = min_quality
         self.attach_margin = attach_margin
         self.card = card
@@ -88,6 +92,7 @@ class FaceClusterer(ClusterMixin, BaseEstimator):
         must_link: np.ndarray | Sequence[tuple[int, int]] | None = None,
         cannot_link: np.ndarray | Sequence[tuple[int, int]] | None = None,
         initial_labels: Sequence[int] | np.ndarray | None = None,
+        frozen_labels: Sequence[int] | None = None,
     ) -> FaceClusterer:
         if not np.issubdtype(np.asarray(X).dtype, np.floating):
             raise ValueError(f"embeddings must be floating point, got dtype {np.asarray(X).dtype}")
@@ -95,6 +100,11 @@ class FaceClusterer(ClusterMixin, BaseEstimator):
         n = len(x)
         if self.k < 1:
             raise ValueError(f"k must be at least 1, got {self.k}")
+        if self.reopen < 0:
+            raise ValueError(f"reopen is a number of faces (0 = never), got {self.reopen}")
+        frozen = np.asarray([] if frozen_labels is None else list(frozen_labels))
+        if frozen.size and not np.issubdtype(frozen.dtype, np.integer):
+            raise ValueError(f"frozen_labels must be cluster labels (integers), got dtype {frozen.dtype}")
         self.threshold_ = self._threshold()
         quality = _per_row(qualities, n, "qualities", float, default=1.0)
         group = _encode_groups(groups, n)
@@ -104,45 +114,52 @@ class FaceClusterer(ClusterMixin, BaseEstimator):
         gated = np.zeros(n, bool) if self.min_quality is None else quality < self.min_quality
         gated &= initial < 0  # faces already in a cluster stay where they are
         initial = _resolve_conflicts(x, initial, group, cannot)
-        root = _union(n, must, initial)
+        earlier = initial.copy()  # the labels clusters keep, reopened or not
         if len(must):
+            root = _union(n, must, initial)
             gated[np.isin(root, root[must.ravel()])] = False  # a user's must-link outranks the gate
+        active = np.flatnonzero(~gated)  # gated faces sit out of merging
+        neighbours = Neighbours(x[active])
 
-        # nodes: the connected groups of must-links and existing clusters (gated faces sit out)
-        active = np.flatnonzero(~gated)
+        # the faces this run must place (all, or the new ones and the clusters they reopen)
+        incremental = bool((initial >= 0).any())
+        searching = active[initial[active] < 0] if incremental else active
+        ids, sims = neighbours.of_rows(np.searchsorted(active, searching), self.k)
+        if incremental and self.reopen > 0:
+            reopened = self._reopen(initial, active, ids, sims, frozen.astype(np.int64))
+            if len(reopened):
+                initial[reopened] = NOT_CLUSTERED
+                more = neighbours.of_rows(np.searchsorted(active, reopened), self.k)
+                searching = np.concatenate([searching, reopened])
+                ids, sims = np.concatenate([ids, more[0]]), np.concatenate([sims, more[1]])
+        searching_rows = np.searchsorted(active, searching)
+
+        # nodes: the connected groups of must-links and existing clusters
+        root = _union(n, must, initial)
         node_roots, node_of_active = np.unique(root[active], return_inverse=True)
         node_of = np.full(n, -1, np.int64)
         node_of[active] = node_of_active
         nodes = _nodes(x, active, node_of_active, len(node_roots), group, cannot)
 
-        # edges: from the faces this run must place (all, or the new ones) to their neighbours
-        searching = active[initial[active] < 0] if (initial >= 0).any() else active
-        neighbours = Neighbours(x[active])
-        ids, sims = neighbours.of_rows(np.searchsorted(active, searching), self.k)
         edges = self._edges(active, searching, ids, sims, node_of)
-        nearest = _Nearest(neighbours, active, np.searchsorted(active, searching), ids, sims)
+        nearest = _Nearest(neighbours, active, searching_rows, ids, sims)
         nearest.complete(_singles(nodes, edges))
         clusters = average_linkage(nodes, edges, self.threshold_, seed_ok=nearest.mutual if self.mutual_seeds else None)
 
         labels = np.full(n, UNASSIGNED, np.int64)
-        sums, sizes, photos = [], [], []
-        for faces in clusters:
-            faces = np.asarray(faces, dtype=np.int64)
-            labels[faces] = len(sums)
-            sums.append(x[faces].astype(np.float64).sum(axis=0))
-            sizes.append(len(faces))
-            photos.append(set(group[faces][group[faces] >= 0].tolist()))
-        self._attach(
-            x,
-            np.flatnonzero(gated),
-            labels,
-            np.array(sums).reshape(-1, x.shape[1]),
-            np.array(sizes),
-            photos,
-            group,
-            cannot,
-        )
-        self.labels_ = _renumber(labels, initial)
+        for label, faces in enumerate(clusters):
+            labels[np.asarray(faces, dtype=np.int64)] = label
+        if self.consensus:
+            _join_by_consensus(labels, searching, active[ids], sims, self.threshold_, self.k, group, cannot)
+        placed = np.flatnonzero(labels >= 0)
+        sizes = np.bincount(labels[placed], minlength=len(clusters))
+        sums = np.zeros((len(clusters), x.shape[1]))
+        np.add.at(sums, labels[placed], x[placed])
+        photos: list[set[int]] = [set() for _ in clusters]
+        for face in placed[group[placed] >= 0].tolist():
+            photos[labels[face]].add(int(group[face]))
+        self._attach(x, np.flatnonzero(gated), labels, sums, sizes, photos, group, cannot)
+        self.labels_ = _renumber(labels, earlier)
         self.n_clusters_ = len(np.unique(self.labels_[self.labels_ >= 0]))
         return self
 
@@ -158,6 +175,20 @@ class FaceClusterer(ClusterMixin, BaseEstimator):
                 raise ValueError(f"fpir must be a rate in (0, 1), got {self.fpir!r}")
             far = 1.0 - (1.0 - self.fpir) ** (1.0 / self.k)
         return float((self.card or default_card()).threshold_for(far))
+
+    def _reopen(
+        self, initial: np.ndarray, active: np.ndarray, ids: np.ndarray, sims: np.ndarray, frozen: np.ndarray
+    ) -> np.ndarray:
+        """Faces of the existing clusters of at most ``reopen`` faces that a new face's neighbours
+        (``ids``: rows of ``active``) reach (by an edge that could start a merge), minus ``frozen`` clusters: placed afresh.
+        Small clusters rest on the least evidence, and a new face nearby is new evidence; big ones
+        stay as they are, so a person does not change under the user with every import."""
+        reached = initial[active[ids[(ids >= 0) & (sims >= self.threshold_ - EDGE_SLACK)]]]
+        reached = np.unique(reached[reached >= 0])
+        sizes = np.bincount(initial[initial >= 0])
+        reached = reached[sizes[reached] <= self.reopen]
+        reached = reached[~np.isin(reached, frozen)]
+        return np.flatnonzero(np.isin(initial, reached))
 
     def _edges(
         self, active: np.ndarray, searching: np.ndarray, ids: np.ndarray, sims: np.ndarray, node_of: np.ndarray
@@ -185,7 +216,9 @@ class FaceClusterer(ClusterMixin, BaseEstimator):
         if not len(faces) or not len(sums):
             return
         banned = _partners(cannot)
-        averages = (x[faces].astype(np.float64) @ sums.T) / sizes[None, :]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            averages = (x[faces].astype(np.float64) @ sums.T) / sizes[None, :]
+        averages[:, sizes == 0] = -np.inf  # clusters emptied by a consensus join
         for face, row in zip(faces.tolist(), averages, strict=True):
             order = np.argsort(-row)
             best = int(order[0])
@@ -326,6 +359,37 @@ def _nodes(
             if b in node_of:
                 forbidden[node_of[b]].add(a)
     return Nodes(sums, sizes, members, photos, forbidden)
+
+
+def _join_by_consensus(
+    labels: np.ndarray,
+    faces: np.ndarray,
+    neighbours: np.ndarray,
+    sims: np.ndarray,
+    threshold: float,
+    k: int,
+    group: np.ndarray,
+    cannot: np.ndarray,
+) -> None:
+    """A face left on its own whose ``k`` nearest neighbours (``neighbours``, face indices, with
+    ``sims``) all pass the threshold and all lie in one cluster joins that cluster, unless a
+    photo or cannot-link forbids it. It matches k of that cluster's faces one by one, yet the
+    cluster's average fell short: a big cluster is more varied than any one face's neighbourhood."""
+    if neighbours.shape[1] < k or not len(faces):
+        return
+    alone = np.bincount(labels[labels >= 0], minlength=1)[labels[faces].clip(0)] == 1
+    theirs = labels[neighbours]
+    agree = alone & (sims.min(axis=1) >= threshold) & (theirs == theirs[:, :1]).all(axis=1) & (theirs[:, 0] >= 0)
+    if not agree.any():
+        return
+    banned = _partners(cannot)
+    for face, target in zip(faces[agree].tolist(), theirs[agree, 0].tolist(), strict=True):
+        members = np.flatnonzero(labels == target)
+        if group[face] >= 0 and (group[members] == group[face]).any():
+            continue
+        if face in banned and np.isin(list(banned[face]), members).any():
+            continue
+        labels[face] = target
 
 
 def _singles(nodes: Nodes, edges: np.ndarray) -> list[int]:

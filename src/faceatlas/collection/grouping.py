@@ -6,7 +6,9 @@ What every run keeps, whatever changed since the last one:
   not this person) hold;
 - clusters keep their ids, so a name stays on its person; two differently named clusters are
   never merged (they are different people by the user's word);
-- faces already clustered stay put (``full=True`` re-clusters everything, under the same rules).
+- faces already clustered stay put, except in small unnamed clusters that new faces come close
+  to, which are placed again (``FaceClusterer(reopen=...)``); ``full=True`` re-clusters
+  everything, under the same rules.
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ def cluster_collection(store: Any, clusterer: FaceClusterer | None = None, *, fu
         must_link=must,
         cannot_link=cannot,
         initial_labels=initial,
+        frozen_labels=list(names),  # a small named cluster is not reopened by new faces nearby
     ).labels_
     labels = _avoid_taken_ids(labels, initial, {info.id for info in infos})
     store.set_clusters(table.face_ids, labels)
