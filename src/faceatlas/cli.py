@@ -38,12 +38,17 @@ from faceatlas.eval.cli import eval_app
 from faceatlas.gallery.cli import enroll as enroll_command
 from faceatlas.gallery.cli import identify as identify_command
 from faceatlas.gallery.cli import people_app
+from faceatlas.server.cli import openapi_command, serve_command
+from faceatlas.server.keys_cli import app as keys_app
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, help="Offline face detection, embedding and verification."
 )
 app.add_typer(eval_app, name="eval")
 app.add_typer(people_app, name="people")
+app.add_typer(keys_app, name="keys", help="API keys for `faceatlas serve`.")
+app.command("serve")(serve_command)
+app.command("openapi")(openapi_command)
 app.command("enroll")(enroll_command)
 app.command("identify")(identify_command)
 app.command("index")(index_command)

@@ -13,6 +13,10 @@ How it decides (see ``linkage.py`` for the algorithm):
 - **Seeds.** Two single faces start a cluster only if each is the other's nearest neighbour
   (``mutual_seeds``): a face that missed its own person's cluster does not pair up with the
   next stranger instead.
+- **Consensus.** A face that average linkage left on its own, whose ``k`` nearest neighbours
+  all pass the threshold and all lie in one cluster, joins it (``consensus``): it matches k of
+  that cluster's faces one by one, but a big cluster is more varied than any one face's
+  neighbourhood, so its average fell short.
 - **Constraints.** ``groups`` (e.g. photo ids): faces of one group never share a cluster.
   ``cannot_link`` pairs never share one either; ``must_link`` pairs always do (they start merged).
 - **Quality gate.** Faces below ``min_quality`` take no part in merging, so a blurred or tiny
@@ -20,8 +24,12 @@ How it decides (see ``linkage.py`` for the algorithm):
   average similarity passes the threshold and beats the runner-up by ``attach_margin``), or
   stays unassigned (-1).
 - **Incremental.** With ``initial_labels`` (a label per row; -2 for rows not clustered yet),
-  existing clusters are kept whole and keep their labels, only the new faces' neighbourhoods are
-  searched, and new faces join existing clusters or form new ones (with the next free labels).
+  existing clusters keep their labels, only the new faces' neighbourhoods are searched, and new
+  faces join existing clusters or form new ones (with the next free labels). Existing clusters
+  stay whole, except small ones (at most ``reopen`` faces, not in ``frozen_labels``, e.g. named
+  ones) that a new face's neighbourhood reaches: they rest on the least evidence and the new
+  face is new evidence, so their faces are placed afresh (keeping the label where they stay
+  together).
   An existing cluster that now holds a cannot-link pair (or two faces of one photo) gives up the
   fewest faces that resolve it, and they are placed again.
 """
@@ -53,7 +61,8 @@ class FaceClusterer(ClusterMixin, BaseEstimator):
 
     Parameters: ``threshold`` (cosine; None = from ``card``, see the module doc: ``fpir`` or
     ``far``), ``k`` neighbours per face, ``mutual_seeds``, ``min_quality`` (None = no gate),
-    ``attach_margin``, ``card`` (None = the default embedder's).
+    ``consensus``, ``reopen`` (faces; 0 = keep every existing cluster), ``attach_margin``,
+    ``card`` (None = the default embedder's).
     After ``fit``: ``labels_`` (int64, -1 unassigned), ``threshold_``, ``n_clusters_``.
     """
 

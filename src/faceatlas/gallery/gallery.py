@@ -38,6 +38,7 @@ from faceatlas.errors import FaceAtlasError, InvalidImageError
 from faceatlas.gallery.index import unit_rows
 from faceatlas.gallery.store import (
     FaceMatrix,
+    FaceNotFoundError,
     FaceRecord,
     GalleryStore,
     ModelTag,
@@ -470,6 +471,21 @@ class Gallery:
 
     def people(self) -> list[Any]:
         return self.store.list_people()
+
+    def faces_of(self, person: str) -> list[tuple[int, float]]:
+        """(face id, quality) of each of ``person``'s faces, oldest first."""
+        record = self.store.get_person(person)  # PersonNotFoundError names the gallery
+        matrix = self._current()
+        rows = np.flatnonzero(matrix.person_ids == record.id)
+        return [(int(matrix.face_ids[r]), float(matrix.qualities[r])) for r in rows]
+
+    def embedding_of(self, face_id: int) -> np.ndarray:
+        """The stored embedding of one face (read-only)."""
+        matrix = self._current()
+        row = int(np.searchsorted(matrix.face_ids, face_id))
+        if row >= len(matrix.face_ids) or matrix.face_ids[row] != face_id:
+            raise FaceNotFoundError(f"no face with id {face_id} in the gallery")
+        return matrix.embeddings[row]
 
     def rename(self, old: str, new: str) -> None:
         self.store.rename_person(old, new)

@@ -1,0 +1,143 @@
+"""The ASGI app: ``create_app(settings)`` wires settings, keys, the shared engine and the routers."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from fastapi import FastAPI, Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+import faceatlas
+from faceatlas.server import errors
+from faceatlas.server.engine import Engine
+from faceatlas.server.metrics import Metrics
+from faceatlas.server.settings import Settings
+
+log = logging.getLogger("faceatlas.server")
+MULTIPART_OVERHEAD = 64 * 1024  # form boundaries and small fields around the image bytes
+API_DESCRIPTION = """Faces, people and search over HTTP, over the faceatlas Python API.
+
+Every `/v1` call needs an API key (`Authorization: Bearer fa_...` or `X-API-Key`), created with
+`faceatlas keys create NAME --scope read|write|admin`. Errors are `{"error": {"code", "message"}}`.
+"""
+
+
+class BodyLimit:
+    """Refuse request bodies over the upload limit before they are parsed or spooled to disk:
+    by Content-Length at once, and by counting for chunked bodies that announce none."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            await _too_large(send, self.limit)
+            return
+        seen = 0
+
+        async def counted() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    raise errors.ServiceError(413, "too_large", _too_large_text(self.limit))
+            return message
+
+        await self.app(scope, counted, send)
+
+
+def _too_large_text(limit: int) -> str:
+    return f"the request body is over {limit / 1024 / 1024:g} MB (FACEATLAS_MAX_UPLOAD_MB); send a smaller image"
+
+
+async def _too_large(send: Send, limit: int) -> None:
+    response = errors.problem(413, "too_large", _too_large_text(limit))
+    await send({"type": "http.response.start", "status": 413, "headers": response.raw_headers})
+    await send({"type": "http.response.body", "body": response.body})
+
+
+def create_app(
+    settings: Settings | None = None, *, analyzer_factory: Callable[[], Any] | None = None, keys: Any = None
+) -> FastAPI:
+    """The service; ``analyzer_factory`` replaces the default models (tests), ``keys`` the key store."""
+    settings = settings or Settings()
+    from faceatlas.server.keys import KeyStore
+    from faceatlas.server.ratelimit import RateLimiter
+
+    engine = Engine(settings, analyzer_factory)
+    metrics = Metrics()
+    engine.on_model_load = metrics.model_load.set
+    engine.on_faces = metrics.faces.inc
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if settings.auth and app.state.keys.count_active() == 0:
+            log.warning("no API keys yet: create one with `faceatlas keys create NAME --scope admin`")
+        yield
+        engine.close()
+        app.state.keys.close()
+
+    app = FastAPI(
+        title="faceatlas",
+        version=faceatlas.__version__,
+        description=API_DESCRIPTION,
+        lifespan=lifespan,
+        responses={
+            401: {"model": errors_model(), "description": "missing or invalid API key"},
+            422: {"model": errors_model(), "description": "invalid request"},
+        },
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.metrics = metrics
+    app.state.keys = keys or KeyStore.open(settings.keys_path)
+    app.state.limiter = RateLimiter(settings.rate_limit_per_minute)
+    errors.install(app)
+
+    from faceatlas.server.routes import images, people, system
+
+    app.include_router(system.router)
+    app.include_router(images.router)
+    app.include_router(people.router)
+
+    @app.middleware("http")
+    async def observe(request: Request, call_next):  # metrics by route template, and safe headers
+        started = time.perf_counter()
+        status = 500
+        try:
+            response = await call_next(request)
+            status = response.status_code
+        finally:
+            route = request.scope.get("route")
+            metrics.observe(request.method, getattr(route, "path", "unmatched"), status, time.perf_counter() - started)
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "no-referrer")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        return response
+
+    if settings.cors_origins:
+        from fastapi.middleware.cors import CORSMiddleware
+
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "X-API-Key", "Content-Type"],
+        )
+    app.add_middleware(BodyLimit, limit=settings.max_upload_bytes * 2 + MULTIPART_OVERHEAD)
+    return app
+
+
+def errors_model() -> type:
+    from faceatlas.server.schemas import ErrorResponse
+
+    return ErrorResponse

@@ -1,0 +1,67 @@
+"""API keys on every /v1 route: ``Authorization: Bearer fa_...`` (or ``X-API-Key: fa_...``).
+
+Scopes are ordered, read < write < admin. A missing or unknown key is 401, a key without the
+scope 403, a key over its rate 429 with Retry-After. With ``FACEATLAS_AUTH=false`` (a
+single-user machine) every request acts as an anonymous admin, still rate limited as one client.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+
+from faceatlas.server.errors import ServiceError
+
+bearer = HTTPBearer(auto_error=False, description="an API key: `faceatlas keys create NAME --scope read`")
+header_key = APIKeyHeader(name="X-API-Key", auto_error=False, description="the same key, as a header")
+
+
+@dataclass(frozen=True)
+class Principal:
+    key_id: str  # "anonymous" when auth is off
+    name: str
+    scope: str
+
+
+def require(scope: str):
+    """A dependency admitting requests whose key has ``scope`` (or a higher one)."""
+
+    def dependency(
+        request: Request,
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+        api_key: Annotated[str | None, Depends(header_key)],
+    ) -> Principal:
+        from faceatlas.server.keys import allows
+
+        state = request.app.state
+        if not state.settings.auth:
+            principal = Principal("anonymous", "anonymous", "admin")
+        else:
+            token = credentials.credentials if credentials is not None else api_key
+            if not token:
+                raise ServiceError(
+                    401, "unauthorized", "an API key is required: send 'Authorization: Bearer <key>' or 'X-API-Key'"
+                )
+            key = state.keys.verify(token)
+            if key is None:
+                raise ServiceError(401, "unauthorized", "the API key is not valid (unknown, malformed or revoked)")
+            principal = Principal(key.key_id, key.name, key.scope)
+            if not allows(key.scope, scope):
+                raise ServiceError(403, "forbidden", f"this key has scope {key.scope!r}; this call needs {scope!r}")
+        wait = state.limiter.check(principal.key_id)
+        if wait > 0:
+            state.metrics.refused.labels("rate_limit").inc()
+            raise ServiceError(
+                429,
+                "rate_limited",
+                f"rate limit of {state.settings.rate_limit_per_minute} requests a minute reached; "
+                f"retry in {math.ceil(wait)} s",
+                retry_after=math.ceil(wait),
+            )
+        return principal
+
+    return dependency

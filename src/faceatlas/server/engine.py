@@ -1,0 +1,152 @@
+"""The models and stores one service process shares across requests.
+
+- **Models load once, lazily** (immich's ML service): the first request that needs faces pays the
+  load, and ``/readyz`` or ``Engine.load()`` can pay it up front.
+- **Bounded admission.** At most ``analysis_threads`` requests analyse images at once and at most
+  ``max_waiting`` more wait for a turn. Any more are refused at once (``Overloaded``: 503 with
+  Retry-After) instead of piling up decoded images until the process is killed for memory.
+- **One gallery, one lock.** The gallery's in-memory state (templates, calibration) is caught up
+  from its store's change log under a lock; analysis runs outside it, so searches queue only
+  behind the matrix work, never behind another request's face detection.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from faceatlas.errors import FaceAtlasError
+from faceatlas.server.settings import Settings
+
+
+class Overloaded(FaceAtlasError):
+    """Too many requests are already waiting for the model."""
+
+    def __init__(self, message: str, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class Engine:
+    """The analyzer, gallery and collection of one process (see the module docstring)."""
+
+    def __init__(self, settings: Settings, analyzer_factory: Callable[[], Any] | None = None) -> None:
+        self.settings = settings
+        self._factory = analyzer_factory
+        self._analyzer: Any = None
+        self._gallery: Any = None
+        self._load_lock = threading.Lock()
+        self.gallery_lock = threading.RLock()
+        self.collection_lock = threading.RLock()
+        self._slots = threading.BoundedSemaphore(settings.analysis_threads)
+        self._admitted = 0
+        self._admit_lock = threading.Lock()
+        self.model_load_seconds: float | None = None
+        self.faces_analysed = 0
+        self.on_model_load: Callable[[float], None] | None = None
+        self.on_faces: Callable[[int], None] | None = None
+
+    # -- models --------------------------------------------------------------------------------
+
+    @property
+    def loaded(self) -> bool:
+        return self._analyzer is not None
+
+    def analyzer(self) -> Any:
+        if self._analyzer is None:
+            with self._load_lock:
+                if self._analyzer is None:
+                    started = time.perf_counter()
+                    if self._factory is not None:
+                        analyzer = self._factory()
+                    else:
+                        from faceatlas.pipeline import FaceAnalyzer
+
+                        analyzer = FaceAnalyzer()
+                    load = getattr(analyzer, "load", None)
+                    if callable(load):
+                        load()
+                    self.model_load_seconds = time.perf_counter() - started
+                    if self.on_model_load is not None:
+                        self.on_model_load(self.model_load_seconds)
+                    self._analyzer = analyzer
+        return self._analyzer
+
+    def load(self) -> None:
+        self.analyzer()
+
+    @contextlib.contextmanager
+    def turn(self) -> Iterator[Any]:
+        """Wait for an analysis slot (refused at once when too many already wait); yields the analyzer."""
+        limit = self.settings.analysis_threads + self.settings.max_waiting
+        with self._admit_lock:
+            if self._admitted >= limit:
+                raise Overloaded(
+                    f"the server is busy: {self._admitted} image requests are in progress or waiting "
+                    f"(FACEATLAS_MAX_WAITING={self.settings.max_waiting}); retry shortly"
+                )
+            self._admitted += 1
+        try:
+            with self._slots:
+                yield self.analyzer()
+        finally:
+            with self._admit_lock:
+                self._admitted -= 1
+
+    @property
+    def waiting(self) -> int:
+        return max(0, self._admitted - self.settings.analysis_threads)
+
+    def analyze(self, pixels: Any) -> list[Any]:
+        """Every face in a decoded image, with embeddings, largest first."""
+        with self.turn() as analyzer:
+            faces = sorted(analyzer.analyze(pixels), key=lambda f: -f.box.area)
+        self.faces_analysed += len(faces)
+        if self.on_faces is not None:
+            self.on_faces(len(faces))
+        return faces
+
+    # -- stores --------------------------------------------------------------------------------
+
+    def gallery(self) -> Any:
+        if self._gallery is None:
+            with self.gallery_lock:
+                if self._gallery is None:
+                    from faceatlas.gallery.gallery import Gallery
+
+                    self._gallery = Gallery.open(self.settings.gallery_location, analyzer=_Deferred(self))
+        return self._gallery
+
+    @contextlib.contextmanager
+    def collection(self) -> Iterator[Any]:
+        """The photo collection store, opened for one request (SQLite connections are cheap)."""
+        from faceatlas.collection.store import CollectionStore
+
+        store = CollectionStore.open(self.settings.collection_path)
+        try:
+            yield store
+        finally:
+            store.close()
+
+    def close(self) -> None:
+        with self.gallery_lock:
+            if self._gallery is not None:
+                self._gallery.close()
+                self._gallery = None
+
+
+class _Deferred:
+    """The analyzer as the gallery sees it: loaded when the gallery first needs it, not when opened,
+    and used through the engine's admission so enrolment counts against the same bound."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._engine.analyzer(), name)
+
+    def analyze(self, image: Any) -> list[Any]:
+        return self._engine.analyze(image)

@@ -1,0 +1,125 @@
+"""Image endpoints: analyze, verify, identify. Uploads are multipart file fields."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import numpy as np
+from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
+
+from faceatlas.errors import FaceAtlasError, NoFaceError
+from faceatlas.server.auth import Principal, require
+from faceatlas.server.schemas import (
+    AnalyzeResponse,
+    CandidateOut,
+    IdentificationOut,
+    IdentifyResponse,
+    ImageSize,
+    VerifyResponse,
+    face_out,
+)
+from faceatlas.server.uploads import decode_upload, read_limited
+
+router = APIRouter(prefix="/v1", tags=["images"])
+Reader = Annotated[Principal, Depends(require("read"))]
+
+
+def pixels_of(request: Request, upload: UploadFile, field: str) -> np.ndarray:
+    settings = request.app.state.settings
+    data = read_limited(upload.file, settings.max_upload_bytes, field)
+    return decode_upload(data, field, settings.max_pixels)
+
+
+def model_name(engine: Any) -> str:
+    card = engine.analyzer().embedder.card
+    return f"{card.name} {card.version}"
+
+
+@router.post("/analyze", response_model=AnalyzeResponse, summary="Find every face in an image")
+def analyze(
+    request: Request,
+    _: Reader,
+    image: Annotated[UploadFile, File(description="an image file (JPEG, PNG, WebP, GIF, BMP, TIFF, HEIF)")],
+    embeddings: Annotated[bool, Query(description="include each face's embedding")] = False,
+) -> AnalyzeResponse:
+    """Box, score, landmarks, pose and quality of every face, largest first."""
+    engine = request.app.state.engine
+    pixels = pixels_of(request, image, "image")
+    faces = engine.analyze(pixels)
+    return AnalyzeResponse(
+        image=ImageSize(width=int(pixels.shape[1]), height=int(pixels.shape[0])),
+        faces=[face_out(f, embeddings) for f in faces],
+        model=model_name(engine),
+    )
+
+
+def _side(request: Request, upload: UploadFile | None, face_id: int | None, name: str) -> np.ndarray:
+    engine = request.app.state.engine
+    if face_id is not None:
+        gallery = engine.gallery()
+        with engine.gallery_lock:
+            return np.asarray(gallery.embedding_of(face_id))
+    faces = engine.analyze(pixels_of(request, upload, f"image_{name}"))
+    if not faces:
+        raise NoFaceError(f"image_{name}: no face found; send a photo where a face is clearly visible")
+    return faces[0].embedding  # the largest face
+
+
+@router.post("/verify", response_model=VerifyResponse, summary="Are two faces the same person?")
+def verify(
+    request: Request,
+    _: Reader,
+    image_a: Annotated[UploadFile | None, File(description="first image (its largest face)")] = None,
+    image_b: Annotated[UploadFile | None, File(description="second image (its largest face)")] = None,
+    face_a: Annotated[int | None, Form(description="or: a gallery face id")] = None,
+    face_b: Annotated[int | None, Form(description="or: a gallery face id")] = None,
+    far: Annotated[float | None, Form(gt=0, lt=1, description="false-accept rate (default 1e-3)")] = None,
+) -> VerifyResponse:
+    """Each side is an uploaded image (its largest face) or an enrolled face's id."""
+    from faceatlas.verification import cosine_similarity, decide
+
+    for upload, face_id, name in ((image_a, face_a, "a"), (image_b, face_b, "b")):
+        if (upload is None) == (face_id is None):
+            raise FaceAtlasError(f"give exactly one of image_{name} (a file) or face_{name} (a gallery face id)")
+    a = _side(request, image_a, face_a, "a")
+    b = _side(request, image_b, face_b, "b")
+    card = request.app.state.engine.analyzer().embedder.card
+    match = decide(cosine_similarity(a, b), card, far=far)
+    return VerifyResponse(
+        similarity=float(match.similarity), threshold=float(match.threshold), far=match.far, is_match=match.is_match
+    )
+
+
+@router.post("/identify", response_model=IdentifyResponse, summary="Who is in this image? (open set)")
+def identify(
+    request: Request,
+    _: Reader,
+    image: Annotated[UploadFile, File(description="an image; every face in it is searched")],
+    k: Annotated[int, Query(ge=1, le=100, description="candidates per face")] = 5,
+    fpir: Annotated[
+        float | None, Query(gt=0, lt=1, description="false-positive identification rate (default 0.01)")
+    ] = None,
+) -> IdentifyResponse:
+    """Every face, largest first, with its best candidates and a decision: a person or unknown."""
+    engine = request.app.state.engine
+    faces = engine.analyze(pixels_of(request, image, "image"))
+    if not faces:
+        return IdentifyResponse(results=[])
+    gallery = engine.gallery()
+    vectors = np.array([f.embedding for f in faces], dtype=np.float32)
+    with engine.gallery_lock:
+        found = gallery.identify(vectors, k=k, fpir=fpir)
+    return IdentifyResponse(
+        results=[
+            IdentificationOut(
+                face=face_out(face),
+                person=result.person,
+                score=result.score,
+                threshold=result.threshold,
+                fpir=result.fpir,
+                candidates=[CandidateOut(person=c.person, score=c.score) for c in result.candidates],
+                notes=list(result.notes),
+            )
+            for face, result in zip(faces, found, strict=True)
+        ]
+    )

@@ -1,0 +1,101 @@
+"""Health, readiness, metrics, and API key administration."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request, Response
+
+import faceatlas
+from faceatlas.server.auth import Principal, require
+from faceatlas.server.errors import ServiceError
+from faceatlas.server.schemas import Health, KeyCreated, KeyCreateRequest, KeyOut, KeysResponse, Readiness
+
+router = APIRouter(tags=["system"])
+Admin = Annotated[Principal, Depends(require("admin"))]
+
+
+@router.get("/healthz", response_model=Health, summary="Liveness: the process answers")
+def health() -> Health:
+    return Health(status="ok", version=faceatlas.__version__)
+
+
+@router.get("/readyz", response_model=Readiness, summary="Readiness: models loaded and gallery open")
+def ready(request: Request, response: Response, load: bool = False) -> Readiness:
+    """``?load=true`` loads the models now (a start-up probe can pay the load before traffic)."""
+    engine = request.app.state.engine
+    detail = "ok"
+    gallery_ok = False
+    try:
+        engine.gallery().store.version()
+        gallery_ok = True
+    except Exception as exc:  # noqa: BLE001 -- readiness reports any failure, it does not raise
+        detail = f"gallery: {type(exc).__name__}"
+    if load and gallery_ok:
+        try:
+            engine.load()
+        except Exception as exc:  # noqa: BLE001 -- as above
+            detail = f"models: {type(exc).__name__}"
+    is_ready = gallery_ok and detail == "ok"
+    if not is_ready:
+        response.status_code = 503
+    return Readiness(ready=is_ready, model_loaded=engine.loaded, gallery=gallery_ok, detail=detail)
+
+
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics",
+    response_class=Response,
+    responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}},
+)
+def metrics(request: Request) -> Response:
+    state = request.app.state
+    if not state.settings.metrics_public:
+        _check_admin(request)
+    return Response(state.metrics.render(state.engine), media_type="text/plain; version=0.0.4")
+
+
+def _check_admin(request: Request) -> None:
+    """/metrics takes the key like /v1 does, unless FACEATLAS_METRICS_PUBLIC is set."""
+    from fastapi.security.utils import get_authorization_scheme_param
+
+    from faceatlas.server.keys import allows
+
+    state = request.app.state
+    if not state.settings.auth:
+        return
+    scheme, token = get_authorization_scheme_param(request.headers.get("authorization"))
+    token = token if scheme.lower() == "bearer" else request.headers.get("x-api-key")
+    key = state.keys.verify(token) if token else None
+    if key is None:
+        raise ServiceError(401, "unauthorized", "an admin API key is required for /metrics")
+    if not allows(key.scope, "admin"):
+        raise ServiceError(403, "forbidden", f"this key has scope {key.scope!r}; /metrics needs 'admin'")
+
+
+def _key_out(key) -> KeyOut:
+    return KeyOut(
+        key_id=key.key_id,
+        name=key.name,
+        scope=key.scope,
+        created_at=key.created_at,
+        last_used_at=key.last_used_at,
+        revoked_at=key.revoked_at,
+    )
+
+
+@router.get("/v1/keys", response_model=KeysResponse, tags=["keys"], summary="API keys (no secrets)")
+def list_keys(request: Request, _: Admin) -> KeysResponse:
+    return KeysResponse(keys=[_key_out(k) for k in request.app.state.keys.list()])
+
+
+@router.post("/v1/keys", response_model=KeyCreated, status_code=201, tags=["keys"], summary="Create an API key")
+def create_key(request: Request, _: Admin, body: KeyCreateRequest) -> KeyCreated:
+    key, token = request.app.state.keys.create(body.name, body.scope)
+    return KeyCreated(**_key_out(key).model_dump(), token=token)
+
+
+@router.delete("/v1/keys/{key_id}", status_code=204, tags=["keys"], summary="Revoke an API key")
+def revoke_key(request: Request, principal: Admin, key_id: str) -> None:
+    if not request.app.state.keys.revoke(key_id):
+        raise ServiceError(404, "not_found", f"no active key with id {key_id!r}")
