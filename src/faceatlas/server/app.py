@@ -70,6 +70,7 @@ def create_app(
 ) -> FastAPI:
     """The service; ``analyzer_factory`` replaces the default models (tests), ``keys`` the key store."""
     settings = settings or Settings()
+    from faceatlas.server.jobs import JobManager
     from faceatlas.server.keys import KeyStore
     from faceatlas.server.ratelimit import RateLimiter
 
@@ -83,6 +84,7 @@ def create_app(
         if settings.auth and app.state.keys.count_active() == 0:
             log.warning("no API keys yet: create one with `faceatlas keys create NAME --scope admin`")
         yield
+        app.state.jobs.shutdown(timeout=10)
         engine.close()
         app.state.keys.close()
 
@@ -101,13 +103,15 @@ def create_app(
     app.state.metrics = metrics
     app.state.keys = keys or KeyStore.open(settings.keys_path)
     app.state.limiter = RateLimiter(settings.rate_limit_per_minute)
+    app.state.jobs = JobManager()
     errors.install(app)
 
-    from faceatlas.server.routes import images, people, system
+    from faceatlas.server.routes import collection, images, people, system
 
     app.include_router(system.router)
     app.include_router(images.router)
     app.include_router(people.router)
+    app.include_router(collection.router)
 
     @app.middleware("http")
     async def observe(request: Request, call_next):  # metrics by route template, and safe headers

@@ -41,9 +41,12 @@ def _status_of(exc: FaceAtlasError) -> tuple[int, str]:
     from faceatlas.collection.store import CollectionError
     from faceatlas.gallery.store import FaceNotFoundError, GalleryError, ModelMismatchError, PersonNotFoundError
     from faceatlas.server.engine import Overloaded
+    from faceatlas.server.jobs import JobManagerClosedError, QueueFullError
 
     table: list[tuple[type, int, str]] = [
         (Overloaded, 503, "overloaded"),
+        (QueueFullError, 503, "overloaded"),
+        (JobManagerClosedError, 503, "shutting_down"),
         (ImageTooLargeError, 413, "too_large"),
         (UnsupportedImageError, 415, "unsupported_media_type"),
         (InvalidImageError, 400, "invalid_image"),
@@ -72,10 +75,10 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(FaceAtlasError)
     async def _library(request: Request, exc: FaceAtlasError) -> JSONResponse:
         status, code = _status_of(exc)
-        if status >= 500 and code != "overloaded":
+        if code == "model_error":
             log.error("model error on %s %s", request.method, request.url.path, exc_info=exc)
             return problem(status, code, "the face models failed on this request (see the server log)")
-        headers = {"Retry-After": str(getattr(exc, "retry_after", 1))} if code == "overloaded" else None
+        headers = {"Retry-After": str(getattr(exc, "retry_after", 1))} if status == 503 else None
         if code == "overloaded":
             request.app.state.metrics.refused.labels("overload").inc()
         return problem(status, code, str(exc), headers)
