@@ -188,3 +188,138 @@ def face_out(face: Any, embeddings: bool = False) -> FaceOut:
         ),
         embedding=[float(v) for v in face.embedding] if embeddings and face.embedding is not None else None,
     )
+
+
+# -- the photo collection (routes/collection.py) --------------------------------------------------------
+# Collection face ids and gallery face ids are different id spaces.
+
+
+class CollectionFace(BaseModel):
+    id: int = Field(description="a collection face id (not a gallery face id)")
+    photo_id: int
+    box: list[float] = Field(
+        min_length=4, max_length=4, description="[x1, y1, x2, y2] pixels of the EXIF-rotated photo"
+    )
+    quality: float | None = Field(description="usefulness for recognition, 0..1")
+    cluster_id: int | None = Field(description="its cluster; -1 = unassigned, null = not clustered yet")
+
+
+class PhotoFace(CollectionFace):
+    cluster_name: str | None = Field(description="the name of its cluster, if named")
+
+
+class ClusterSummary(BaseModel):
+    id: int
+    name: str | None = Field(description="null until named")
+    faces: int = Field(description="how many faces it holds")
+    cover_face_id: int | None = Field(description="its highest-quality face (null: no face)")
+
+
+class ClustersResponse(BaseModel):
+    clusters: list[ClusterSummary] = Field(description="most faces first, then by id")
+    total: int = Field(description="clusters in the collection (for paging)")
+
+
+class ClusterOut(BaseModel):
+    id: int
+    name: str | None
+    faces: list[CollectionFace] = Field(description="highest quality first")
+
+
+class ClusterChanged(ClusterOut):
+    enrolled: int = Field(description="faces this call enrolled into the service's gallery under the cluster's name")
+    gallery_faces: int | None = Field(
+        None, description="faces the gallery holds for that name after this call (null: the cluster has no name)"
+    )
+    unenrolled: int = Field(0, description="faces this call took out of the gallery (the name removed)")
+
+
+class ClusterNameRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str | None = Field(
+        min_length=1,
+        max_length=200,
+        pattern=r"\S",
+        description="who the cluster shows (not blank; surrounding spaces are dropped); null removes the name",
+    )
+
+
+class ClusterMergeRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    into: int = Field(description="the cluster that keeps its id and name and receives the faces")
+
+
+class ClusterSplitRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    faces: list[int] = Field(
+        min_length=1, max_length=100_000, description="ids of the faces that move to a new cluster"
+    )
+
+
+class ClusterSplit(ClusterOut):
+    unenrolled: int = Field(
+        0, description="faces taken out of the gallery person of the cluster they left (when it is named)"
+    )
+
+
+class NotThisPersonResponse(BaseModel):
+    face_id: int
+    former_cluster_id: int
+    unenrolled: int = Field(0, description="1 if the face was taken out of its former cluster's gallery person")
+
+
+class PhotoOut(BaseModel):
+    id: int
+    path: str = Field(description="relative to the folder it was indexed from, with '/'")
+    width: int | None = Field(description="after EXIF rotation; null if unreadable")
+    height: int | None
+    faces: int
+    status: str = Field(description="'ok', or 'unreadable: <why>'")
+
+
+class PhotosResponse(BaseModel):
+    photos: list[PhotoOut] = Field(description="by folder and path")
+    total: int = Field(description="photos matching the filter (for paging)")
+
+
+class PhotoDetail(BaseModel):
+    id: int
+    path: str
+    width: int | None
+    height: int | None
+    faces: list[PhotoFace] = Field(description="largest first")
+    status: str
+
+
+class IndexJobRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    folder: str = Field(
+        min_length=1,
+        max_length=4096,
+        description="a folder inside one of FACEATLAS_PHOTO_ROOTS (a relative path is taken inside the roots)",
+    )
+
+
+class ClusterJobRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    full: bool = Field(False, description="re-cluster every face (names and corrections still hold)")
+
+
+class JobOut(BaseModel):
+    id: str
+    kind: str = Field(description="'index' or 'cluster'")
+    params: dict[str, Any]
+    state: Literal["queued", "running", "done", "failed", "cancelled"]
+    done: int = Field(description="units done (files for an index job, faces for a cluster job)")
+    total: int | None = Field(description="units in all, once known")
+    message: str
+    result: dict[str, Any] | None = Field(description="what a finished job did (its report's counts)")
+    error: str | None = Field(description="one line, when it failed")
+    created_at: float = Field(description="Unix time, seconds")
+    started_at: float | None
+    finished_at: float | None
+    cancel_requested: bool = Field(description="a cancel was asked while it ran; it stops at its next step")
+
+
+class JobsResponse(BaseModel):
+    jobs: list[JobOut] = Field(description="newest first")

@@ -1,0 +1,516 @@
+// faceatlas 0.1.0 client: GENERATED from docs/openapi.json by
+// scripts/gen_api_client.py. Do not edit; run `python scripts/gen_api_client.py` after the schema changes.
+
+/** An API error: the HTTP status, and the code and message of the server's {"error": {...}} body. */
+export class ApiError extends Error {
+  /**
+   * @param {number} status HTTP status (0: the server could not be reached)
+   * @param {string} code a stable machine-readable code, e.g. "unauthorized", "not_found"
+   * @param {string} message what went wrong, as the server said it
+   * @param {*} [body] the parsed error body, if any
+   */
+  constructor(status, code, message, body = null) {
+    super(message);
+    this.name = "ApiError";
+    this.status = status;
+    this.code = code;
+    this.body = body;
+  }
+}
+
+const config = { baseUrl: "", apiKey: null, fetch: null };
+
+/**
+ * Set the API key (sent as "Authorization: Bearer ..."; null: none), the base URL the paths are
+ * relative to ("" = this origin), and optionally a fetch implementation.
+ * @param {{apiKey?: string|null, baseUrl?: string, fetch?: typeof fetch}} options
+ */
+export function configure(options) {
+  for (const key of ["apiKey", "baseUrl", "fetch"]) {
+    if (options && key in options) config[key] = options[key];
+  }
+}
+
+function pathPart(name, value) {
+  if (value === undefined || value === null || value === "") {
+    throw new TypeError(`path parameter ${name} is required`);
+  }
+  return encodeURIComponent(String(value));
+}
+
+function queryString(query, names, required) {
+  const params = new URLSearchParams();
+  const given = query || {};
+  for (const key of Object.keys(given)) {
+    if (!names.includes(key)) throw new TypeError(`unknown query parameter ${key}`);
+  }
+  for (const name of names) {
+    const value = given[name];
+    if (value === undefined || value === null) {
+      if (required.includes(name)) throw new TypeError(`query parameter ${name} is required`);
+      continue;
+    }
+    for (const item of Array.isArray(value) ? value : [value]) params.append(name, String(item));
+  }
+  const text = params.toString();
+  return text ? `?${text}` : "";
+}
+
+function formData(body, fields) {
+  if (body instanceof FormData) return body;
+  const form = new FormData();
+  for (const key of Object.keys(body || {})) {
+    if (!(key in fields)) throw new TypeError(`unknown form field ${key}`);
+  }
+  for (const [name, kind] of Object.entries(fields)) {
+    const value = body ? body[name] : undefined;
+    if (value === undefined || value === null) continue;
+    const items = kind === "files" || kind === "values" ? (Array.isArray(value) ? value : [value]) : [value];
+    for (const item of items) {
+      if (item instanceof Blob) form.append(name, item, item.name || name);
+      else form.append(name, String(item));
+    }
+  }
+  return form;
+}
+
+async function errorOf(response) {
+  let body = null;
+  try {
+    body = await response.json();
+  } catch {
+    body = null;
+  }
+  const detail = body && typeof body === "object" && body.error && typeof body.error === "object" ? body.error : {};
+  const code = typeof detail.code === "string" ? detail.code : `http_${response.status}`;
+  const message =
+    typeof detail.message === "string" && detail.message
+      ? detail.message
+      : `${response.status} ${response.statusText || "error"}`.trim();
+  return new ApiError(response.status, code, message, body);
+}
+
+async function read(response, expect) {
+  if (response.status === 204 || response.status === 205 || expect === "none") return null;
+  const type = (response.headers.get("content-type") || "").toLowerCase();
+  if (expect === "blob") return response.blob();
+  if (type.includes("json")) return response.json();
+  if (expect === "json") {
+    const text = await response.text();
+    return text ? JSON.parse(text) : null;
+  }
+  if (expect === "text" || type.startsWith("text/")) return response.text();
+  return response.blob();
+}
+
+/**
+ * One call: what every generated function does, usable for paths the schema does not list.
+ * @param {string} method
+ * @param {string} path already encoded, with its query string
+ * @param {{json?: *, form?: FormData, body?: BodyInit, expect?: string, signal?: AbortSignal}} [options]
+ */
+export async function request(method, path, options = {}) {
+  const headers = { Accept: "application/json, */*;q=0.5" };
+  if (config.apiKey) headers.Authorization = `Bearer ${config.apiKey}`;
+  let body;
+  if (options.json !== undefined) {
+    headers["Content-Type"] = "application/json";
+    body = JSON.stringify(options.json);
+  } else if (options.form !== undefined) {
+    body = options.form; // the browser sets the multipart boundary
+  } else if (options.body !== undefined) {
+    body = options.body;
+  }
+  const send = config.fetch || globalThis.fetch.bind(globalThis);
+  let response;
+  try {
+    response = await send(config.baseUrl + path, { method, headers, body, signal: options.signal });
+  } catch (error) {
+    if (error && error.name === "AbortError") throw error;
+    throw new ApiError(0, "network_error", `could not reach the server (${error && error.message ? error.message : error})`);
+  }
+  if (!response.ok) throw await errorOf(response);
+  return read(response, options.expect || "auto");
+}
+
+/**
+ * @typedef {Object} AnalyzeResponse
+ * @property {Array<FaceOut>} faces largest first
+ * @property {ImageSize} image
+ * @property {string} model the embedder's name and version
+ */
+/**
+ * @typedef {Object} CandidateOut
+ * @property {string} person
+ * @property {number} score
+ */
+/**
+ * @typedef {Object} DeletedResponse
+ * @property {string} deleted
+ * @property {number} faces faces (embeddings) removed with it
+ */
+/**
+ * @typedef {Object} EnrollResponse
+ * @property {Array<number>} added ids of the faces enrolled
+ * @property {string} person
+ * @property {Array<SkippedOut>} skipped
+ */
+/**
+ * @typedef {Object} ErrorDetail
+ * @property {string} code a stable machine-readable code, e.g. invalid_image, unauthorized
+ * @property {string} message what went wrong and how to fix it
+ */
+/**
+ * @typedef {Object} ErrorResponse
+ * @property {ErrorDetail} error
+ */
+/**
+ * @typedef {Object} FaceOut
+ * @property {Array<number>} box [x1, y1, x2, y2] pixels
+ * @property {Array<number>|null} [embedding] L2-normalised; only with ?embeddings=true
+ * @property {Array<Array<number>>} landmarks five [x, y] points
+ * @property {PoseOut|null} [pose]
+ * @property {QualityOut|null} [quality]
+ * @property {number} score detector confidence
+ */
+/**
+ * @typedef {Object} Health
+ * @property {"ok"} status
+ * @property {string} version
+ */
+/**
+ * @typedef {Object} IdentificationOut
+ * @property {Array<CandidateOut>} candidates
+ * @property {FaceOut|null} face
+ * @property {number} fpir false-positive identification rate the threshold was set for
+ * @property {Array<string>} notes
+ * @property {string|null} person the decision: a name, or null for "unknown"
+ * @property {number|null} score the best candidate's score
+ * @property {number} threshold
+ */
+/**
+ * @typedef {Object} IdentifyResponse
+ * @property {Array<IdentificationOut>} results one per face in the image, largest first
+ */
+/**
+ * @typedef {Object} ImageSize
+ * @property {number} height
+ * @property {number} width
+ */
+/**
+ * @typedef {Object} KeyCreateRequest
+ * @property {string} name
+ * @property {"read"|"write"|"admin"} scope
+ */
+/**
+ * @typedef {Object} KeyCreated
+ * @property {string} created_at ISO 8601, UTC
+ * @property {string} key_id
+ * @property {string|null} last_used_at updated at most once a minute
+ * @property {string} name
+ * @property {string|null} revoked_at
+ * @property {string} scope
+ * @property {string} token shown once; only its hash is stored
+ */
+/**
+ * @typedef {Object} KeyOut
+ * @property {string} created_at ISO 8601, UTC
+ * @property {string} key_id
+ * @property {string|null} last_used_at updated at most once a minute
+ * @property {string} name
+ * @property {string|null} revoked_at
+ * @property {string} scope
+ */
+/**
+ * @typedef {Object} KeysResponse
+ * @property {Array<KeyOut>} keys
+ */
+/**
+ * @typedef {Object} MergeRequest
+ * @property {string} into the person who keeps the faces
+ */
+/**
+ * @typedef {Object} PeopleResponse
+ * @property {Array<PersonOut>} people
+ */
+/**
+ * @typedef {Object} PersonFaceOut
+ * @property {number} id
+ * @property {number} quality
+ */
+/**
+ * @typedef {Object} PersonFacesResponse
+ * @property {Array<PersonFaceOut>} faces
+ * @property {string} person
+ */
+/**
+ * @typedef {Object} PersonOut
+ * @property {number} faces
+ * @property {Object} metadata
+ * @property {string} name
+ */
+/**
+ * @typedef {Object} PoseOut
+ * @property {number} pitch
+ * @property {number} roll
+ * @property {number} yaw
+ */
+/**
+ * @typedef {Object} QualityOut
+ * @property {number} confidence
+ * @property {number} exposure
+ * @property {number} pose
+ * @property {number} score usefulness for recognition, 0..1
+ * @property {number} sharpness
+ * @property {number} size
+ */
+/**
+ * @typedef {Object} Readiness
+ * @property {string} detail
+ * @property {boolean} gallery
+ * @property {boolean} model_loaded
+ * @property {boolean} ready
+ */
+/**
+ * @typedef {Object} RenameRequest
+ * @property {string} name
+ */
+/**
+ * @typedef {Object} SkippedOut
+ * @property {string} reason
+ * @property {string} source
+ */
+/**
+ * @typedef {Object} VerifyResponse
+ * @property {number|null} far false-accept rate the threshold was calibrated for
+ * @property {boolean} is_match
+ * @property {number} similarity cosine similarity of the two faces
+ * @property {number} threshold
+ */
+
+/**
+ * Liveness: the process answers
+ * `GET /healthz`
+ * @param {{signal?: AbortSignal}} [options]
+ * @returns {Promise<Health>}
+ */
+export async function health(options = {}) {
+  return request("GET", `/healthz`, { expect: "json", signal: options.signal });
+}
+
+/**
+ * Prometheus metrics
+ * `GET /metrics`
+ * @param {{signal?: AbortSignal}} [options]
+ * @returns {Promise<string>}
+ */
+export async function metrics(options = {}) {
+  return request("GET", `/metrics`, { expect: "text", signal: options.signal });
+}
+
+/**
+ * Readiness: models loaded and gallery open
+ * ``?load=true`` loads the models now (a start-up probe can pay the load before traffic).
+ * `GET /readyz`
+ * @param {{query?: {load?: boolean}, signal?: AbortSignal}} [options]
+ * @returns {Promise<Readiness>}
+ */
+export async function ready(options = {}) {
+  const qs = queryString(options.query, ["load"], []);
+  return request("GET", `/readyz${qs}`, { expect: "json", signal: options.signal });
+}
+
+/**
+ * Find every face in an image
+ * Box, score, landmarks, pose and quality of every face, largest first.
+ * `POST /v1/analyze`
+ * @param {{query?: {embeddings?: boolean}, body: {image: Blob}|FormData, signal?: AbortSignal}} options
+ * @returns {Promise<AnalyzeResponse>}
+ */
+export async function analyze(options = {}) {
+  const qs = queryString(options.query, ["embeddings"], []);
+  if (options.body === undefined || options.body === null) {
+    throw new TypeError("analyze needs a body");
+  }
+  return request("POST", `/v1/analyze${qs}`, { form: formData(options.body, {"image": "file"}), expect: "json", signal: options.signal });
+}
+
+/**
+ * Remove one enrolled face
+ * `DELETE /v1/faces/{face_id}`
+ * @param {number} faceId
+ * @param {{signal?: AbortSignal}} [options]
+ * @returns {Promise<null>}
+ */
+export async function removeFace(faceId, options = {}) {
+  return request("DELETE", `/v1/faces/${pathPart("face_id", faceId)}`, { expect: "none", signal: options.signal });
+}
+
+/**
+ * Who is in this image? (open set)
+ * Every face, largest first, with its best candidates and a decision: a person or unknown.
+ * `POST /v1/identify`
+ * @param {{query?: {fpir?: number|null, k?: number}, body: {image: Blob}|FormData, signal?: AbortSignal}} options
+ * @returns {Promise<IdentifyResponse>}
+ */
+export async function identify(options = {}) {
+  const qs = queryString(options.query, ["fpir", "k"], []);
+  if (options.body === undefined || options.body === null) {
+    throw new TypeError("identify needs a body");
+  }
+  return request("POST", `/v1/identify${qs}`, { form: formData(options.body, {"image": "file"}), expect: "json", signal: options.signal });
+}
+
+/**
+ * API keys (no secrets)
+ * `GET /v1/keys`
+ * @param {{signal?: AbortSignal}} [options]
+ * @returns {Promise<KeysResponse>}
+ */
+export async function listKeys(options = {}) {
+  return request("GET", `/v1/keys`, { expect: "json", signal: options.signal });
+}
+
+/**
+ * Create an API key
+ * `POST /v1/keys`
+ * @param {{body: KeyCreateRequest, signal?: AbortSignal}} options
+ * @returns {Promise<KeyCreated>}
+ */
+export async function createKey(options = {}) {
+  if (options.body === undefined || options.body === null) {
+    throw new TypeError("createKey needs a body");
+  }
+  return request("POST", `/v1/keys`, { json: options.body, expect: "json", signal: options.signal });
+}
+
+/**
+ * Revoke an API key
+ * `DELETE /v1/keys/{key_id}`
+ * @param {string} keyId
+ * @param {{signal?: AbortSignal}} [options]
+ * @returns {Promise<null>}
+ */
+export async function revokeKey(keyId, options = {}) {
+  return request("DELETE", `/v1/keys/${pathPart("key_id", keyId)}`, { expect: "none", signal: options.signal });
+}
+
+/**
+ * Everyone enrolled
+ * `GET /v1/people`
+ * @param {{signal?: AbortSignal}} [options]
+ * @returns {Promise<PeopleResponse>}
+ */
+export async function listPeople(options = {}) {
+  return request("GET", `/v1/people`, { expect: "json", signal: options.signal });
+}
+
+/**
+ * One person
+ * `GET /v1/people/{name}`
+ * @param {string} name the person's name
+ * @param {{signal?: AbortSignal}} [options]
+ * @returns {Promise<PersonOut>}
+ */
+export async function getPerson(name, options = {}) {
+  return request("GET", `/v1/people/${pathPart("name", name)}`, { expect: "json", signal: options.signal });
+}
+
+/**
+ * Rename a person
+ * `PATCH /v1/people/{name}`
+ * @param {string} name the person's name
+ * @param {{body: RenameRequest, signal?: AbortSignal}} options
+ * @returns {Promise<PersonOut>}
+ */
+export async function rename(name, options = {}) {
+  if (options.body === undefined || options.body === null) {
+    throw new TypeError("rename needs a body");
+  }
+  return request("PATCH", `/v1/people/${pathPart("name", name)}`, { json: options.body, expect: "json", signal: options.signal });
+}
+
+/**
+ * Delete a person and every embedding
+ * `DELETE /v1/people/{name}`
+ * @param {string} name the person's name
+ * @param {{signal?: AbortSignal}} [options]
+ * @returns {Promise<DeletedResponse>}
+ */
+export async function deletePerson(name, options = {}) {
+  return request("DELETE", `/v1/people/${pathPart("name", name)}`, { expect: "json", signal: options.signal });
+}
+
+/**
+ * A person's faces
+ * `GET /v1/people/{name}/faces`
+ * @param {string} name the person's name
+ * @param {{signal?: AbortSignal}} [options]
+ * @returns {Promise<PersonFacesResponse>}
+ */
+export async function personFaces(name, options = {}) {
+  return request("GET", `/v1/people/${pathPart("name", name)}/faces`, { expect: "json", signal: options.signal });
+}
+
+/**
+ * Enrol faces
+ * Creates the person if needed. Each image gives one face; skipped images say why.
+ * `POST /v1/people/{name}/faces`
+ * @param {string} name the person's name
+ * @param {{query?: {face?: number|null}, body: {images: Array<Blob>}|FormData, signal?: AbortSignal}} options
+ * @returns {Promise<EnrollResponse>}
+ */
+export async function enroll(name, options = {}) {
+  const qs = queryString(options.query, ["face"], []);
+  if (options.body === undefined || options.body === null) {
+    throw new TypeError("enroll needs a body");
+  }
+  return request("POST", `/v1/people/${pathPart("name", name)}/faces${qs}`, { form: formData(options.body, {"images": "files"}), expect: "json", signal: options.signal });
+}
+
+/**
+ * Merge a person into another
+ * Every face of ``name`` moves to ``into``; ``name`` is gone afterwards.
+ * `POST /v1/people/{name}/merge`
+ * @param {string} name the person's name
+ * @param {{body: MergeRequest, signal?: AbortSignal}} options
+ * @returns {Promise<PersonOut>}
+ */
+export async function merge(name, options = {}) {
+  if (options.body === undefined || options.body === null) {
+    throw new TypeError("merge needs a body");
+  }
+  return request("POST", `/v1/people/${pathPart("name", name)}/merge`, { json: options.body, expect: "json", signal: options.signal });
+}
+
+/**
+ * Are two faces the same person?
+ * Each side is an uploaded image (its largest face) or an enrolled face's id.
+ * `POST /v1/verify`
+ * @param {{body?: {face_a?: number|null, face_b?: number|null, far?: number|null, image_a?: Blob|null, image_b?: Blob|null}|FormData, signal?: AbortSignal}} [options]
+ * @returns {Promise<VerifyResponse>}
+ */
+export async function verify(options = {}) {
+  return request("POST", `/v1/verify`, { form: formData(options.body, {"face_a": "value", "face_b": "value", "far": "value", "image_a": "file", "image_b": "file"}), expect: "json", signal: options.signal });
+}
+
+/** Every operation, by method and path (path parameters as {}). */
+export const routes = Object.freeze({
+  "GET /healthz": health,
+  "GET /metrics": metrics,
+  "GET /readyz": ready,
+  "POST /v1/analyze": analyze,
+  "DELETE /v1/faces/{}": removeFace,
+  "POST /v1/identify": identify,
+  "GET /v1/keys": listKeys,
+  "POST /v1/keys": createKey,
+  "DELETE /v1/keys/{}": revokeKey,
+  "GET /v1/people": listPeople,
+  "GET /v1/people/{}": getPerson,
+  "PATCH /v1/people/{}": rename,
+  "DELETE /v1/people/{}": deletePerson,
+  "GET /v1/people/{}/faces": personFaces,
+  "POST /v1/people/{}/faces": enroll,
+  "POST /v1/people/{}/merge": merge,
+  "POST /v1/verify": verify,
+});

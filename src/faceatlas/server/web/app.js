@@ -1,0 +1,1545 @@
+// faceatlas web UI: hash routes (#/people, #/people/12, #/search, #/photos/5, #/jobs) over the REST
+// API through the generated client (api.js). Plain ES module, no build step.
+//
+// Safety: the DOM is built with createElement/textContent only (never innerHTML), and images
+// are fetched with the API key in a header, shown through blob: URLs that are revoked when
+// replaced or when the page changes. The key lives in sessionStorage (this tab only).
+
+import * as api from "./api.js";
+
+const KEY_STORAGE = "faceatlas.apiKey";
+const THUMB_SIZE = 160;
+const CLUSTER_PAGE = 200; // clusters asked for at once; "Show more" asks for the next page
+const FACE_PAGE = 240; // faces of one cluster shown at once
+const POLL_MS = 1000;
+
+const main = document.getElementById("main");
+const toasts = document.getElementById("toasts");
+const nav = document.getElementById("mainnav");
+const signOutButton = document.getElementById("sign-out");
+const helpDialog = document.getElementById("help");
+
+const session = { key: null, authOff: false, ready: false };
+
+// --- DOM helpers ----------------------------------------------------------------------------------
+
+/** An element: h("a", {href: "#/x", class: "y", onclick: fn}, "text", child, [more]). Text is text. */
+function h(tag, attrs = {}, ...children) {
+  const el = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs || {})) {
+    if (value === undefined || value === null || value === false) continue;
+    if (key === "class") el.className = value;
+    else if (key === "dataset") Object.assign(el.dataset, value);
+    else if (key.startsWith("on") && typeof value === "function") el.addEventListener(key.slice(2), value);
+    else if (key === "value") el.value = value;
+    else if (key === "checked") el.checked = Boolean(value);
+    else el.setAttribute(key, value === true ? "" : String(value));
+  }
+  append(el, children);
+  return el;
+}
+
+function append(el, children) {
+  for (const child of children.flat(Infinity)) {
+    if (child === null || child === undefined || child === false) continue;
+    el.append(child instanceof Node ? child : String(child));
+  }
+  return el;
+}
+
+let uid = 0;
+const newId = (prefix) => `${prefix}-${++uid}`;
+
+const plural = (n, one, many = `${one}s`) => `${n} ${n === 1 ? one : many}`;
+const fmtScore = (score) => (typeof score === "number" ? score.toFixed(2) : "–");
+const clusterLabel = (c) => c.name || "Unnamed";
+const listOf = (response, key) => (Array.isArray(response) ? response : (response && response[key]) || []);
+
+function errorText(error) {
+  if (error instanceof api.ApiError) {
+    if (error.status === 0) return error.message;
+    return error.message || `${error.status} ${error.code}`;
+  }
+  return error && error.message ? error.message : String(error);
+}
+
+function isAbort(error) {
+  return error && (error.name === "AbortError" || (error instanceof DOMException && error.code === 20));
+}
+
+/** A paragraph showing an API error's message (role=alert: read out when it appears). */
+function errorBox(error, prefix = "") {
+  return h("p", { class: "error", role: "alert" }, prefix ? `${prefix}: ${errorText(error)}` : errorText(error));
+}
+
+function toast(content, kind = "info", ms = 5000) {
+  const el = h("div", { class: `toast ${kind}` }, content);
+  toasts.append(el);
+  setTimeout(() => el.remove(), ms);
+}
+
+function setBusy(button, busy, label) {
+  if (busy) {
+    button.dataset.label = button.textContent;
+    button.textContent = label || "Working…";
+    button.disabled = true;
+  } else {
+    if (button.dataset.label) button.textContent = button.dataset.label;
+    button.disabled = false;
+  }
+}
+
+// --- calling the API ----------------------------------------------------------------------------
+
+/**
+ * Call an endpoint by method and path, e.g. call("GET /v1/collection/clusters/{}", 12, {query}).
+ * The generated client's function for it when the committed schema has it; otherwise a generic
+ * request with the same calling convention, so the UI works against a server newer than its
+ * schema (and says so plainly when the server lacks the endpoint).
+ */
+async function call(key, ...args) {
+  const fn = api.routes[key];
+  if (fn) return fn(...args);
+  const [method, template] = key.split(" ");
+  const holes = (template.match(/{}/g) || []).length;
+  const options = args[holes] || {};
+  let i = 0;
+  let path = template.replace(/{}/g, () => encodeURIComponent(String(args[i++])));
+  const params = new URLSearchParams();
+  for (const [name, value] of Object.entries(options.query || {})) {
+    if (value !== undefined && value !== null) params.append(name, String(value));
+  }
+  if ([...params].length) path += `?${params}`;
+  const init = { signal: options.signal };
+  const body = options.body;
+  if (body instanceof FormData) init.form = body;
+  else if (body && Object.values(body).some((v) => [v].flat().some((item) => item instanceof Blob))) {
+    const form = new FormData();
+    for (const [name, value] of Object.entries(body)) {
+      for (const item of Array.isArray(value) ? value : [value]) {
+        if (item instanceof Blob) form.append(name, item, item.name || name);
+        else if (item !== undefined && item !== null) form.append(name, String(item));
+      }
+    }
+    init.form = form;
+  } else if (body !== undefined) init.json = body;
+  try {
+    return await api.request(method, path, init);
+  } catch (error) {
+    const routeMissing =
+      error instanceof api.ApiError &&
+      ((error.status === 404 && error.message === "Not Found") || error.status === 405);
+    if (routeMissing) {
+      throw new api.ApiError(error.status, "not_available", `this server does not offer ${key} yet; update the server`);
+    }
+    throw error;
+  }
+}
+
+/** Runs at most `limit` jobs at once (thumbnail fetches: the page stays responsive). */
+class Limiter {
+  constructor(limit) {
+    this.limit = limit;
+    this.active = 0;
+    this.waiting = [];
+  }
+  run(task) {
+    return new Promise((resolve, reject) => {
+      const start = () => {
+        this.active += 1;
+        Promise.resolve()
+          .then(task)
+          .then(resolve, reject)
+          .finally(() => {
+            this.active -= 1;
+            const next = this.waiting.shift();
+            if (next) next();
+          });
+      };
+      if (this.active < this.limit) start();
+      else this.waiting.push(start);
+    });
+  }
+}
+const imageLimiter = new Limiter(6);
+
+// --- a page's lifetime: requests, object URLs and timers end with it --------------------------------
+
+class View {
+  constructor() {
+    this.controller = new AbortController();
+    this.urls = new Set();
+    this.timers = new Set();
+    this.cleanups = [];
+    this.observer = null;
+  }
+  get signal() {
+    return this.controller.signal;
+  }
+  get active() {
+    return !this.controller.signal.aborted;
+  }
+  /** Show `blob` in `img`, revoking the URL it showed before. */
+  setImage(img, blob) {
+    const old = img.dataset.objectUrl;
+    if (old) {
+      URL.revokeObjectURL(old);
+      this.urls.delete(old);
+    }
+    const url = URL.createObjectURL(blob);
+    this.urls.add(url);
+    img.dataset.objectUrl = url;
+    img.src = url;
+  }
+  later(fn, ms) {
+    const timer = setTimeout(() => {
+      this.timers.delete(timer);
+      if (this.active) fn();
+    }, ms);
+    this.timers.add(timer);
+    return timer;
+  }
+  cancel(timer) {
+    clearTimeout(timer);
+    this.timers.delete(timer);
+  }
+  onClose(fn) {
+    this.cleanups.push(fn);
+  }
+  /** Run `load` once `el` comes near the viewport (thumbnails load as you scroll). */
+  lazy(el, load) {
+    if (!("IntersectionObserver" in window)) {
+      load();
+      return;
+    }
+    if (!this.observer) {
+      this.observer = new IntersectionObserver(
+        (entries) => {
+          for (const entry of entries) {
+            if (!entry.isIntersecting) continue;
+            this.observer.unobserve(entry.target);
+            const fn = entry.target._load;
+            delete entry.target._load;
+            if (fn) fn();
+          }
+        },
+        { rootMargin: "300px" },
+      );
+    }
+    el._load = load;
+    this.observer.observe(el);
+  }
+  close() {
+    this.controller.abort();
+    for (const timer of this.timers) clearTimeout(timer);
+    this.timers.clear();
+    for (const url of this.urls) URL.revokeObjectURL(url);
+    this.urls.clear();
+    if (this.observer) this.observer.disconnect();
+    for (const fn of this.cleanups) fn();
+  }
+}
+
+/** An <img> of a face crop, fetched with the key when it scrolls into view. */
+function faceThumb(view, faceId, alt) {
+  const img = h("img", { class: "thumb", alt, width: THUMB_SIZE, height: THUMB_SIZE, decoding: "async" });
+  if (faceId === undefined || faceId === null) {
+    img.classList.add("failed");
+    return img;
+  }
+  view.lazy(img, async () => {
+    try {
+      const blob = await imageLimiter.run(() =>
+        view.active
+          ? call("GET /v1/collection/faces/{}/thumbnail", faceId, { query: { size: THUMB_SIZE }, signal: view.signal })
+          : null,
+      );
+      if (blob && view.active) view.setImage(img, blob);
+    } catch (error) {
+      if (isAbort(error)) return;
+      img.classList.add("failed");
+      img.title = `Could not load this face: ${errorText(error)}`;
+    }
+  });
+  return img;
+}
+
+// --- routing --------------------------------------------------------------------------------------
+
+const ROUTES = [
+  [/^#?\/?$/, () => (location.hash = "#/people")],
+  [/^#\/people\/?$/, pagePeople, "people"],
+  [/^#\/people\/(-?\d+)$/, pageCluster, "people"],
+  [/^#\/search\/?$/, pageSearch, "search"],
+  [/^#\/photos\/(\d+)$/, pagePhoto, "people"],
+  [/^#\/jobs\/?$/, pageJobs, "jobs"],
+];
+
+let current = null;
+
+async function route() {
+  if (current) current.close();
+  current = null;
+  if (!session.ready) return;
+  if (!session.key && !session.authOff) {
+    pageSignIn();
+    return;
+  }
+  const hash = location.hash || "#/";
+  for (const [pattern, page, section] of ROUTES) {
+    const match = hash.match(pattern);
+    if (!match) continue;
+    if (!section) {
+      page();
+      return;
+    }
+    markNav(section);
+    const view = (current = new View());
+    try {
+      await page(view, ...match.slice(1));
+    } catch (error) {
+      if (isAbort(error) || !view.active) return;
+      if (error instanceof api.ApiError && error.status === 401) {
+        signOut(`Your API key was not accepted (${errorText(error)}). Sign in again.`);
+        return;
+      }
+      main.replaceChildren(
+        h("h1", { tabindex: -1 }, "Something went wrong"),
+        errorBox(error),
+        h("p", {}, h("button", { type: "button", onclick: () => route() }, "Try again")),
+      );
+    }
+    return;
+  }
+  markNav(null);
+  setPage("Not found", h("h1", { tabindex: -1 }, "Page not found"), h("p", {}, h("a", { href: "#/people" }, "Go to People")));
+}
+
+function markNav(section) {
+  for (const link of nav.querySelectorAll("a[data-nav]")) {
+    if (link.dataset.nav === section) link.setAttribute("aria-current", "page");
+    else link.removeAttribute("aria-current");
+  }
+}
+
+let firstPage = true;
+/** Replace the page's content; focus its heading (screen readers announce the new page). */
+function setPage(title, ...children) {
+  document.title = `${title} · faceatlas`;
+  main.replaceChildren(...children.flat());
+  const heading = main.querySelector("h1");
+  if (heading && !firstPage) heading.focus({ preventScroll: false });
+  firstPage = false;
+  window.scrollTo(0, 0);
+}
+
+// --- signing in -----------------------------------------------------------------------------------
+
+function useKey(key) {
+  session.key = key;
+  api.configure({ apiKey: key });
+  nav.hidden = !(key || session.authOff);
+  signOutButton.hidden = !key;
+}
+
+function signOut(message) {
+  sessionStorage.removeItem(KEY_STORAGE);
+  useKey(null);
+  if (current) current.close();
+  current = null;
+  pageSignIn(message);
+}
+
+function pageSignIn(message) {
+  markNav(null);
+  const inputId = newId("key");
+  const error = h("p", { class: "error", role: "alert" }, message || "");
+  const input = h("input", {
+    id: inputId,
+    type: "password",
+    name: "api-key",
+    autocomplete: "off",
+    spellcheck: "false",
+    required: true,
+    "aria-describedby": `${inputId}-help`,
+  });
+  const button = h("button", { type: "submit", class: "primary" }, "Sign in");
+  const form = h(
+    "form",
+    { class: "card signin", "aria-labelledby": `${inputId}-title` },
+    h("h1", { id: `${inputId}-title`, tabindex: -1 }, "Sign in"),
+    h(
+      "p",
+      { id: `${inputId}-help`, class: "muted" },
+      "Paste an API key. Make one on the server with ",
+      h("code", {}, "faceatlas keys create NAME --scope write"),
+      ". It is kept in this browser tab only, and sent with each request.",
+    ),
+    h("div", { class: "field" }, h("label", { for: inputId }, "API key"), input),
+    error,
+    h("div", { class: "dialog-actions" }, button),
+  );
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const key = input.value.trim();
+    if (!key) return;
+    error.textContent = "";
+    setBusy(button, true, "Checking…");
+    api.configure({ apiKey: key });
+    try {
+      await call("GET /v1/people");
+    } catch (failure) {
+      api.configure({ apiKey: null });
+      setBusy(button, false);
+      error.textContent =
+        failure instanceof api.ApiError && failure.status === 401
+          ? `That key was not accepted: ${errorText(failure)}`
+          : errorText(failure);
+      input.focus();
+      input.select();
+      return;
+    }
+    sessionStorage.setItem(KEY_STORAGE, key);
+    useKey(key);
+    if (!location.hash || location.hash === "#/") location.hash = "#/people";
+    else route();
+  });
+  setPage("Sign in", form);
+  input.focus();
+}
+
+// --- People: clusters found in the photos, and the people enrolled for search ------------------------
+
+async function pagePeople(view) {
+  const filterId = newId("filter");
+  const filter = h("input", {
+    id: filterId,
+    type: "search",
+    placeholder: "Name…",
+    autocomplete: "off",
+    "aria-keyshortcuts": "/",
+  });
+  const summary = h("span", { class: "count" });
+  const clusterArea = h("div", {}, h("p", { class: "loading" }, "Loading people…"));
+  const galleryArea = h("div", {}, h("p", { class: "loading" }, "Loading…"));
+  setPage(
+    "People",
+    h(
+      "div",
+      { class: "page-head" },
+      h("h1", { tabindex: -1 }, "People ", summary),
+      h("div", { class: "filter", role: "search" }, h("label", { for: filterId }, "Filter"), filter),
+    ),
+    h(
+      "section",
+      { "aria-labelledby": "clusters-title" },
+      h("h2", { id: "clusters-title", class: "visually-hidden" }, "People found in your photos"),
+      clusterArea,
+    ),
+    h(
+      "section",
+      { "aria-labelledby": "gallery-title" },
+      h("h2", { id: "gallery-title" }, "Enrolled for search"),
+      h(
+        "p",
+        { class: "muted" },
+        "Search recognises these people. Naming a person above enrols them; you can also enrol photos here.",
+      ),
+      galleryArea,
+    ),
+  );
+
+  const loadPage = (offset) =>
+    call("GET /v1/collection/clusters", { query: { limit: CLUSTER_PAGE, offset }, signal: view.signal });
+  const [clusters, people] = await Promise.allSettled([loadPage(0), call("GET /v1/people", { signal: view.signal })]);
+  if (!view.active) return;
+  for (const result of [clusters, people]) {
+    if (result.status === "rejected" && result.reason instanceof api.ApiError && result.reason.status === 401) {
+      throw result.reason;
+    }
+  }
+
+  if (clusters.status === "fulfilled") {
+    renderClusterGrid(view, clusterArea, clusters.value, filter, summary, loadPage);
+  } else {
+    clusterArea.replaceChildren(errorBox(clusters.reason, "Could not load the people found in your photos"));
+  }
+
+  if (people.status === "fulfilled") renderGallery(view, galleryArea, listOf(people.value, "people"));
+  else galleryArea.replaceChildren(errorBox(people.reason, "Could not load the enrolled people"));
+}
+
+/** The clusters as tiles, a page at a time from the server ("Show more"); the filter looks at those loaded. */
+function renderClusterGrid(view, area, first, filter, summary, loadPage) {
+  const all = listOf(first, "clusters");
+  let total = typeof first.total === "number" ? first.total : all.length;
+  if (!all.length) {
+    area.replaceChildren(
+      h(
+        "p",
+        { class: "empty" },
+        "No people yet. Index a folder of photos and group the faces on the ",
+        h("a", { href: "#/jobs" }, "Jobs"),
+        " page.",
+      ),
+    );
+    filter.disabled = true;
+    summary.textContent = "";
+    return;
+  }
+  const grid = h("ul", { class: "grid", "aria-label": "People found in your photos" });
+  const more = h("div", { class: "more" });
+  const status = h("p", { class: "muted", role: "status" });
+  const error = h("div");
+  const draw = () => {
+    const named = all.filter((c) => c.name).length;
+    summary.textContent =
+      all.length >= total
+        ? `· ${plural(total, "person", "people")}, ${named} named`
+        : `· ${plural(total, "person", "people")}, ${all.length} shown`;
+    const needle = filter.value.trim().toLowerCase();
+    const matching = needle ? all.filter((c) => clusterLabel(c).toLowerCase().includes(needle)) : all;
+    grid.replaceChildren(...matching.map((c) => clusterTile(view, c)));
+    status.textContent = needle
+      ? `${plural(matching.length, "match", "matches")} for “${filter.value.trim()}”` +
+        (all.length < total ? ` among the ${all.length} people loaded` : "")
+      : "";
+    more.replaceChildren();
+    if (all.length < total) {
+      const button = h("button", { type: "button" }, `Show more (${total - all.length} more)`);
+      button.addEventListener("click", async () => {
+        setBusy(button, true, "Loading…");
+        error.replaceChildren();
+        try {
+          const next = await loadPage(all.length);
+          const seen = new Set(all.map((c) => c.id));
+          all.push(...listOf(next, "clusters").filter((c) => !seen.has(c.id)));
+          if (typeof next.total === "number") total = next.total;
+          if (!listOf(next, "clusters").length) total = all.length;
+          draw();
+          grid.children[Math.min(grid.children.length - 1, all.length - CLUSTER_PAGE)]?.querySelector("a")?.focus();
+        } catch (failure) {
+          if (isAbort(failure)) return;
+          setBusy(button, false);
+          error.replaceChildren(errorBox(failure, "Could not load more"));
+        }
+      });
+      more.append(button);
+    }
+  };
+  filter.addEventListener("input", draw);
+  draw();
+  area.replaceChildren(status, grid, more, error);
+}
+
+function clusterTile(view, cluster) {
+  const label = clusterLabel(cluster);
+  const faces = cluster.faces ?? cluster.n_faces ?? 0;
+  return h(
+    "li",
+    {},
+    h(
+      "a",
+      { class: "tile", href: `#/people/${cluster.id}`, dataset: { cluster: cluster.id } },
+      faceThumb(view, cluster.cover_face_id, ""),
+      h(
+        "span",
+        { class: "tile-body" },
+        h("span", { class: cluster.name ? "tile-name" : "tile-name unnamed" }, label),
+        h("span", { class: "tile-count" }, plural(faces, "face")),
+      ),
+    ),
+  );
+}
+
+function renderGallery(view, area, people) {
+  const list = people.length
+    ? h(
+        "ul",
+        { class: "people-list", "aria-label": "Enrolled people" },
+        people.map((person) =>
+          h(
+            "li",
+            { dataset: { person: person.name } },
+            h("span", {}, h("span", { class: "name" }, person.name), " ", h("span", { class: "muted" }, `· ${plural(person.faces, "face")}`)),
+            h(
+              "button",
+              {
+                type: "button",
+                class: "small danger",
+                "aria-label": `Remove ${person.name} from search`,
+                onclick: async (event) => {
+                  const ok = await confirmDialog(
+                    `Remove ${person.name} from search?`,
+                    `Their ${plural(person.faces, "enrolled face")} are deleted from the gallery. Photos and clusters are not touched.`,
+                    "Remove",
+                  );
+                  if (!ok) return;
+                  const button = event.target;
+                  setBusy(button, true, "Removing…");
+                  try {
+                    await call("DELETE /v1/people/{}", person.name, { signal: view.signal });
+                    toast(`Removed ${person.name} from search`);
+                    route();
+                  } catch (error) {
+                    if (isAbort(error)) return;
+                    setBusy(button, false);
+                    toast(errorText(error), "error");
+                  }
+                },
+              },
+              "Remove",
+            ),
+          ),
+        ),
+      )
+    : h("p", { class: "empty" }, "Nobody is enrolled yet.");
+  area.replaceChildren(list, enrolForm(view));
+}
+
+function enrolForm(view) {
+  const nameId = newId("enrol-name");
+  const filesId = newId("enrol-files");
+  const name = h("input", { id: nameId, type: "text", required: true, maxlength: 200, autocomplete: "off" });
+  const files = h("input", { id: filesId, type: "file", accept: "image/*", multiple: true, required: true });
+  const result = h("div", { "aria-live": "polite" });
+  const button = h("button", { type: "submit", class: "primary" }, "Enrol");
+  const form = h(
+    "form",
+    { class: "card", "aria-labelledby": `${nameId}-title` },
+    h("h3", { id: `${nameId}-title` }, "Enrol a person from photos"),
+    h("p", { class: "muted" }, "One face per photo (up to 32 photos). A new name creates the person."),
+    h(
+      "div",
+      { class: "row" },
+      h("div", { class: "field" }, h("label", { for: nameId }, "Name"), name),
+      h("div", { class: "field" }, h("label", { for: filesId }, "Photos"), files),
+      button,
+    ),
+    result,
+  );
+  form.style.marginTop = "1rem";
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const person = name.value.trim();
+    if (!person || !files.files.length) return;
+    setBusy(button, true, "Enrolling…");
+    result.replaceChildren();
+    try {
+      const report = await call("POST /v1/people/{}/faces", person, {
+        body: { images: [...files.files] },
+        signal: view.signal,
+      });
+      const skipped = report.skipped || [];
+      toast(`Enrolled ${plural(report.added.length, "face")} for ${report.person}`);
+      if (skipped.length) {
+        result.replaceChildren(
+          h("p", { class: "error", role: "alert" }, `Skipped ${plural(skipped.length, "photo")}:`),
+          h("ul", {}, skipped.map((s) => h("li", {}, `${s.source}: ${s.reason}`))),
+        );
+      } else {
+        route();
+      }
+    } catch (error) {
+      if (isAbort(error)) return;
+      result.replaceChildren(errorBox(error, "Could not enrol"));
+    } finally {
+      if (view.active) setBusy(button, false);
+    }
+  });
+  return form;
+}
+
+// --- one cluster: name it, merge it, split it, correct it ------------------------------------------------
+
+async function pageCluster(view, idText) {
+  const id = Number(idText);
+  setPage("Person", h("p", { class: "loading" }, "Loading…"));
+  const cluster = await call("GET /v1/collection/clusters/{}", id, { signal: view.signal });
+  if (!view.active) return;
+  const faces = listOf(cluster.faces, "faces");
+  const label = cluster.name || `Unnamed person #${cluster.id}`;
+  const count = h("span", { class: "count" }, `· ${plural(faces.length, "face")}`);
+  const heading = h("h1", { tabindex: -1 }, h("span", { class: "cluster-title" }, label), " ", count);
+
+  // name
+  const nameId = newId("cluster-name");
+  const nameInput = h("input", {
+    id: nameId,
+    type: "text",
+    value: cluster.name || "",
+    required: true,
+    maxlength: 200,
+    autocomplete: "off",
+    placeholder: "Who is this?",
+  });
+  const nameButton = h("button", { type: "submit", class: "primary" }, cluster.name ? "Rename" : "Save name");
+  const nameError = h("div");
+  const nameForm = h(
+    "form",
+    { class: "inline-form", "aria-label": "Name this person" },
+    h("div", { class: "field" }, h("label", { for: nameId }, "Name"), nameInput),
+    nameButton,
+  );
+  nameForm.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const name = nameInput.value.trim();
+    if (!name) return;
+    nameError.replaceChildren();
+    setBusy(nameButton, true, "Saving…");
+    try {
+      await call("PATCH /v1/collection/clusters/{}", id, { body: { name }, signal: view.signal });
+      heading.querySelector(".cluster-title").textContent = name;
+      document.title = `${name} · faceatlas`;
+      nameButton.dataset.label = "Rename";
+      unnameButton.hidden = false;
+      toast(`Named ${name}; Search now recognises ${name}`);
+    } catch (error) {
+      if (isAbort(error)) return;
+      nameError.replaceChildren(errorBox(error, "Could not save the name"));
+    } finally {
+      if (view.active) setBusy(nameButton, false);
+    }
+  });
+
+  const unnameButton = h("button", { type: "button", class: "quiet", hidden: !cluster.name }, "Remove name");
+  unnameButton.addEventListener("click", async () => {
+    nameError.replaceChildren();
+    setBusy(unnameButton, true, "Removing…");
+    try {
+      await call("PATCH /v1/collection/clusters/{}", id, { body: { name: null }, signal: view.signal });
+      toast("Name removed (the person stays enrolled for search until removed there)");
+      route();
+    } catch (error) {
+      if (isAbort(error)) return;
+      setBusy(unnameButton, false);
+      nameError.replaceChildren(errorBox(error, "Could not remove the name"));
+    }
+  });
+
+  const mergeButton = h(
+    "button",
+    { type: "button", "aria-haspopup": "dialog", onclick: () => openMerge(view, cluster) },
+    "Merge into…",
+  );
+
+  // faces: select to split off; "not this person" one by one
+  const selected = new Set();
+  const selectionText = h("span", { role: "status" }, "No faces selected");
+  const splitButton = h("button", { type: "button", disabled: true }, "Split off selected");
+  const clearButton = h("button", { type: "button", class: "quiet", disabled: true }, "Clear selection");
+  const grid = h("ul", { class: "grid", "aria-label": `Faces of ${label}` });
+  let remaining = faces.length;
+  const updateSelection = () => {
+    selectionText.textContent = selected.size ? `${plural(selected.size, "face")} selected` : "No faces selected";
+    splitButton.disabled = selected.size === 0 || selected.size >= remaining;
+    splitButton.title = selected.size && selected.size >= remaining ? "Leave at least one face (to rename, use Name)" : "";
+    clearButton.disabled = selected.size === 0;
+  };
+  const faceCard = (face, index) => {
+    const checkbox = h("input", { type: "checkbox", value: face.id, "aria-label": `Select face ${index + 1}` });
+    const card = h(
+      "li",
+      { class: "face-card", dataset: { face: face.id } },
+      h("label", { class: "face-pick" }, checkbox, faceThumb(view, face.id, `Face ${index + 1} of ${label}`)),
+      h(
+        "div",
+        { class: "face-actions" },
+        h("a", { href: `#/photos/${face.photo_id}` }, "Photo"),
+        h(
+          "button",
+          {
+            type: "button",
+            class: "small quiet",
+            title: "This face is someone else: take it out of this person",
+            onclick: async (event) => {
+              const button = event.currentTarget;
+              setBusy(button, true, "…");
+              try {
+                await call("POST /v1/collection/faces/{}/not-this-person", face.id, { signal: view.signal });
+                selected.delete(face.id);
+                card.remove();
+                remaining -= 1;
+                count.textContent = `· ${plural(remaining, "face")}`;
+                updateSelection();
+                toast(`Took face ${index + 1} out of ${label}`);
+              } catch (error) {
+                if (isAbort(error)) return;
+                setBusy(button, false);
+                toast(errorText(error), "error");
+              }
+            },
+          },
+          "Not this person",
+        ),
+      ),
+    );
+    checkbox.addEventListener("change", () => {
+      if (checkbox.checked) selected.add(face.id);
+      else selected.delete(face.id);
+      card.classList.toggle("selected", checkbox.checked);
+      updateSelection();
+    });
+    return card;
+  };
+  const moreFaces = h("div", { class: "more" });
+  let shown = 0;
+  const showMore = () => {
+    grid.append(...faces.slice(shown, shown + FACE_PAGE).map((face, i) => faceCard(face, shown + i)));
+    shown = Math.min(faces.length, shown + FACE_PAGE);
+    moreFaces.replaceChildren();
+    if (shown < faces.length) {
+      moreFaces.append(h("button", { type: "button", onclick: showMore }, `Show more faces (${faces.length - shown} more)`));
+    }
+  };
+  showMore();
+  clearButton.addEventListener("click", () => {
+    for (const box of grid.querySelectorAll("input[type=checkbox]")) {
+      box.checked = false;
+      box.closest(".face-card").classList.remove("selected");
+    }
+    selected.clear();
+    updateSelection();
+  });
+  splitButton.addEventListener("click", async () => {
+    const ids = [...selected];
+    setBusy(splitButton, true, "Splitting…");
+    try {
+      const made = await call("POST /v1/collection/clusters/{}/split", id, { body: { faces: ids }, signal: view.signal });
+      const newId = made && (made.id ?? made.cluster_id ?? (made.cluster && made.cluster.id));
+      toast(
+        newId !== undefined && newId !== null
+          ? h("span", {}, `Split off ${plural(ids.length, "face")} as a new person. `, h("a", { href: `#/people/${newId}` }, "Open it"))
+          : `Split off ${plural(ids.length, "face")} as a new person`,
+        "info",
+        8000,
+      );
+      route();
+    } catch (error) {
+      if (isAbort(error)) return;
+      setBusy(splitButton, false);
+      toast(errorText(error), "error");
+    }
+  });
+
+  setPage(
+    label,
+    h("nav", { class: "crumbs", "aria-label": "Breadcrumb" }, h("a", { href: "#/people" }, "People"), " › ", label),
+    heading,
+    h("div", { class: "toolbar" }, nameForm, unnameButton, mergeButton),
+    nameError,
+    h(
+      "section",
+      { "aria-labelledby": "faces-title" },
+      h("h2", { id: "faces-title" }, "Faces"),
+      faces.length
+        ? [
+            h(
+              "div",
+              { class: "selection-bar" },
+              selectionText,
+              splitButton,
+              clearButton,
+              h("span", { class: "muted" }, "Select faces of someone else, then split them off as a new person."),
+            ),
+            grid,
+            moreFaces,
+          ]
+        : h("p", { class: "empty" }, "No faces left in this person."),
+    ),
+  );
+}
+
+async function openMerge(view, cluster) {
+  const selectId = newId("merge-into");
+  const select = h("select", { id: selectId, required: true }, h("option", { value: "" }, "Loading…"));
+  const error = h("div");
+  const submit = h("button", { type: "submit", class: "primary", disabled: true }, "Merge");
+  const label = cluster.name || `Unnamed person #${cluster.id}`;
+  const dialog = h(
+    "dialog",
+    { "aria-labelledby": `${selectId}-title` },
+    h(
+      "form",
+      { method: "dialog" },
+      h("h2", { id: `${selectId}-title` }, `Merge ${label} into…`),
+      h("p", { class: "muted" }, `Every face of ${label} moves to the person you choose.`),
+      h("div", { class: "field" }, h("label", { for: selectId }, "Person to merge into"), select),
+      error,
+      h(
+        "div",
+        { class: "dialog-actions" },
+        h("button", { type: "button", onclick: () => dialog.close() }, "Cancel"),
+        submit,
+      ),
+    ),
+  );
+  dialog.addEventListener("close", () => dialog.remove());
+  view.onClose(() => dialog.isConnected && dialog.close());
+  document.body.append(dialog);
+  dialog.showModal();
+  select.focus();
+  try {
+    const page = await call("GET /v1/collection/clusters", { query: { limit: 1000 }, signal: view.signal });
+    const others = listOf(page, "clusters")
+      .filter((c) => c.id !== cluster.id)
+      .sort((a, b) => Boolean(b.name) - Boolean(a.name) || (b.faces ?? 0) - (a.faces ?? 0));
+    select.replaceChildren(
+      h("option", { value: "" }, others.length ? "Choose a person" : "No other person"),
+      ...others.map((c) =>
+        h("option", { value: c.id }, `${c.name || `Unnamed #${c.id}`} (${plural(c.faces ?? 0, "face")})`),
+      ),
+    );
+    submit.disabled = others.length === 0;
+    if (typeof page.total === "number" && page.total > listOf(page, "clusters").length) {
+      select.after(h("span", { class: "muted" }, `The ${listOf(page, "clusters").length} largest of ${page.total} people.`));
+    }
+  } catch (failure) {
+    if (isAbort(failure)) return;
+    error.replaceChildren(errorBox(failure));
+  }
+  dialog.querySelector("form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const into = Number(select.value);
+    if (!select.value) {
+      select.focus();
+      return;
+    }
+    const target = select.selectedOptions[0].textContent;
+    setBusy(submit, true, "Merging…");
+    try {
+      await call("POST /v1/collection/clusters/{}/merge", cluster.id, { body: { into }, signal: view.signal });
+      dialog.close();
+      toast(`Merged ${label} into ${target.replace(/ \(\d+ faces?\)$/, "")}`);
+      location.hash = `#/people/${into}`;
+    } catch (failure) {
+      if (isAbort(failure)) return;
+      setBusy(submit, false);
+      error.replaceChildren(errorBox(failure, "Could not merge"));
+    }
+  });
+}
+
+/** A modal yes/no question; resolves true for yes. Escape or Cancel: false. */
+function confirmDialog(title, text, yes) {
+  return new Promise((resolve) => {
+    const titleId = newId("confirm");
+    const dialog = h(
+      "dialog",
+      { "aria-labelledby": titleId },
+      h(
+        "form",
+        { method: "dialog" },
+        h("h2", { id: titleId }, title),
+        h("p", {}, text),
+        h(
+          "div",
+          { class: "dialog-actions" },
+          h("button", { type: "submit", value: "no", autofocus: true }, "Cancel"),
+          h("button", { type: "submit", value: "yes", class: "primary" }, yes),
+        ),
+      ),
+    );
+    dialog.addEventListener("close", () => {
+      resolve(dialog.returnValue === "yes");
+      dialog.remove();
+    });
+    document.body.append(dialog);
+    dialog.showModal();
+  });
+}
+
+// --- Search by photo ------------------------------------------------------------------------------
+
+async function pageSearch(view) {
+  const inputId = newId("search-file");
+  const input = h("input", { id: inputId, type: "file", accept: "image/*", "aria-keyshortcuts": "/" });
+  const zone = h(
+    "div",
+    { class: "dropzone" },
+    h("span", { class: "big", "aria-hidden": "true" }, "Drop a photo here"),
+    h("label", { for: inputId }, "Choose a photo to search"),
+    input,
+    h("span", { class: "muted" }, "or paste one. It is sent to the server, compared, and not stored."),
+  );
+  const results = h("div", { "aria-live": "polite" });
+  setPage(
+    "Search",
+    h("h1", { tabindex: -1 }, "Search by photo"),
+    h("p", { class: "muted" }, "Every face in the photo is compared with the people enrolled for search."),
+    zone,
+    results,
+  );
+
+  let lastFile = null;
+  const search = async (file) => {
+    if (!file) return;
+    if (file.type && !file.type.startsWith("image/")) {
+      results.replaceChildren(errorBox(new Error(`${file.name} is not an image`)));
+      return;
+    }
+    lastFile = file;
+    results.replaceChildren(h("p", { class: "loading" }, `Searching ${file.name || "the photo"}…`));
+    try {
+      const [found, people] = await Promise.all([
+        call("POST /v1/identify", { query: { k: 5 }, body: { image: file }, signal: view.signal }),
+        call("GET /v1/people", { signal: view.signal }).catch(() => ({ people: [] })),
+      ]);
+      if (!view.active || lastFile !== file) return;
+      renderSearch(view, results, file, listOf(found, "results"), listOf(people, "people"), () => search(file));
+    } catch (error) {
+      if (isAbort(error)) return;
+      if (error instanceof api.ApiError && error.status === 401) throw error;
+      results.replaceChildren(errorBox(error, "Search failed"));
+    }
+  };
+
+  input.addEventListener("change", () => search(input.files[0]));
+  zone.addEventListener("dragover", (event) => {
+    event.preventDefault();
+    zone.classList.add("dragging");
+  });
+  zone.addEventListener("dragleave", () => zone.classList.remove("dragging"));
+  zone.addEventListener("drop", (event) => {
+    event.preventDefault();
+    zone.classList.remove("dragging");
+    search(event.dataTransfer.files[0]);
+  });
+  const onPaste = (event) => {
+    const file = [...(event.clipboardData?.files || [])].find((f) => f.type.startsWith("image/"));
+    if (file) {
+      event.preventDefault();
+      search(file);
+    }
+  };
+  document.addEventListener("paste", onPaste);
+  view.onClose(() => document.removeEventListener("paste", onPaste));
+}
+
+function renderSearch(view, area, file, results, people, again) {
+  const img = h("img", { alt: `The photo searched: ${file.name || "pasted image"}` });
+  const frame = h("div", { class: "photo-frame" }, img);
+  view.setImage(img, file);
+  const placeBoxes = () => {
+    const w = img.naturalWidth;
+    const hgt = img.naturalHeight;
+    if (w < 400) img.classList.add("pixelated");
+    frame.querySelectorAll(".box").forEach((b) => b.remove());
+    results.forEach((result, i) => {
+      if (!result.face) return;
+      const known = Boolean(result.person);
+      const text = known ? `${i + 1} · ${result.person} ${fmtScore(result.score)}` : `${i + 1} · Unknown`;
+      frame.append(boxEl("div", result.face.box, w, hgt, text, known ? "" : "unknown"));
+    });
+  };
+  if (img.complete && img.naturalWidth) placeBoxes();
+  else img.addEventListener("load", placeBoxes, { once: true });
+
+  const names = h("datalist", { id: newId("people") }, people.map((p) => h("option", { value: p.name })));
+  const list = results.length
+    ? h(
+        "ol",
+        { class: "face-results", "aria-label": "Faces found" },
+        results.map((result, i) => faceResult(view, result, i, file, names.id, again)),
+      )
+    : h("p", { class: "empty" }, "No face found in this photo.");
+  const summary = results.length
+    ? `${plural(results.length, "face")}: ${results.filter((r) => r.person).length} recognised`
+    : "No face found";
+  area.replaceChildren(
+    h(
+      "div",
+      { class: "photo-layout" },
+      h("figure", { class: "photo" }, frame, h("figcaption", {}, `${file.name || "Pasted image"} · ${summary}`)),
+      h("div", {}, h("h2", { class: "visually-hidden" }, "Faces found"), list, names),
+    ),
+  );
+}
+
+function faceResult(view, result, i, file, datalistId, again) {
+  const known = Boolean(result.person);
+  const candidates = result.candidates || [];
+  const inputId = newId("enrol-face");
+  const nameInput = h("input", {
+    id: inputId,
+    type: "text",
+    list: datalistId,
+    required: true,
+    maxlength: 200,
+    autocomplete: "off",
+    value: result.person || "",
+  });
+  const button = h("button", { type: "submit" }, "Enrol");
+  const feedback = h("div");
+  const form = h(
+    "form",
+    { class: "inline-form", "aria-label": `Enrol face ${i + 1}` },
+    h("div", { class: "field" }, h("label", { for: inputId }, `Face ${i + 1} is`), nameInput),
+    button,
+  );
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const name = nameInput.value.trim();
+    if (!name) return;
+    setBusy(button, true, "Enrolling…");
+    feedback.replaceChildren();
+    try {
+      const report = await call("POST /v1/people/{}/faces", name, {
+        query: { face: i },
+        body: { images: [file] },
+        signal: view.signal,
+      });
+      if (report.added && report.added.length) {
+        toast(`Enrolled face ${i + 1} as ${report.person}`);
+        again();
+      } else {
+        const why = (report.skipped || []).map((s) => s.reason).join("; ") || "no face was added";
+        feedback.replaceChildren(errorBox(new Error(`Not enrolled: ${why}`)));
+        setBusy(button, false);
+      }
+    } catch (error) {
+      if (isAbort(error)) return;
+      feedback.replaceChildren(errorBox(error, "Could not enrol"));
+      setBusy(button, false);
+    }
+  });
+  const best = candidates.length ? Math.max(...candidates.map((c) => c.score), 1e-9) : 1;
+  return h(
+    "li",
+    { class: "card", dataset: { face: i } },
+    h(
+      "h3",
+      {},
+      h("span", {}, `Face ${i + 1}:`),
+      h("span", { class: known ? "who" : "who unknown" }, known ? result.person : "Unknown"),
+      known ? h("span", { class: "score" }, `score ${fmtScore(result.score)}`) : null,
+    ),
+    candidates.length
+      ? h(
+          "table",
+          { class: "candidates" },
+          h("caption", { class: "visually-hidden" }, `Closest enrolled people for face ${i + 1}`),
+          h(
+            "thead",
+            {},
+            h("tr", {}, h("th", { scope: "col" }, "Candidate"), h("th", { scope: "col", class: "num" }, "Score")),
+          ),
+          h(
+            "tbody",
+            {},
+            candidates.map((c) =>
+              h(
+                "tr",
+                {},
+                h("td", {}, c.person),
+                h(
+                  "td",
+                  { class: "num" },
+                  fmtScore(c.score),
+                  barEl(Math.max(0, c.score) / best),
+                ),
+              ),
+            ),
+          ),
+        )
+      : h("p", { class: "muted" }, "Nobody is enrolled to compare with."),
+    known
+      ? null
+      : h("p", { class: "muted" }, `No one scored above the threshold (${fmtScore(result.threshold)}).`),
+    form,
+    feedback,
+  );
+}
+
+function barEl(fraction) {
+  const bar = h("span", { class: "bar", "aria-hidden": "true" });
+  bar.style.width = `${Math.round(Math.min(1, Math.max(0, fraction)) * 3.5 * 10) / 10}rem`;
+  return bar;
+}
+
+/** A face box over a photo (position in % of the image, so it follows the image's size). */
+function boxEl(tag, box, width, height, text, kind, attrs = {}) {
+  const [x1, y1, x2, y2] = box;
+  const el = h(tag, { class: `box ${kind}`.trim(), ...attrs }, h("span", { class: "box-label" }, text));
+  el.style.left = `${(100 * x1) / width}%`;
+  el.style.top = `${(100 * y1) / height}%`;
+  el.style.width = `${(100 * (x2 - x1)) / width}%`;
+  el.style.height = `${(100 * (y2 - y1)) / height}%`;
+  if (y1 / height < 0.08) el.classList.add("label-below");
+  return el;
+}
+
+// --- a photo, its faces boxed and named ----------------------------------------------------------------
+
+async function pagePhoto(view, idText) {
+  const id = Number(idText);
+  setPage("Photo", h("p", { class: "loading" }, "Loading…"));
+  const photo = await call("GET /v1/collection/photos/{}", id, { signal: view.signal });
+  if (!view.active) return;
+  const faces = listOf(photo.faces, "faces");
+  const name = photo.path || `Photo ${photo.id ?? id}`;
+  const img = h("img", { alt: `Photo ${name}` });
+  const frame = h("div", { class: "photo-frame" }, img);
+  const status = h("div");
+  const nameOf = (face) =>
+    face.cluster_name ||
+    (face.cluster_id === null || face.cluster_id === undefined
+      ? "Not grouped yet"
+      : face.cluster_id < 0
+        ? "Unassigned"
+        : `Unnamed #${face.cluster_id}`);
+  const inCluster = (face) => face.cluster_id !== null && face.cluster_id !== undefined && face.cluster_id >= 0;
+
+  const placeBoxes = () => {
+    const w = photo.width || img.naturalWidth;
+    const hgt = photo.height || img.naturalHeight;
+    if (img.naturalWidth < 400) img.classList.add("pixelated");
+    faces.forEach((face, i) => {
+      const text = nameOf(face);
+      const linked = inCluster(face);
+      frame.append(
+        boxEl(
+          linked ? "a" : "div",
+          face.box,
+          w,
+          hgt,
+          text,
+          linked ? "" : "unassigned",
+          linked ? { href: `#/people/${face.cluster_id}`, "aria-label": `Face ${i + 1}: ${text}` } : {},
+        ),
+      );
+    });
+  };
+  img.addEventListener("load", placeBoxes, { once: true });
+
+  const list = faces.length
+    ? h(
+        "ul",
+        { class: "face-links", "aria-label": "Faces in this photo" },
+        faces.map((face, i) => {
+          const content = [faceThumb(view, face.id, ""), h("span", {}, `${i + 1}. ${nameOf(face)}`)];
+          return h(
+            "li",
+            {},
+            inCluster(face) ? h("a", { href: `#/people/${face.cluster_id}` }, content) : h("div", {}, content),
+          );
+        }),
+      )
+    : h("p", { class: "empty" }, "No face was found in this photo.");
+
+  const size = photo.width && photo.height ? ` · ${photo.width} × ${photo.height}` : "";
+  setPage(
+    name,
+    h("nav", { class: "crumbs", "aria-label": "Breadcrumb" }, h("a", { href: "#/people" }, "People"), " › Photo"),
+    h("h1", { tabindex: -1 }, name.split("/").pop()),
+    h(
+      "div",
+      { class: "photo-layout" },
+      h("figure", { class: "photo" }, frame, h("figcaption", {}, `${name}${size} · ${plural(faces.length, "face")}`), status),
+      h("section", { "aria-labelledby": "photo-faces" }, h("h2", { id: "photo-faces" }, "Faces"), list),
+    ),
+  );
+
+  try {
+    const blob = await imageLimiter.run(() => call("GET /v1/collection/photos/{}/image", id, { signal: view.signal }));
+    if (view.active) view.setImage(img, blob);
+  } catch (error) {
+    if (isAbort(error)) return;
+    status.replaceChildren(errorBox(error, "Could not load the photo"));
+  }
+}
+
+// --- Jobs -----------------------------------------------------------------------------------------
+
+const KIND_NAMES = { index: "Index", cluster: "Group faces" };
+const RUNNING = new Set(["queued", "running"]);
+
+async function pageJobs(view) {
+  const folderId = newId("folder");
+  const folder = h("input", {
+    id: folderId,
+    type: "text",
+    required: true,
+    autocomplete: "off",
+    spellcheck: "false",
+    placeholder: "/srv/photos",
+  });
+  const indexButton = h("button", { type: "submit", class: "primary" }, "Start indexing");
+  const indexError = h("div");
+  const indexForm = h(
+    "form",
+    { class: "card", "aria-labelledby": `${folderId}-title` },
+    h("h2", { id: `${folderId}-title` }, "Index a folder"),
+    h(
+      "p",
+      { class: "muted" },
+      "Find every face in the photos of a folder on the server (inside FACEATLAS_PHOTO_ROOTS). Run it again to pick up new photos.",
+    ),
+    h("div", { class: "row" }, h("div", { class: "field" }, h("label", { for: folderId }, "Folder on the server"), folder), indexButton),
+    indexError,
+  );
+
+  const fullId = newId("full");
+  const full = h("input", { id: fullId, type: "checkbox" });
+  const clusterButton = h("button", { type: "submit", class: "primary" }, "Start grouping");
+  const clusterError = h("div");
+  const clusterForm = h(
+    "form",
+    { class: "card", "aria-labelledby": `${fullId}-title` },
+    h("h2", { id: `${fullId}-title` }, "Group faces into people"),
+    h("p", { class: "muted" }, "Clusters the indexed faces by person. New faces join the people they look like."),
+    h(
+      "div",
+      { class: "row" },
+      h("label", { class: "check", for: fullId }, full, "Start over (regroup every face; named people are kept)"),
+      clusterButton,
+    ),
+    clusterError,
+  );
+
+  const listArea = h("div", {}, h("p", { class: "loading" }, "Loading jobs…"));
+  const refreshButton = h("button", { type: "button", class: "small quiet" }, "Refresh");
+  setPage(
+    "Jobs",
+    h("h1", { tabindex: -1 }, "Jobs"),
+    h("div", { class: "cards" }, indexForm, clusterForm),
+    h(
+      "section",
+      { "aria-labelledby": "jobs-title" },
+      h("div", { class: "page-head" }, h("h2", { id: "jobs-title" }, "Recent jobs"), refreshButton),
+      listArea,
+    ),
+  );
+
+  const items = new Map(); // job id -> its <li>, updated in place (focus stays on a Cancel button)
+  const states = new Map(); // job id -> last state seen, to announce changes
+  const list = h("ul", { class: "jobs", "aria-label": "Recent jobs" });
+  let timer = null;
+
+  const refresh = async () => {
+    if (timer !== null) view.cancel(timer);
+    timer = null;
+    let jobs;
+    try {
+      jobs = listOf(await call("GET /v1/jobs", { signal: view.signal }), "jobs");
+    } catch (error) {
+      if (isAbort(error) || !view.active) return;
+      if (error instanceof api.ApiError && error.status === 401) {
+        signOut(`Your API key was not accepted (${errorText(error)}). Sign in again.`);
+        return;
+      }
+      listArea.replaceChildren(errorBox(error, "Could not load the jobs"));
+      timer = view.later(refresh, POLL_MS * 5);
+      return;
+    }
+    if (!view.active) return;
+    renderJobs(jobs);
+    if (jobs.some((job) => RUNNING.has(job.state))) timer = view.later(refresh, POLL_MS);
+  };
+
+  const renderJobs = (jobs) => {
+    if (!jobs.length) {
+      listArea.replaceChildren(h("p", { class: "empty" }, "No jobs yet."));
+      items.clear();
+      return;
+    }
+    const seen = new Set();
+    jobs.forEach((job, position) => {
+      seen.add(job.id);
+      let li = items.get(job.id);
+      if (!li) {
+        li = jobItem(job);
+        items.set(job.id, li);
+      }
+      updateJob(li, job);
+      if (list.children[position] !== li) list.insertBefore(li, list.children[position] || null);
+      const before = states.get(job.id);
+      if (before && before !== job.state && !RUNNING.has(job.state)) {
+        toast(
+          `${KIND_NAMES[job.kind] || job.kind} job ${job.state}${job.error ? `: ${job.error}` : ""}`,
+          job.state === "failed" ? "error" : "info",
+        );
+      }
+      states.set(job.id, job.state);
+    });
+    for (const [id, li] of items) {
+      if (!seen.has(id)) {
+        li.remove();
+        items.delete(id);
+      }
+    }
+    if (list.parentNode !== listArea) listArea.replaceChildren(list);
+  };
+
+  const jobItem = (job) => {
+    const cancel = h("button", { type: "button", class: "small" }, "Cancel");
+    cancel.addEventListener("click", async () => {
+      setBusy(cancel, true, "Cancelling…");
+      try {
+        await call("DELETE /v1/jobs/{}", job.id, { signal: view.signal });
+      } catch (error) {
+        if (isAbort(error)) return;
+        toast(errorText(error), "error");
+      }
+      setBusy(cancel, false);
+      refresh();
+    });
+    const progress = h("progress", { max: 1 });
+    return h(
+      "li",
+      { class: "card job", dataset: { job: job.id } },
+      h("div", { class: "job-head" }, h("span", { class: "job-kind" }), h("span", { class: "badge" }), h("span", { class: "job-params" })),
+      h("div", { class: "job-actions" }, cancel),
+      h("div", { class: "job-progress" }, progress, h("span", { class: "job-count" })),
+      h("p", { class: "job-message" }),
+      h("p", { class: "job-error error", role: "alert" }),
+    );
+  };
+
+  const updateJob = (li, job) => {
+    const kind = KIND_NAMES[job.kind] || job.kind;
+    li.className = `card job state-${job.state}`;
+    li.querySelector(".job-kind").textContent = kind;
+    const badge = li.querySelector(".badge");
+    badge.textContent = job.cancel_requested && job.state === "running" ? "cancelling" : job.state;
+    badge.className = `badge ${job.state}`;
+    const params = job.params || {};
+    li.querySelector(".job-params").textContent = params.folder || (params.full ? "start over" : "");
+    const progress = li.querySelector("progress");
+    const total = typeof job.total === "number" && job.total > 0 ? job.total : null;
+    progress.setAttribute("aria-label", `${kind} job progress`);
+    if (job.state === "done") {
+      progress.max = 1;
+      progress.value = 1;
+    } else if (total) {
+      progress.max = total;
+      progress.value = Math.min(job.done || 0, total);
+    } else if (RUNNING.has(job.state)) {
+      progress.removeAttribute("value"); // indeterminate
+    } else {
+      progress.max = 1;
+      progress.value = 0;
+    }
+    li.querySelector(".job-count").textContent = total ? `${job.done || 0} / ${total}` : job.done ? String(job.done) : "";
+    li.querySelector(".job-message").textContent = job.message && job.message !== job.state ? job.message : "";
+    li.querySelector(".job-error").textContent = job.error || "";
+    const cancel = li.querySelector(".job-actions button");
+    cancel.hidden = !RUNNING.has(job.state) || Boolean(job.cancel_requested);
+    cancel.setAttribute("aria-label", `Cancel ${kind} job ${params.folder || job.id}`);
+  };
+
+  const start = async (form, button, errorArea, key, body, what) => {
+    errorArea.replaceChildren();
+    setBusy(button, true, "Starting…");
+    try {
+      await call(key, { body, signal: view.signal });
+      toast(`${what} started`);
+      await refresh();
+    } catch (error) {
+      if (isAbort(error)) return;
+      errorArea.replaceChildren(errorBox(error, `Could not start ${what.toLowerCase()}`));
+    } finally {
+      if (view.active) setBusy(button, false);
+    }
+  };
+  indexForm.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const path = folder.value.trim();
+    if (path) start(indexForm, indexButton, indexError, "POST /v1/jobs/index", { folder: path }, "Indexing");
+  });
+  clusterForm.addEventListener("submit", (event) => {
+    event.preventDefault();
+    start(clusterForm, clusterButton, clusterError, "POST /v1/jobs/cluster", { full: full.checked }, "Grouping");
+  });
+  refreshButton.addEventListener("click", () => refresh());
+  const onVisible = () => {
+    if (document.visibilityState === "visible" && view.active) refresh();
+  };
+  document.addEventListener("visibilitychange", onVisible);
+  view.onClose(() => document.removeEventListener("visibilitychange", onVisible));
+  await refresh();
+}
+
+// --- keyboard -------------------------------------------------------------------------------------
+
+let pendingG = 0;
+
+function typing(target) {
+  return (
+    target instanceof HTMLElement &&
+    (target.isContentEditable || ["INPUT", "TEXTAREA", "SELECT"].includes(target.tagName))
+  );
+}
+
+document.addEventListener("keydown", (event) => {
+  if (event.defaultPrevented || event.ctrlKey || event.metaKey || event.altKey) return;
+  // Space opens a tile, as Enter does (tiles are links)
+  if (event.key === " " && event.target instanceof HTMLElement && event.target.matches("a.tile, a.box, .face-links a")) {
+    event.preventDefault();
+    event.target.click();
+    return;
+  }
+  if (typing(event.target) || document.querySelector("dialog[open]")) return;
+  if (!session.key && !session.authOff) return;
+  const now = Date.now();
+  if (pendingG && now - pendingG < 1500) {
+    pendingG = 0;
+    const target = { p: "#/people", s: "#/search", j: "#/jobs" }[event.key];
+    if (target) {
+      event.preventDefault();
+      location.hash = target;
+    }
+    return;
+  }
+  if (event.key === "g") {
+    pendingG = now;
+    return;
+  }
+  if (event.key === "?") {
+    event.preventDefault();
+    helpDialog.showModal();
+  } else if (event.key === "/") {
+    const field = main.querySelector("[aria-keyshortcuts='/']");
+    if (field && !field.disabled) {
+      event.preventDefault();
+      field.focus();
+      if (field.type === "file") field.click();
+    }
+  }
+});
+
+// --- start ----------------------------------------------------------------------------------------
+
+document.getElementById("help-open").addEventListener("click", () => helpDialog.showModal());
+signOutButton.addEventListener("click", () => {
+  signOut("Signed out. The key was removed from this tab.");
+  history.replaceState(null, "", location.pathname + location.search);
+});
+document.getElementById("skip-link").addEventListener("click", (event) => {
+  event.preventDefault();
+  main.focus();
+});
+// a photo dropped outside the drop zone must not replace the page
+window.addEventListener("dragover", (event) => event.preventDefault());
+window.addEventListener("drop", (event) => event.preventDefault());
+window.addEventListener("hashchange", route);
+
+async function start() {
+  api.configure({ baseUrl: new URL(".", document.baseURI).pathname.replace(/\/$/, "") });
+  const saved = sessionStorage.getItem(KEY_STORAGE);
+  if (saved) {
+    useKey(saved);
+  } else {
+    try {
+      await call("GET /v1/people"); // a server with FACEATLAS_AUTH=false needs no key
+      session.authOff = true;
+    } catch {
+      session.authOff = false;
+    }
+    useKey(null);
+  }
+  session.ready = true;
+  route();
+}
+
+start();
