@@ -83,10 +83,12 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if settings.auth and app.state.keys.count_active() == 0:
             log.warning("no API keys yet: create one with `faceatlas keys create NAME --scope admin`")
+        if app.state.jobs_stopped:  # served before (tests serve one app several times)
+            app.state.jobs, app.state.jobs_stopped = JobManager(), False
         yield
-        app.state.jobs.shutdown(timeout=10)
-        engine.close()
-        app.state.keys.close()
+        app.state.jobs.shutdown(timeout=10)  # a running index job stops between photos: nothing is lost
+        app.state.jobs_stopped = True
+        engine.close()  # the gallery reopens if the app serves again; the key store lives with the app
 
     app = FastAPI(
         title="faceatlas",
@@ -104,6 +106,7 @@ def create_app(
     app.state.keys = keys or KeyStore.open(settings.keys_path)
     app.state.limiter = RateLimiter(settings.rate_limit_per_minute)
     app.state.jobs = JobManager()
+    app.state.jobs_stopped = False
     errors.install(app)
 
     from faceatlas.server.routes import collection, images, people, system

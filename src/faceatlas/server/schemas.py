@@ -7,9 +7,11 @@ degrees; scores and similarities are higher-is-more-alike.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+MAX_ID = 2**63 - 1  # ids are SQLite/PostgreSQL 64-bit integers: a larger one is a 422, not a 500
 
 
 class ErrorDetail(BaseModel):
@@ -246,12 +248,12 @@ class ClusterNameRequest(BaseModel):
 
 class ClusterMergeRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    into: int = Field(description="the cluster that keeps its id and name and receives the faces")
+    into: int = Field(ge=0, le=MAX_ID, description="the cluster that keeps its id and name and receives the faces")
 
 
 class ClusterSplitRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    faces: list[int] = Field(
+    faces: list[Annotated[int, Field(ge=0, le=MAX_ID)]] = Field(
         min_length=1, max_length=100_000, description="ids of the faces that move to a new cluster"
     )
 

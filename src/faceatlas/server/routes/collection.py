@@ -39,6 +39,7 @@ from fastapi.responses import FileResponse
 from faceatlas.server.auth import Principal, require
 from faceatlas.server.errors import ServiceError
 from faceatlas.server.schemas import (
+    MAX_ID,
     ClusterChanged,
     ClusterJobRequest,
     ClusterMergeRequest,
@@ -63,11 +64,11 @@ from faceatlas.server.uploads import sniff
 router = APIRouter(prefix="/v1", tags=["collection"])
 Reader = Annotated[Principal, Depends(require("read"))]
 Writer = Annotated[Principal, Depends(require("write"))]
-ClusterId = Annotated[int, Path(description="a cluster id (GET /v1/collection/clusters)")]
-FaceId = Annotated[int, Path(description="a collection face id")]
-PhotoId = Annotated[int, Path(description="a collection photo id")]
+ClusterId = Annotated[int, Path(ge=0, le=MAX_ID, description="a cluster id (GET /v1/collection/clusters)")]
+FaceId = Annotated[int, Path(ge=0, le=MAX_ID, description="a collection face id")]
+PhotoId = Annotated[int, Path(ge=0, le=MAX_ID, description="a collection photo id")]
 Limit = Annotated[int, Query(ge=1, le=1000, description="at most this many")]
-Offset = Annotated[int, Query(ge=0, description="skip this many first")]
+Offset = Annotated[int, Query(ge=0, le=MAX_ID, description="skip this many first")]
 
 THUMB_MARGIN = 0.25  # of the face box's longer side, on each side
 CACHE = "private, max-age=3600"  # a face's or photo's id never names other pixels (changed files get new ids)
@@ -252,7 +253,8 @@ def list_photos(
     limit: Limit = 200,
     offset: Offset = 0,
     cluster: Annotated[
-        int | None, Query(ge=-1, description="only photos with a face of this cluster (-1: an unassigned face)")
+        int | None,
+        Query(ge=-1, le=MAX_ID, description="only photos with a face of this cluster (-1: an unassigned face)"),
     ] = None,
 ) -> PhotosResponse:
     with request.app.state.engine.collection() as store:
@@ -644,13 +646,17 @@ def _allowed_folder(roots: list[FsPath], folder: str) -> FsPath:
     """The folder, resolved, if it lies inside a photo root (a relative one is looked up inside them)."""
     if not roots:
         raise ServiceError(403, "index_jobs_off", "index jobs are off: set FACEATLAS_PHOTO_ROOTS")
-    given = FsPath(folder).expanduser()
-    candidates = [given] if given.is_absolute() else [root / given for root in roots]
-    inside = [
-        path
-        for path in (c.resolve() for c in candidates)
-        if any(path == root or path.is_relative_to(root) for root in roots)
-    ]
+    try:  # a name the file system refuses (too long, NUL) is a bad request, not a server error
+        given = FsPath(folder)
+        candidates = [given] if given.is_absolute() else [root / given for root in roots]
+        inside = [
+            path
+            for path in (c.resolve() for c in candidates)
+            if any(path == root or path.is_relative_to(root) for root in roots)
+        ]
+        found = next((path for path in inside if path.is_dir()), None)
+    except (OSError, ValueError) as exc:
+        raise ServiceError(422, "invalid_folder", f"{folder[:200]!r} is not a usable folder path: {exc}") from None
     if not inside:
         raise ServiceError(
             403,
@@ -658,7 +664,6 @@ def _allowed_folder(roots: list[FsPath], folder: str) -> FsPath:
             f"{folder} is not inside a folder this service may index (FACEATLAS_PHOTO_ROOTS: "
             f"{', '.join(map(str, roots))})",
         )
-    found = next((path for path in inside if path.is_dir()), None)
     if found is None:
         raise ServiceError(404, "not_found", f"{folder} is not a folder (inside FACEATLAS_PHOTO_ROOTS)")
     if not os.access(found, os.R_OK | os.X_OK):

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 from faceatlas.errors import FaceAtlasError, NoFaceError
 from faceatlas.server.auth import Principal, require
 from faceatlas.server.schemas import (
+    MAX_ID,
     AnalyzeResponse,
     CandidateOut,
     IdentificationOut,
@@ -71,8 +72,8 @@ def verify(
     _: Reader,
     image_a: Annotated[UploadFile | None, File(description="first image (its largest face)")] = None,
     image_b: Annotated[UploadFile | None, File(description="second image (its largest face)")] = None,
-    face_a: Annotated[int | None, Form(description="or: a gallery face id")] = None,
-    face_b: Annotated[int | None, Form(description="or: a gallery face id")] = None,
+    face_a: Annotated[int | None, Form(ge=0, le=MAX_ID, description="or: a gallery face id")] = None,
+    face_b: Annotated[int | None, Form(ge=0, le=MAX_ID, description="or: a gallery face id")] = None,
     far: Annotated[float | None, Form(gt=0, lt=1, description="false-accept rate (default 1e-3)")] = None,
 ) -> VerifyResponse:
     """Each side is an uploaded image (its largest face) or an enrolled face's id."""

@@ -10,6 +10,7 @@ from faceatlas.errors import InvalidImageError
 from faceatlas.server.auth import Principal, require
 from faceatlas.server.routes.images import pixels_of
 from faceatlas.server.schemas import (
+    MAX_ID,
     DeletedResponse,
     EnrollResponse,
     MergeRequest,
@@ -104,5 +105,5 @@ def delete_person(request: Request, _: Writer, name: Name) -> DeletedResponse:
 
 
 @router.delete("/faces/{face_id}", status_code=204, summary="Remove one enrolled face")
-def remove_face(request: Request, _: Writer, face_id: int) -> None:
+def remove_face(request: Request, _: Writer, face_id: Annotated[int, Path(ge=0, le=MAX_ID)]) -> None:
     request.app.state.engine.gallery().remove_face(face_id)

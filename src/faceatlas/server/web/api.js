@@ -145,6 +145,64 @@ export async function request(method, path, options = {}) {
  * @property {number} score
  */
 /**
+ * @typedef {Object} ClusterChanged
+ * @property {number} enrolled faces this call enrolled into the service's gallery under the cluster's name
+ * @property {Array<CollectionFace>} faces highest quality first
+ * @property {number|null} [gallery_faces] faces the gallery holds for that name after this call (null: the cluster has no name)
+ * @property {number} id
+ * @property {string|null} name
+ * @property {number} [unenrolled] faces this call took out of the gallery (the name removed)
+ */
+/**
+ * @typedef {Object} ClusterJobRequest
+ * @property {boolean} [full] re-cluster every face (names and corrections still hold)
+ */
+/**
+ * @typedef {Object} ClusterMergeRequest
+ * @property {number} into the cluster that keeps its id and name and receives the faces
+ */
+/**
+ * @typedef {Object} ClusterNameRequest
+ * @property {string|null} name who the cluster shows (not blank; surrounding spaces are dropped); null removes the name
+ */
+/**
+ * @typedef {Object} ClusterOut
+ * @property {Array<CollectionFace>} faces highest quality first
+ * @property {number} id
+ * @property {string|null} name
+ */
+/**
+ * @typedef {Object} ClusterSplit
+ * @property {Array<CollectionFace>} faces highest quality first
+ * @property {number} id
+ * @property {string|null} name
+ * @property {number} [unenrolled] faces taken out of the gallery person of the cluster they left (when it is named)
+ */
+/**
+ * @typedef {Object} ClusterSplitRequest
+ * @property {Array<number>} faces ids of the faces that move to a new cluster
+ */
+/**
+ * @typedef {Object} ClusterSummary
+ * @property {number|null} cover_face_id its highest-quality face (null: no face)
+ * @property {number} faces how many faces it holds
+ * @property {number} id
+ * @property {string|null} name null until named
+ */
+/**
+ * @typedef {Object} ClustersResponse
+ * @property {Array<ClusterSummary>} clusters most faces first, then by id
+ * @property {number} total clusters in the collection (for paging)
+ */
+/**
+ * @typedef {Object} CollectionFace
+ * @property {Array<number>} box [x1, y1, x2, y2] pixels of the EXIF-rotated photo
+ * @property {number|null} cluster_id its cluster; -1 = unassigned, null = not clustered yet
+ * @property {number} id a collection face id (not a gallery face id)
+ * @property {number} photo_id
+ * @property {number|null} quality usefulness for recognition, 0..1
+ */
+/**
  * @typedef {Object} DeletedResponse
  * @property {string} deleted
  * @property {number} faces faces (embeddings) removed with it
@@ -198,6 +256,30 @@ export async function request(method, path, options = {}) {
  * @property {number} width
  */
 /**
+ * @typedef {Object} IndexJobRequest
+ * @property {string} folder a folder inside one of FACEATLAS_PHOTO_ROOTS (a relative path is taken inside the roots)
+ */
+/**
+ * @typedef {Object} JobOut
+ * @property {boolean} cancel_requested a cancel was asked while it ran; it stops at its next step
+ * @property {number} created_at Unix time, seconds
+ * @property {number} done units done (files for an index job, faces for a cluster job)
+ * @property {string|null} error one line, when it failed
+ * @property {number|null} finished_at
+ * @property {string} id
+ * @property {string} kind 'index' or 'cluster'
+ * @property {string} message
+ * @property {Object} params
+ * @property {Object|null} result what a finished job did (its report's counts)
+ * @property {number|null} started_at
+ * @property {"queued"|"running"|"done"|"failed"|"cancelled"} state
+ * @property {number|null} total units in all, once known
+ */
+/**
+ * @typedef {Object} JobsResponse
+ * @property {Array<JobOut>} jobs newest first
+ */
+/**
  * @typedef {Object} KeyCreateRequest
  * @property {string} name
  * @property {"read"|"write"|"admin"} scope
@@ -230,6 +312,12 @@ export async function request(method, path, options = {}) {
  * @property {string} into the person who keeps the faces
  */
 /**
+ * @typedef {Object} NotThisPersonResponse
+ * @property {number} face_id
+ * @property {number} former_cluster_id
+ * @property {number} [unenrolled] 1 if the face was taken out of its former cluster's gallery person
+ */
+/**
  * @typedef {Object} PeopleResponse
  * @property {Array<PersonOut>} people
  */
@@ -248,6 +336,38 @@ export async function request(method, path, options = {}) {
  * @property {number} faces
  * @property {Object} metadata
  * @property {string} name
+ */
+/**
+ * @typedef {Object} PhotoDetail
+ * @property {Array<PhotoFace>} faces largest first
+ * @property {number|null} height
+ * @property {number} id
+ * @property {string} path
+ * @property {string} status
+ * @property {number|null} width
+ */
+/**
+ * @typedef {Object} PhotoFace
+ * @property {Array<number>} box [x1, y1, x2, y2] pixels of the EXIF-rotated photo
+ * @property {number|null} cluster_id its cluster; -1 = unassigned, null = not clustered yet
+ * @property {string|null} cluster_name the name of its cluster, if named
+ * @property {number} id a collection face id (not a gallery face id)
+ * @property {number} photo_id
+ * @property {number|null} quality usefulness for recognition, 0..1
+ */
+/**
+ * @typedef {Object} PhotoOut
+ * @property {number} faces
+ * @property {number|null} height
+ * @property {number} id
+ * @property {string} path relative to the folder it was indexed from, with '/'
+ * @property {string} status 'ok', or 'unreadable: <why>'
+ * @property {number|null} width after EXIF rotation; null if unreadable
+ */
+/**
+ * @typedef {Object} PhotosResponse
+ * @property {Array<PhotoOut>} photos by folder and path
+ * @property {number} total photos matching the filter (for paging)
  */
 /**
  * @typedef {Object} PoseOut
@@ -336,6 +456,133 @@ export async function analyze(options = {}) {
 }
 
 /**
+ * People found in the photos
+ * Clusters with most faces first (then by id), each with its best face as a cover.
+ * `GET /v1/collection/clusters`
+ * @param {{query?: {limit?: number, offset?: number}, signal?: AbortSignal}} [options]
+ * @returns {Promise<ClustersResponse>}
+ */
+export async function listClusters(options = {}) {
+  const qs = queryString(options.query, ["limit", "offset"], []);
+  return request("GET", `/v1/collection/clusters${qs}`, { expect: "json", signal: options.signal });
+}
+
+/**
+ * One cluster and its faces
+ * `GET /v1/collection/clusters/{cluster_id}`
+ * @param {number} clusterId a cluster id (GET /v1/collection/clusters)
+ * @param {{signal?: AbortSignal}} [options]
+ * @returns {Promise<ClusterOut>}
+ */
+export async function getCluster(clusterId, options = {}) {
+  return request("GET", `/v1/collection/clusters/${pathPart("cluster_id", clusterId)}`, { expect: "json", signal: options.signal });
+}
+
+/**
+ * Name a cluster (or remove its name)
+ * A named cluster is a person: its faces are enrolled into the service's gallery under the name (faces below the gallery's quality floor are left out), so `/v1/identify` finds them. Renaming a named cluster renames its gallery person too (when the new name is free there). Removing the name takes the cluster's faces out of the gallery again (and the person, if that leaves it with no face).
+ * `PATCH /v1/collection/clusters/{cluster_id}`
+ * @param {number} clusterId a cluster id (GET /v1/collection/clusters)
+ * @param {{body: ClusterNameRequest, signal?: AbortSignal}} options
+ * @returns {Promise<ClusterChanged>}
+ */
+export async function nameCluster(clusterId, options = {}) {
+  if (options.body === undefined || options.body === null) {
+    throw new TypeError("nameCluster needs a body");
+  }
+  return request("PATCH", `/v1/collection/clusters/${pathPart("cluster_id", clusterId)}`, { json: options.body, expect: "json", signal: options.signal });
+}
+
+/**
+ * Merge a cluster into another
+ * Every face of this cluster moves to `into`, which keeps its id and name (or takes this cluster's name if it has none); later cluster jobs keep the merged faces together. Two differently named clusters, or clusters with faces in one photo, are not merged (409).
+ * `POST /v1/collection/clusters/{cluster_id}/merge`
+ * @param {number} clusterId a cluster id (GET /v1/collection/clusters)
+ * @param {{body: ClusterMergeRequest, signal?: AbortSignal}} options
+ * @returns {Promise<ClusterChanged>}
+ */
+export async function mergeClusters(clusterId, options = {}) {
+  if (options.body === undefined || options.body === null) {
+    throw new TypeError("mergeClusters needs a body");
+  }
+  return request("POST", `/v1/collection/clusters/${pathPart("cluster_id", clusterId)}/merge`, { json: options.body, expect: "json", signal: options.signal });
+}
+
+/**
+ * Move some faces to a new cluster
+ * The faces given (some, not all, of this cluster's) move to a new, unnamed cluster, which is returned; later cluster jobs keep them together and apart from the faces that stayed. When the cluster is named, the faces moved are taken out of its gallery person.
+ * `POST /v1/collection/clusters/{cluster_id}/split`
+ * @param {number} clusterId a cluster id (GET /v1/collection/clusters)
+ * @param {{body: ClusterSplitRequest, signal?: AbortSignal}} options
+ * @returns {Promise<ClusterSplit>}
+ */
+export async function splitCluster(clusterId, options = {}) {
+  if (options.body === undefined || options.body === null) {
+    throw new TypeError("splitCluster needs a body");
+  }
+  return request("POST", `/v1/collection/clusters/${pathPart("cluster_id", clusterId)}/split`, { json: options.body, expect: "json", signal: options.signal });
+}
+
+/**
+ * Take a face out of its cluster
+ * The face becomes unassigned; later cluster jobs never put it back with its former cluster's faces. When that cluster is named, the face is taken out of its gallery person.
+ * `POST /v1/collection/faces/{face_id}/not-this-person`
+ * @param {number} faceId a collection face id
+ * @param {{signal?: AbortSignal}} [options]
+ * @returns {Promise<NotThisPersonResponse>}
+ */
+export async function notThisPerson(faceId, options = {}) {
+  return request("POST", `/v1/collection/faces/${pathPart("face_id", faceId)}/not-this-person`, { expect: "json", signal: options.signal });
+}
+
+/**
+ * A face, cropped from its photo
+ * The face's box with a margin, square, from the EXIF-rotated photo (black beyond its edge).
+ * `GET /v1/collection/faces/{face_id}/thumbnail`
+ * @param {number} faceId a collection face id
+ * @param {{query?: {size?: number}, signal?: AbortSignal}} [options]
+ * @returns {Promise<Blob>}
+ */
+export async function faceThumbnail(faceId, options = {}) {
+  const qs = queryString(options.query, ["size"], []);
+  return request("GET", `/v1/collection/faces/${pathPart("face_id", faceId)}/thumbnail${qs}`, { expect: "blob", signal: options.signal });
+}
+
+/**
+ * The photos indexed
+ * `GET /v1/collection/photos`
+ * @param {{query?: {cluster?: number|null, limit?: number, offset?: number}, signal?: AbortSignal}} [options]
+ * @returns {Promise<PhotosResponse>}
+ */
+export async function listPhotos(options = {}) {
+  const qs = queryString(options.query, ["cluster", "limit", "offset"], []);
+  return request("GET", `/v1/collection/photos${qs}`, { expect: "json", signal: options.signal });
+}
+
+/**
+ * One photo and its faces
+ * `GET /v1/collection/photos/{photo_id}`
+ * @param {number} photoId a collection photo id
+ * @param {{signal?: AbortSignal}} [options]
+ * @returns {Promise<PhotoDetail>}
+ */
+export async function getPhoto(photoId, options = {}) {
+  return request("GET", `/v1/collection/photos/${pathPart("photo_id", photoId)}`, { expect: "json", signal: options.signal });
+}
+
+/**
+ * The photo file
+ * The file as it is on disk (not EXIF-rotated: browsers rotate it themselves).
+ * `GET /v1/collection/photos/{photo_id}/image`
+ * @param {number} photoId a collection photo id
+ * @param {{signal?: AbortSignal}} [options]
+ * @returns {Promise<Blob>}
+ */
+export async function photoImage(photoId, options = {}) {
+  return request("GET", `/v1/collection/photos/${pathPart("photo_id", photoId)}/image`, { expect: "blob", signal: options.signal });
+}
+
+/**
  * Remove one enrolled face
  * `DELETE /v1/faces/{face_id}`
  * @param {number} faceId
@@ -359,6 +606,64 @@ export async function identify(options = {}) {
     throw new TypeError("identify needs a body");
   }
   return request("POST", `/v1/identify${qs}`, { form: formData(options.body, {"image": "file"}), expect: "json", signal: options.signal });
+}
+
+/**
+ * Jobs, newest first
+ * `GET /v1/jobs`
+ * @param {{signal?: AbortSignal}} [options]
+ * @returns {Promise<JobsResponse>}
+ */
+export async function listJobs(options = {}) {
+  return request("GET", `/v1/jobs`, { expect: "json", signal: options.signal });
+}
+
+/**
+ * Cluster the faces
+ * Groups the faces by person in the background: new faces join people or form new ones (`full`: every face again). Names and corrections hold.
+ * `POST /v1/jobs/cluster`
+ * @param {{body?: ClusterJobRequest|null, signal?: AbortSignal}} [options]
+ * @returns {Promise<JobOut>}
+ */
+export async function submitCluster(options = {}) {
+  return request("POST", `/v1/jobs/cluster`, { json: options.body, expect: "json", signal: options.signal });
+}
+
+/**
+ * Index a folder of photos
+ * Runs in the background (one job at a time): new and changed photos are analysed, files gone are forgotten; resumable. The folder must lie inside one of FACEATLAS_PHOTO_ROOTS.
+ * `POST /v1/jobs/index`
+ * @param {{body: IndexJobRequest, signal?: AbortSignal}} options
+ * @returns {Promise<JobOut>}
+ */
+export async function submitIndex(options = {}) {
+  if (options.body === undefined || options.body === null) {
+    throw new TypeError("submitIndex needs a body");
+  }
+  return request("POST", `/v1/jobs/index`, { json: options.body, expect: "json", signal: options.signal });
+}
+
+/**
+ * One job
+ * `GET /v1/jobs/{job_id}`
+ * @param {string} jobId
+ * @param {{signal?: AbortSignal}} [options]
+ * @returns {Promise<JobOut>}
+ */
+export async function getJob(jobId, options = {}) {
+  return request("GET", `/v1/jobs/${pathPart("job_id", jobId)}`, { expect: "json", signal: options.signal });
+}
+
+/**
+ * Cancel a job
+ * A queued job is cancelled at once; a running one stops at its next step (`cancel_requested` meanwhile; an index job keeps the photos stored so far); a finished one stays as it is.
+ * `DELETE /v1/jobs/{job_id}`
+ * @param {string} jobId
+ * @param {{signal?: AbortSignal}} [options]
+ * @returns {Promise<JobOut>}
+ */
+export async function cancelJob(jobId, options = {}) {
+  return request("DELETE", `/v1/jobs/${pathPart("job_id", jobId)}`, { expect: "json", signal: options.signal });
 }
 
 /**
@@ -500,8 +805,23 @@ export const routes = Object.freeze({
   "GET /metrics": metrics,
   "GET /readyz": ready,
   "POST /v1/analyze": analyze,
+  "GET /v1/collection/clusters": listClusters,
+  "GET /v1/collection/clusters/{}": getCluster,
+  "PATCH /v1/collection/clusters/{}": nameCluster,
+  "POST /v1/collection/clusters/{}/merge": mergeClusters,
+  "POST /v1/collection/clusters/{}/split": splitCluster,
+  "POST /v1/collection/faces/{}/not-this-person": notThisPerson,
+  "GET /v1/collection/faces/{}/thumbnail": faceThumbnail,
+  "GET /v1/collection/photos": listPhotos,
+  "GET /v1/collection/photos/{}": getPhoto,
+  "GET /v1/collection/photos/{}/image": photoImage,
   "DELETE /v1/faces/{}": removeFace,
   "POST /v1/identify": identify,
+  "GET /v1/jobs": listJobs,
+  "POST /v1/jobs/cluster": submitCluster,
+  "POST /v1/jobs/index": submitIndex,
+  "GET /v1/jobs/{}": getJob,
+  "DELETE /v1/jobs/{}": cancelJob,
   "GET /v1/keys": listKeys,
   "POST /v1/keys": createKey,
   "DELETE /v1/keys/{}": revokeKey,

@@ -51,7 +51,7 @@ let uid = 0;
 const newId = (prefix) => `${prefix}-${++uid}`;
 
 const plural = (n, one, many = `${one}s`) => `${n} ${n === 1 ? one : many}`;
-const fmtScore = (score) => (typeof score === "number" ? score.toFixed(2) : "–");
+const fmtScore = (score) => (typeof score === "number" ? (Math.abs(score) < 0.005 ? 0 : score).toFixed(2) : "–");
 const clusterLabel = (c) => c.name || "Unnamed";
 const listOf = (response, key) => (Array.isArray(response) ? response : (response && response[key]) || []);
 
@@ -72,9 +72,11 @@ function errorBox(error, prefix = "") {
   return h("p", { class: "error", role: "alert" }, prefix ? `${prefix}: ${errorText(error)}` : errorText(error));
 }
 
-function toast(content, kind = "info", ms = 5000) {
+/** A short message in the corner (read out politely); at most three at once, newest last. */
+function toast(content, kind = "info", ms = 4000) {
   const el = h("div", { class: `toast ${kind}` }, content);
   toasts.append(el);
+  while (toasts.children.length > 3) toasts.firstElementChild.remove();
   setTimeout(() => el.remove(), ms);
 }
 
@@ -92,48 +94,14 @@ function setBusy(button, busy, label) {
 // --- calling the API ----------------------------------------------------------------------------
 
 /**
- * Call an endpoint by method and path, e.g. call("GET /v1/collection/clusters/{}", 12, {query}).
- * The generated client's function for it when the committed schema has it; otherwise a generic
- * request with the same calling convention, so the UI works against a server newer than its
- * schema (and says so plainly when the server lacks the endpoint).
+ * Call an endpoint by method and path, e.g. call("GET /v1/collection/clusters/{}", 12, {query}):
+ * the generated client's function for it (api.routes), so the UI names endpoints as the API does
+ * and a renamed route function on the server changes nothing here.
  */
-async function call(key, ...args) {
+function call(key, ...args) {
   const fn = api.routes[key];
-  if (fn) return fn(...args);
-  const [method, template] = key.split(" ");
-  const holes = (template.match(/{}/g) || []).length;
-  const options = args[holes] || {};
-  let i = 0;
-  let path = template.replace(/{}/g, () => encodeURIComponent(String(args[i++])));
-  const params = new URLSearchParams();
-  for (const [name, value] of Object.entries(options.query || {})) {
-    if (value !== undefined && value !== null) params.append(name, String(value));
-  }
-  if ([...params].length) path += `?${params}`;
-  const init = { signal: options.signal };
-  const body = options.body;
-  if (body instanceof FormData) init.form = body;
-  else if (body && Object.values(body).some((v) => [v].flat().some((item) => item instanceof Blob))) {
-    const form = new FormData();
-    for (const [name, value] of Object.entries(body)) {
-      for (const item of Array.isArray(value) ? value : [value]) {
-        if (item instanceof Blob) form.append(name, item, item.name || name);
-        else if (item !== undefined && item !== null) form.append(name, String(item));
-      }
-    }
-    init.form = form;
-  } else if (body !== undefined) init.json = body;
-  try {
-    return await api.request(method, path, init);
-  } catch (error) {
-    const routeMissing =
-      error instanceof api.ApiError &&
-      ((error.status === 404 && error.message === "Not Found") || error.status === 405);
-    if (routeMissing) {
-      throw new api.ApiError(error.status, "not_available", `this server does not offer ${key} yet; update the server`);
-    }
-    throw error;
-  }
+  if (!fn) return Promise.reject(new api.ApiError(0, "not_available", `this client has no ${key}`));
+  return fn(...args);
 }
 
 /** Runs at most `limit` jobs at once (thumbnail fetches: the page stays responsive). */
@@ -181,15 +149,20 @@ class View {
   }
   /** Show `blob` in `img`, revoking the URL it showed before. */
   setImage(img, blob) {
-    const old = img.dataset.objectUrl;
-    if (old) {
-      URL.revokeObjectURL(old);
-      this.urls.delete(old);
-    }
+    this.release(img);
     const url = URL.createObjectURL(blob);
     this.urls.add(url);
     img.dataset.objectUrl = url;
     img.src = url;
+  }
+  /** Revoke the blob: URL an image shows (it is being replaced or dropped). */
+  release(img) {
+    const old = img.dataset.objectUrl;
+    if (old) {
+      URL.revokeObjectURL(old);
+      this.urls.delete(old);
+      delete img.dataset.objectUrl;
+    }
   }
   later(fn, ms) {
     const timer = setTimeout(() => {
@@ -488,6 +461,11 @@ function renderClusterGrid(view, area, first, filter, summary, loadPage) {
     return;
   }
   const grid = h("ul", { class: "grid", "aria-label": "People found in your photos" });
+  const tiles = new Map(); // cluster id -> its tile, kept while filtering (no refetching of thumbnails)
+  const tileOf = (c) => {
+    if (!tiles.has(c.id)) tiles.set(c.id, clusterTile(view, c));
+    return tiles.get(c.id);
+  };
   const more = h("div", { class: "more" });
   const status = h("p", { class: "muted", role: "status" });
   const error = h("div");
@@ -499,7 +477,7 @@ function renderClusterGrid(view, area, first, filter, summary, loadPage) {
         : `· ${plural(total, "person", "people")}, ${all.length} shown`;
     const needle = filter.value.trim().toLowerCase();
     const matching = needle ? all.filter((c) => clusterLabel(c).toLowerCase().includes(needle)) : all;
-    grid.replaceChildren(...matching.map((c) => clusterTile(view, c)));
+    grid.replaceChildren(...matching.map(tileOf));
     status.textContent = needle
       ? `${plural(matching.length, "match", "matches")} for “${filter.value.trim()}”` +
         (all.length < total ? ` among the ${all.length} people loaded` : "")
@@ -728,7 +706,7 @@ async function pageCluster(view, idText) {
   const selectionText = h("span", { role: "status" }, "No faces selected");
   const splitButton = h("button", { type: "button", disabled: true }, "Split off selected");
   const clearButton = h("button", { type: "button", class: "quiet", disabled: true }, "Clear selection");
-  const grid = h("ul", { class: "grid", "aria-label": `Faces of ${label}` });
+  const grid = h("ul", { class: "grid faces", "aria-label": `Faces of ${label}` });
   let remaining = faces.length;
   const updateSelection = () => {
     selectionText.textContent = selected.size ? `${plural(selected.size, "face")} selected` : "No faces selected";
@@ -960,7 +938,7 @@ async function pageSearch(view) {
     h("span", { class: "big", "aria-hidden": "true" }, "Drop a photo here"),
     h("label", { for: inputId }, "Choose a photo to search"),
     input,
-    h("span", { class: "muted" }, "or paste one. It is sent to the server, compared, and not stored."),
+    h("span", { class: "muted hint" }, "or paste one. It is sent to the server, compared, and not stored."),
   );
   const results = h("div", { "aria-live": "polite" });
   setPage(
@@ -979,6 +957,8 @@ async function pageSearch(view) {
       return;
     }
     lastFile = file;
+    zone.classList.add("compact");
+    for (const old of results.querySelectorAll("img")) view.release(old); // the previous photo
     results.replaceChildren(h("p", { class: "loading" }, `Searching ${file.name || "the photo"}…`));
     try {
       const [found, people] = await Promise.all([
@@ -1023,7 +1003,7 @@ function renderSearch(view, area, file, results, people, again) {
   const placeBoxes = () => {
     const w = img.naturalWidth;
     const hgt = img.naturalHeight;
-    if (w < 400) img.classList.add("pixelated");
+    fitFrame(frame, w, hgt);
     frame.querySelectorAll(".box").forEach((b) => b.remove());
     results.forEach((result, i) => {
       if (!result.face) return;
@@ -1103,7 +1083,6 @@ function faceResult(view, result, i, file, datalistId, again) {
       setBusy(button, false);
     }
   });
-  const best = candidates.length ? Math.max(...candidates.map((c) => c.score), 1e-9) : 1;
   return h(
     "li",
     { class: "card", dataset: { face: i } },
@@ -1136,7 +1115,7 @@ function faceResult(view, result, i, file, datalistId, again) {
                   "td",
                   { class: "num" },
                   fmtScore(c.score),
-                  barEl(Math.max(0, c.score) / best),
+                  barEl(c.score),
                 ),
               ),
             ),
@@ -1155,6 +1134,12 @@ function barEl(fraction) {
   const bar = h("span", { class: "bar", "aria-hidden": "true" });
   bar.style.width = `${Math.round(Math.min(1, Math.max(0, fraction)) * 3.5 * 10) / 10}rem`;
   return bar;
+}
+
+/** Size a photo's frame to fill the column, at most 72% of the window's height, keeping its shape. */
+function fitFrame(frame, width, height) {
+  if (!width || !height) return;
+  frame.style.width = `min(100%, ${((72 * width) / height).toFixed(3)}vh)`;
 }
 
 /** A face box over a photo (position in % of the image, so it follows the image's size). */
@@ -1193,7 +1178,7 @@ async function pagePhoto(view, idText) {
   const placeBoxes = () => {
     const w = photo.width || img.naturalWidth;
     const hgt = photo.height || img.naturalHeight;
-    if (img.naturalWidth < 400) img.classList.add("pixelated");
+    fitFrame(frame, img.naturalWidth, img.naturalHeight);
     faces.forEach((face, i) => {
       const text = nameOf(face);
       const linked = inCluster(face);
@@ -1334,7 +1319,7 @@ async function pageJobs(view) {
     }
     if (!view.active) return;
     renderJobs(jobs);
-    if (jobs.some((job) => RUNNING.has(job.state))) timer = view.later(refresh, POLL_MS);
+    if (jobs.some((job) => RUNNING.has(job.state)) && !document.hidden) timer = view.later(refresh, POLL_MS);
   };
 
   const renderJobs = (jobs) => {
