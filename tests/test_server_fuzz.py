@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 
 schemathesis = pytest.importorskip("schemathesis")
-from hypothesis import HealthCheck, settings  # noqa: E402
-from schemathesis.checks import not_a_server_error  # noqa: E402
+from hypothesis import HealthCheck, settings
+from schemathesis.checks import not_a_server_error
 
-from faceatlas.models.cards import DLIB_RESNET_CARD  # noqa: E402
-from faceatlas.server.app import create_app  # noqa: E402
-from faceatlas.server.settings import Settings  # noqa: E402
-from faceatlas.types import Box, Face, Landmarks, Quality  # noqa: E402
+from faceatlas.models.cards import DLIB_RESNET_CARD
+from faceatlas.server.app import create_app
+from faceatlas.server.settings import Settings
+from faceatlas.types import Box, Face, Landmarks, Quality
 
 PUBLIC = {("GET", "/healthz"), ("GET", "/readyz")}
 
@@ -25,7 +25,7 @@ PUBLIC = {("GET", "/healthz"), ("GET", "/readyz")}
 class OneFace:
     """Any image has one face whose embedding follows its mean colour: fast and deterministic."""
 
-    class embedder:  # noqa: N801 -- mimics FaceAnalyzer.embedder
+    class embedder:
         card = DLIB_RESNET_CARD
         dim = 128
 
