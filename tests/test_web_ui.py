@@ -314,7 +314,7 @@ def test_sign_in_rejects_a_bad_key_then_signs_in_and_out(site):
 
     page.get_by_role("button", name="Sign out").click()
     expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
-    expect(page.get_by_role("alert")).to_contain_text("Signed out")
+    expect(page.get_by_role("status").filter(has_text="Signed out")).to_be_visible()
     assert page.evaluate("sessionStorage.getItem('faceatlas.apiKey')") is None
     no_problems(page)
 

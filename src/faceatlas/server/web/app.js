@@ -315,18 +315,18 @@ function useKey(key) {
   signOutButton.hidden = !key;
 }
 
-function signOut(message) {
+function signOut(message, isError = true) {
   sessionStorage.removeItem(KEY_STORAGE);
   useKey(null);
   if (current) current.close();
   current = null;
-  pageSignIn(message);
+  pageSignIn(message, isError);
 }
 
-function pageSignIn(message) {
+function pageSignIn(message, isError = true) {
   markNav(null);
   const inputId = newId("key");
-  const error = h("p", { class: "error", role: "alert" }, message || "");
+  const error = h("p", { class: isError ? "error" : "notice", role: isError ? "alert" : "status" }, message || "");
   const input = h("input", {
     id: inputId,
     type: "password",
@@ -357,6 +357,8 @@ function pageSignIn(message) {
     const key = input.value.trim();
     if (!key) return;
     error.textContent = "";
+    error.className = "error";
+    error.setAttribute("role", "alert");
     setBusy(button, true, "Checking…");
     api.configure({ apiKey: key });
     try {
@@ -1497,7 +1499,7 @@ document.addEventListener("keydown", (event) => {
 
 document.getElementById("help-open").addEventListener("click", () => helpDialog.showModal());
 signOutButton.addEventListener("click", () => {
-  signOut("Signed out. The key was removed from this tab.");
+  signOut("Signed out. The key was removed from this tab.", false);
   history.replaceState(null, "", location.pathname + location.search);
 });
 document.getElementById("skip-link").addEventListener("click", (event) => {
