@@ -115,6 +115,9 @@ def create_app(
     app.include_router(images.router)
     app.include_router(people.router)
     app.include_router(collection.router)
+    from faceatlas.server.web import mount_web
+
+    mount_web(app)
 
     @app.middleware("http")
     async def observe(request: Request, call_next):  # metrics by route template, and safe headers
