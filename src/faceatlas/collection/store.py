@@ -21,6 +21,7 @@ import json
 import math
 import os
 import sqlite3
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -50,6 +51,56 @@ class CollectionError(FaceAtlasError):
 
 class ModelMismatchError(CollectionError):
     """The collection holds embeddings of another model (or dimension) than the one given."""
+
+
+class ClusterNotFoundError(CollectionError, KeyError):
+    """No cluster of that id in the collection."""
+
+    def __init__(self, message: str, cluster_id: int) -> None:
+        super().__init__(message)
+        self.cluster_id = int(cluster_id)
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
+
+
+class FaceNotFoundError(CollectionError, KeyError):
+    """No face of that id in the collection (collection face ids are not gallery face ids)."""
+
+    def __init__(self, message: str, face_id: int) -> None:
+        super().__init__(message)
+        self.face_id = int(face_id)
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class PhotoNotFoundError(CollectionError, KeyError):
+    """No photo of that id in the collection."""
+
+    def __init__(self, message: str, photo_id: int) -> None:
+        super().__init__(message)
+        self.photo_id = int(photo_id)
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class CorrectionConflictError(CollectionError):
+    """A correction the collection's state refuses (two names, a shared photo, a face in no cluster)."""
+
+
+class NameTakenError(CorrectionConflictError):
+    """Another cluster already has the name (names are unique: one person, one cluster)."""
+
+    def __init__(self, message: str, cluster_id: int, name: str, other_id: int) -> None:
+        super().__init__(message)
+        self.cluster_id, self.name, self.other_id = int(cluster_id), name, int(other_id)
+
+
+class InvalidCorrectionError(CollectionError, ValueError):
+    """A correction's arguments are wrong (a cluster merged into itself, faces that are not the
+    cluster's, a split that would leave nothing, a blank name)."""
 
 
 def model_tag(analyzer: Any) -> ModelTag:
@@ -327,17 +378,25 @@ class CollectionStore(SqliteFile):
                 conn.execute("DELETE FROM photos WHERE root = ? AND path = ?", (root, p)).rowcount for p in rel_paths
             )
 
+    _PHOTO_SELECT = (
+        "SELECT p.id, p.root, p.path, p.sha256, p.size, p.mtime_ns, p.width, p.height, p.status,"
+        " p.indexed_at, (SELECT COUNT(*) FROM faces f WHERE f.photo_id = p.id) FROM photos p"
+    )
+
     def photos(self, root: str | None = None) -> list[PhotoRecord]:
         """Stored photos (of one root, or all), by root and path."""
         where, args = ("WHERE p.root = ?", (root,)) if root is not None else ("", ())
         with self._transaction(write=False) as conn:
-            rows = conn.execute(
-                "SELECT p.id, p.root, p.path, p.sha256, p.size, p.mtime_ns, p.width, p.height, p.status,"
-                " p.indexed_at, (SELECT COUNT(*) FROM faces f WHERE f.photo_id = p.id)"
-                f" FROM photos p {where} ORDER BY p.root, p.path",
-                args,
-            ).fetchall()
+            rows = conn.execute(f"{self._PHOTO_SELECT} {where} ORDER BY p.root, p.path", args).fetchall()
         return [PhotoRecord(*row) for row in rows]
+
+    def photo(self, photo_id: int) -> PhotoRecord:
+        """One photo by id; PhotoNotFoundError if the collection has none of that id."""
+        with self._transaction(write=False) as conn:
+            row = conn.execute(f"{self._PHOTO_SELECT} WHERE p.id = ?", (int(photo_id),)).fetchone()
+        if row is None:
+            raise PhotoNotFoundError(f"no photo {photo_id} in collection {self.path}", photo_id)
+        return PhotoRecord(*row)
 
     def roots(self) -> list[str]:
         with self._transaction(write=False) as conn:
@@ -395,6 +454,14 @@ class CollectionStore(SqliteFile):
             ).fetchall()
         return [_face_info(row) for row in rows]
 
+    def face(self, face_id: int) -> FaceInfo:
+        """One face by id, with its photo and cluster; FaceNotFoundError if there is none."""
+        with self._transaction(write=False) as conn:
+            row = conn.execute(f"{self._FACE_SELECT} WHERE f.id = ?", (int(face_id),)).fetchone()
+        if row is None:
+            raise FaceNotFoundError(f"no face {face_id} in collection {self.path}", face_id)
+        return _face_info(row)
+
     def faces_of_photo(self, photo_id: int) -> list[FaceInfo]:
         with self._transaction(write=False) as conn:
             rows = conn.execute(f"{self._FACE_SELECT} WHERE f.photo_id = ? ORDER BY f.idx", (int(photo_id),))
@@ -435,20 +502,36 @@ class CollectionStore(SqliteFile):
             ).fetchall()
         return [ClusterInfo(int(i), name, int(n)) for i, name, n in rows]
 
+    def cluster(self, cluster_id: int) -> ClusterInfo:
+        """One cluster by id; ClusterNotFoundError if there is none."""
+        with self._transaction(write=False) as conn:
+            row = conn.execute(
+                "SELECT c.id, c.name, (SELECT COUNT(*) FROM faces f WHERE f.cluster = c.id) FROM clusters c"
+                " WHERE c.id = ?",
+                (int(cluster_id),),
+            ).fetchone()
+        if row is None:
+            raise ClusterNotFoundError(f"no cluster {cluster_id} in collection {self.path}", cluster_id)
+        return ClusterInfo(int(row[0]), row[1], int(row[2]))
+
     def name_cluster(self, cluster_id: int, name: str | None) -> None:
-        """Name a cluster (the person it shows); ``None`` clears the name. Names are unique."""
+        """Name a cluster (the person it shows); ``None`` clears the name. Names are unique
+        (NameTakenError). This only names: ``corrections.name_cluster`` also enrols into a gallery."""
         if name is not None and (not isinstance(name, str) or not name.strip()):
             raise CollectionError(f"a cluster's name must be a non-empty string, got {name!r}")
         with self._transaction(write=True) as conn:
             if conn.execute("SELECT 1 FROM clusters WHERE id = ?", (int(cluster_id),)).fetchone() is None:
-                raise CollectionError(f"no cluster {cluster_id} in collection {self.path}")
+                raise ClusterNotFoundError(f"no cluster {cluster_id} in collection {self.path}", cluster_id)
             other = conn.execute(
                 "SELECT id FROM clusters WHERE name = ? AND id != ?", (name, int(cluster_id))
             ).fetchone()
             if other is not None:
-                raise CollectionError(
-                    f"cluster {other[0]} is already named {name!r}; if both show one person, add a 'must' "
-                    "constraint between them and re-cluster, or pick another name"
+                raise NameTakenError(
+                    f"cluster {other[0]} is already named {name!r}; if both show one person, merge cluster "
+                    f"{cluster_id} into it (collection.corrections.merge_clusters), or pick another name",
+                    cluster_id,
+                    name,
+                    other[0],
                 )
             conn.execute("UPDATE clusters SET name = ? WHERE id = ?", (name, int(cluster_id)))
 
@@ -457,21 +540,53 @@ class CollectionStore(SqliteFile):
     def add_constraint(self, face_a: int, face_b: int, kind: ConstraintKind) -> None:
         """A user correction: two faces are (``"must"``) or are not (``"cannot"``) the same person.
         A later constraint on the same pair replaces the earlier one."""
+        self.add_constraints([(face_a, face_b)], kind)
+
+    def add_constraints(self, pairs: Iterable[tuple[int, int]], kind: ConstraintKind) -> int:
+        """``add_constraint`` for many pairs, in one transaction: all of them are stored or, if one
+        is refused (a face that is not there, a face paired with itself), none. Returns how many."""
         if kind not in ("must", "cannot"):
             raise CollectionError(f"a constraint's kind is 'must' or 'cannot', got {kind!r}")
-        a, b = sorted((int(face_a), int(face_b)))
-        if a == b:
-            raise CollectionError(f"a constraint needs two different faces, got {face_a} twice")
-        with self._transaction(write=True) as conn:
-            missing = [f for f in (a, b) if conn.execute("SELECT 1 FROM faces WHERE id = ?", (f,)).fetchone() is None]
-            if missing:
-                raise CollectionError(f"no face {missing[0]} in collection {self.path}")
-            conn.execute("INSERT OR REPLACE INTO constraints (face_a, face_b, kind) VALUES (?, ?, ?)", (a, b, kind))
+        must, cannot = (pairs, ()) if kind == "must" else ((), pairs)
+        return self.update_constraints(must=must, cannot=cannot)[0]
 
     def remove_constraint(self, face_a: int, face_b: int) -> bool:
-        a, b = sorted((int(face_a), int(face_b)))
+        return self.remove_constraints([(face_a, face_b)]) > 0
+
+    def remove_constraints(self, pairs: Iterable[tuple[int, int]]) -> int:
+        """Forget the constraints on these pairs (either kind), in one transaction; returns how many went."""
+        return self.update_constraints(remove=pairs)[1]
+
+    def update_constraints(
+        self,
+        *,
+        must: Iterable[tuple[int, int]] = (),
+        cannot: Iterable[tuple[int, int]] = (),
+        remove: Iterable[tuple[int, int]] = (),
+    ) -> tuple[int, int]:
+        """Add must-links and cannot-links and remove constraints, all in one transaction (what one
+        correction changes): every change is made, or none. An added pair replaces a constraint of
+        the other kind on it; removing a pair that has none is no error; one pair in two of the
+        lists is refused. Returns (pairs added, constraints removed)."""
+        rows = [(*_pair(a, b), "must") for a, b in must] + [(*_pair(a, b), "cannot") for a, b in cannot]
+        gone = [_pair(a, b) for a, b in remove]
+        pairs = [row[:2] for row in rows] + gone
+        if len(set(pairs)) < len(pairs):
+            twice = next(pair for pair, n in Counter(pairs).items() if n > 1)
+            raise CollectionError(f"the pair of faces {twice} is given twice; give each pair one change")
+        faces = sorted({face for a, b, _ in rows for face in (a, b)})
         with self._transaction(write=True) as conn:
-            return conn.execute("DELETE FROM constraints WHERE face_a = ? AND face_b = ?", (a, b)).rowcount > 0
+            missing = _missing_faces(conn, faces)
+            if missing:
+                raise FaceNotFoundError(f"no face {missing[0]} in collection {self.path}", missing[0])
+            if gone:
+                before = conn.total_changes
+                conn.executemany("DELETE FROM constraints WHERE face_a = ? AND face_b = ?", gone)
+                removed = conn.total_changes - before
+            else:
+                removed = 0
+            conn.executemany("INSERT OR REPLACE INTO constraints (face_a, face_b, kind) VALUES (?, ?, ?)", rows)
+        return len(rows), removed
 
     def constraints(self) -> tuple[np.ndarray, np.ndarray]:
         """(must-link pairs, cannot-link pairs): ``(n, 2)`` int64 face ids, smaller id first."""
@@ -567,6 +682,24 @@ def _insert_face(conn: sqlite3.Connection, photo_id: int, idx: int, values: tupl
         (photo_id, idx, *values),
     )
     return int(cursor.lastrowid)
+
+
+def _pair(face_a: int, face_b: int) -> tuple[int, int]:
+    """A constraint's key: the smaller face id first."""
+    a, b = sorted((int(face_a), int(face_b)))
+    if a == b:
+        raise CollectionError(f"a constraint needs two different faces, got {face_a} twice")
+    return a, b
+
+
+def _missing_faces(conn: sqlite3.Connection, faces: list[int], chunk: int = 500) -> list[int]:
+    """Those of ``faces`` (ascending) that the collection does not hold."""
+    found: set[int] = set()
+    for start in range(0, len(faces), chunk):
+        part = faces[start : start + chunk]
+        marks = ", ".join("?" * len(part))
+        found.update(row[0] for row in conn.execute(f"SELECT id FROM faces WHERE id IN ({marks})", part))
+    return [face for face in faces if face not in found]
 
 
 def _face_info(row: tuple) -> FaceInfo:

@@ -8,11 +8,17 @@
 - **One gallery, one lock.** The gallery's in-memory state (templates, calibration) is caught up
   from its store's change log under a lock; analysis runs outside it, so searches queue only
   behind the matrix work, never behind another request's face detection.
+- **One collection store.** Opened on first use and kept: opening checks the file's integrity
+  (tens of milliseconds for a large collection), which no thumbnail should pay. Its one SQLite
+  connection is shared by the request threads behind the store's lock, one transaction at a time;
+  in WAL mode each transaction sees what other connections committed before it began (the jobs
+  open their own), so a collection an index job created or filled is seen by the next request.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -40,7 +46,11 @@ class Engine:
         self._gallery: Any = None
         self._load_lock = threading.Lock()
         self.gallery_lock = threading.RLock()
-        self.collection_lock = threading.RLock()
+        self.collection_lock = threading.RLock()  # held by every correction and by cluster jobs
+        self._collection: Any = None  # the CollectionStore, once opened
+        self._collection_file: tuple[int, int] | None = None  # (device, inode) of the file it opened
+        self._retired: list[Any] = []  # stores of a file since replaced: requests may still hold them
+        self._collection_open = threading.Lock()
         self._slots = threading.BoundedSemaphore(settings.analysis_threads)
         self._admitted = 0
         self._admit_lock = threading.Lock()
@@ -122,20 +132,48 @@ class Engine:
 
     @contextlib.contextmanager
     def collection(self) -> Iterator[Any]:
-        """The photo collection store, opened for one request (SQLite connections are cheap)."""
-        from faceatlas.collection.store import CollectionStore
+        """The photo collection store (created if missing), shared by every request: see the module
+        docstring. A context manager, so that a request says how long it uses it; leaving it does
+        not close the store (``close`` does)."""
+        yield self._collection_store()
 
-        store = CollectionStore.open(self.settings.collection_path)
-        try:
-            yield store
-        finally:
-            store.close()
+    def _collection_store(self) -> Any:
+        path = self.settings.collection_path
+        store = self._collection
+        if store is not None and _file_id(path) == self._collection_file:
+            return store
+        with self._collection_open:
+            if self._collection is not None and _file_id(path) == self._collection_file:
+                return self._collection
+            from faceatlas.collection.store import CollectionStore
+
+            # none yet, or the file was deleted or replaced since (a fresh start): open what is there now
+            if self._collection is not None:
+                self._retired.append(self._collection)
+            self._collection, self._collection_file = None, None
+            store = CollectionStore.open(path)
+            self._collection, self._collection_file = store, _file_id(path)
+            return store
 
     def close(self) -> None:
         with self.gallery_lock:
             if self._gallery is not None:
                 self._gallery.close()
                 self._gallery = None
+        with self._collection_open:  # it reopens if the engine serves again
+            for store in (*self._retired, self._collection):
+                if store is not None:
+                    store.close()
+            self._collection, self._collection_file, self._retired = None, None, []
+
+
+def _file_id(path: os.PathLike[str] | str) -> tuple[int, int] | None:
+    """(device, inode) of a file, or None if it is not there: tells the same file from a new one."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return info.st_dev, info.st_ino
 
 
 class _Deferred:

@@ -1,41 +1,38 @@
 """The photo collection over HTTP: clusters (people found in photos), photos, faces, corrections, jobs.
 
-Collection face ids and gallery face ids are different id spaces. Reads take the SQLite snapshot
-they find; every correction holds ``engine.collection_lock`` for its whole read-modify-write, and
-so does a cluster job, so a clustering never overwrites a correction made while it ran.
-
-Corrections are recorded as constraints (``CollectionStore.add_constraint``) that later cluster
-jobs honour, incremental or full, and they stay linear in the faces involved:
-
-- **merge** A into B: the merged cluster's faces become one must-link component (a chain joining
-  the components already there, so a re-merge adds one link), and cannot-links among them are
-  dropped. One must-link between A and B would not do: in a full run the rest of A and of B
-  cluster on their own and only the two linked faces stay together.
-- **split** M off C: must-links between M and the rest R are dropped (R's faces that were joined
-  only through M are chained again), M becomes one must-link component, and M's best face is
-  cannot-linked with *every* face of R. One cannot-link pair is not enough: R is not one node in a
-  full run, so the other faces of R could join M (they do, when their embeddings are close).
-- **not this person**: the face loses its must-links (its neighbours are chained again, so the
-  others stay joined) and is cannot-linked with every other face of its former cluster.
-
-A named cluster is a person of the service's gallery (``CollectionStore.enroll_named``): faces a
-correction takes out of a named cluster (split, not this person, the name removed) are taken out
-of that gallery person too, so identification follows the user's corrections.
+Collection face ids and gallery face ids are different id spaces. Every route is a thin layer over
+the library: it checks the request, calls one function under the locks it needs, and turns the
+result (or the library's typed refusal, ``_as_http``) into the response. Reads take the SQLite
+snapshot they find in the engine's one collection store. The corrections (name, merge, split,
+not this person; see ``faceatlas.collection.corrections`` for how they are recorded so that later
+cluster jobs honour them) hold ``engine.collection_lock`` for their whole read-modify-write, and
+so does a cluster job, so a clustering never overwrites a correction made while it ran; they hold
+``engine.gallery_lock`` too, as a named cluster is a person of the service's gallery.
 """
 
 from __future__ import annotations
 
 import io
 import os
-from collections import defaultdict
-from collections.abc import Iterable
-from itertools import pairwise
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path as FsPath
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request, Response
 from fastapi.responses import FileResponse
 
+from faceatlas.collection import corrections
+from faceatlas.collection.corrections import DifferentPeopleError, SharedPhotoError, WholeClusterError
+from faceatlas.collection.store import (
+    ClusterNotFoundError,
+    CorrectionConflictError,
+    FaceNotFoundError,
+    InvalidCorrectionError,
+    ModelMismatchError,
+    NameTakenError,
+    PhotoNotFoundError,
+)
 from faceatlas.server.auth import Principal, require
 from faceatlas.server.errors import ServiceError
 from faceatlas.server.schemas import (
@@ -81,7 +78,6 @@ MEDIA_TYPES = {
     "tiff": "image/tiff",
     "heif": "image/heif",
 }
-UNASSIGNED = -1
 
 
 # --- clusters -------------------------------------------------------------------------------------
@@ -102,8 +98,9 @@ def list_clusters(request: Request, _: Reader, limit: Limit = 200, offset: Offse
 
 @router.get("/collection/clusters/{cluster_id}", response_model=ClusterOut, summary="One cluster and its faces")
 def get_cluster(request: Request, _: Reader, cluster_id: ClusterId) -> ClusterOut:
-    with request.app.state.engine.collection() as store:
-        return _cluster_out(store, _cluster(store, cluster_id))
+    with request.app.state.engine.collection() as store, _as_http():
+        info = store.cluster(cluster_id)
+        return _cluster_out(info, store.cluster_faces(info.id))
 
 
 @router.patch(
@@ -115,21 +112,8 @@ def name_cluster(request: Request, _: Writer, cluster_id: ClusterId, body: Clust
     Renaming a named cluster renames its gallery person too (when the new name is free there).
     Removing the name takes the cluster's faces out of the gallery again (and the person, if that
     leaves it with no face)."""
-    engine = request.app.state.engine
-    name = None if body.name is None else body.name.strip()
-    with engine.collection_lock, engine.collection() as store:
-        info = _cluster(store, cluster_id)
-        if name is not None:
-            _check_name_free(store, cluster_id, name)
-            _check_gallery_model(engine, store)
-        store.name_cluster(cluster_id, name)
-        unenrolled = 0
-        if name is None and info.name is not None:
-            unenrolled = _unenroll(engine, info.name, store.cluster_faces(cluster_id), [])
-        enrolled, held = _enroll(engine, store, name, rename_from=info.name)
-        out = _changed(store, _cluster(store, cluster_id), enrolled, held)
-        out.unenrolled = unenrolled
-        return out
+    with _correcting(request.app.state.engine) as (store, gallery), _as_http():
+        return _changed(corrections.name_cluster(store, cluster_id, body.name, gallery))
 
 
 @router.post(
@@ -139,40 +123,8 @@ def merge_clusters(request: Request, _: Writer, cluster_id: ClusterId, body: Clu
     """Every face of this cluster moves to `into`, which keeps its id and name (or takes this
     cluster's name if it has none); later cluster jobs keep the merged faces together. Two
     differently named clusters, or clusters with faces in one photo, are not merged (409)."""
-    if body.into == cluster_id:
-        raise ServiceError(422, "invalid_request", f"cluster {cluster_id} cannot be merged into itself")
-    engine = request.app.state.engine
-    with engine.collection_lock, engine.collection() as store:
-        source, target = _cluster(store, cluster_id), _cluster(store, body.into)
-        if source.name and target.name:
-            raise ServiceError(
-                409,
-                "conflict",
-                f"cluster {source.id} is {source.name!r} and cluster {target.id} is {target.name!r}: differently "
-                "named clusters are different people; remove one name first (PATCH with name null) if they are one",
-            )
-        moving, staying = store.cluster_faces(source.id), store.cluster_faces(target.id)
-        shared = {f.photo_id: f.id for f in staying}
-        both = [(f.photo_id, shared[f.photo_id], f.id) for f in moving if f.photo_id in shared]
-        if both:
-            photo, a, b = both[0]
-            raise ServiceError(
-                409,
-                "conflict",
-                f"clusters {source.id} and {target.id} both have a face in photo {photo} (faces {a} and {b}); a "
-                "person appears once per photo: take the wrong face out first (POST /v1/collection/faces/{id}/"
-                "not-this-person), then merge",
-            )
-        name = target.name or source.name
-        if name is not None:
-            _check_gallery_model(engine, store)
-        if source.name:  # the name goes with the faces: `into` has none
-            store.name_cluster(source.id, None)
-            store.name_cluster(target.id, name)
-        store.set_clusters([f.id for f in moving], [target.id] * len(moving))  # also drops the emptied cluster
-        _Links(store).tie({f.id for f in moving} | {f.id for f in staying})
-        enrolled, held = _enroll(engine, store, name)
-        return _changed(store, _cluster(store, target.id), enrolled, held)
+    with _correcting(request.app.state.engine) as (store, gallery), _as_http():
+        return _changed(corrections.merge_clusters(store, cluster_id, body.into, gallery))
 
 
 @router.post(
@@ -182,40 +134,9 @@ def split_cluster(request: Request, _: Writer, cluster_id: ClusterId, body: Clus
     """The faces given (some, not all, of this cluster's) move to a new, unnamed cluster, which is
     returned; later cluster jobs keep them together and apart from the faces that stayed. When the
     cluster is named, the faces moved are taken out of its gallery person."""
-    engine = request.app.state.engine
-    with engine.collection_lock, engine.collection() as store:
-        info = _cluster(store, cluster_id)
-        faces = store.cluster_faces(info.id)  # best first
-        here = {f.id for f in faces}
-        wanted = list(dict.fromkeys(body.faces))
-        strangers = [f for f in wanted if f not in here]
-        if strangers:
-            raise ServiceError(
-                422,
-                "invalid_request",
-                f"faces {_few(strangers)} are not in cluster {info.id}; split moves its own faces",
-            )
-        if len(wanted) == len(faces):
-            raise ServiceError(
-                422,
-                "invalid_request",
-                f"a split must leave at least one face in cluster {info.id}; to rename the person use PATCH",
-            )
-        new_id = max(c.id for c in store.clusters()) + 1
-        store.set_clusters(wanted, [new_id] * len(wanted))
-        moved = set(wanted)
-        rest = here - moved
-        links = _Links(store)
-        links.separate(moved, rest)
-        links.tie(moved)
-        representative = next(f.id for f in faces if f.id in moved)  # the best face of those moved
-        links.cannot(representative, rest)
-        unenrolled = 0
-        if info.name is not None:
-            unenrolled = _unenroll(
-                engine, info.name, [f for f in faces if f.id in moved], [f for f in faces if f.id in rest]
-            )
-        return ClusterSplit(**_cluster_out(store, _cluster(store, new_id)).model_dump(), unenrolled=unenrolled)
+    with _correcting(request.app.state.engine) as (store, gallery), _as_http():
+        result = corrections.split_cluster(store, cluster_id, body.faces, gallery)
+    return ClusterSplit(**_cluster_out(result.cluster, result.faces).model_dump(), unenrolled=result.unenrolled)
 
 
 @router.post(
@@ -226,21 +147,11 @@ def split_cluster(request: Request, _: Writer, cluster_id: ClusterId, body: Clus
 def not_this_person(request: Request, _: Writer, face_id: FaceId) -> NotThisPersonResponse:
     """The face becomes unassigned; later cluster jobs never put it back with its former cluster's
     faces. When that cluster is named, the face is taken out of its gallery person."""
-    engine = request.app.state.engine
-    with engine.collection_lock, engine.collection() as store:
-        face = _face(store, face_id)
-        if face.cluster is None or face.cluster < 0:
-            state = "not clustered yet" if face.cluster is None else "unassigned"
-            raise ServiceError(409, "conflict", f"face {face_id} is in no cluster ({state})")
-        former = _cluster(store, int(face.cluster))
-        staying = [f for f in store.cluster_faces(former.id) if f.id != face_id]
-        others = {f.id for f in staying}
-        store.set_clusters([face_id], [UNASSIGNED])
-        links = _Links(store)
-        links.separate({face_id}, others | links.must[face_id])
-        links.cannot(face_id, others)
-        unenrolled = 0 if former.name is None else _unenroll(engine, former.name, [face], staying)
-    return NotThisPersonResponse(face_id=face_id, former_cluster_id=former.id, unenrolled=unenrolled)
+    with _correcting(request.app.state.engine) as (store, gallery), _as_http():
+        result = corrections.not_this_person(store, face_id, gallery)
+    return NotThisPersonResponse(
+        face_id=result.face_id, former_cluster_id=result.former_id, unenrolled=result.unenrolled
+    )
 
 
 # --- photos and faces -----------------------------------------------------------------------------
@@ -257,11 +168,11 @@ def list_photos(
         Query(ge=-1, le=MAX_ID, description="only photos with a face of this cluster (-1: an unassigned face)"),
     ] = None,
 ) -> PhotosResponse:
-    with request.app.state.engine.collection() as store:
+    with request.app.state.engine.collection() as store, _as_http():
         photos = store.photos()
         if cluster is not None:
             if cluster >= 0:
-                _cluster(store, cluster)
+                store.cluster(cluster)  # 404 if there is none
             wanted = {f.photo_id for f in store.cluster_faces(cluster)}
             photos = [p for p in photos if p.id in wanted]
     return PhotosResponse(photos=[_photo_out(p) for p in photos[offset : offset + limit]], total=len(photos))
@@ -269,8 +180,8 @@ def list_photos(
 
 @router.get("/collection/photos/{photo_id}", response_model=PhotoDetail, summary="One photo and its faces")
 def get_photo(request: Request, _: Reader, photo_id: PhotoId) -> PhotoDetail:
-    with request.app.state.engine.collection() as store:
-        photo = _photo(store, photo_id)
+    with request.app.state.engine.collection() as store, _as_http():
+        photo = store.photo(photo_id)
         names = {c.id: c.name for c in store.clusters()}
         faces = store.faces_of_photo(photo.id)
     return PhotoDetail(
@@ -291,8 +202,8 @@ def get_photo(request: Request, _: Reader, photo_id: PhotoId) -> PhotoDetail:
 )
 def photo_image(request: Request, _: Reader, photo_id: PhotoId) -> FileResponse:
     """The file as it is on disk (not EXIF-rotated: browsers rotate it themselves)."""
-    with request.app.state.engine.collection() as store:
-        photo = _photo(store, photo_id)
+    with request.app.state.engine.collection() as store, _as_http():
+        photo = store.photo(photo_id)
     file = _on_disk(photo.root, photo.path, f"photo {photo.id}")
     try:
         with open(file, "rb") as fh:
@@ -323,8 +234,8 @@ def face_thumbnail(
     from faceatlas.errors import InvalidImageError
     from faceatlas.image import load_image
 
-    with request.app.state.engine.collection() as store:
-        face = _face(store, face_id)
+    with request.app.state.engine.collection() as store, _as_http():
+        face = store.face(face_id)
     etag = f'"{face.sha256[:16]}-{face.id}-{size}"'
     headers = {"Cache-Control": CACHE, "ETag": etag}
     if if_none_match is not None and etag in {t.strip() for t in if_none_match.split(",")}:
@@ -407,11 +318,64 @@ def cancel_job(request: Request, _: Writer, job_id: str) -> JobOut:
 # --- helpers --------------------------------------------------------------------------------------
 
 
-def _cluster(store: Any, cluster_id: int) -> Any:
-    for info in store.clusters():
-        if info.id == cluster_id:
-            return info
-    raise ServiceError(404, "not_found", f"no cluster {cluster_id} in the collection")
+@contextmanager
+def _correcting(engine: Any) -> Iterator[tuple[Any, Any]]:
+    """(the collection store, the gallery) for one correction, under the collection lock and then
+    the gallery lock (always in that order): a named cluster is a person of the gallery."""
+    with engine.collection_lock, engine.collection() as store:
+        gallery = engine.gallery()
+        with engine.gallery_lock:
+            yield store, gallery
+
+
+@contextmanager
+def _as_http() -> Iterator[None]:
+    """The library's refusals as HTTP answers. Its messages name library functions and the file's
+    path; these name the endpoints to use instead, and never a path on the server."""
+    try:
+        yield
+    except ClusterNotFoundError as exc:
+        raise ServiceError(404, "not_found", f"no cluster {exc.cluster_id} in the collection") from exc
+    except FaceNotFoundError as exc:
+        raise ServiceError(404, "not_found", f"no face {exc.face_id} in the collection") from exc
+    except PhotoNotFoundError as exc:
+        raise ServiceError(404, "not_found", f"no photo {exc.photo_id} in the collection") from exc
+    except NameTakenError as exc:
+        raise ServiceError(
+            409,
+            "conflict",
+            f"cluster {exc.other_id} is already named {exc.name!r}; if both show one person, merge them "
+            f"(POST /v1/collection/clusters/{exc.cluster_id}/merge with into={exc.other_id}), or pick another name",
+        ) from exc
+    except DifferentPeopleError as exc:
+        source, into = exc.source, exc.into
+        raise ServiceError(
+            409,
+            "conflict",
+            f"cluster {source.id} is {source.name!r} and cluster {into.id} is {into.name!r}: differently "
+            "named clusters are different people; remove one name first (PATCH with name null) if they are one",
+        ) from exc
+    except SharedPhotoError as exc:
+        a, b = exc.faces
+        raise ServiceError(
+            409,
+            "conflict",
+            f"clusters {exc.source_id} and {exc.into_id} both have a face in photo {exc.photo_id} (faces {a} and "
+            f"{b}); a person appears once per photo: take the wrong face out first (POST /v1/collection/faces/"
+            "{id}/not-this-person), then merge",
+        ) from exc
+    except WholeClusterError as exc:
+        raise ServiceError(
+            422,
+            "invalid_request",
+            f"a split must leave at least one face in cluster {exc.cluster_id}; to rename the person use PATCH",
+        ) from exc
+    except InvalidCorrectionError as exc:
+        raise ServiceError(422, "invalid_request", str(exc)) from exc
+    except ModelMismatchError as exc:  # the gallery's model is not the collection's
+        raise ServiceError(409, "model_mismatch", str(exc)) from exc
+    except CorrectionConflictError as exc:
+        raise ServiceError(409, "conflict", str(exc)) from exc
 
 
 def _cover(store: Any, info: Any) -> int | None:
@@ -431,31 +395,17 @@ def _face_out(face: Any) -> CollectionFace:
     )
 
 
-def _cluster_out(store: Any, info: Any) -> ClusterOut:
-    return ClusterOut(id=info.id, name=info.name, faces=[_face_out(f) for f in store.cluster_faces(info.id)])
+def _cluster_out(info: Any, faces: list[Any]) -> ClusterOut:
+    return ClusterOut(id=info.id, name=info.name, faces=[_face_out(f) for f in faces])
 
 
-def _changed(store: Any, info: Any, enrolled: int, held: int | None) -> ClusterChanged:
-    return ClusterChanged(**_cluster_out(store, info).model_dump(), enrolled=enrolled, gallery_faces=held)
-
-
-def _face(store: Any, face_id: int) -> Any:
-    """One face by id. CollectionStore has no such lookup yet (only by photo or cluster, or all
-    faces with their embeddings), so this reads it with the store's own query and row reader."""
-    from faceatlas.collection.store import _face_info
-
-    with store._transaction(write=False) as conn:
-        row = conn.execute(f"{store._FACE_SELECT} WHERE f.id = ?", (int(face_id),)).fetchone()
-    if row is None:
-        raise ServiceError(404, "not_found", f"no face {face_id} in the collection")
-    return _face_info(row)
-
-
-def _photo(store: Any, photo_id: int) -> Any:
-    for photo in store.photos():
-        if photo.id == photo_id:
-            return photo
-    raise ServiceError(404, "not_found", f"no photo {photo_id} in the collection")
+def _changed(result: corrections.ClusterChange) -> ClusterChanged:
+    return ClusterChanged(
+        **_cluster_out(result.cluster, result.faces).model_dump(),
+        enrolled=result.enrolled,
+        gallery_faces=result.gallery_faces,
+        unenrolled=result.unenrolled,
+    )
 
 
 def _photo_out(photo: Any) -> PhotoOut:
@@ -485,161 +435,6 @@ def _thumbnail(pixels: Any, box: tuple[float, float, float, float], size: int) -
     out = io.BytesIO()
     crop.resize((size, size), Image.Resampling.LANCZOS).save(out, "JPEG", quality=85)
     return out.getvalue()
-
-
-def _few(ids: list[int], shown: int = 10) -> str:
-    text = ", ".join(map(str, ids[:shown]))
-    return text + (f" and {len(ids) - shown} more" if len(ids) > shown else "")
-
-
-def _check_name_free(store: Any, cluster_id: int, name: str) -> None:
-    for info in store.clusters():
-        if info.name == name and info.id != cluster_id:
-            raise ServiceError(
-                409,
-                "conflict",
-                f"cluster {info.id} is already named {name!r}; if both show one person, merge them "
-                f"(POST /v1/collection/clusters/{cluster_id}/merge with into={info.id}), or pick another name",
-            )
-
-
-def _check_gallery_model(engine: Any, store: Any) -> None:
-    """Refuse before naming when the gallery holds another model's embeddings than the collection."""
-    collection_model = store.model()
-    gallery = engine.gallery()
-    with engine.gallery_lock:
-        gallery_model = gallery.store.model()
-    if collection_model is not None and gallery_model is not None and collection_model != gallery_model:
-        raise ServiceError(
-            409,
-            "model_mismatch",
-            f"the collection holds {collection_model} embeddings and the gallery {gallery_model}; "
-            "its faces cannot be enrolled, so the cluster was not named",
-        )
-
-
-def _enroll(engine: Any, store: Any, name: str | None, rename_from: str | None = None) -> tuple[int, int | None]:
-    """Enrol the named clusters into the service's gallery (``enroll_named``: only faces not there
-    yet); (faces added under ``name``, faces the gallery holds for it). A cluster renamed from
-    ``rename_from`` takes its gallery person along when ``name`` is free there."""
-    if name is None:
-        return 0, None
-    gallery = engine.gallery()
-    with engine.gallery_lock:
-        if rename_from and rename_from != name and _person(gallery, rename_from) and _person(gallery, name) is None:
-            gallery.rename(rename_from, name)
-        summary = store.enroll_named(gallery)
-        person = _person(gallery, name)
-    return int(summary.added.get(name, 0)), 0 if person is None else int(person.n_faces)
-
-
-def _unenroll(engine: Any, name: str, leaving: list[Any], staying: list[Any]) -> int:
-    """Take the faces ``leaving`` a cluster named ``name`` out of that gallery person (the ones
-    ``enroll_named`` put there: source "<photo sha256>#<idx>", unless a face ``staying`` has the
-    same source, i.e. a copy of the photo); the person goes too if no face is left. Returns how
-    many faces were removed. The gallery has no lookup by source, so its rows are read through."""
-    source = "{0.sha256}#{0.idx}".format
-    sources = {source(f) for f in leaving} - {source(f) for f in staying}
-    gallery = engine.gallery()
-    with engine.gallery_lock:
-        person = _person(gallery, name)
-        if person is None or not sources:
-            return 0
-        gone = [
-            int(row["id"])
-            for row in gallery.store.export_rows()
-            if row.get("kind") == "face" and row["person_id"] == person.id and row["source"] in sources
-        ]
-        for face_id in gone:
-            gallery.remove_face(face_id)
-        if gone and _person(gallery, name).n_faces == 0:  # a person is created with faces: none, no person
-            gallery.delete_person(name)
-    return len(gone)
-
-
-def _person(gallery: Any, name: str) -> Any:
-    from faceatlas.gallery.store import PersonNotFoundError
-
-    try:
-        return gallery.store.get_person(name)
-    except PersonNotFoundError:
-        return None
-
-
-class _Links:
-    """The collection's must-links as a graph (and its cannot-links), changed through the store."""
-
-    def __init__(self, store: Any) -> None:
-        self.store = store
-        self.must: defaultdict[int, set[int]] = defaultdict(set)
-        self.cannot_of: defaultdict[int, set[int]] = defaultdict(set)
-        must, cannot = store.constraints()
-        for a, b in must.tolist():
-            self.must[a].add(b)
-            self.must[b].add(a)
-        for a, b in cannot.tolist():
-            self.cannot_of[a].add(b)
-            self.cannot_of[b].add(a)
-
-    def components(self, faces: set[int]) -> list[set[int]]:
-        """The must-link components among ``faces`` (links to other faces not followed)."""
-        seen: set[int] = set()
-        out = []
-        for start in sorted(faces):
-            if start in seen:
-                continue
-            component, todo = {start}, [start]
-            while todo:
-                for other in self.must[todo.pop()] & faces:
-                    if other not in component:
-                        component.add(other)
-                        todo.append(other)
-            seen |= component
-            out.append(component)
-        return out
-
-    def _add(self, a: int, b: int, kind: str) -> None:
-        self.store.add_constraint(a, b, kind)  # replaces a constraint of the other kind on the pair
-        (self.cannot_of if kind == "must" else self.must)[a].discard(b)
-        (self.cannot_of if kind == "must" else self.must)[b].discard(a)
-        (self.must if kind == "must" else self.cannot_of)[a].add(b)
-        (self.must if kind == "must" else self.cannot_of)[b].add(a)
-
-    def _remove(self, a: int, b: int) -> None:
-        self.store.remove_constraint(a, b)
-        for graph in (self.must, self.cannot_of):
-            graph[a].discard(b)
-            graph[b].discard(a)
-
-    def _chain(self, components: list[set[int]]) -> None:
-        for a, b in pairwise(min(c) for c in components):
-            self._add(a, b, "must")
-
-    def tie(self, faces: set[int]) -> None:
-        """Make ``faces`` one must-link component, with no cannot-link among them."""
-        for a in faces:
-            for b in sorted(self.cannot_of[a] & faces):
-                if a < b:
-                    self._remove(a, b)
-        self._chain(self.components(faces))
-
-    def separate(self, moved: set[int], rest: set[int]) -> None:
-        """Drop the must-links between ``moved`` and ``rest``; faces of one side that were joined
-        only through the other side are chained again, so each side stays as joined as it was."""
-        before = self.components(moved | rest)
-        for a in moved:
-            for b in sorted(self.must[a] & (rest - moved)):
-                self._remove(a, b)
-        for component in before:
-            for side in (moved, rest - moved):
-                part = component & side
-                if len(part) > 1:
-                    self._chain(self.components(part))
-
-    def cannot(self, face: int, others: Iterable[int]) -> None:
-        for other in sorted(others):
-            if other != face:
-                self._add(face, other, "cannot")
 
 
 def _allowed_folder(roots: list[FsPath], folder: str) -> FsPath:
