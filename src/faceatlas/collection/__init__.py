@@ -1,9 +1,10 @@
 """Photo collections: index folders of photos, cluster their faces by person, export a contact sheet.
 
->>> from faceatlas.collection import CollectionStore, index_folder, export_html
+>>> from faceatlas.collection import CollectionStore, index_folder, export_html, merge_clusters
 >>> with CollectionStore.open("collection.db") as store:
 ...     print(index_folder("~/Pictures", store))      # resumable; a re-run only does what changed
 ...     export_html(store, "sheet")                    # sheet/index.html
+...     merge_clusters(store, 7, into=3)               # corrections hold in every later clustering run
 
 Nothing is imported until used, so the CLI (which imports ``collection.cli``) starts fast.
 See docs/COLLECTION.md.
@@ -20,17 +21,27 @@ _EXPORTS = {
     "IndexReport": "faceatlas.collection.indexer",
     "index_folder": "faceatlas.collection.indexer",
     **{
+        name: "faceatlas.collection.corrections"
+        for name in ("name_cluster", "merge_clusters", "split_cluster", "not_this_person")
+    },
+    **{
         name: "faceatlas.collection.store"
         for name in (
             "NOT_CLUSTERED",
             "UNASSIGNED",
             "ClusterInfo",
+            "ClusterNotFoundError",
             "CollectionError",
             "CollectionStore",
             "EnrollSummary",
             "FaceInfo",
             "FaceTable",
+            "CorrectionConflictError",
+            "FaceNotFoundError",
+            "InvalidCorrectionError",
             "ModelMismatchError",
+            "NameTakenError",
+            "PhotoNotFoundError",
             "PhotoRecord",
             "PhotoState",
         )
