@@ -8,10 +8,11 @@ two people, then drives it with an asyncio httpx client:
 
 1. **analyze** for ``--seconds`` at ``--concurrency`` requests in flight (Grace Hopper and the
    astronaut, alternating);
-2. **identify** likewise, twice in a row, so RSS after the first and second run shows whether
-   memory grows with traffic;
+2. **identify** likewise, three times in a row, so RSS minute by minute shows whether memory
+   grows with traffic;
 3. **overload**: ``--flood`` requests in flight against ``FACEATLAS_MAX_WAITING``: the excess
-   must be refused with 503 + Retry-After at once, never queued until memory runs out.
+   must be refused with 503 + Retry-After at once, never queued until memory runs out;
+4. **identify** once more, after the overload.
 
 Prints a Markdown table: requests, throughput, p50/p99 latency, status codes, and the server's
 RSS before and after each phase (VmRSS from /proc). Every request goes to 127.0.0.1.
@@ -135,9 +136,11 @@ async def run_phases(base: str, key: str, pictures: dict[str, bytes], args, pid:
         phases = []
         for name, url, concurrency in (
             ("analyze", "/v1/analyze", args.concurrency),
-            ("identify", "/v1/identify", args.concurrency),
-            ("identify (again)", "/v1/identify", args.concurrency),
+            ("identify, 1st minute", "/v1/identify", args.concurrency),
+            ("identify, 2nd minute", "/v1/identify", args.concurrency),
+            ("identify, 3rd minute", "/v1/identify", args.concurrency),
             (f"overload: {args.flood} in flight", "/v1/identify", args.flood),
+            ("identify, after the overload", "/v1/identify", args.concurrency),
         ):
             before = rss_mb(pid)
             result = await drive(client, url, upload, args.seconds, concurrency, key)

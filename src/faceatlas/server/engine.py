@@ -4,7 +4,8 @@
   load, and ``/readyz`` or ``Engine.load()`` can pay it up front.
 - **Bounded admission.** At most ``analysis_threads`` requests analyse images at once and at most
   ``max_waiting`` more wait for a turn. Any more are refused at once (``Overloaded``: 503 with
-  Retry-After) instead of piling up decoded images until the process is killed for memory.
+  Retry-After), before their upload is decoded, instead of piling up decoded images until the
+  process is killed for memory.
 - **One gallery, one lock.** The gallery's in-memory state (templates, calibration) is caught up
   from its store's change log under a lock; analysis runs outside it, so searches queue only
   behind the matrix work, never behind another request's face detection.
@@ -89,8 +90,11 @@ class Engine:
         self.analyzer()
 
     @contextlib.contextmanager
-    def turn(self) -> Iterator[Any]:
-        """Wait for an analysis slot (refused at once when too many already wait); yields the analyzer."""
+    def admit(self) -> Iterator[None]:
+        """Count one image request against the bound, or refuse it at once (``Overloaded``).
+
+        Taken before the upload is decoded (an async dependency of the image routes), so a refused
+        request costs neither a worker thread nor a decoded image."""
         limit = self.settings.analysis_threads + self.settings.max_waiting
         with self._admit_lock:
             if self._admitted >= limit:
@@ -100,8 +104,7 @@ class Engine:
                 )
             self._admitted += 1
         try:
-            with self._slots:
-                yield self.analyzer()
+            yield
         finally:
             with self._admit_lock:
                 self._admitted -= 1
@@ -111,9 +114,9 @@ class Engine:
         return max(0, self._admitted - self.settings.analysis_threads)
 
     def analyze(self, pixels: Any) -> list[Any]:
-        """Every face in a decoded image, with embeddings, largest first."""
-        with self.turn() as analyzer:
-            faces = sorted(analyzer.analyze(pixels), key=lambda f: -f.box.area)
+        """Every face in a decoded image, with embeddings, largest first (one analysis slot)."""
+        with self._slots:
+            faces = sorted(self.analyzer().analyze(pixels), key=lambda f: -f.box.area)
         self.faces_analysed += len(faces)
         if self.on_faces is not None:
             self.on_faces(len(faces))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 import numpy as np
@@ -25,6 +26,16 @@ router = APIRouter(prefix="/v1", tags=["images"])
 Reader = Annotated[Principal, Depends(require("read"))]
 
 
+async def admission(request: Request) -> AsyncIterator[None]:
+    """The image request counts against the service's bound (``Engine.admit``) while it runs.
+    Async, so the check happens on the event loop: a refusal needs no worker thread."""
+    with request.app.state.engine.admit():
+        yield
+
+
+Admitted = Annotated[None, Depends(admission)]
+
+
 def pixels_of(request: Request, upload: UploadFile, field: str) -> np.ndarray:
     settings = request.app.state.settings
     data = read_limited(upload.file, settings.max_upload_bytes, field)
@@ -40,6 +51,7 @@ def model_name(engine: Any) -> str:
 def analyze(
     request: Request,
     _: Reader,
+    __: Admitted,
     image: Annotated[UploadFile, File(description="an image file (JPEG, PNG, WebP, GIF, BMP, TIFF, HEIF)")],
     embeddings: Annotated[bool, Query(description="include each face's embedding")] = False,
 ) -> AnalyzeResponse:
@@ -70,6 +82,7 @@ def _side(request: Request, upload: UploadFile | None, face_id: int | None, name
 def verify(
     request: Request,
     _: Reader,
+    __: Admitted,
     image_a: Annotated[UploadFile | None, File(description="first image (its largest face)")] = None,
     image_b: Annotated[UploadFile | None, File(description="second image (its largest face)")] = None,
     face_a: Annotated[int | None, Form(ge=0, le=MAX_ID, description="or: a gallery face id")] = None,
@@ -95,6 +108,7 @@ def verify(
 def identify(
     request: Request,
     _: Reader,
+    __: Admitted,
     image: Annotated[UploadFile, File(description="an image; every face in it is searched")],
     k: Annotated[int, Query(ge=1, le=100, description="candidates per face")] = 5,
     fpir: Annotated[

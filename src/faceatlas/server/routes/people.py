@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, File, Path, Query, Request, UploadFile
 
 from faceatlas.errors import InvalidImageError
 from faceatlas.server.auth import Principal, require
-from faceatlas.server.routes.images import pixels_of
+from faceatlas.server.routes.images import Admitted, pixels_of
 from faceatlas.server.schemas import (
     MAX_ID,
     DeletedResponse,
@@ -49,6 +49,7 @@ def get_person(request: Request, _: Reader, name: Name) -> PersonOut:
 def enroll(
     request: Request,
     _: Writer,
+    __: Admitted,
     name: Name,
     images: Annotated[list[UploadFile], File(description="one face per image (up to 32 images)")],
     face: Annotated[int | None, Query(ge=0, description="in images with several faces, take the i-th largest")] = None,
