@@ -170,7 +170,7 @@ def main() -> None:
             "FACEATLAS_RATE_LIMIT_PER_MINUTE": "0",
         }
         created = subprocess.run(
-            ["faceatlas", "keys", "create", "load test", "--scope", "write"],
+            ["faceatlas", "keys", "create", "load test", "--scope", "admin"],
             env=env,
             capture_output=True,
             text=True,

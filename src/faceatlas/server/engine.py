@@ -23,6 +23,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from faceatlas.errors import FaceAtlasError
@@ -52,7 +53,10 @@ class Engine:
         self._collection_file: tuple[int, int] | None = None  # (device, inode) of the file it opened
         self._retired: list[Any] = []  # stores of a file since replaced: requests may still hold them
         self._collection_open = threading.Lock()
-        self._slots = threading.BoundedSemaphore(settings.analysis_threads)
+        # the models run on these threads only: a request thread waits for one. Few threads touch
+        # the models' big buffers, so the allocator keeps few arenas, and RSS stays flat even when
+        # a flood rotates dozens of request threads through the image routes
+        self._pool = ThreadPoolExecutor(settings.analysis_threads, thread_name_prefix="faceatlas-analysis")
         self._admitted = 0
         self._admit_lock = threading.Lock()
         self.model_load_seconds: float | None = None
@@ -115,12 +119,14 @@ class Engine:
 
     def analyze(self, pixels: Any) -> list[Any]:
         """Every face in a decoded image, with embeddings, largest first (one analysis slot)."""
-        with self._slots:
-            faces = sorted(self.analyzer().analyze(pixels), key=lambda f: -f.box.area)
+        faces = self._pool.submit(self._analyze, pixels).result()
         self.faces_analysed += len(faces)
         if self.on_faces is not None:
             self.on_faces(len(faces))
         return faces
+
+    def _analyze(self, pixels: Any) -> list[Any]:
+        return sorted(self.analyzer().analyze(pixels), key=lambda f: -f.box.area)
 
     # -- stores --------------------------------------------------------------------------------
 
