@@ -364,3 +364,155 @@ def test_real_group_photos_never_put_two_faces_of_one_photo_together(tmp_path):
             len(set(table.photo_ids[loose == label].tolist())) < int((loose == label).sum())
             for label in set(loose.tolist())
         )
+
+
+def _reference_linkage(nodes, edges: np.ndarray, threshold: float, seed_ok=None) -> list[list[int]]:
+    """Average linkage as defined, slowly: at every step every candidate pair (two clusters joined
+    by an edge, not refused) is scored afresh and the best one merged. No heap, no saved scores.
+    Same conventions as ``average_linkage``: ties go to the lower (a, b); the bigger cluster keeps
+    its index (the lower one if equal); a refused pair stays refused."""
+    m = len(nodes.sizes)
+    sums, sizes = nodes.sums.astype(np.float64).copy(), nodes.sizes.astype(np.float64).copy()
+    members = [list(v) for v in nodes.members]
+    photos = [set(p) for p in nodes.photos] or [set() for _ in range(m)]
+    forbidden = [set(f) for f in nodes.forbidden] or [set() for _ in range(m)]
+    owner = np.arange(m)
+    refused: set[tuple[int, int]] = set()
+    while True:
+        a, b = owner[edges[:, 0]], owner[edges[:, 1]]
+        pairs = np.unique(np.stack([np.minimum(a, b), np.maximum(a, b)], axis=1)[a != b], axis=0)
+        pairs = np.array([p for p in pairs.tolist() if tuple(p) not in refused], dtype=np.int64).reshape(-1, 2)
+        if not len(pairs):
+            break
+        scores = np.einsum("ij,ij->i", sums[pairs[:, 0]], sums[pairs[:, 1]]) / (sizes[pairs[:, 0]] * sizes[pairs[:, 1]])
+        best = int(np.argmax(scores))  # the first of equals: the lowest pair
+        if scores[best] < threshold:
+            break
+        x, y = pairs[best].tolist()
+        if (
+            photos[x] & photos[y]
+            or forbidden[x] & set(members[y])
+            or forbidden[y] & set(members[x])
+            or (seed_ok is not None and sizes[x] == sizes[y] == 1 and not seed_ok(members[x][0], members[y][0]))
+        ):
+            refused.add((x, y))
+            continue
+        if sizes[x] < sizes[y]:
+            x, y = y, x
+        sums[x] += sums[y]
+        sizes[x] += sizes[y]
+        members[x] += members[y]
+        photos[x] |= photos[y]
+        forbidden[x] |= forbidden[y]
+        members[y] = []
+        owner[owner == y] = x
+    return [v for v in members if v]
+
+
+def _linkage_case(seed: int, constraints: bool):
+    """Overlapping people, a few two-face starting nodes, k-NN edges (k = 5); with ``constraints``
+    also photos of 2 to 3 faces and cannot-links. (nodes, edges, threshold, face similarities)."""
+    from faceatlas.clustering.linkage import Nodes
+
+    rng = np.random.default_rng(seed)
+    x, _ = identities(14, 8, seed=seed, spread=1.0)
+    x = x.astype(np.float64)
+    x = x[rng.permutation(len(x))[: int(rng.integers(60, 113))]]  # 60 to 112 faces
+    n = len(x)
+    sims = x @ x.T
+    node_of = np.arange(n)
+    for i in rng.choice(n, size=6, replace=False).tolist():  # six faces join their nearest one's node
+        j = int(np.argsort(-sims[i])[1])
+        node_of[node_of == node_of[i]] = node_of[j]
+    _, node_of = np.unique(node_of, return_inverse=True)
+    m = int(node_of.max()) + 1
+    members = [np.flatnonzero(node_of == v).tolist() for v in range(m)]
+    photos: list[set[int]] = []
+    forbidden: list[set[int]] = []
+    if constraints:
+        photo = np.full(n, -1)
+        for p, faces in enumerate(np.array_split(rng.permutation(n)[: n // 3], n // 8)):
+            photo[faces] = p  # about a third of the faces share a photo with 1 or 2 others
+        photos = [{int(photo[f]) for f in faces if photo[f] >= 0} for faces in members]
+        forbidden = [set() for _ in range(m)]
+        close = np.argwhere(np.triu(sims, 1) > 0.5)
+        for i, j in close[rng.choice(len(close), size=min(12, len(close)), replace=False)].tolist():
+            forbidden[node_of[i]].add(j)
+            forbidden[node_of[j]].add(i)
+    nodes = Nodes(
+        np.stack([x[f].sum(axis=0) for f in members]),
+        np.array([len(f) for f in members], float),
+        members,
+        photos,
+        forbidden,
+    )
+    near = np.argsort(-sims, axis=1)[:, 1:6]
+    edges = node_of[np.stack([np.repeat(np.arange(n), 5), near.ravel()], axis=1)]
+    threshold = float(np.quantile(sims[np.triu_indices(n, 1)], 0.97))
+    return nodes, edges, threshold, sims
+
+
+def _mutual_nearest(sims: np.ndarray):
+    best = np.where(np.eye(len(sims), dtype=bool), -np.inf, sims).max(axis=1)
+    return lambda a, b: sims[a, b] >= best[a] and sims[a, b] >= best[b]
+
+
+@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize("constraints", [False, True])
+@pytest.mark.parametrize("seeded", [False, True])
+def test_average_linkage_equals_a_plain_reference_on_random_data(seed, constraints, seeded):
+    """The heap and per-cluster lists give the partition of the plain definition: at each step
+    score every candidate pair afresh and merge the best. Overlapping people and k = 5 make close
+    calls and pairs whose score climbs past the threshold after a merge; photos, cannot-links and
+    the seed rule refuse merges along the way."""
+    from faceatlas.clustering.linkage import average_linkage
+
+    nodes, edges, threshold, sims = _linkage_case(seed, constraints)
+    seed_ok = _mutual_nearest(sims) if seeded else None
+    expected = _reference_linkage(dataclasses.replace(nodes), edges, threshold, seed_ok)
+    got = average_linkage(
+        dataclasses.replace(nodes, sums=nodes.sums.copy(), photos=[set(p) for p in nodes.photos]),
+        edges,
+        threshold,
+        seed_ok,
+    )
+    assert {frozenset(c) for c in got} == {frozenset(c) for c in expected}
+    assert 1 < len(expected) < len(nodes.sizes) - 10  # merges happened, and not into one cluster
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_average_linkage_with_every_pair_a_candidate_is_sklearns_upgma(seed):
+    from sklearn.cluster import AgglomerativeClustering
+
+    from faceatlas.clustering.linkage import Nodes, average_linkage
+
+    x, _ = identities(10, 10, seed=seed, spread=1.0)
+    x = x.astype(np.float64)
+    n = len(x)
+    edges = np.argwhere(~np.eye(n, dtype=bool))
+    threshold = 0.55
+    got = average_linkage(Nodes(x.copy(), np.ones(n), [[i] for i in range(n)]), edges, threshold)
+    labels = np.empty(n, int)
+    for label, faces in enumerate(got):
+        labels[faces] = label
+    reference = AgglomerativeClustering(
+        n_clusters=None, metric="cosine", linkage="average", distance_threshold=1 - threshold
+    ).fit_predict(x)
+    assert same_partition(labels, reference)
+    assert 1 < len(got) < n - 20
+
+
+def test_a_pair_can_climb_past_the_threshold_after_a_merge():
+    """Faces 0 and 1 are very alike (0.954) but no edge joins them (nor 2 and 3); 0's edges reach
+    only 2 and 3, both below the threshold (0.79, 0.80). Once 1 and 3 merge (0.933), 0's average
+    with {1, 3} is 0.87: 0 joins, then 2. Keeping old scores as upper bounds (avg(A∪B, C) lies
+    between avg(A, C) and avg(B, C)) fails here: avg(0, 1) was never a candidate, and a lazy
+    rescoring would leave 0 on its own."""
+    from faceatlas.clustering.linkage import Nodes, average_linkage
+
+    x = np.array([[0.912, -0.303, 0.276], [0.869, -0.494, 0.044], [0.939, -0.088, -0.331], [0.789, -0.53, -0.31]])
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    edges = np.array([[0, 2], [0, 3], [1, 2], [1, 3]])
+    assert (x[0] @ x[2] < 0.82) and (x[0] @ x[3] < 0.82) and x[0] @ x[1] > 0.95
+    got = average_linkage(Nodes(x.copy(), np.ones(4), [[0], [1], [2], [3]]), edges, 0.82)
+    assert sorted(map(sorted, got)) == [[0, 1, 2, 3]]
