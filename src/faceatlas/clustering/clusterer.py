@@ -392,13 +392,18 @@ def _join_by_consensus(
     if not agree.any():
         return
     banned = _partners(cannot)
+    photos: dict[int, set[int]] = {}  # cluster -> its photos, for the faces that have one
+    if (group[faces[agree]] >= 0).any():
+        for face in np.flatnonzero((labels >= 0) & (group >= 0)).tolist():
+            photos.setdefault(int(labels[face]), set()).add(int(group[face]))
     for face, target in zip(faces[agree].tolist(), theirs[agree, 0].tolist(), strict=True):
-        members = np.flatnonzero(labels == target)
-        if group[face] >= 0 and (group[members] == group[face]).any():
+        if group[face] >= 0 and group[face] in photos.get(target, ()):
             continue
-        if face in banned and np.isin(list(banned[face]), members).any():
+        if face in banned and (labels[list(banned[face])] == target).any():
             continue
         labels[face] = target
+        if group[face] >= 0:
+            photos.setdefault(target, set()).add(int(group[face]))
 
 
 def _singles(nodes: Nodes, edges: np.ndarray) -> list[int]:
