@@ -202,6 +202,17 @@ def test_bad_uploads_get_clear_errors(tmp_path, analyzer, photos, astronaut):
         assert both.status_code == 400 and "exactly one" in both.json()["error"]["message"]
         huge_declared = client.post("/v1/analyze", headers={**auth, "Content-Length": str(10**9)}, content=b"x" * 10)
         assert huge_declared.status_code == 413
+
+        def chunks(n):  # a chunked body announces no length: counted as it arrives
+            yield b'--xyz\r\nContent-Disposition: form-data; name="image"; filename="a.jpg"\r\n\r\n'
+            yield from (b"\xff" * 10_000 for _ in range(n))
+            yield b"\r\n--xyz--\r\n"
+
+        multipart = {**auth, "Content-Type": "multipart/form-data; boundary=xyz"}
+        chunked = client.post("/v1/analyze", headers=multipart, content=chunks(200))
+        assert chunked.status_code == 413 and chunked.json()["error"]["code"] == "too_large"
+        small = client.post("/v1/analyze", headers=multipart, content=chunks(2))
+        assert small.status_code == 415  # under the limit: it reaches the route, which sniffs it
         for response in (text, truncated, big, missing):
             assert "Traceback" not in response.text and 'File "' not in response.text
 

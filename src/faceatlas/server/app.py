@@ -28,7 +28,8 @@ Every `/v1` call needs an API key (`Authorization: Bearer fa_...` or `X-API-Key`
 
 class BodyLimit:
     """Refuse request bodies over the upload limit before they are parsed or spooled to disk:
-    by Content-Length at once, and by counting for chunked bodies that announce none."""
+    by Content-Length at once; a chunked body that announces no length is read up to the limit
+    (refused as soon as it passes it) and then handed on."""
 
     def __init__(self, app: ASGIApp, limit: int) -> None:
         self.app, self.limit = app, limit
@@ -38,25 +39,48 @@ class BodyLimit:
             await self.app(scope, receive, send)
             return
         declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            await _too_large(send, self.limit)
+        if declared is not None:
+            if declared.isdigit() and int(declared) > self.limit:
+                await _too_large(send, self.limit)
+                return
+            await self.app(scope, receive, send)
             return
-        seen = 0
-
-        async def counted() -> Message:
-            nonlocal seen
+        parts, seen = [], 0
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.limit:
-                    raise errors.ServiceError(413, "too_large", _too_large_text(self.limit))
-            return message
+            if message["type"] != "http.request":  # the client went away
+                await self.app(scope, _replay([message]), send)
+                return
+            seen += len(message.get("body", b""))
+            if seen > self.limit:
+                await _too_large(send, self.limit)
+                return
+            parts.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        body = {"type": "http.request", "body": b"".join(parts), "more_body": False}
+        await self.app(scope, _replay([body], receive), send)
 
-        await self.app(scope, counted, send)
+
+def _replay(messages: list[Message], then: Receive | None = None) -> Receive:
+    """A receive() that hands out ``messages`` first, then defers to ``then`` (disconnects)."""
+    queue = list(messages)
+
+    async def receive() -> Message:
+        if queue:
+            return queue.pop(0)
+        if then is not None:
+            return await then()
+        return {"type": "http.disconnect"}
+
+    return receive
 
 
 def _too_large_text(limit: int) -> str:
-    return f"the request body is over {limit / 1024 / 1024:g} MB (FACEATLAS_MAX_UPLOAD_MB); send a smaller image"
+    return (
+        f"the request body is over {limit / 1024 / 1024:.1f} MB (room for two images of FACEATLAS_MAX_UPLOAD_MB); "
+        "send a smaller image"
+    )
 
 
 async def _too_large(send: Send, limit: int) -> None:
