@@ -328,3 +328,20 @@ def test_settings_are_validated_at_start(tmp_path, monkeypatch):
     settings = Settings()
     assert settings.max_upload_bytes == 5 * 1024 * 1024 and settings.photo_roots == [tmp_path.resolve()]
     assert settings.auth is True and settings.cors_origins == []  # safe defaults
+
+
+def test_a_postgresql_gallery_serves_the_same_api(tmp_path, analyzer, photos, pg_url):
+    """FACEATLAS_GALLERY=postgresql://...: enrol, identify, delete through the service."""
+    client, tokens = make_service(tmp_path, analyzer, gallery=pg_url)
+    service = Service(client, tokens)
+    with client:
+        enrolled = service.call(
+            "POST", "/v1/people/Grace/faces", scope="write", files={"images": ("h.jpg", photos["hopper"])}
+        )
+        assert enrolled.status_code == 201 and len(enrolled.json()["added"]) == 1
+        found = service.call("POST", "/v1/identify", scope="read", files={"image": ("q.jpg", photos["hopper2"])})
+        assert found.json()["results"][0]["person"] == "Grace"
+        assert service.call("DELETE", "/v1/people/Grace", scope="write").json() == {"deleted": "Grace", "faces": 1}
+        gone = service.call("POST", "/v1/identify", scope="read", files={"image": ("q.jpg", photos["hopper2"])})
+        assert gone.json()["results"][0]["candidates"] == []
+    assert not (tmp_path / "gallery.db").exists()  # nothing went to the default SQLite file
