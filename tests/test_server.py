@@ -57,6 +57,15 @@ def service(tmp_path, analyzer):
         yield Service(client, tokens)
 
 
+def test_nothing_is_served_from_or_refers_to_the_internet(service):
+    # FastAPI's /docs and /redoc load scripts from a CDN: they are off; the schema is served
+    assert service.call("GET", "/docs", scope=None).status_code == 404
+    assert service.call("GET", "/redoc", scope=None).status_code == 404
+    assert service.call("GET", "/openapi.json", scope=None).json()["info"]["title"] == "faceatlas"
+    page = service.call("GET", "/", scope=None).text
+    assert "http://" not in page and "https://" not in page
+
+
 def test_health_and_readiness_need_no_key(service):
     assert service.call("GET", "/healthz", scope=None).json()["status"] == "ok"
     ready = service.call("GET", "/readyz?load=true", scope=None)

@@ -119,6 +119,11 @@ def create_app(
         version=faceatlas.__version__,
         description=API_DESCRIPTION,
         lifespan=lifespan,
+        # FastAPI's /docs and /redoc pages load their scripts from a CDN: offline they are blank
+        # pages, and anywhere they would make the service fetch from the internet. The schema is
+        # at /openapi.json (and docs/openapi.json); the web UI at / is the human interface.
+        docs_url=None,
+        redoc_url=None,
         responses={
             401: {"model": errors_model(), "description": "missing or invalid API key"},
             422: {"model": errors_model(), "description": "invalid request"},

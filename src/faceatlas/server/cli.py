@@ -16,7 +16,7 @@ def serve_command(
     port: Annotated[int, typer.Option(help="port")] = 8000,
     load: Annotated[bool, typer.Option(help="load the models before taking requests")] = True,
 ) -> None:
-    """Serve the REST API (/v1, docs at /docs) and the web UI (/). Settings: FACEATLAS_* variables."""
+    """Serve the REST API (/v1, schema at /openapi.json) and the web UI (/). Settings: FACEATLAS_* variables."""
     import uvicorn
     from pydantic import ValidationError
 
