@@ -516,3 +516,43 @@ def test_a_pair_can_climb_past_the_threshold_after_a_merge():
     assert (x[0] @ x[2] < 0.82) and (x[0] @ x[3] < 0.82) and x[0] @ x[1] > 0.95
     got = average_linkage(Nodes(x.copy(), np.ones(4), [[0], [1], [2], [3]]), edges, 0.82)
     assert sorted(map(sorted, got)) == [[0, 1, 2, 3]]
+
+
+def test_cli_corrections_hold_through_a_full_recluster(tmp_path, monkeypatch):
+    """`people merge-clusters`, `people split`, `people not-this-person`, then `cluster --full`."""
+    from typer.testing import CliRunner
+
+    import faceatlas.clustering.clusterer as clusterer_module
+    from faceatlas.cli import app
+    from faceatlas.collection.store import CollectionStore
+
+    monkeypatch.setattr(clusterer_module, "default_card", lambda: _LooseCard())
+    x, _ = identities(3, 4, seed=8)
+    _collection(tmp_path, x, np.arange(len(x))).close()
+    db = str(tmp_path / "photos.db")
+    runner = CliRunner()
+    assert runner.invoke(app, ["cluster", "--db", db]).exit_code == 0
+
+    def clusters() -> dict[int, set[int]]:
+        with CollectionStore.open(db, create=False) as store:
+            return {info.id: {f.id for f in store.cluster_faces(info.id)} for info in store.clusters()}
+
+    before = clusters()
+    (a, b, c) = sorted(before)
+    merged = runner.invoke(app, ["people", "merge-clusters", str(b), str(a), "--db", db])
+    assert merged.exit_code == 0 and "8 faces" in merged.output, merged.output
+    leaving = min(before[c])
+    result = runner.invoke(app, ["people", "not-this-person", str(leaving), "--db", db])
+    assert result.exit_code == 0 and f"left cluster {c}" in result.output, result.output
+    split_off = sorted(before[a])[:2]
+    result = runner.invoke(app, ["people", "split", str(a), *map(str, split_off), "--db", db])
+    assert result.exit_code == 0 and "2 faces split off" in result.output, result.output
+    assert runner.invoke(app, ["people", "not-this-person", "999999", "--db", db]).exit_code == 3
+
+    assert runner.invoke(app, ["cluster", "--full", "--db", db]).exit_code == 0
+    after = clusters()
+    holding = {frozenset(faces) for faces in after.values()}
+    assert frozenset(split_off) in holding  # the split holds
+    assert frozenset((before[a] | before[b]) - set(split_off)) in holding  # so does the merge
+    # and "not this person": the face is with none of its former cluster's faces (alone is fine)
+    assert all(not (leaving in faces and faces & (before[c] - {leaving})) for faces in after.values())

@@ -32,7 +32,16 @@ from faceatlas._cli_util import (
 from faceatlas._cli_util import (
     progress as _progress,
 )
-from faceatlas.collection.cli import cluster_command, clusters_command, export_command, index_command, name_command
+from faceatlas.collection.cli import (
+    cluster_command,
+    clusters_command,
+    export_command,
+    index_command,
+    merge_clusters_command,
+    name_command,
+    not_this_person_command,
+    split_command,
+)
 from faceatlas.errors import InvalidImageError
 from faceatlas.eval.cli import eval_app
 from faceatlas.gallery.cli import enroll as enroll_command
@@ -56,6 +65,9 @@ app.command("export")(export_command)
 app.command("cluster")(cluster_command)
 people_app.command("clusters")(clusters_command)
 people_app.command("name")(name_command)
+people_app.command("merge-clusters")(merge_clusters_command)
+people_app.command("split")(split_command)
+people_app.command("not-this-person")(not_this_person_command)
 
 
 def _expand(inputs: list[Path]) -> Iterator[Path]:

@@ -158,3 +158,75 @@ def name_command(
         return EXIT_OK
 
     raise typer.Exit(guard(run))
+
+
+# -- corrections: each holds in every later clustering run (docs/CLUSTERING.md, constraints) ------
+
+GalleryOption = Annotated[
+    str | None,
+    typer.Option(help="Keep this gallery (file or postgresql:// URL) in step with the named clusters."),
+]
+
+
+def _correct(db: Path | None, gallery: str | None, fix) -> int:
+    """Run one correction on the collection (and the gallery, if given); report its outcome."""
+
+    def run() -> int:
+        with _open(db, create=False) as store:
+            if gallery is None:
+                typer.echo(fix(store, None))
+                return EXIT_OK
+            from faceatlas.gallery.gallery import Gallery
+
+            with Gallery.open(gallery) as opened:
+                typer.echo(fix(store, opened))
+        return EXIT_OK
+
+    return guard(run)
+
+
+def merge_clusters_command(
+    source: Annotated[int, typer.Argument(help="The cluster whose faces move.")],
+    into: Annotated[int, typer.Argument(help="The cluster that keeps its id and name.")],
+    db: Db = None,
+    gallery: GalleryOption = None,
+) -> None:
+    """Merge two clusters: the same person (later runs keep them together)."""
+    from faceatlas.collection.corrections import merge_clusters
+
+    def fix(store, opened) -> str:
+        result = merge_clusters(store, source, into, opened)
+        return f"cluster {source} merged into {into}: {len(result.faces)} faces"
+
+    raise typer.Exit(_correct(db, gallery, fix))
+
+
+def split_command(
+    cluster: Annotated[int, typer.Argument(help="The cluster to split.")],
+    faces: Annotated[list[int], typer.Argument(help="Face ids that become a new cluster.")],
+    db: Db = None,
+    gallery: GalleryOption = None,
+) -> None:
+    """Split faces off a cluster into a new one (later runs keep them apart)."""
+    from faceatlas.collection.corrections import split_cluster
+
+    def fix(store, opened) -> str:
+        result = split_cluster(store, cluster, faces, opened)
+        return f"{len(result.faces)} faces split off cluster {cluster} into new cluster {result.cluster.id}"
+
+    raise typer.Exit(_correct(db, gallery, fix))
+
+
+def not_this_person_command(
+    face: Annotated[int, typer.Argument(help="A face id (see `faceatlas export --html`).")],
+    db: Db = None,
+    gallery: GalleryOption = None,
+) -> None:
+    """Take a face out of its cluster, for good ("not this person")."""
+    from faceatlas.collection.corrections import not_this_person
+
+    def fix(store, opened) -> str:
+        result = not_this_person(store, face, opened)
+        return f"face {face} left cluster {result.former_id}"
+
+    raise typer.Exit(_correct(db, gallery, fix))
