@@ -107,7 +107,7 @@ def _thumbnails(faces: list[FaceInfo], folder: Path) -> tuple[dict[int, str | No
             names.update((f.id, None) for f in group)
             continue
         for face in todo:
-            _write_atomically(folder / _thumb_name(face), _crop_jpeg(image, face.box))  # type: ignore[arg-type]
+            _write_atomically(folder / _thumb_name(face), face_thumbnail(image, face.box))  # type: ignore[arg-type]
             written += 1
         names.update((f.id, _thumb_name(f)) for f in group)
     return names, written, missing
@@ -118,18 +118,21 @@ def _thumb_name(face: FaceInfo) -> str:
     return hashlib.sha256(key).hexdigest()[:24] + ".jpg"
 
 
-def _crop_jpeg(image: np.ndarray, box: tuple[float, float, float, float]) -> bytes:
-    """A square crop around the box with a margin (black beyond the photo's edge), as JPEG."""
+def face_thumbnail(
+    image: np.ndarray, box: tuple[float, float, float, float], size: int = THUMB_SIZE, margin: float = MARGIN
+) -> bytes:
+    """A square ``size`` JPEG crop around the box with ``margin`` of it on each side (black beyond
+    the photo's edge): the contact sheet's tiles and the service's thumbnails."""
     import io
 
     from PIL import Image
 
     x1, y1, x2, y2 = box
-    side = max(x2 - x1, y2 - y1, 1.0) * (1 + 2 * MARGIN)
+    side = max(x2 - x1, y2 - y1, 1.0) * (1 + 2 * margin)
     left, top = round((x1 + x2 - side) / 2), round((y1 + y2 - side) / 2)
     crop = Image.fromarray(image).crop((left, top, left + round(side), top + round(side)))
     buffer = io.BytesIO()
-    crop.resize((THUMB_SIZE, THUMB_SIZE), Image.Resampling.LANCZOS).save(buffer, "JPEG", quality=85)
+    crop.resize((size, size), Image.Resampling.LANCZOS).save(buffer, "JPEG", quality=85)
     return buffer.getvalue()
 
 

@@ -12,7 +12,6 @@ so does a cluster job, so a clustering never overwrites a correction made while 
 
 from __future__ import annotations
 
-import io
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,6 +23,7 @@ from fastapi.responses import FileResponse
 
 from faceatlas.collection import corrections
 from faceatlas.collection.corrections import DifferentPeopleError, SharedPhotoError, WholeClusterError
+from faceatlas.collection.html import face_thumbnail as thumbnail_jpeg
 from faceatlas.collection.store import (
     ClusterNotFoundError,
     CorrectionConflictError,
@@ -247,7 +247,7 @@ def face_thumbnail(
         raise ServiceError(
             404, "not_found", f"the photo of face {face.id} ({face.path}) can no longer be read"
         ) from exc
-    return Response(_thumbnail(pixels, face.box, size), media_type="image/jpeg", headers=headers)
+    return Response(thumbnail_jpeg(pixels, face.box, size, THUMB_MARGIN), media_type="image/jpeg", headers=headers)
 
 
 # --- jobs -----------------------------------------------------------------------------------------
@@ -423,18 +423,6 @@ def _on_disk(root: str, path: str, what: str) -> FsPath:
     if not file.is_file():
         raise ServiceError(404, "not_found", f"{what} ({path}) is no longer on disk; index its folder again")
     return file
-
-
-def _thumbnail(pixels: Any, box: tuple[float, float, float, float], size: int) -> bytes:
-    from PIL import Image
-
-    x1, y1, x2, y2 = box
-    side = max(x2 - x1, y2 - y1, 1.0) * (1 + 2 * THUMB_MARGIN)
-    left, top = round((x1 + x2 - side) / 2), round((y1 + y2 - side) / 2)
-    crop = Image.fromarray(pixels).crop((left, top, left + round(side), top + round(side)))
-    out = io.BytesIO()
-    crop.resize((size, size), Image.Resampling.LANCZOS).save(out, "JPEG", quality=85)
-    return out.getvalue()
 
 
 def _allowed_folder(roots: list[FsPath], folder: str) -> FsPath:
