@@ -65,3 +65,9 @@ def require(scope: str):
         return principal
 
     return dependency
+
+
+# what a route declares to need (``def route(_: Reader, ...)``)
+Reader = Annotated[Principal, Depends(require("read"))]
+Writer = Annotated[Principal, Depends(require("write"))]
+Admin = Annotated[Principal, Depends(require("admin"))]

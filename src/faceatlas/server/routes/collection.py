@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path as FsPath
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request, Response
+from fastapi import APIRouter, Body, Header, Path, Query, Request, Response
 from fastapi.responses import FileResponse
 
 from faceatlas.collection import corrections
@@ -33,7 +33,7 @@ from faceatlas.collection.store import (
     NameTakenError,
     PhotoNotFoundError,
 )
-from faceatlas.server.auth import Principal, require
+from faceatlas.server.auth import Reader, Writer
 from faceatlas.server.errors import ServiceError
 from faceatlas.server.schemas import (
     MAX_ID,
@@ -59,8 +59,6 @@ from faceatlas.server.schemas import (
 from faceatlas.server.uploads import sniff
 
 router = APIRouter(prefix="/v1", tags=["collection"])
-Reader = Annotated[Principal, Depends(require("read"))]
-Writer = Annotated[Principal, Depends(require("write"))]
 ClusterId = Annotated[int, Path(ge=0, le=MAX_ID, description="a cluster id (GET /v1/collection/clusters)")]
 FaceId = Annotated[int, Path(ge=0, le=MAX_ID, description="a collection face id")]
 PhotoId = Annotated[int, Path(ge=0, le=MAX_ID, description="a collection photo id")]

@@ -9,7 +9,7 @@ import numpy as np
 from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 
 from faceatlas.errors import FaceAtlasError, NoFaceError
-from faceatlas.server.auth import Principal, require
+from faceatlas.server.auth import Reader
 from faceatlas.server.schemas import (
     MAX_ID,
     AnalyzeResponse,
@@ -23,7 +23,6 @@ from faceatlas.server.schemas import (
 from faceatlas.server.uploads import decode_upload, read_limited
 
 router = APIRouter(prefix="/v1", tags=["images"])
-Reader = Annotated[Principal, Depends(require("read"))]
 
 
 async def admission(request: Request) -> AsyncIterator[None]:

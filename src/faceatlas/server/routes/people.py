@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, File, Path, Query, Request, UploadFile
+from fastapi import APIRouter, File, Path, Query, Request, UploadFile
 
 from faceatlas.errors import InvalidImageError
-from faceatlas.server.auth import Principal, require
+from faceatlas.server.auth import Reader, Writer
 from faceatlas.server.routes.images import Admitted, pixels_of
 from faceatlas.server.schemas import (
     MAX_ID,
@@ -23,8 +23,6 @@ from faceatlas.server.schemas import (
 )
 
 router = APIRouter(prefix="/v1", tags=["people"])
-Reader = Annotated[Principal, Depends(require("read"))]
-Writer = Annotated[Principal, Depends(require("write"))]
 Name = Annotated[str, Path(min_length=1, max_length=200, description="the person's name")]
 MAX_FILES = 32
 

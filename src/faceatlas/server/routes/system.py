@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Request, Response
 
 import faceatlas
-from faceatlas.server.auth import Principal, require
+from faceatlas.server.auth import Admin
 from faceatlas.server.errors import ServiceError
 from faceatlas.server.schemas import Health, KeyCreated, KeyCreateRequest, KeyOut, KeysResponse, Readiness
 
 router = APIRouter(tags=["system"])
-Admin = Annotated[Principal, Depends(require("admin"))]
 
 
 @router.get("/healthz", response_model=Health, summary="Liveness: the process answers")
