@@ -30,17 +30,13 @@ MAX_FILES = 32
 @router.get("/people", response_model=PeopleResponse, summary="Everyone enrolled")
 def list_people(request: Request, _: Reader) -> PeopleResponse:
     people = request.app.state.engine.gallery().people()
-    return PeopleResponse(
-        people=[
-            PersonOut(name=p.name, faces=p.n_faces, metadata=p.metadata) for p in sorted(people, key=lambda p: p.name)
-        ]
-    )
+    return PeopleResponse(people=[_person_out(p) for p in sorted(people, key=lambda p: p.name)])
 
 
 @router.get("/people/{name}", response_model=PersonOut, summary="One person")
 def get_person(request: Request, _: Reader, name: Name) -> PersonOut:
     person = request.app.state.engine.gallery().store.get_person(name)
-    return PersonOut(name=person.name, faces=person.n_faces, metadata=person.metadata)
+    return _person_out(person)
 
 
 @router.post("/people/{name}/faces", response_model=EnrollResponse, status_code=201, summary="Enrol faces")
@@ -85,7 +81,7 @@ def rename(request: Request, _: Writer, name: Name, body: RenameRequest) -> Pers
     gallery = request.app.state.engine.gallery()
     gallery.rename(name, body.name)
     person = gallery.store.get_person(body.name)
-    return PersonOut(name=person.name, faces=person.n_faces, metadata=person.metadata)
+    return _person_out(person)
 
 
 @router.post("/people/{name}/merge", response_model=PersonOut, summary="Merge a person into another")
@@ -94,7 +90,7 @@ def merge(request: Request, _: Writer, name: Name, body: MergeRequest) -> Person
     gallery = request.app.state.engine.gallery()
     gallery.merge(name, body.into)
     person = gallery.store.get_person(body.into)
-    return PersonOut(name=person.name, faces=person.n_faces, metadata=person.metadata)
+    return _person_out(person)
 
 
 @router.delete("/people/{name}", response_model=DeletedResponse, summary="Delete a person and every embedding")
@@ -106,3 +102,7 @@ def delete_person(request: Request, _: Writer, name: Name) -> DeletedResponse:
 @router.delete("/faces/{face_id}", status_code=204, summary="Remove one enrolled face")
 def remove_face(request: Request, _: Writer, face_id: Annotated[int, Path(ge=0, le=MAX_ID)]) -> None:
     request.app.state.engine.gallery().remove_face(face_id)
+
+
+def _person_out(record) -> PersonOut:
+    return PersonOut(name=record.name, faces=record.n_faces, metadata=record.metadata)
