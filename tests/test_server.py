@@ -354,3 +354,11 @@ def test_a_postgresql_gallery_serves_the_same_api(tmp_path, analyzer, photos, pg
         gone = service.call("POST", "/v1/identify", scope="read", files={"image": ("q.jpg", photos["hopper2"])})
         assert gone.json()["results"][0]["candidates"] == []
     assert not (tmp_path / "gallery.db").exists()  # nothing went to the default SQLite file
+
+
+def test_metrics_can_be_made_public_for_a_scraper(tmp_path, analyzer):
+    client, _ = make_service(tmp_path, analyzer, metrics_public=True)
+    with client:
+        response = client.get("/metrics")
+        assert response.status_code == 200 and "faceatlas_requests_total" in response.text
+        assert client.get("/v1/people").status_code == 401  # only /metrics

@@ -8,8 +8,9 @@ single-user machine) every request acts as an anonymous admin, still rate limite
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
@@ -27,8 +28,9 @@ class Principal:
     scope: str
 
 
-def require(scope: str):
-    """A dependency admitting requests whose key has ``scope`` (or a higher one)."""
+def require(scope: str, public: Callable[[Any], bool] | None = None):
+    """A dependency admitting requests whose key has ``scope`` (or a higher one); with ``public``,
+    every request when ``public(settings)`` says so (e.g. FACEATLAS_METRICS_PUBLIC)."""
 
     def dependency(
         request: Request,
@@ -38,6 +40,8 @@ def require(scope: str):
         from faceatlas.server.keys import allows
 
         state = request.app.state
+        if public is not None and public(state.settings):
+            return Principal("anonymous", "anonymous", "read")
         if not state.settings.auth:
             principal = Principal("anonymous", "anonymous", "admin")
         else:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request, Response
 
 import faceatlas
-from faceatlas.server.auth import Admin
+from faceatlas.server.auth import Admin, Principal, require
 from faceatlas.server.errors import ServiceError
 from faceatlas.server.schemas import Health, KeyCreated, KeyCreateRequest, KeyOut, KeysResponse, Readiness
 
@@ -45,29 +47,13 @@ def ready(request: Request, response: Response, load: bool = False) -> Readiness
     response_class=Response,
     responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}},
 )
-def metrics(request: Request) -> Response:
+def metrics(
+    request: Request,
+    _: Annotated[Principal, Depends(require("admin", public=lambda settings: settings.metrics_public))],
+) -> Response:
+    """Needs an admin key, unless FACEATLAS_METRICS_PUBLIC is set (a scraper on a private network)."""
     state = request.app.state
-    if not state.settings.metrics_public:
-        _check_admin(request)
     return Response(state.metrics.render(state.engine), media_type="text/plain; version=0.0.4")
-
-
-def _check_admin(request: Request) -> None:
-    """/metrics takes the key like /v1 does, unless FACEATLAS_METRICS_PUBLIC is set."""
-    from fastapi.security.utils import get_authorization_scheme_param
-
-    from faceatlas.server.keys import allows
-
-    state = request.app.state
-    if not state.settings.auth:
-        return
-    scheme, token = get_authorization_scheme_param(request.headers.get("authorization"))
-    token = token if scheme.lower() == "bearer" else request.headers.get("x-api-key")
-    key = state.keys.verify(token) if token else None
-    if key is None:
-        raise ServiceError(401, "unauthorized", "an admin API key is required for /metrics")
-    if not allows(key.scope, "admin"):
-        raise ServiceError(403, "forbidden", f"this key has scope {key.scope!r}; /metrics needs 'admin'")
 
 
 def _key_out(key) -> KeyOut:

@@ -420,6 +420,7 @@ export async function health(options = {}) {
 
 /**
  * Prometheus metrics
+ * Needs an admin key, unless FACEATLAS_METRICS_PUBLIC is set (a scraper on a private network).
  * `GET /metrics`
  * @param {{signal?: AbortSignal}} [options]
  * @returns {Promise<string>}
