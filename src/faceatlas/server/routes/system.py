@@ -57,14 +57,7 @@ def metrics(
 
 
 def _key_out(key) -> KeyOut:
-    return KeyOut(
-        key_id=key.key_id,
-        name=key.name,
-        scope=key.scope,
-        created_at=key.created_at,
-        last_used_at=key.last_used_at,
-        revoked_at=key.revoked_at,
-    )
+    return KeyOut.model_validate(key, from_attributes=True)  # an ApiKey's fields, by name
 
 
 @router.get("/v1/keys", response_model=KeysResponse, tags=["keys"], summary="API keys (no secrets)")
