@@ -111,9 +111,7 @@ def warp_face(image: np.ndarray, matrix: np.ndarray, size: int) -> np.ndarray:
     )  # black outside the image, as dlib's extract_image_chip (the ResNet's training crops)
 
 
-def align_face(
-    image: np.ndarray, landmarks: Landmarks | np.ndarray, spec: AlignSpec = DLIB_RESNET_ALIGN
-) -> np.ndarray:
+def align_face(image: np.ndarray, landmarks: Landmarks | np.ndarray, spec: AlignSpec = DLIB_RESNET_ALIGN) -> np.ndarray:
     """The aligned ``spec.size``² RGB uint8 crop of the face with these landmarks."""
     return warp_face(image, alignment_matrix(landmarks, spec), spec.size)
 

@@ -26,5 +26,7 @@ def draw_faces(image: np.ndarray, faces: Sequence[Face]) -> np.ndarray:
             label += f" y{face.pose.yaw:+.0f} p{face.pose.pitch:+.0f} r{face.pose.roll:+.0f}"
         if face.quality is not None:
             label += f" q{face.quality.score:.2f}"
-        cv2.putText(canvas, label, (x1, max(12, y1 - 4)), cv2.FONT_HERSHEY_SIMPLEX, 0.4 * thickness, (255, 255, 0), thickness)
+        cv2.putText(
+            canvas, label, (x1, max(12, y1 - 4)), cv2.FONT_HERSHEY_SIMPLEX, 0.4 * thickness, (255, 255, 0), thickness
+        )
     return canvas

@@ -75,9 +75,7 @@ def load_image(source: ImageSource, *, max_pixels: int | None = DEFAULT_MAX_PIXE
     non-image input), :class:`ImageTooLargeError` or
     :class:`UnsupportedImageError` (unknown source type, array layout or dtype).
     """
-    if max_pixels is not None and (
-        isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels <= 0
-    ):
+    if max_pixels is not None and (isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels <= 0):
         raise ValueError(f"max_pixels must be a positive int or None, got {max_pixels!r}")
     if isinstance(source, np.ndarray):
         return _from_array(source, "numpy array", max_pixels)
@@ -106,9 +104,7 @@ def iter_image_files(folder: str | os.PathLike, recursive: bool = True) -> Itera
     root = Path(os.fspath(folder))
     if not root.is_dir():
         what = "a file (use load_image for a single image)" if root.exists() else "missing"
-        raise InvalidImageError(
-            f"Expected a folder of images, but {str(root)!r} is {what}. Pass an existing folder."
-        )
+        raise InvalidImageError(f"Expected a folder of images, but {str(root)!r} is {what}. Pass an existing folder.")
     found: list[Path] = []  # collected eagerly so a bad folder fails at the call, not mid-loop
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = [d for d in dirnames if not d.startswith(".")] if recursive else []

@@ -116,7 +116,9 @@ class FaceAnalyzer:
 
 
 def primary_face(
-    faces: Sequence[Face], image_size: tuple[int, int] | None = None, strategy: Literal["largest", "central"] = "largest"
+    faces: Sequence[Face],
+    image_size: tuple[int, int] | None = None,
+    strategy: Literal["largest", "central"] = "largest",
 ) -> Face | None:
     """The face a one-face operation should use: the largest, or the one nearest the centre.
 

@@ -66,7 +66,9 @@ def estimate_pose(landmarks: Landmarks | np.ndarray, image_size: tuple[int, int]
     eye_gap = max(float(np.linalg.norm(points[1, 0] - points[0, 0])), 1.0)
     depth = focal * 63.0 / eye_gap
     centre = points[2, 0]
-    tvec0 = np.array([[(centre[0] - width / 2.0) * depth / focal], [(centre[1] - height / 2.0) * depth / focal], [depth]])
+    tvec0 = np.array(
+        [[(centre[0] - width / 2.0) * depth / focal], [(centre[1] - height / 2.0) * depth / focal], [depth]]
+    )
     rvec0 = np.zeros((3, 1))
     ok, rvec, _tvec = cv2.solvePnP(
         MEAN_FACE_3D, points, camera, None, rvec0, tvec0, useExtrinsicGuess=True, flags=cv2.SOLVEPNP_ITERATIVE

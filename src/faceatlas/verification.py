@@ -24,9 +24,7 @@ def cosine_similarity(a: np.ndarray, b: np.ndarray) -> float:
     return float(a @ b / denom)
 
 
-def decide(
-    similarity: float, card: ModelCard, *, far: float | None = None, threshold: float | None = None
-) -> Match:
+def decide(similarity: float, card: ModelCard, *, far: float | None = None, threshold: float | None = None) -> Match:
     """A :class:`Match` at ``threshold`` if given, else at the card's threshold for ``far``
     (default 1e-3: about one wrong "same person" in a thousand comparisons of strangers)."""
     if threshold is not None and far is not None:

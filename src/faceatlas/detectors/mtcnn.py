@@ -70,7 +70,9 @@ def _as_rgb_uint8(image: np.ndarray) -> np.ndarray:
     if not isinstance(image, np.ndarray):
         raise UnsupportedImageError(f"expected a numpy array (H, W, 3) RGB uint8, got {type(image).__name__}")
     if image.dtype != np.uint8:
-        raise UnsupportedImageError(f"expected a uint8 RGB image, got dtype {image.dtype}; convert with .astype(np.uint8)")
+        raise UnsupportedImageError(
+            f"expected a uint8 RGB image, got dtype {image.dtype}; convert with .astype(np.uint8)"
+        )
     if image.ndim == 2:
         image = cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
     elif image.ndim == 3 and image.shape[2] == 4:
@@ -159,8 +161,10 @@ def _nms_per_image(
     image_ids: np.ndarray, boxes: np.ndarray, scores: np.ndarray, threshold: float, mode: str = "union"
 ) -> np.ndarray:
     """Indices kept by NMS run separately for every image (boxes of different images never compete)."""
-    kept = [np.flatnonzero(image_ids == i)[_nms(boxes[image_ids == i], scores[image_ids == i], threshold, mode)]
-            for i in np.unique(image_ids)]
+    kept = [
+        np.flatnonzero(image_ids == i)[_nms(boxes[image_ids == i], scores[image_ids == i], threshold, mode)]
+        for i in np.unique(image_ids)
+    ]
     return np.sort(np.concatenate(kept)) if kept else np.empty(0, dtype=np.int64)
 
 
@@ -205,8 +209,9 @@ def _crop(image: np.ndarray, box: np.ndarray, size: int) -> np.ndarray | None:
     return _resize(patch, size, size)
 
 
-def _crops(images: Sequence[np.ndarray], image_ids: np.ndarray, boxes: np.ndarray, size: int
-           ) -> tuple[np.ndarray, np.ndarray]:
+def _crops(
+    images: Sequence[np.ndarray], image_ids: np.ndarray, boxes: np.ndarray, size: int
+) -> tuple[np.ndarray, np.ndarray]:
     """uint8 crops (n, size, size, 3) and the indices of the boxes that produced one."""
     patches, valid = [], []
     for k, (i, box) in enumerate(zip(image_ids, boxes)):
@@ -222,8 +227,9 @@ def _crops(images: Sequence[np.ndarray], image_ids: np.ndarray, boxes: np.ndarra
 class _Candidates:
     """Boxes of a batch of images: ``ids`` (which image), ``boxes`` (n, 4), ``scores`` (n,)."""
 
-    def __init__(self, ids: np.ndarray, boxes: np.ndarray, scores: np.ndarray,
-                 landmarks: np.ndarray | None = None) -> None:
+    def __init__(
+        self, ids: np.ndarray, boxes: np.ndarray, scores: np.ndarray, landmarks: np.ndarray | None = None
+    ) -> None:
         self.ids, self.boxes, self.scores, self.landmarks = ids, boxes, scores, landmarks
 
     @classmethod
@@ -245,8 +251,9 @@ class _Candidates:
         return _Candidates(self.ids[index], self.boxes[index], self.scores[index], lm)
 
 
-def _pnet_boxes(prob: np.ndarray, reg: np.ndarray, scale_x: float, scale_y: float, threshold: float
-                ) -> tuple[np.ndarray, np.ndarray]:
+def _pnet_boxes(
+    prob: np.ndarray, reg: np.ndarray, scale_x: float, scale_y: float, threshold: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Windows of one image at one level whose face probability beats ``threshold``, regressed
     and mapped to the working image: (boxes, scores)."""
     ys, xs = np.nonzero(prob[1] > threshold)
@@ -298,8 +305,10 @@ class MTCNNDetector:
         self._sessions: dict[str, ort.InferenceSession] | None = None
 
     def __repr__(self) -> str:
-        return (f"MTCNNDetector(min_face_size={self.min_face_size}, thresholds={self.thresholds}, "
-                f"scale_factor={self.scale_factor}, nms_thresholds={self.nms_thresholds}, max_size={self.max_size})")
+        return (
+            f"MTCNNDetector(min_face_size={self.min_face_size}, thresholds={self.thresholds}, "
+            f"scale_factor={self.scale_factor}, nms_thresholds={self.nms_thresholds}, max_size={self.max_size})"
+        )
 
     # -- models ------------------------------------------------------------------------------
 
@@ -310,8 +319,13 @@ class MTCNNDetector:
             digests = {src.path.rsplit("/", 1)[-1].split(".")[0]: src.sha256 for src in MTCNN_CARD.source}
             sessions = {}
             for stage in STAGES:
-                path = cached_model(f"mtcnn_{stage}", digests[stage], CONVERTER_VERSION,
-                                    functools.partial(build_mtcnn_onnx, stage), self.cache_dir)
+                path = cached_model(
+                    f"mtcnn_{stage}",
+                    digests[stage],
+                    CONVERTER_VERSION,
+                    functools.partial(build_mtcnn_onnx, stage),
+                    self.cache_dir,
+                )
                 sessions[stage] = create_session(path, self.providers)
             self._sessions = sessions
         return self
@@ -322,8 +336,9 @@ class MTCNNDetector:
         return dict(zip(names, session.run(names, {"image": batch})))
 
     def _run_chunked(self, stage: str, patches: np.ndarray) -> dict[str, np.ndarray]:
-        parts = [self._run(stage, _normalise(patches[i:i + CHUNK[stage]]))
-                 for i in range(0, len(patches), CHUNK[stage])]
+        parts = [
+            self._run(stage, _normalise(patches[i : i + CHUNK[stage]])) for i in range(0, len(patches), CHUNK[stage])
+        ]
         return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
     # -- public API --------------------------------------------------------------------------
@@ -451,8 +466,13 @@ class MTCNNDetector:
             sx, sy = factors[i]
             x1, y1, x2, y2 = cands.boxes[k] / (sx, sy, sx, sy) - 0.5
             points = cands.landmarks[k] / (sx, sy) - 0.5  # type: ignore[index]
-            result[i].append(Face(box=Box(float(x1), float(y1), float(x2), float(y2)),
-                                  score=float(cands.scores[k]), landmarks=Landmarks(points.astype(np.float32))))
+            result[i].append(
+                Face(
+                    box=Box(float(x1), float(y1), float(x2), float(y2)),
+                    score=float(cands.scores[k]),
+                    landmarks=Landmarks(points.astype(np.float32)),
+                )
+            )
         return result
 
 

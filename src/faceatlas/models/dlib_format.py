@@ -296,9 +296,7 @@ def _read_pool(r: DlibReader, version: str, kind: str) -> DlibLayer:
     pad_y = r.read_int(f"{kind} padding_y")
     pad_x = r.read_int(f"{kind} padding_x")
     # nr == nc == 0 means "the whole input" (avg_pool_everything / max_pool_everything)
-    return DlibLayer(
-        kind, version, {"window": (nr, nc), "stride": (stride_y, stride_x), "padding": (pad_y, pad_x)}
-    )
+    return DlibLayer(kind, version, {"window": (nr, nc), "stride": (stride_y, stride_x), "padding": (pad_y, pad_x)})
 
 
 def _read_fc(r: DlibReader, version: str) -> DlibLayer:

@@ -255,7 +255,7 @@ class _Converter:
             y = g.node("MatMul", [flat, g.const("fc_w", weights.astype(np.float32))], "fc")
             g.node("Add", [y, g.const("fc_b", fc.params["bias"].astype(np.float32))], "fc", output=OUTPUT_NAME)
         if self.i != len(self.layers):
-            raise ModelError(f"unexpected dlib layers after the fc layer: {self.layers[self.i:]}")
+            raise ModelError(f"unexpected dlib layers after the fc layer: {self.layers[self.i :]}")
         self.out_dim = weights.shape[1]
         return g.nodes, g.initializers, means
 

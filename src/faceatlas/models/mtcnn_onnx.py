@@ -130,8 +130,11 @@ def _pnet(g: _Graph, w: list[np.ndarray]) -> list[str]:
     kernel = np.concatenate([w[11][..., 1:] - w[11][..., :1], w[9]], axis=-1)
     bias = np.concatenate([w[12][1:] - w[12][:1], w[10]])
     head = g.conv(x, kernel, bias)
-    g.nodes.append(helper.make_node("Split", [head, g.const(np.array([1, 4], np.int64), "split")],
-                                    ["face_logit", "bbox_reg"], axis=1))
+    g.nodes.append(
+        helper.make_node(
+            "Split", [head, g.const(np.array([1, 4], np.int64), "split")], ["face_logit", "bbox_reg"], axis=1
+        )
+    )
     background = g.op("Sigmoid", [g.op("Neg", ["face_logit"])])
     prob = g.op("Concat", [background, g.op("Sigmoid", ["face_logit"])], "prob", axis=1)
     return [prob, "bbox_reg"]
