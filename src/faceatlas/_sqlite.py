@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import stat
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
@@ -23,10 +24,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import ClassVar
 
+from faceatlas._connection import ConnectionLifecycle
 from faceatlas.errors import FaceAtlasError
-from faceatlas.gallery.store import ConnectionLifecycle
 
-SQLITE_MAGIC = b"SQLite format 3\x00"
 MEMORY = ":memory:"
 Migration = Callable[[sqlite3.Connection], None]
 
@@ -103,20 +103,29 @@ class SqliteFile(ConnectionLifecycle):
                     os.unlink(leftover)
 
     def _check_header(self) -> None:
+        """Refuse what cannot be ours before SQLite sees it, without opening the file ourselves.
+
+        Never ``open()`` a database file outside SQLite: on POSIX, closing *any* descriptor of a
+        file drops every fcntl lock this process holds on it, SQLite's included. Another process
+        then believes it is the file's last user, checkpoints and deletes the live WAL under our
+        connections ("How To Corrupt An SQLite Database File", 2.2). A ``stat`` holds no
+        descriptor; SQLite itself tells a database from anything else (``_verify``)."""
         assert self.path is not None
-        if self.path.is_dir():
-            raise self.error(f"{self.path} is a directory, not a {self.kind} file")
         try:
-            with open(self.path, "rb") as fh:
-                head = fh.read(len(SQLITE_MAGIC))
+            info = self.path.stat()
         except OSError as exc:
             raise self.error(f"cannot read {self.kind} {self.path}: {exc}") from exc
-        if head != SQLITE_MAGIC:
-            what = "is empty" if not head else "is not a SQLite database"
-            raise self.error(
-                f"{self.path} {what}, so it is not a faceatlas {self.kind}; it was left untouched "
-                f"({self.elsewhere_hint})"
-            )
+        if stat.S_ISDIR(info.st_mode):
+            raise self.error(f"{self.path} is a directory, not a {self.kind} file")
+        if info.st_size == 0:  # SQLite would take an empty file for a new database and write into it
+            raise self._not_ours("is empty")
+        if not os.access(self.path, os.R_OK):
+            raise self.error(f"cannot read {self.kind} {self.path}: permission denied")
+
+    def _not_ours(self, what: str) -> FaceAtlasError:
+        return self.error(
+            f"{self.path} {what}, so it is not a faceatlas {self.kind}; it was left untouched ({self.elsewhere_hint})"
+        )
 
     def _open_existing(self) -> sqlite3.Connection:
         try:
@@ -142,6 +151,8 @@ class SqliteFile(ConnectionLifecycle):
             app_id = conn.execute("PRAGMA application_id").fetchone()[0]
             tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         except sqlite3.DatabaseError as exc:
+            if exc.sqlite_errorcode == sqlite3.SQLITE_NOTADB:  # SQLite's own reading of the header
+                raise self._not_ours("is not a SQLite database") from exc
             raise self.error(f"{self.path} is damaged or not a {self.kind} ({exc}); it was left untouched") from exc
         if problems != ["ok"]:
             raise self.error(

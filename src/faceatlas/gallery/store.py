@@ -24,13 +24,13 @@ from __future__ import annotations
 import json
 import math
 import os
-import threading
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, Self, runtime_checkable
 
 import numpy as np
 
+from faceatlas._connection import ConnectionLifecycle  # noqa: F401 - re-exported: its old home
 from faceatlas.errors import FaceAtlasError
 
 #: the ``format`` every export starts with, and the marker a store keeps to recognise itself
@@ -448,22 +448,3 @@ def parse_rows(rows: Iterable[dict]) -> Iterator[tuple[str, Any]]:
             raise GalleryError(f"import row {number} is malformed ({exc!r}): {str(row)[:200]}") from exc
         except GalleryError as exc:
             raise type(exc)(f"import row {number}: {exc}") from exc
-
-
-class ConnectionLifecycle:
-    """``close()`` and the context manager both stores share: one connection behind one lock."""
-
-    _lock: threading.Lock
-    _conn: Any
-
-    def close(self) -> None:
-        with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

@@ -19,6 +19,7 @@ dicts) that stay as they were while the job moves on, so a route can serialise o
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import json
@@ -27,14 +28,21 @@ import secrets
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Self
+from typing import TYPE_CHECKING, Any, Literal, Self
 
 from faceatlas.errors import FaceAtlasError
 
+if TYPE_CHECKING:
+    from faceatlas.collection.store import CollectionStore
+
 logger = logging.getLogger("faceatlas.server")
+
+# the collection a job works on, lent for the job's length: the service lends its one shared store
+StoreProvider = Callable[[], AbstractContextManager["CollectionStore"]]
 
 JobState = Literal["queued", "running", "done", "failed", "cancelled"]
 FINISHED_STATES: frozenset[str] = frozenset({"done", "failed", "cancelled"})
@@ -343,13 +351,15 @@ class JobManager:
 
 
 def index_job(
-    collection_path: Path,
+    collection: Path | StoreProvider,
     folder: Path,
     analyzer_factory: Callable[[], Any] | None = None,
     *,
     workers: int = 1,
 ) -> Callable[[JobContext], dict[str, Any]]:
-    """A job that indexes ``folder`` into the collection at ``collection_path`` (created if missing).
+    """A job that indexes ``folder`` into ``collection``: the service passes its one shared store
+    (``Engine.collection``: one store per file per process); a path opens a store of the job's own,
+    created if missing.
 
     ``analyzer_factory`` is handed to ``index_folder`` as it is (None: ``FaceAnalyzer()``), so with
     ``workers > 1`` it must be picklable. Progress counts files. A cancel takes effect after the
@@ -357,11 +367,11 @@ def index_job(
     and indexing again resumes (files gone from the folder are forgotten only by a run that ends).
     Returns the ``IndexReport``'s counts, and its first ``MAX_PROBLEMS`` problems.
     """
-    collection_path, folder = Path(collection_path), Path(folder)
+    folder = Path(folder)
+    opened = _store_provider(collection, create=True)
 
     def run(ctx: JobContext) -> dict[str, Any]:
         from faceatlas.collection.indexer import index_folder
-        from faceatlas.collection.store import CollectionStore
 
         ctx.progress(0, None, f"indexing {folder}")
         seen: list[int | None] = [0, None]
@@ -370,17 +380,15 @@ def index_job(
             seen[:] = [done, total]
             ctx.progress(done, total)
 
-        store = CollectionStore.open(collection_path)
-        try:
-            report = index_folder(folder, store, analyzer_factory, workers=workers, progress=forward)
-        except JobCancelled:
-            done, total = seen
-            raise JobCancelled(
-                f"cancelled after {done} of {total if total is not None else '?'} files; the photos indexed "
-                "so far are kept: index the folder again to resume"
-            ) from None
-        finally:
-            store.close()
+        with opened() as store:
+            try:
+                report = index_folder(folder, store, analyzer_factory, workers=workers, progress=forward)
+            except JobCancelled:
+                done, total = seen
+                raise JobCancelled(
+                    f"cancelled after {done} of {total if total is not None else '?'} files; the photos indexed "
+                    "so far are kept: index the folder again to resume"
+                ) from None
         done, total = seen
         ctx._set(done or 0, total if total is not None else 0, str(report).splitlines()[0])
         return {
@@ -399,27 +407,40 @@ def index_job(
     return run
 
 
-def cluster_job(collection_path: Path, full: bool = False) -> Callable[[JobContext], dict[str, Any]]:
-    """A job that clusters the collection at ``collection_path`` (which must exist); ``full``
+def cluster_job(collection: Path | StoreProvider, full: bool = False) -> Callable[[JobContext], dict[str, Any]]:
+    """A job that clusters ``collection`` (the service's shared store, or a path that must exist); ``full``
     re-clusters every face. The clustering reports no progress; a cancel asked meanwhile is
     honoured before anything is written (the labels are saved in one transaction, or not at all).
     Returns the ``ClusterReport``'s fields."""
-    collection_path = Path(collection_path)
+    opened = _store_provider(collection, create=False)
 
     def run(ctx: JobContext) -> dict[str, Any]:
         from faceatlas.collection.grouping import cluster_collection
-        from faceatlas.collection.store import CollectionStore
 
         ctx.progress(0, None, "re-clustering every face" if full else "clustering the new faces")
-        store = CollectionStore.open(collection_path, create=False)
-        try:
+        with opened() as store:
             report = cluster_collection(_CheckBeforeWrite(store, ctx), full=full)
-        finally:
-            store.close()
         ctx._set(report.faces, report.faces, str(report))
         return dataclasses.asdict(report)
 
     return run
+
+
+def _store_provider(collection: Path | StoreProvider, *, create: bool) -> StoreProvider:
+    """``collection`` as a provider of a store: a provider as it is, a path as a store of its own,
+    opened for the job and closed after it."""
+    if callable(collection):
+        return collection
+    path = Path(collection)
+
+    @contextlib.contextmanager
+    def own() -> Iterator[CollectionStore]:
+        from faceatlas.collection.store import CollectionStore
+
+        with CollectionStore.open(path, create=create) as store:
+            yield store
+
+    return own
 
 
 class _CheckBeforeWrite:

@@ -263,7 +263,7 @@ def submit_index(request: Request, _: Writer, body: IndexJobRequest) -> JobOut:
     job = state.jobs.submit(
         "index",
         {"folder": str(folder)},
-        index_job(settings.collection_path, folder, analyzer_factory=lambda: engine.analyzer()),
+        index_job(engine.collection, folder, analyzer_factory=lambda: engine.analyzer()),  # the one shared store
     )
     return JobOut(**job.to_dict())
 
@@ -277,9 +277,7 @@ def submit_cluster(request: Request, _: Writer, body: Annotated[ClusterJobReques
     state = request.app.state
     full = body.full if body is not None else False
     engine = state.engine
-    with engine.collection():
-        pass  # the collection exists from here on (a new service's first job may be this one)
-    run = cluster_job(state.settings.collection_path, full)
+    run = cluster_job(engine.collection, full)  # the one shared store (created if missing)
 
     def locked(ctx: Any) -> dict[str, Any]:
         with engine.collection_lock:  # corrections wait for the clustering, never lost under it
