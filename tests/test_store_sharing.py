@@ -235,7 +235,11 @@ def test_service_and_cli_processes_share_the_collection_and_gallery(
 
     def cli(*args: object) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "faceatlas.cli", *map(str, args)], env=env, capture_output=True, text=True
+            [sys.executable, "-m", "faceatlas.cli", *map(str, args)],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
         )
 
     created = cli("keys", "create", "lock-test", "--scope", "admin")
@@ -264,7 +268,8 @@ def test_service_and_cli_processes_share_the_collection_and_gallery(
                 ),
             }
             threads = [
-                threading.Thread(target=lambda k=k, c=c: results.__setitem__(k, cli(*c))) for k, c in commands.items()
+                threading.Thread(target=lambda k=k, c=c, r=results: r.__setitem__(k, cli(*c)))
+                for k, c in commands.items()
             ]
             for thread in threads:
                 thread.start()
