@@ -12,8 +12,9 @@
 - **One collection store.** Opened on first use and kept: opening checks the file's integrity
   (tens of milliseconds for a large collection), which no thumbnail should pay. Its one SQLite
   connection is shared by the request threads behind the store's lock, one transaction at a time;
-  in WAL mode each transaction sees what other connections committed before it began (the jobs
-  open their own), so a collection an index job created or filled is seen by the next request.
+  in WAL mode each transaction sees what other processes committed before it began. Index and
+  cluster jobs borrow this same store (one store per file per process), so nothing in the
+  process ever opens the file a second time.
 """
 
 from __future__ import annotations
@@ -24,10 +25,23 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from faceatlas.errors import FaceAtlasError
 from faceatlas.server.settings import Settings
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from faceatlas.collection.store import CollectionStore
+    from faceatlas.gallery.gallery import Gallery
+    from faceatlas.types import Face
+
+
+class Analyzer(Protocol):
+    """What the engine needs of a face analyzer (a ``FaceAnalyzer``, or a test's stand-in)."""
+
+    def analyze(self, image: np.ndarray) -> list[Face]: ...
 
 
 class Overloaded(FaceAtlasError):
@@ -41,17 +55,17 @@ class Overloaded(FaceAtlasError):
 class Engine:
     """The analyzer, gallery and collection of one process (see the module docstring)."""
 
-    def __init__(self, settings: Settings, analyzer_factory: Callable[[], Any] | None = None) -> None:
+    def __init__(self, settings: Settings, analyzer_factory: Callable[[], Analyzer] | None = None) -> None:
         self.settings = settings
         self._factory = analyzer_factory
-        self._analyzer: Any = None
-        self._gallery: Any = None
+        self._analyzer: Analyzer | None = None
+        self._gallery: Gallery | None = None
         self._load_lock = threading.Lock()
         self.gallery_lock = threading.RLock()
         self.collection_lock = threading.RLock()  # held by every correction and by cluster jobs
-        self._collection: Any = None  # the CollectionStore, once opened
+        self._collection: CollectionStore | None = None  # once opened
         self._collection_file: tuple[int, int] | None = None  # (device, inode) of the file it opened
-        self._retired: list[Any] = []  # stores of a file since replaced: requests may still hold them
+        self._retired: list[CollectionStore] = []  # stores of a file since replaced: requests may still hold them
         self._collection_open = threading.Lock()
         # the models run on these threads only: a request thread waits for one. Few threads touch
         # the models' big buffers, so the allocator keeps few arenas, and RSS stays flat even when
@@ -70,7 +84,7 @@ class Engine:
     def loaded(self) -> bool:
         return self._analyzer is not None
 
-    def analyzer(self) -> Any:
+    def analyzer(self) -> Analyzer:
         if self._analyzer is None:
             with self._load_lock:
                 if self._analyzer is None:
@@ -117,7 +131,7 @@ class Engine:
     def waiting(self) -> int:
         return max(0, self._admitted - self.settings.analysis_threads)
 
-    def analyze(self, pixels: Any) -> list[Any]:
+    def analyze(self, pixels: np.ndarray) -> list[Face]:
         """Every face in a decoded image, with embeddings, largest first (one analysis slot)."""
         faces = self._pool.submit(self._analyze, pixels).result()
         self.faces_analysed += len(faces)
@@ -125,12 +139,12 @@ class Engine:
             self.on_faces(len(faces))
         return faces
 
-    def _analyze(self, pixels: Any) -> list[Any]:
+    def _analyze(self, pixels: np.ndarray) -> list[Face]:
         return sorted(self.analyzer().analyze(pixels), key=lambda f: -f.box.area)
 
     # -- stores --------------------------------------------------------------------------------
 
-    def gallery(self) -> Any:
+    def gallery(self) -> Gallery:
         if self._gallery is None:
             with self.gallery_lock:
                 if self._gallery is None:
@@ -140,13 +154,13 @@ class Engine:
         return self._gallery
 
     @contextlib.contextmanager
-    def collection(self) -> Iterator[Any]:
+    def collection(self) -> Iterator[CollectionStore]:
         """The photo collection store (created if missing), shared by every request: see the module
         docstring. A context manager, so that a request says how long it uses it; leaving it does
         not close the store (``close`` does)."""
         yield self._collection_store()
 
-    def _collection_store(self) -> Any:
+    def _collection_store(self) -> CollectionStore:
         path = self.settings.collection_path
         store = self._collection
         if store is not None and _file_id(path) == self._collection_file:
@@ -195,5 +209,5 @@ class _Deferred:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._engine.analyzer(), name)
 
-    def analyze(self, image: Any) -> list[Any]:
+    def analyze(self, image: np.ndarray) -> list[Face]:
         return self._engine.analyze(image)
