@@ -36,3 +36,9 @@ class UnknownModelError(ModelError, KeyError):
 
 class NoFaceError(FaceAtlasError, LookupError):
     """An operation needed a face (e.g. ``verify`` on an image path) and none was found."""
+
+
+class InvalidArgumentError(FaceAtlasError, ValueError):
+    """An argument has a value faceatlas cannot use (out of range, wrong shape, unknown option);
+    the message names the argument, what arrived and what is accepted. A ``ValueError`` too, so
+    code written against the plain ``ValueError`` keeps working."""

@@ -19,6 +19,8 @@ from collections.abc import Callable
 import numpy as np
 from sklearn.base import BaseEstimator, ClusterMixin
 
+from faceatlas.errors import InvalidArgumentError
+
 __all__ = ["BASELINES", "ChineseWhispers", "euclidean_edges"]
 
 BLOCK_ENTRIES = 1 << 22  # distances held at once while finding edges (32 MB of float64)
@@ -62,9 +64,9 @@ class ChineseWhispers(ClusterMixin, BaseEstimator):
     def fit(self, X: np.ndarray, y: None = None) -> ChineseWhispers:
         x = _descriptors(X)
         if not (isinstance(self.threshold, (int, float, np.floating, np.integer)) and self.threshold > 0):
-            raise ValueError(f"threshold must be a positive distance, got {self.threshold!r}")
+            raise InvalidArgumentError(f"threshold must be a positive distance, got {self.threshold!r}")
         if not isinstance(self.iterations, (int, np.integer)) or self.iterations < 0:
-            raise ValueError(f"iterations must be a whole number >= 0, got {self.iterations!r}")
+            raise InvalidArgumentError(f"iterations must be a whole number >= 0, got {self.iterations!r}")
         indptr, indices = euclidean_edges(x, float(np.float32(self.threshold)))
         rng = np.random.default_rng(self.seed)
         self.labels_ = _whispers(indptr, indices, int(self.iterations), rng)
@@ -152,12 +154,12 @@ def _whispers(indptr: np.ndarray, indices: np.ndarray, iterations: int, rng: np.
 def _descriptors(X: np.ndarray) -> np.ndarray:
     x = np.asarray(X)
     if x.ndim != 2:
-        raise ValueError(f"descriptors must be an (n, d) array, got shape {x.shape}")
+        raise InvalidArgumentError(f"descriptors must be an (n, d) array, got shape {x.shape}")
     if not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)):
-        raise ValueError(f"descriptors must be numbers, got dtype {x.dtype}")
+        raise InvalidArgumentError(f"descriptors must be numbers, got dtype {x.dtype}")
     x = x.astype(np.float64)
     if not np.isfinite(x).all():
-        raise ValueError("descriptors hold NaN or inf; leave faces without a descriptor out")
+        raise InvalidArgumentError("descriptors hold NaN or inf; leave faces without a descriptor out")
     return x
 
 

@@ -44,6 +44,7 @@ from sklearn.base import BaseEstimator, ClusterMixin
 
 from faceatlas.clustering.graph import Neighbours, unit_rows
 from faceatlas.clustering.linkage import Nodes, average_linkage
+from faceatlas.errors import InvalidArgumentError
 
 NOT_CLUSTERED = -2  # in initial_labels: a face no earlier run has seen
 UNASSIGNED = -1
@@ -104,16 +105,16 @@ class FaceClusterer(ClusterMixin, BaseEstimator):
         frozen_labels: Sequence[int] | None = None,
     ) -> FaceClusterer:
         if not np.issubdtype(np.asarray(X).dtype, np.floating):
-            raise ValueError(f"embeddings must be floating point, got dtype {np.asarray(X).dtype}")
+            raise InvalidArgumentError(f"embeddings must be floating point, got dtype {np.asarray(X).dtype}")
         x = unit_rows(X)
         n = len(x)
         if self.k < 1:
-            raise ValueError(f"k must be at least 1, got {self.k}")
+            raise InvalidArgumentError(f"k must be at least 1, got {self.k}")
         if self.reopen < 0:
-            raise ValueError(f"reopen is a number of faces (0 = never), got {self.reopen}")
+            raise InvalidArgumentError(f"reopen is a number of faces (0 = never), got {self.reopen}")
         frozen = np.asarray([] if frozen_labels is None else list(frozen_labels))
         if frozen.size and not np.issubdtype(frozen.dtype, np.integer):
-            raise ValueError(f"frozen_labels must be cluster labels (integers), got dtype {frozen.dtype}")
+            raise InvalidArgumentError(f"frozen_labels must be cluster labels (integers), got dtype {frozen.dtype}")
         self.threshold_ = self._threshold()
         quality = _per_row(qualities, n, "qualities", float, default=1.0)
         group = _encode_groups(groups, n)
@@ -176,12 +177,12 @@ class FaceClusterer(ClusterMixin, BaseEstimator):
         if self.threshold is not None:
             threshold = float(self.threshold)
             if not -1.0 <= threshold <= 1.0:
-                raise ValueError(f"threshold is a cosine similarity in [-1, 1], got {threshold}")
+                raise InvalidArgumentError(f"threshold is a cosine similarity in [-1, 1], got {threshold}")
             return threshold
         far = self.far
         if far is None:
             if not 0.0 < self.fpir < 1.0:
-                raise ValueError(f"fpir must be a rate in (0, 1), got {self.fpir!r}")
+                raise InvalidArgumentError(f"fpir must be a rate in (0, 1), got {self.fpir!r}")
             far = 1.0 - (1.0 - self.fpir) ** (1.0 / self.k)
         return float((self.card or default_card()).threshold_for(far))
 
@@ -251,16 +252,16 @@ def _per_row(values: Any, n: int, name: str, kind: type, default: float) -> np.n
         return np.full(n, default, dtype=np.float64 if kind is float else np.int64)
     array = np.asarray(values)
     if array.shape != (n,):
-        raise ValueError(f"{name} must have one value per embedding ({n}), got shape {array.shape}")
+        raise InvalidArgumentError(f"{name} must have one value per embedding ({n}), got shape {array.shape}")
     if kind is float:
         array = array.astype(np.float64)
         if not np.isfinite(array).all():
-            raise ValueError(f"{name} hold NaN or inf")
+            raise InvalidArgumentError(f"{name} hold NaN or inf")
         return array
     if not np.issubdtype(array.dtype, np.integer):
-        raise ValueError(f"{name} must be integers, got dtype {array.dtype}")
+        raise InvalidArgumentError(f"{name} must be integers, got dtype {array.dtype}")
     if (array < NOT_CLUSTERED).any():
-        raise ValueError(f"{name} must be >= {NOT_CLUSTERED} (-2 new, -1 unassigned, 0.. a cluster)")
+        raise InvalidArgumentError(f"{name} must be >= {NOT_CLUSTERED} (-2 new, -1 unassigned, 0.. a cluster)")
     return array.astype(np.int64)
 
 
@@ -270,7 +271,7 @@ def _encode_groups(groups: Any, n: int) -> np.ndarray:
         return np.full(n, -1, np.int64)
     values = list(groups)
     if len(values) != n:
-        raise ValueError(f"groups must have one value per embedding ({n}), got {len(values)}")
+        raise InvalidArgumentError(f"groups must have one value per embedding ({n}), got {len(values)}")
     codes: dict[Any, int] = {}
     return np.array([-1 if v is None else codes.setdefault(v, len(codes)) for v in values], dtype=np.int64)
 
@@ -280,7 +281,7 @@ def _pairs(pairs: Any, n: int, name: str) -> np.ndarray:
         return np.zeros((0, 2), np.int64)
     array = np.asarray(pairs, dtype=np.int64).reshape(-1, 2) if len(pairs) else np.zeros((0, 2), np.int64)
     if ((array < 0) | (array >= n)).any():
-        raise ValueError(f"{name} holds an index outside 0..{n - 1}")
+        raise InvalidArgumentError(f"{name} holds an index outside 0..{n - 1}")
     return array
 
 
