@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from faceatlas.errors import InvalidArgumentError
 from faceatlas.registry import Registry
 from faceatlas.types import Face, Landmarks
 
@@ -54,12 +55,12 @@ def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     src = np.asarray(src, dtype=np.float64)
     dst = np.asarray(dst, dtype=np.float64)
     if src.shape != dst.shape or src.ndim != 2 or src.shape[1] != 2 or len(src) < 2:
-        raise ValueError(f"need two matching (N>=2, 2) point arrays, got {src.shape} and {dst.shape}")
+        raise InvalidArgumentError(f"need two matching (N>=2, 2) point arrays, got {src.shape} and {dst.shape}")
     src_mean, dst_mean = src.mean(0), dst.mean(0)
     src_c, dst_c = src - src_mean, dst - dst_mean
     src_var = (src_c**2).sum() / len(src)
     if src_var <= 1e-12:
-        raise ValueError("the source points all coincide; no similarity transform exists")
+        raise InvalidArgumentError("the source points all coincide; no similarity transform exists")
     cov = dst_c.T @ src_c / len(src)
     u, s, vt = np.linalg.svd(cov)
     d = np.ones(2)

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from faceatlas.errors import NoFaceError
+from faceatlas.errors import InvalidArgumentError, NoFaceError
 from faceatlas.pipeline import FaceAnalyzer, ImageSource, primary_face
 from faceatlas.types import Face, Match
 from faceatlas.verification import cosine_similarity, decide
@@ -60,7 +60,7 @@ def embed(image: ImageSource, faces: Sequence[Face] | None = None) -> np.ndarray
 def _embedding_of(item: ImageSource | Face | np.ndarray, name: str) -> np.ndarray:
     if isinstance(item, Face):
         if item.embedding is None:
-            raise ValueError(f"{name} is a Face without an embedding; get it from analyze(), not detect()")
+            raise InvalidArgumentError(f"{name} is a Face without an embedding; get it from analyze(), not detect()")
         return item.embedding
     if isinstance(item, np.ndarray) and item.ndim == 1:
         return item

@@ -38,7 +38,7 @@ from typing import Any, BinaryIO, Union
 import numpy as np
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
-from .errors import FaceAtlasError, ImageTooLargeError, InvalidImageError, UnsupportedImageError
+from .errors import FaceAtlasError, ImageTooLargeError, InvalidArgumentError, InvalidImageError, UnsupportedImageError
 
 __all__ = ["DEFAULT_MAX_PIXELS", "IMAGE_EXTENSIONS", "ImageSource", "iter_image_files", "load_image"]
 
@@ -76,7 +76,7 @@ def load_image(source: ImageSource, *, max_pixels: int | None = DEFAULT_MAX_PIXE
     :class:`UnsupportedImageError` (unknown source type, array layout or dtype).
     """
     if max_pixels is not None and (isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels <= 0):
-        raise ValueError(f"max_pixels must be a positive int or None, got {max_pixels!r}")
+        raise InvalidArgumentError(f"max_pixels must be a positive int or None, got {max_pixels!r}")
     if isinstance(source, np.ndarray):
         return _from_array(source, "numpy array", max_pixels)
     if isinstance(source, Image.Image):

@@ -12,6 +12,7 @@ import numpy as np
 from faceatlas.align import create_aligner
 from faceatlas.detectors import Detector, create_detector
 from faceatlas.embedders import Embedder, create_embedder
+from faceatlas.errors import InvalidArgumentError
 from faceatlas.image import load_image
 from faceatlas.pose import estimate_pose
 from faceatlas.quality import assess_quality
@@ -130,7 +131,7 @@ def primary_face(
     if strategy == "largest":
         return max(faces, key=lambda f: f.box.area)
     if image_size is None:
-        raise ValueError("strategy='central' needs image_size=(width, height)")
+        raise InvalidArgumentError("strategy='central' needs image_size=(width, height)")
     cx, cy = image_size[0] / 2.0, image_size[1] / 2.0
 
     def off_centre(face: Face) -> float:

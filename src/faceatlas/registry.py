@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from faceatlas.errors import UnknownModelError
+from faceatlas.errors import InvalidArgumentError, UnknownModelError
 
 
 class Registry:
@@ -20,7 +20,7 @@ class Registry:
 
     def register(self, name: str, target: str) -> None:
         if ":" not in target:
-            raise ValueError(f"a {self.kind} target is 'package.module:Class', got {target!r}")
+            raise InvalidArgumentError(f"a {self.kind} target is 'package.module:Class', got {target!r}")
         self._targets[name] = target
 
     def create(self, name: str, **options: Any) -> Any:

@@ -20,7 +20,7 @@ from pathlib import Path, PurePath
 import numpy as np
 
 from faceatlas.collection.store import UNASSIGNED, CollectionStore, FaceInfo
-from faceatlas.errors import InvalidImageError
+from faceatlas.errors import InvalidArgumentError, InvalidImageError
 
 THUMB_SIZE = 112  # pixels, square
 MARGIN = 0.3  # of the face box, on each side: hair and chin help a person recognise a face
@@ -57,7 +57,7 @@ def export_html(store: CollectionStore, out_dir: str | os.PathLike[str], *, max_
     Each row shows its ``max_faces`` best-quality faces. Photos that are gone are shown as missing.
     """
     if max_faces < 1:
-        raise ValueError(f"max_faces must be at least 1, got {max_faces}")
+        raise InvalidArgumentError(f"max_faces must be at least 1, got {max_faces}")
     out = Path(out_dir).expanduser().absolute()
     (out / FACES_DIR).mkdir(parents=True, exist_ok=True)
     rows = _rows(store, max_faces)

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
-from faceatlas.errors import UnsupportedImageError
+from faceatlas.errors import InvalidArgumentError, UnsupportedImageError
 from faceatlas.models.cache import cached_model
 from faceatlas.models.cards import MTCNN_CARD
 from faceatlas.models.mtcnn_onnx import CONVERTER_VERSION, STAGES, build_mtcnn_onnx
@@ -296,7 +296,9 @@ class MTCNNDetector:
         self.thresholds = _check_fractions("thresholds", thresholds, 3, closed=False)
         self.nms_thresholds = _check_fractions("nms_thresholds", nms_thresholds, 4, closed=True)
         if not isinstance(scale_factor, (int, float)) or not 0.3 <= scale_factor <= 0.95:
-            raise ValueError(f"scale_factor must be a number in [0.3, 0.95] (MTCNN uses 0.709), got {scale_factor!r}")
+            raise InvalidArgumentError(
+                f"scale_factor must be a number in [0.3, 0.95] (MTCNN uses 0.709), got {scale_factor!r}"
+            )
         self.scale_factor = float(scale_factor)
         self.max_size = None if max_size is None else _check_int("max_size", max_size, 64)
         self.refine_landmarks = bool(refine_landmarks)
@@ -350,7 +352,7 @@ class MTCNNDetector:
     def detect_batch(self, images: Sequence[np.ndarray]) -> list[list[Face]]:
         """Faces in each image; P-Net is batched over same-size images, R-/O-Net over everything."""
         if isinstance(images, np.ndarray) and images.ndim == 3:
-            raise ValueError("detect_batch takes a sequence of images; use detect() for a single image")
+            raise InvalidArgumentError("detect_batch takes a sequence of images; use detect() for a single image")
         originals = [_as_rgb_uint8(im) for im in images]
         if not originals:
             return []
@@ -478,7 +480,7 @@ class MTCNNDetector:
 
 def _check_int(name: str, value: object, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be a whole number >= {minimum}, got {value!r}")
+        raise InvalidArgumentError(f"{name} must be a whole number >= {minimum}, got {value!r}")
     return int(value)
 
 
@@ -490,5 +492,5 @@ def _check_fractions(name: str, values: Sequence[float], count: int, closed: boo
     upper_ok = (lambda v: v <= 1.0) if closed else (lambda v: v < 1.0)
     if len(out) != count or not all(v > 0.0 and upper_ok(v) for v in out):
         interval = "(0, 1]" if closed else "(0, 1)"
-        raise ValueError(f"{name} must be {count} numbers in {interval}, got {values!r}")
+        raise InvalidArgumentError(f"{name} must be {count} numbers in {interval}, got {values!r}")
     return out

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from faceatlas.errors import InvalidArgumentError
 from faceatlas.models.cards import DLIB_RESNET_CARD, ModelCard
 
 
@@ -30,7 +31,7 @@ class DlibResNetEmbedder:
         cache_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+            raise InvalidArgumentError(f"batch_size must be at least 1, got {batch_size}")
         self.flip = flip
         self.batch_size = batch_size
         self.providers = providers
@@ -87,7 +88,7 @@ class DlibResNetEmbedder:
         if crops.ndim == 3:
             crops = crops[None]
         if crops.ndim != 4 or crops.shape[1:] != (size, size, 3) or crops.dtype != np.uint8:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"expected aligned crops as uint8 (N, {size}, {size}, 3) RGB, got {crops.dtype} "
                 f"{crops.shape}; make them with an aligner (faceatlas.align.create_aligner)"
             )

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Self
 
-from faceatlas.errors import FaceAtlasError
+from faceatlas.errors import FaceAtlasError, InvalidArgumentError
 
 if TYPE_CHECKING:
     from faceatlas.collection.store import CollectionStore
@@ -150,7 +150,9 @@ class JobManager:
 
     def __init__(self, max_jobs_kept: int = 100, max_queued: int = 16) -> None:
         if max_jobs_kept < 1 or max_queued < 1:
-            raise ValueError(f"max_jobs_kept and max_queued must be at least 1, got {max_jobs_kept} and {max_queued}")
+            raise InvalidArgumentError(
+                f"max_jobs_kept and max_queued must be at least 1, got {max_jobs_kept} and {max_queued}"
+            )
         self.max_jobs_kept = int(max_jobs_kept)
         self.max_queued = int(max_queued)
         self._cond = threading.Condition(threading.Lock())  # guards everything below
@@ -171,7 +173,7 @@ class JobManager:
         the dict ``fn`` returns, which becomes ``result``.
         """
         if not isinstance(kind, str) or not kind:
-            raise ValueError(f"a job's kind must be a non-empty string, got {kind!r}")
+            raise InvalidArgumentError(f"a job's kind must be a non-empty string, got {kind!r}")
         if not callable(fn):
             raise TypeError(f"a job's function must be callable, got {fn!r}")
         params = _json_copy(params, "params")

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from faceatlas._sqlite import Migration, SqliteFile
-from faceatlas.errors import FaceAtlasError
+from faceatlas.errors import FaceAtlasError, InvalidArgumentError
 
 __all__ = ["SCOPES", "ApiKey", "KeyStore", "KeyStoreError", "allows"]
 
@@ -64,7 +64,7 @@ def allows(have: str, need: str) -> bool:
     raises ValueError.
     """
     if need not in _RANK:
-        raise ValueError(f"unknown scope {need!r}; scopes are {', '.join(SCOPES)}")
+        raise InvalidArgumentError(f"unknown scope {need!r}; scopes are {', '.join(SCOPES)}")
     return isinstance(have, str) and have in _RANK and _RANK[have] >= _RANK[need]
 
 
@@ -136,15 +136,15 @@ def _check_name(name: object) -> str:
     if not isinstance(name, str):
         raise TypeError(f"a key name must be a string, got {type(name).__name__}")
     if not 1 <= len(name) <= MAX_NAME:
-        raise ValueError(f"a key name must be 1 to {MAX_NAME} characters long, got {len(name)}")
+        raise InvalidArgumentError(f"a key name must be 1 to {MAX_NAME} characters long, got {len(name)}")
     if not name.isprintable() or not name.strip():
-        raise ValueError(f"a key name must be printable characters, not only spaces, got {name!r}")
+        raise InvalidArgumentError(f"a key name must be printable characters, not only spaces, got {name!r}")
     return name
 
 
 def _check_scope(scope: object) -> str:
     if not isinstance(scope, str) or scope not in _RANK:
-        raise ValueError(f"unknown scope {scope!r}; scopes are {', '.join(SCOPES)}")
+        raise InvalidArgumentError(f"unknown scope {scope!r}; scopes are {', '.join(SCOPES)}")
     return scope
 
 

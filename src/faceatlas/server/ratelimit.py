@@ -18,6 +18,8 @@ import threading
 import time
 from collections import OrderedDict
 
+from faceatlas.errors import InvalidArgumentError
+
 __all__ = ["RateLimiter"]
 
 MAX_BUCKETS = 100_000
@@ -40,9 +42,9 @@ class RateLimiter:
         if burst is None:
             burst = max(1, rate_per_minute // 6)
         elif isinstance(burst, bool) or not isinstance(burst, int) or burst < 1:
-            raise ValueError(f"burst must be an int of at least 1 (or None for the default), got {burst!r}")
+            raise InvalidArgumentError(f"burst must be an int of at least 1 (or None for the default), got {burst!r}")
         if isinstance(max_buckets, bool) or not isinstance(max_buckets, int) or max_buckets < 1:
-            raise ValueError(f"max_buckets must be a positive int, got {max_buckets!r}")
+            raise InvalidArgumentError(f"max_buckets must be a positive int, got {max_buckets!r}")
         self.rate_per_minute = rate_per_minute
         self.burst = burst
         self.max_buckets = max_buckets
