@@ -39,7 +39,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import machine
 
-from faceatlas.gallery.index import ExactIndex, HNSWIndex, default_ef_search
+from faceatlas.vector_index import ExactIndex, HNSWIndex, default_ef_search
 
 CACHE = Path.home() / ".cache" / "faceatlas-bench"
 DIM = 128

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from faceatlas.gallery.index import create_index, unit_rows
+from faceatlas.vector_index import create_index, unit_rows
 
 __all__ = ["Neighbours", "knn_graph", "unit_rows"]
 

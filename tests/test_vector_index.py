@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from faceatlas.errors import FaceAtlasError
-from faceatlas.gallery.index import (
+from faceatlas.vector_index import (
     AUTO_HNSW_THRESHOLD,
     ExactIndex,
     HNSWIndex,
