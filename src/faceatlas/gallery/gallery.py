@@ -35,7 +35,6 @@ from typing import Any, Literal, Self
 import numpy as np
 
 from faceatlas.errors import FaceAtlasError, InvalidImageError
-from faceatlas.gallery.index import unit_rows
 from faceatlas.gallery.store import (
     FaceMatrix,
     FaceNotFoundError,
@@ -46,6 +45,7 @@ from faceatlas.gallery.store import (
     apply_changes,
     open_store,
 )
+from faceatlas.vector_index import unit_rows
 from faceatlas.types import Face
 
 Scoring = Literal["max", "template", "topk"]
@@ -367,7 +367,7 @@ class Gallery:
 
     def _face_index(self, matrix: FaceMatrix) -> Any:
         """The index over every face, brought up to date with the store by adding and removing ids."""
-        from faceatlas.gallery.index import create_index
+        from faceatlas.vector_index import create_index
 
         if self._index is None:
             self._index = create_index(len(matrix.face_ids), matrix.embeddings.shape[1])
