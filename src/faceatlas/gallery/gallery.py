@@ -45,8 +45,8 @@ from faceatlas.gallery.store import (
     apply_changes,
     open_store,
 )
-from faceatlas.vector_index import unit_rows
 from faceatlas.types import Face
+from faceatlas.vector_index import unit_rows
 
 Scoring = Literal["max", "template", "topk"]
 TOPK = 3  # "topk" scoring: the mean of a person's best three face scores
