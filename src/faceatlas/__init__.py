@@ -50,7 +50,7 @@ _EXPORTS = {
     "NoFaceError": "faceatlas.errors",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = sorted(_EXPORTS)  # noqa: PLE0605 - a list, built from the one table of names
 
 
 def __getattr__(name: str) -> Any:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -17,6 +18,9 @@ import numpy as np
 from faceatlas.errors import InvalidArgumentError
 from faceatlas.registry import Registry
 from faceatlas.types import Face, Landmarks
+
+if TYPE_CHECKING:  # at run time the model code is imported lazily, on first use
+    from faceatlas.models.dlib_shape_predictor import ShapePredictor
 
 # dlib's mean face (points 36-41, 42-47, 30, 48, 54 of the 68-point scheme) in the unit square.
 _DLIB_MEAN_FIVE = np.array(
@@ -184,26 +188,31 @@ class DlibChipAligner:
     size = 150
 
     def __init__(self) -> None:
-        self._predictor = None
+        self._predictor: ShapePredictor | None = None
 
     def load(self) -> DlibChipAligner:
+        self._loaded()
+        return self
+
+    def _loaded(self) -> ShapePredictor:
+        """The shape predictor, read (and its weights verified) on first use."""
         if self._predictor is None:
             from faceatlas.models.cards import DLIB_SHAPE_PREDICTOR_CARD
             from faceatlas.models.dlib_shape_predictor import ShapePredictor, read_shape_predictor
 
             (path,) = DLIB_SHAPE_PREDICTOR_CARD.verify_source()
             self._predictor = ShapePredictor(read_shape_predictor(path))
-        return self
+        return self._predictor
 
     def points(self, image: np.ndarray, faces: Sequence[Face]) -> np.ndarray:
         """dlib's five points (n, 5, 2) for each face."""
         from faceatlas.models.dlib_shape_predictor import dlib_gray
 
-        self.load()
+        predictor = self._loaded()
         if not faces:
             return np.empty((0, 5, 2))
         boxes = [dlib_box_from_landmarks(f.landmarks) for f in faces]
-        return self._predictor.predict_many(dlib_gray(image), boxes)  # type: ignore[union-attr]
+        return predictor.predict_many(dlib_gray(image), boxes)
 
     def align(self, image: np.ndarray, faces: Sequence[Face]) -> np.ndarray:
         crops = [

@@ -33,7 +33,7 @@ import os
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, BinaryIO, Union
+from typing import Any, BinaryIO
 
 import numpy as np
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
@@ -48,7 +48,7 @@ DEFAULT_MAX_PIXELS = 100_000_000
 #: File extensions (lower case, with the dot) that folder jobs treat as images.
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 
-ImageSource = Union[str, os.PathLike, bytes, bytearray, memoryview, BinaryIO, Image.Image, np.ndarray]
+ImageSource = str | os.PathLike | bytes | bytearray | memoryview | BinaryIO | Image.Image | np.ndarray
 
 _FORMATS = "JPEG, PNG, BMP, GIF, WebP or TIFF"
 _EXPECTED = f"a {_FORMATS} image"
@@ -207,7 +207,7 @@ def _exif_oriented(im: Image.Image) -> Image.Image:
         if im.getexif().get(ExifTags.Base.Orientation, 1) in (1, None):
             return im
         return ImageOps.exif_transpose(im)
-    except Exception:
+    except Exception:  # noqa: BLE001 - broken EXIF raises many unrelated types
         # Broken EXIF is common in camera files; the pixels are fine, so keep them upright as stored.
         return im
 

@@ -355,12 +355,12 @@ def _nodes(
     members: list[list[int]] = [[] for _ in range(m)]
     for face, node in zip(active.tolist(), node_of_active.tolist(), strict=True):
         members[node].append(face)
-    photos = [set() for _ in range(m)]
+    photos: list[set[int]] = [set() for _ in range(m)]
     if (group >= 0).any():
         for face, node in zip(active.tolist(), node_of_active.tolist(), strict=True):
             if group[face] >= 0:
                 photos[node].add(int(group[face]))
-    forbidden = [set() for _ in range(m)]
+    forbidden: list[set[int]] = [set() for _ in range(m)]
     if len(cannot):
         node_of = dict(zip(active.tolist(), node_of_active.tolist(), strict=True))
         for a, b in cannot.tolist():

@@ -33,12 +33,12 @@ import functools
 import math
 import os
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import cv2
 import numpy as np
 
-from faceatlas.errors import InvalidArgumentError, UnsupportedImageError
+from faceatlas.errors import InvalidArgumentError, ModelError, UnsupportedImageError
 from faceatlas.models.cache import cached_model
 from faceatlas.models.cards import MTCNN_CARD
 from faceatlas.models.mtcnn_onnx import CONVERTER_VERSION, STAGES, build_mtcnn_onnx
@@ -142,7 +142,9 @@ def _nms(boxes: np.ndarray, scores: np.ndarray, threshold: float, mode: str = "u
     (MTCNN's last step). Union mode uses OpenCV's C++ loop (5-50x faster than numpy here)."""
     if mode == "union":
         xywh = np.concatenate([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], axis=1)
-        keep = cv2.dnn.NMSBoxes(xywh, scores.astype(np.float32), 0.0, threshold)
+        # OpenCV's bindings take the numpy arrays as they are; its stubs only name Python sequences
+        rects = cast("Sequence[cv2.typing.Rect2d]", xywh)
+        keep = cv2.dnn.NMSBoxes(rects, cast("Sequence[float]", scores.astype(np.float32)), 0.0, threshold)
         return np.sort(np.asarray(keep, dtype=np.int64).reshape(-1))
     order = np.argsort(-scores, kind="stable")
     areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
@@ -250,6 +252,12 @@ class _Candidates:
         lm = None if self.landmarks is None else self.landmarks[index]
         return _Candidates(self.ids[index], self.boxes[index], self.scores[index], lm)
 
+    def points(self) -> np.ndarray:
+        """The (n, 5, 2) landmarks, which only candidates that went through O-Net carry."""
+        if self.landmarks is None:
+            raise ModelError("MTCNN internal error: these candidates have no landmarks (O-Net did not run on them)")
+        return self.landmarks
+
 
 def _pnet_boxes(
     prob: np.ndarray, reg: np.ndarray, scale_x: float, scale_y: float, threshold: float
@@ -316,6 +324,11 @@ class MTCNNDetector:
 
     def load(self) -> MTCNNDetector:
         """Convert (or find in the cache) and open the three networks now rather than on first use."""
+        self._loaded()
+        return self
+
+    def _loaded(self) -> dict[str, ort.InferenceSession]:
+        """The three networks' sessions by stage, opened on first use."""
         if self._sessions is None:
             MTCNN_CARD.verify_source()  # the weights the card (and its tests) describe
             digests = {src.path.rsplit("/", 1)[-1].split(".")[0]: src.sha256 for src in MTCNN_CARD.source}
@@ -330,10 +343,10 @@ class MTCNNDetector:
                 )
                 sessions[stage] = create_session(path, self.providers)
             self._sessions = sessions
-        return self
+        return self._sessions
 
     def _run(self, stage: str, batch: np.ndarray) -> dict[str, np.ndarray]:
-        session = self.load()._sessions[stage]  # type: ignore[index]
+        session = self._loaded()[stage]
         names = [o.name for o in session.get_outputs()]
         return dict(zip(names, session.run(names, {"image": batch})))
 
@@ -412,8 +425,10 @@ class MTCNNDetector:
         ``"valid"``: their indices in ``cands``.
         """
         size = {"rnet": 24, "onet": 48}[stage]
+        if not len(cands):
+            return _Candidates.empty(), {}
         squared = _Candidates(cands.ids, _square(cands.boxes), cands.scores, cands.landmarks)
-        patches, valid = _crops(images, squared.ids, squared.boxes, size) if len(cands) else ([], [])
+        patches, valid = _crops(images, squared.ids, squared.boxes, size)
         if not len(valid):
             return _Candidates.empty(), {}
         out = self._run_chunked(stage, patches)
@@ -454,9 +469,9 @@ class MTCNNDetector:
         looked, out = self._look_again(images, cands, "onet")
         if not len(looked):
             return cands
-        landmarks = cands.landmarks.copy()  # type: ignore[union-attr]
+        landmarks = cands.points().copy()
         second = _onet_landmarks(looked.boxes, out["landmarks"])
-        landmarks[out["valid"]] = (looked.landmarks + second) / 2.0  # type: ignore[operator]
+        landmarks[out["valid"]] = (looked.points() + second) / 2.0
         return _Candidates(cands.ids, cands.boxes, cands.scores, landmarks)
 
     @staticmethod
@@ -467,7 +482,7 @@ class MTCNNDetector:
             i = int(cands.ids[k])
             sx, sy = factors[i]
             x1, y1, x2, y2 = cands.boxes[k] / (sx, sy, sx, sy) - 0.5
-            points = cands.landmarks[k] / (sx, sy) - 0.5  # type: ignore[index]
+            points = cands.points()[k] / (sx, sy) - 0.5
             result[i].append(
                 Face(
                     box=Box(float(x1), float(y1), float(x2), float(y2)),

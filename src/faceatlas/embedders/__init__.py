@@ -6,8 +6,8 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from faceatlas.registry import Registry
 from faceatlas.models.cards import ModelCard
+from faceatlas.registry import Registry
 
 
 @runtime_checkable

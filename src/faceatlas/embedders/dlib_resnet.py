@@ -5,11 +5,15 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from faceatlas.errors import InvalidArgumentError
 from faceatlas.models.cards import DLIB_RESNET_CARD, ModelCard
+
+if TYPE_CHECKING:  # at run time ONNX Runtime is imported lazily, on first use
+    import onnxruntime as ort
 
 
 class DlibResNetEmbedder:
@@ -36,7 +40,7 @@ class DlibResNetEmbedder:
         self.batch_size = batch_size
         self.providers = providers
         self.cache_dir = cache_dir
-        self._session = None
+        self._session: ort.InferenceSession | None = None
         self._lock = threading.Lock()
 
     @property
@@ -45,6 +49,11 @@ class DlibResNetEmbedder:
 
     def load(self) -> DlibResNetEmbedder:
         """Convert (once, into the cache) and open the model; later calls are free."""
+        self._loaded()
+        return self
+
+    def _loaded(self) -> ort.InferenceSession:
+        """The model's session, converted and opened on first use."""
         with self._lock:
             if self._session is None:
                 from faceatlas.models.cache import cached_model
@@ -60,16 +69,16 @@ class DlibResNetEmbedder:
                     self.cache_dir,
                 )
                 self._session = create_session(path, self.providers)
-        return self
+            return self._session
 
     def embed_raw(self, crops: np.ndarray) -> np.ndarray:
         """dlib's own (unnormalised) descriptors for N aligned crops, uint8 (N, 150, 150, 3)."""
         crops = self._check(crops)
-        self.load()
+        session = self._loaded()
         out = np.empty((len(crops), 128), dtype=np.float32)
         for start in range(0, len(crops), self.batch_size):
             chunk = crops[start : start + self.batch_size]
-            out[start : start + len(chunk)] = self._session.run(["embedding"], {"image": chunk})[0]
+            out[start : start + len(chunk)] = session.run(["embedding"], {"image": chunk})[0]
         return out
 
     def embed(self, crops: np.ndarray) -> np.ndarray:

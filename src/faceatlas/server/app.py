@@ -6,16 +6,19 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI, Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import faceatlas
 from faceatlas.server import errors
-from faceatlas.server.engine import Engine
+from faceatlas.server.engine import Analyzer, Engine
 from faceatlas.server.metrics import Metrics
 from faceatlas.server.settings import Settings
+
+if TYPE_CHECKING:  # imported inside create_app at run time
+    from faceatlas.server.keys import KeyStore
 
 log = logging.getLogger("faceatlas.server")
 MULTIPART_OVERHEAD = 64 * 1024  # form boundaries and small fields around the image bytes
@@ -90,7 +93,10 @@ async def _too_large(send: Send, limit: int) -> None:
 
 
 def create_app(
-    settings: Settings | None = None, *, analyzer_factory: Callable[[], Any] | None = None, keys: Any = None
+    settings: Settings | None = None,
+    *,
+    analyzer_factory: Callable[[], Analyzer] | None = None,
+    keys: KeyStore | None = None,
 ) -> FastAPI:
     """The service; ``analyzer_factory`` replaces the default models (tests), ``keys`` the key store."""
     settings = settings or Settings()

@@ -279,9 +279,10 @@ class KeyStore(SqliteFile):
             if not hmac.compare_digest(digest, stored):
                 return None
         else:
-            record = self._load(key_id, digest, now)
-            if record is None:
+            loaded = self._load(key_id, digest, now)
+            if loaded is None:
                 return None
+            record = loaded
         return self._touch(record, now)
 
     def _load(self, key_id: str, digest: bytes, now: float) -> ApiKey | None:

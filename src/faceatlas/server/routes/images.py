@@ -65,13 +65,22 @@ def analyze(
     )
 
 
-def _side(request: Request, upload: UploadFile | None, face_id: int | None, name: str) -> np.ndarray:
+def _one_of(upload: UploadFile | None, face_id: int | None, name: str) -> UploadFile | int:
+    """The side of a comparison the client gave: an upload or a gallery face id, never both."""
+    if upload is not None and face_id is None:
+        return upload
+    if face_id is not None and upload is None:
+        return face_id
+    raise FaceAtlasError(f"give exactly one of image_{name} (a file) or face_{name} (a gallery face id)")
+
+
+def _side(request: Request, side: UploadFile | int, name: str) -> np.ndarray:
     engine = request.app.state.engine
-    if face_id is not None:
+    if isinstance(side, int):
         gallery = engine.gallery()
         with engine.gallery_lock:
-            return np.asarray(gallery.embedding_of(face_id))
-    faces = engine.analyze(pixels_of(request, upload, f"image_{name}"))
+            return np.asarray(gallery.embedding_of(side))
+    faces = engine.analyze(pixels_of(request, side, f"image_{name}"))
     if not faces:
         raise NoFaceError(f"image_{name}: no face found; send a photo where a face is clearly visible")
     return faces[0].embedding  # the largest face
@@ -91,11 +100,9 @@ def verify(
     """Each side is an uploaded image (its largest face) or an enrolled face's id."""
     from faceatlas.verification import cosine_similarity, decide
 
-    for upload, face_id, name in ((image_a, face_a, "a"), (image_b, face_b, "b")):
-        if (upload is None) == (face_id is None):
-            raise FaceAtlasError(f"give exactly one of image_{name} (a file) or face_{name} (a gallery face id)")
-    a = _side(request, image_a, face_a, "a")
-    b = _side(request, image_b, face_b, "b")
+    side_a, side_b = _one_of(image_a, face_a, "a"), _one_of(image_b, face_b, "b")  # both checked before any work
+    a = _side(request, side_a, "a")
+    b = _side(request, side_b, "b")
     card = request.app.state.engine.analyzer().embedder.card
     match = decide(cosine_similarity(a, b), card, far=far)
     return VerifyResponse(
