@@ -11,7 +11,9 @@ from PIL import Image
 
 from faceatlas.eval.identification import (
     CMC_MAX_RANK,
+    GallerySearch,
     build_templates,
+    gallery_open_set_report,
     open_set_report,
     plot_det,
     split_gallery_probes,
@@ -226,3 +228,89 @@ def test_split_templates_report_end_to_end(tmp_path: Path):
     out = plot_det(r, tmp_path / "plots" / "det.png")
     with Image.open(out) as image:
         assert image.format == "PNG" and image.width > image.height
+
+
+# --- the protocol searches a real gallery ---------------------------------------------------------
+
+
+class _Embedder:
+    def __init__(self, dim: int) -> None:
+        import dataclasses
+
+        from faceatlas.models.cards import DLIB_RESNET_CARD
+
+        self.card = dataclasses.replace(DLIB_RESNET_CARD, embedding_dim=dim)
+        self.dim = dim
+
+
+class _EmbeddingsOnly:
+    """Lets Gallery.identify bind and calibrate; probes are embeddings, so nothing is analysed."""
+
+    def __init__(self, dim: int) -> None:
+        self.embedder = _Embedder(dim)
+
+
+def _people(rng: np.random.Generator, n_people: int, per_person: int, dim: int = 24) -> tuple[np.ndarray, list[str]]:
+    centres = rng.normal(size=(n_people, dim))
+    x = np.repeat(centres, per_person, axis=0) + 0.8 * rng.normal(size=(n_people * per_person, dim))
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    return x.astype(np.float32), [f"id{i // per_person}" for i in range(n_people * per_person)]
+
+
+def test_gallery_search_scores_are_what_gallery_identify_ranks():
+    from faceatlas.gallery.gallery import Gallery
+    from faceatlas.gallery.store import open_store
+
+    rng = np.random.default_rng(5)
+    x, labels = _people(rng, 12, 3)
+    qualities = rng.uniform(0.2, 1.0, size=len(x))
+    probes, _ = _people(rng, 12, 1)
+    with Gallery(open_store(":memory:"), _EmbeddingsOnly(x.shape[1])) as gallery:
+        for name in sorted(set(labels)):
+            rows = [i for i, label in enumerate(labels) if label == name]
+            gallery.enroll_embeddings(name, x[rows], qualities[rows])
+        results = gallery.identify(probes, k=12)
+    with GallerySearch(x, labels, qualities) as search:
+        scores = search.scores(probes)
+    assert scores.shape == (len(probes), 12) and sorted(search.labels) == sorted(set(labels))
+    for row, result in zip(scores, results, strict=True):
+        assert {c.person: c.score for c in result.candidates} == dict(zip(search.labels, row.tolist(), strict=True))
+
+
+def test_gallery_search_weights_templates_by_quality_as_the_gallery_does():
+    # two enrolment faces of A: the good one along e0, a poor one along e1 (quality 0.1)
+    x = np.float32([[1, 0, 0], [0, 1, 0], [0, 0, 1]])
+    with GallerySearch(x, ["A", "A", "B"], [1.0, 0.1, 1.0]) as search:
+        (a, b) = search.scores(np.float32([[1, 0, 0]]))[0]
+    weighted = np.float32([1.0, 0.1, 0]) / np.linalg.norm([1.0, 0.1])
+    assert search.labels == ["A", "B"] and a == pytest.approx(weighted[0]) and b == 0
+    assert a > build_templates(x, ["A", "A", "B"])[0][0] @ [1, 0, 0]  # the plain mean (every quality 1) is lower
+
+
+def test_gallery_open_set_report_matches_the_reference_on_one_image_templates():
+    rng = np.random.default_rng(8)
+    x, labels = _people(rng, 30, 3)
+    split = split_gallery_probes(labels, seed=1)
+    gallery_labels = [labels[i] for i in split.gallery]
+    probe_labels = [labels[i] for i in split.probes]
+    x[split.probes[0]] = np.nan  # a probe without a face
+    templates, names = build_templates(x[split.gallery], gallery_labels)
+    reference = open_set_report(templates, names, x[split.probes], probe_labels, split.probe_mated)
+    with GallerySearch(x[split.gallery], gallery_labels) as search:
+        measured = gallery_open_set_report(search, x[split.probes], probe_labels, split.probe_mated)
+    assert measured.rank_rates == reference.rank_rates and measured.cmc == reference.cmc
+    assert measured.fnir_at_fpir == reference.fnir_at_fpir
+    assert measured.n_no_face_mated + measured.n_no_face_nonmated == 1
+    for key, t in reference.threshold_at_fpir.items():  # float32 gallery scores: equal to float32 precision
+        assert measured.threshold_at_fpir[key] == pytest.approx(t, abs=1e-6)
+
+
+def test_gallery_search_skips_identities_without_an_embedding():
+    x = np.float32([[1, 0], [np.nan, np.nan]])
+    with GallerySearch(x, ["A", "B"]) as search:
+        assert search.labels == ["A"]
+        r = gallery_open_set_report(search, np.float32([[1, 0], [0, 1]]), ["A", "B"], [True, True], fpirs=())
+    assert r.n_mated_not_enrolled == 1 and r.rank_rates["1"] == 0.5
+    with GallerySearch(np.zeros((2, 0), np.float32), ["A", "B"]) as nobody:  # no image had a face at all
+        r = gallery_open_set_report(nobody, np.zeros((2, 0), np.float32), ["A", "C"], [True, False], fpirs=())
+    assert nobody.labels == [] and r.rank_rates["1"] == 0.0 and r.n_mated_not_enrolled == 1

@@ -135,6 +135,25 @@ def test_identification_protocol(tmp_path, identity_folders):
     assert (out / "det_cmc.png").exists()
 
 
+def test_identification_protocol_measures_the_gallery_search(tmp_path, identity_folders, monkeypatch):
+    """`eval identification` scores probes with Gallery.scores (what Gallery.identify ranks), not a copy."""
+    from faceatlas.eval.clustering import read_identity_folders
+    from faceatlas.gallery.gallery import Gallery
+
+    calls = []
+    real = Gallery.scores
+
+    def spy(self, probes):
+        calls.append(len(probes))
+        return real(self, probes)
+
+    monkeypatch.setattr(Gallery, "scores", spy)
+    items = read_identity_folders(identity_folders)
+    protocols.identification(items, FaceRunner(IdentitySource(noise=0.3), cache=False), tmp_path, "fake")
+    result = json.loads((tmp_path / "result.json").read_text())["identification"]
+    assert sum(calls) >= result["n_probes"] - result["n_no_face_mated"] - result["n_no_face_nonmated"] > 0
+
+
 def test_detection_protocol(tmp_path):
     from faceatlas.eval.detection import DetectionSample
 

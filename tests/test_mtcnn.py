@@ -272,6 +272,7 @@ def test_profile_and_three_quarter_faces(detector: MTCNNDetector) -> None:
     assert found >= 15, f"found {found} of {total} atypical-pose faces"
 
 
+@pytest.mark.slow  # about 10 s: the detector over 121 WIDER photos
 @pytest.mark.skipif(not WIDER.is_dir(), reason=NO_DATA)
 def test_wider_recall(detector: MTCNNDetector) -> None:
     """Recall at IoU 0.5 on every other image of WIDER Handshaking (invalid faces ignored).

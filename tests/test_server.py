@@ -141,7 +141,7 @@ def test_enrol_identify_verify_rename_merge_delete(service, photos):
     assert merged == {"name": "Grace", "faces": 2, "metadata": {}}
     assert service.call("GET", "/v1/people/Eileen", scope="read").status_code == 404
     deleted = service.call("DELETE", "/v1/people/Grace", scope="write").json()
-    assert deleted == {"deleted": "Grace", "faces": 2}
+    assert deleted == {"deleted": "Grace", "faces": 2, "clusters": [], "kept": []}
     assert service.call("GET", "/v1/people", scope="read").json()["people"] == []
     gone = service.call("POST", "/v1/identify", scope="read", files={"image": ("q.jpg", photos["hopper2"])}).json()
     assert gone["results"][0]["person"] is None and gone["results"][0]["candidates"] == []
@@ -350,7 +350,9 @@ def test_a_postgresql_gallery_serves_the_same_api(tmp_path, analyzer, photos, pg
         assert enrolled.status_code == 201 and len(enrolled.json()["added"]) == 1
         found = service.call("POST", "/v1/identify", scope="read", files={"image": ("q.jpg", photos["hopper2"])})
         assert found.json()["results"][0]["person"] == "Grace"
-        assert service.call("DELETE", "/v1/people/Grace", scope="write").json() == {"deleted": "Grace", "faces": 1}
+        deleted = service.call("DELETE", "/v1/people/Grace", scope="write").json()
+        assert {**deleted, "kept": []} == {"deleted": "Grace", "faces": 1, "clusters": [], "kept": []}
+        assert ["pg_wal" in line for line in deleted["kept"]] == [True]  # what PostgreSQL keeps, said
         gone = service.call("POST", "/v1/identify", scope="read", files={"image": ("q.jpg", photos["hopper2"])})
         assert gone.json()["results"][0]["candidates"] == []
     assert not (tmp_path / "gallery.db").exists()  # nothing went to the default SQLite file

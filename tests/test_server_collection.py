@@ -9,8 +9,11 @@ C in three, and one group photo with A and B.
 from __future__ import annotations
 
 import io
+import os
+import re
 import threading
 import time
+import urllib.parse
 from pathlib import Path
 
 import numpy as np
@@ -368,16 +371,18 @@ def test_photos_images_and_thumbnails(clustered):
 
 
 def test_a_photo_gone_from_disk_or_leading_outside_its_folder_is_404(service, tmp_path):
-    secret = photo(tmp_path / "secret" / "s.png", 1, 3, 9)
-    (service.root / "link.png").symlink_to(secret)  # a file symlink is indexed, but never served
-    service.index()
-    photos = {p["path"]: p["id"] for p in service.ok("GET", "/v1/collection/photos", scope="read")["photos"]}
-    assert "link.png" in photos
-    face = service.ok("GET", f"/v1/collection/photos/{photos['link.png']}", scope="read")["faces"][0]
-    for url in (f"/v1/collection/photos/{photos['link.png']}/image", f"/v1/collection/faces/{face['id']}/thumbnail"):
+    service.index(service.root / "trip")  # filed under the folder trip/ (the photo root is its parent)
+    (group,) = service.ok("GET", "/v1/collection/photos", scope="read")["photos"]
+    face = service.ok("GET", f"/v1/collection/photos/{group['id']}", scope="read")["faces"][0]
+    (service.root / "trip" / "group.jpg").unlink()
+    (service.root / "trip" / "group.jpg").symlink_to(service.root / "a0.png")  # inside the root, not trip/
+    for url in (f"/v1/collection/photos/{group['id']}/image", f"/v1/collection/faces/{face['id']}/thumbnail"):
         refused = service.call("GET", url, scope="read")
         assert refused.status_code == 404 and "outside the folder" in refused.json()["error"]["message"]
-        assert secret.read_bytes() != refused.content
+        assert (service.root / "a0.png").read_bytes() != refused.content
+
+    service.index()
+    photos = {p["path"]: p["id"] for p in service.ok("GET", "/v1/collection/photos", scope="read")["photos"]}
 
     (service.root / "b1.png").unlink()
     face = service.ok("GET", f"/v1/collection/photos/{photos['b1.png']}", scope="read")["faces"][0]
@@ -385,6 +390,97 @@ def test_a_photo_gone_from_disk_or_leading_outside_its_folder_is_404(service, tm
         gone = service.call("GET", url, scope="read")
         assert gone.status_code == 404 and "no longer on disk" in gone.json()["error"]["message"]
         assert "Traceback" not in gone.text
+
+
+# --- photos are read only inside FACEATLAS_PHOTO_ROOTS ---------------------------------------------
+
+
+def index_directly(svc: Service, folder: Path) -> None:
+    """Index ``folder`` into the service's collection as the CLI would (no roots apply to it)."""
+    from faceatlas.collection.indexer import index_folder
+
+    with svc.client.app.state.engine.collection() as store:
+        index_folder(folder, store, FakeAnalyzer())
+
+
+def photo_ids(svc: Service) -> dict[str, int]:
+    return {p["path"]: p["id"] for p in svc.ok("GET", "/v1/collection/photos", scope="read")["photos"]}
+
+
+def assert_not_served(svc: Service, photo_id: int, secret: bytes) -> None:
+    """The photo's image and its faces' thumbnails (even revalidated by ETag) are refused with 403."""
+    faces = svc.ok("GET", f"/v1/collection/photos/{photo_id}", scope="read")["faces"]
+    assert faces, "the photo has a face to crop"
+    urls = [f"/v1/collection/photos/{photo_id}/image"] + [f"/v1/collection/faces/{f['id']}/thumbnail" for f in faces]
+    for url in urls:
+        for headers in ({}, {"If-None-Match": "*"}):
+            refused = svc.call("GET", url, scope="read", headers=headers)
+            assert refused.status_code == 403, (url, refused.status_code, refused.text[:200])
+            error = refused.json()["error"]
+            assert error["code"] == "photo_not_allowed" and "FACEATLAS_PHOTO_ROOTS" in error["message"], error
+            assert secret not in refused.content
+
+
+def test_index_jobs_skip_file_links_that_lead_outside_the_roots(service, tmp_path):
+    secret = photo(tmp_path / "secret" / "s.png", 1, 3, 9)
+    (service.root / "link.png").symlink_to(secret)
+    (service.root / "trip" / "copy.png").symlink_to(service.root / "a0.png")  # inside the roots: indexed
+    (service.root / "loop.png").symlink_to(service.root / "loop.png")
+    job = service.index()
+    assert job["state"] == "done", job
+    problems = {p["path"]: p["reason"] for p in job["result"]["problems"]}
+    assert set(problems) == {"link.png", "loop.png"} and "outside" in problems["link.png"], problems
+    assert str(secret) not in problems["link.png"]  # where the link leads is not told
+    photos = photo_ids(service)
+    assert "link.png" not in photos and "trip/copy.png" in photos and len(photos) == 12
+    with service.client.app.state.engine.collection() as store:
+        embeddings = store.face_table().embeddings
+    assert len(embeddings) == 13 and float(np.max(embeddings @ DIRECTIONS[3])) < 0.5  # no face of the secret's
+
+    secret.unlink()  # the job refused the link; it did not merely fail to read it later
+    (service.root / "a1.png").unlink()
+    (service.root / "a1.png").symlink_to(photo(tmp_path / "secret" / "t.png", 1, 3, 10))  # swapped since indexed
+    again = service.index()["result"]
+    assert {p["path"] for p in again["problems"]} >= {"link.png", "a1.png"} and again["removed"] == 1
+    assert "a1.png" not in photo_ids(service)  # a photo that now leads outside is forgotten
+
+
+def test_photos_indexed_outside_the_roots_are_never_served(service, tmp_path):
+    outside = tmp_path / "outside"
+    secret = photo(outside / "s.png", 1, 3, 9).read_bytes()
+    index_directly(service, outside)  # the CLI, into the collection the service serves
+    (photo_id,) = photo_ids(service).values()
+    assert_not_served(service, photo_id, secret)
+
+    service.index()
+    inside = photo_ids(service)["a0.png"]
+    served = service.call("GET", f"/v1/collection/photos/{inside}/image", scope="read")
+    assert served.status_code == 200 and served.content == (service.root / "a0.png").read_bytes()
+    assert served.headers["content-length"] == str(len(served.content))
+    (service.root / "a0.png").unlink()  # a file swapped for a link after indexing: resolved at every read
+    (service.root / "a0.png").symlink_to(outside / "s.png")
+    assert_not_served(service, inside, secret)
+
+
+def test_without_photo_roots_no_photo_is_served(tmp_path):
+    svc = make_service(tmp_path, roots=False)
+    with svc.client:
+        index_directly(svc, svc.root)
+        photo_id = photo_ids(svc)["a0.png"]
+        assert_not_served(svc, photo_id, (svc.root / "a0.png").read_bytes())
+        message = svc.call("GET", f"/v1/collection/photos/{photo_id}/image", scope="read").json()["error"]["message"]
+        assert "none is set" in message
+
+
+def test_a_fifo_named_like_a_photo_is_refused_not_waited_on(service):
+    service.index()
+    photo_id = photo_ids(service)["a2.png"]
+    (service.root / "a2.png").unlink()
+    os.mkfifo(service.root / "a2.png")
+    gone = service.call("GET", f"/v1/collection/photos/{photo_id}/image", scope="read")
+    assert gone.status_code == 404 and "no longer on disk" in gone.json()["error"]["message"]
+    job = service.index()
+    assert job["state"] == "done" and "a2.png" in {p["path"] for p in job["result"]["problems"]}
 
 
 # --- corrections ------------------------------------------------------------------------------------
@@ -589,3 +685,81 @@ def test_every_collection_endpoint_refuses_a_missing_or_weaker_key(shared_servic
         refused = service.call(method, url, scope="read", json={})
         assert refused.status_code == 403 and refused.json()["error"]["code"] == "forbidden"
     assert service.ok("GET", "/v1/jobs", scope="read")["jobs"] == []  # nothing ran
+
+
+# --- errors: one table maps the library's refusals -----------------------------------------------
+
+
+def test_the_error_table_maps_every_collection_refusal():
+    from faceatlas.collection.corrections import (
+        DifferentPeopleError,
+        InvalidClusterNameError,
+        SharedPhotoError,
+        WholeClusterError,
+    )
+    from faceatlas.collection.store import (
+        ClusterInfo,
+        ClusterNotFoundError,
+        CollectionError,
+        CorrectionConflictError,
+        FaceNotFoundError,
+        InvalidCorrectionError,
+        ModelMismatchError,
+        NameTakenError,
+        PhotoNotFoundError,
+    )
+    from faceatlas.server.errors import rule_for
+
+    ada, bob = ClusterInfo(1, "Ada", 3), ClusterInfo(2, "Bob", 2)
+    cases = [
+        (ClusterNotFoundError("no cluster 7 in collection x.db", 7), 404, "not_found", "no cluster 7"),
+        (PhotoNotFoundError("no photo 7 in collection x.db", 7), 404, "not_found", "no photo 7"),
+        (FaceNotFoundError("no face 7 in collection x.db", 7), 404, "not_found", "no face 7"),
+        (NameTakenError("library words", 1, "Ada", 2), 409, "conflict", "POST /v1/collection/clusters/1/merge"),
+        (DifferentPeopleError("library words", ada, bob), 409, "conflict", "PATCH with name null"),
+        (SharedPhotoError("library words", 1, 2, 9, (3, 4)), 409, "conflict", "POST /v1/collection/faces/"),
+        (CorrectionConflictError("face 3 is in no cluster"), 409, "conflict", "face 3 is in no cluster"),
+        (WholeClusterError("library words", 4), 422, "invalid_request", "use PATCH"),
+        (InvalidCorrectionError("cluster 4 cannot be merged into itself"), 422, "invalid_request", "itself"),
+        (InvalidClusterNameError("cluster 4 cannot be named so"), 422, "invalid_name", "named so"),
+        (ModelMismatchError("the collection holds other embeddings"), 409, "model_mismatch", "other embeddings"),
+        (CollectionError("damaged"), 409, "conflict", "damaged"),
+    ]
+    for exc, status, code, said in cases:
+        rule = rule_for(exc)
+        message = rule.message(exc) if rule.message is not None else str(exc)
+        assert (rule.status, rule.code) == (status, code) and said in message, (type(exc).__name__, rule, message)
+        assert "library words" not in message and "merge_clusters" not in message
+
+
+def test_collection_errors_never_name_the_servers_files(service):
+    path = service.client.app.state.settings.collection_path
+    missing = service.call("GET", "/v1/collection/clusters/5", scope="read")
+    assert missing.status_code == 404 and missing.json()["error"] == {
+        "code": "not_found",
+        "message": "no cluster 5 in the collection",
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"not a database " * 100)  # a damaged collection: refused, and the file is not named
+    for url in ("/v1/collection/clusters", "/v1/collection/photos", "/v1/collection/clusters/5"):
+        refused = service.call("GET", url, scope="read")
+        assert refused.status_code == 409 and refused.json()["error"]["code"] == "conflict", refused.text
+        assert str(path) not in refused.text and path.name not in refused.text, refused.text
+
+
+# --- the page ---------------------------------------------------------------------------------------
+
+
+def test_the_page_answers_head_and_every_link_of_it_leads_somewhere(service):
+    page = service.call("GET", "/", scope=None)
+    head = service.call("HEAD", "/", scope=None)
+    assert head.status_code == 200 and head.content == b""
+    for header in ("content-type", "content-length", "content-security-policy", "cache-control"):
+        assert head.headers[header] == page.headers[header], header
+    noscript = re.search(r"<noscript>(.*?)</noscript>", page.text, re.DOTALL)
+    assert noscript is not None and re.search(r'href="([^"#]+)"', noscript.group(1))
+    targets = set(re.findall(r'(?:href|src)="([^"#][^"]*)"', page.text)) - {"data:,"}
+    assert targets, "the page links to its assets"
+    for target in targets:
+        url = urllib.parse.urljoin("http://testserver/", target)
+        assert service.call("GET", url, scope=None).status_code == 200, target

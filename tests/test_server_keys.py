@@ -98,27 +98,39 @@ def test_name_and_scope_are_validated(store: KeyStore):
     assert store.count_active() == 2  # nothing was stored by the refused calls
 
 
-def test_garbage_tokens_are_none_without_raising(store: KeyStore):
-    record, token = store.create("ci", "admin")
-    key_id, secret = record.key_id, token[12:]
-    wrong_secret = token[:-1] + ("A" if token[-1] != "A" else "B")
-    garbage: list[object] = [
-        wrong_secret,
+def _near_misses(key_id: str, token: str) -> list[str]:
+    """Strings that look like ``token`` but are not it: each differs from it by construction."""
+    secret = token[12:]
+    other_id = "00000000" if key_id != "00000000" else "00000001"
+    misses = [
+        token[:-1] + ("A" if token[-1] != "A" else "B"),  # wrong secret
         token[:-1],  # truncated
         token + "x",
         token[:20],
-        "",
-        "fa_",
         f"fa_{key_id}_",
-        f"fa_{key_id.upper()}_{secret}",
         f"fb_{key_id}_{secret}",
         f"fa_{key_id}-{secret}",
         f"fa_{key_id}_{secret[:-1]}é",  # non-ascii, right length
         f"fa_{key_id}_{secret[:-1]}\x00",
+        " " + token[1:],
+        token.upper(),  # "FA_": the prefix is lower case
+        f"fa_{other_id}_{secret}",  # well-formed, unknown id
+        f"fa_{key_id}_" + ("A" * 43 if secret != "A" * 43 else "B" * 43),  # well-formed, wrong secret
+    ]
+    if key_id != key_id.upper():  # an id of digits only has no upper-case spelling: that would be the token
+        misses.append(f"fa_{key_id.upper()}_{secret}")
+    assert token not in misses
+    return misses
+
+
+def test_garbage_tokens_are_none_without_raising(store: KeyStore):
+    record, token = store.create("ci", "admin")
+    garbage: list[object] = [
+        *_near_misses(record.key_id, token),
+        "",
+        "fa_",
         "fa_" + "é" * 52,
         "🔑" * 55,
-        " " + token[1:],
-        token.upper(),
         "x" * 10_000_000,  # huge
         token * 1000,
         None,
@@ -129,12 +141,32 @@ def test_garbage_tokens_are_none_without_raising(store: KeyStore):
         [token],
         {"token": token},
         object(),
-        f"fa_00000000_{secret}",  # well-formed, unknown id
-        f"fa_{key_id}_" + "A" * 43,  # well-formed, wrong secret
     ]
     for item in garbage:
         assert store.verify(item) is None, repr(item)[:80]
     assert store.verify(token) is not None  # the real one still works
+
+
+@pytest.mark.parametrize("forced_id", ["12345678", "00000000", "abcdef01"])  # all digits: ~2 % of random ids
+def test_near_misses_of_any_key_id_are_refused(store: KeyStore, monkeypatch: pytest.MonkeyPatch, forced_id: str):
+    import secrets
+
+    monkeypatch.setattr(secrets, "token_hex", lambda nbytes=None: forced_id)
+    record, token = store.create("forced", "read")
+    assert record.key_id == forced_id
+    for item in _near_misses(record.key_id, token):
+        assert store.verify(item) is None, item
+    assert store.verify(token) is not None
+    if forced_id.isdigit():
+        assert store.verify(f"fa_{forced_id.upper()}_{token[12:]}") is not None  # the same string: the real token
+
+
+def test_near_misses_hold_for_many_random_key_ids(store: KeyStore):
+    for _ in range(300):  # P(no all-digit id among 300) = 0.977 ** 300, about 0.1 %
+        record, token = store.create("many", "read")
+        for item in _near_misses(record.key_id, token):
+            assert store.verify(item) is None, item
+        assert store.verify(token) is not None
 
 
 def test_the_file_holds_no_token(tmp_path: Path):

@@ -22,7 +22,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, cast
 
 from faceatlas._connection import ConnectionLifecycle
 from faceatlas.errors import FaceAtlasError
@@ -55,14 +55,14 @@ class SqliteFile(ConnectionLifecycle):
             self._conn = self._connect(MEMORY)
             self._migrate(self._conn)
             return
-        self.path = Path(path).expanduser().absolute()
-        self.url = str(self.path)
-        if not self.path.exists():
+        self.path = file = Path(path).expanduser().absolute()
+        self.url = str(file)
+        if not file.exists():
             if not create:
-                raise self.error(f"no {self.kind} at {self.path} (create=False); {self.missing_hint}")
-            self._create_file()
-        self._check_header()
-        self._conn = self._open_existing()
+                raise self.error(f"no {self.kind} at {file} (create=False); {self.missing_hint}")
+            self._create_file(file)
+        self._check_header(file)
+        self._conn = self._open_existing(file)
 
     # --- opening ---
 
@@ -79,14 +79,13 @@ class SqliteFile(ConnectionLifecycle):
         # persistent in the file; set only once the file is known to be ours (it writes the header)
         conn.execute("PRAGMA journal_mode = WAL")
 
-    def _create_file(self) -> None:
+    def _create_file(self, path: Path) -> None:
         """Build a new file aside, then link it into place: another process sees all or nothing."""
-        assert self.path is not None
-        if not self.path.parent.is_dir():
-            raise self.error(f"cannot create a {self.kind} at {self.path}: {self.path.parent} is not a directory")
+        if not path.parent.is_dir():
+            raise self.error(f"cannot create a {self.kind} at {path}: {path.parent} is not a directory")
         tmp = None
         try:
-            fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".new", dir=self.path.parent)
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".new", dir=path.parent)
             os.close(fd)
             conn = self._connect(tmp)
             try:
@@ -94,15 +93,15 @@ class SqliteFile(ConnectionLifecycle):
                 self._migrate(conn)
             finally:
                 conn.close()
-            _publish(Path(tmp), self.path)
+            _publish(Path(tmp), path)
         except (OSError, sqlite3.Error) as exc:
-            raise self.error(f"cannot create a {self.kind} at {self.path}: {exc}") from exc
+            raise self.error(f"cannot create a {self.kind} at {path}: {exc}") from exc
         finally:
             for leftover in () if tmp is None else (tmp, tmp + "-wal", tmp + "-shm"):
                 if os.path.exists(leftover):
                     os.unlink(leftover)
 
-    def _check_header(self) -> None:
+    def _check_header(self, path: Path) -> None:
         """Refuse what cannot be ours before SQLite sees it, without opening the file ourselves.
 
         Never ``open()`` a database file outside SQLite: on POSIX, closing *any* descriptor of a
@@ -110,26 +109,25 @@ class SqliteFile(ConnectionLifecycle):
         then believes it is the file's last user, checkpoints and deletes the live WAL under our
         connections ("How To Corrupt An SQLite Database File", 2.2). A ``stat`` holds no
         descriptor; SQLite itself tells a database from anything else (``_verify``)."""
-        assert self.path is not None
         try:
-            info = self.path.stat()
+            info = path.stat()
         except OSError as exc:
-            raise self.error(f"cannot read {self.kind} {self.path}: {exc}") from exc
+            raise self.error(f"cannot read {self.kind} {path}: {exc}") from exc
         if stat.S_ISDIR(info.st_mode):
-            raise self.error(f"{self.path} is a directory, not a {self.kind} file")
+            raise self.error(f"{path} is a directory, not a {self.kind} file")
         if info.st_size == 0:  # SQLite would take an empty file for a new database and write into it
             raise self._not_ours("is empty")
-        if not os.access(self.path, os.R_OK):
-            raise self.error(f"cannot read {self.kind} {self.path}: permission denied")
+        if not os.access(path, os.R_OK):
+            raise self.error(f"cannot read {self.kind} {path}: permission denied")
 
     def _not_ours(self, what: str) -> FaceAtlasError:
         return self.error(
             f"{self.path} {what}, so it is not a faceatlas {self.kind}; it was left untouched ({self.elsewhere_hint})"
         )
 
-    def _open_existing(self) -> sqlite3.Connection:
+    def _open_existing(self, path: Path) -> sqlite3.Connection:
         try:
-            conn = self._connect(self.path)
+            conn = self._connect(path)
         except sqlite3.Error as exc:
             raise self.error(f"cannot open {self.kind} {self.path}: {exc}") from exc
         try:
@@ -213,6 +211,30 @@ class SqliteFile(ConnectionLifecycle):
                 conn.execute("COMMIT")
             except sqlite3.Error as exc:
                 raise self.error(f"{self.kind} {self.url}: {exc}") from exc
+
+    def empty_wal(self) -> str | None:
+        """Copy the WAL's pages into the file and truncate it: until then the WAL still holds the
+        page versions from before a delete (secure_delete zeroes only the new ones), and the file
+        the old page. None when done, else why not (a sentence naming no path)."""
+        if self.path is None:  # in memory: nothing on disk
+            return None
+        with self._lock:
+            try:  # waits (busy timeout) for readers of older snapshots, in any process
+                busy = self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+            except sqlite3.Error as exc:
+                return f"the {self.kind}'s WAL could not be emptied ({exc}); the next checkpoint erases the old pages"
+        if busy:
+            return (
+                f"another connection to the {self.kind} kept its WAL in use, so the page versions from before the "
+                "delete may remain in the WAL or the file until the next checkpoint (when that connection is done)"
+            )
+        return None
+
+
+def inserted_rowid(cursor: sqlite3.Cursor) -> int:
+    """The rowid of the row the cursor's INSERT just added. ``lastrowid`` is typed optional
+    because it is None before a cursor's first INSERT; after a successful one it is an int."""
+    return cast(int, cursor.lastrowid)
 
 
 def _publish(built: Path, path: Path) -> None:

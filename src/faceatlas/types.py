@@ -15,11 +15,11 @@ Conventions, written down once:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Final, Literal
 
 import numpy as np
 
-LANDMARK_SCHEME = "mtcnn5"
+LANDMARK_SCHEME: Final = "mtcnn5"
 LANDMARK_NAMES: tuple[str, ...] = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
 
 
@@ -179,3 +179,25 @@ class Match:
 
     def __bool__(self) -> bool:
         return self.is_match
+
+
+@dataclass(frozen=True)
+class FaceMatrix:
+    """Every face of a store in one consistent read: what an index or a clusterer is built from.
+
+    One row per face, ascending face ids, read-only arrays. A gallery's matrix (``face_matrix()``)
+    fills ``person_ids`` and ``version``; a collection's (``face_table()``, also named
+    ``FaceTable``) has no gallery people (``person_ids`` all -1) and fills ``photo_ids`` and
+    ``clusters`` instead, which a gallery leaves None.
+    """
+
+    face_ids: np.ndarray  # (n,) int64, ascending
+    person_ids: np.ndarray  # (n,) int64: each face's gallery person; -1 where the store has none (a collection)
+    embeddings: np.ndarray  # (n, dim) float32, L2-normalised
+    qualities: np.ndarray  # (n,) float32; a face stored without quality counts as 1.0 (as Gallery.enroll)
+    version: int = 0  # a gallery store's change counter at the time of the read; 0 for a collection
+    photo_ids: np.ndarray | None = None  # (n,) int64: each face's photo (collections)
+    clusters: np.ndarray | None = None  # (n,) int64: cluster id, -1 unassigned, -2 not clustered yet (collections)
+
+    def __len__(self) -> int:
+        return int(self.face_ids.shape[0])

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from faceatlas._thresholds import false_accepts_allowed, observed_far, threshold_at_far
 from faceatlas.models.cards import ModelCard
 from faceatlas.types import Match
 
@@ -41,7 +42,8 @@ class FARCalibrator:
 
     scikit-learn style: parameters in ``__init__``, ``fit(similarities, same)`` learns
     ``thresholds_`` (one per target, the lowest threshold whose FAR on the impostor pairs is at
-    most the target) and ``far_`` (the FAR actually reached there), ``n_impostors_``.
+    most the target: ``faceatlas._thresholds.threshold_at_far``) and ``far_`` (the FAR actually
+    reached there), ``n_impostors_``.
     """
 
     targets: tuple[float, ...] = (1e-2, 1e-3, 1e-4, 1e-5)
@@ -49,22 +51,20 @@ class FARCalibrator:
     def fit(self, similarities: np.ndarray, same: np.ndarray) -> FARCalibrator:
         scores = np.asarray(similarities, dtype=np.float64)
         labels = np.asarray(same, dtype=bool)
-        impostor = np.sort(scores[~labels])[::-1]  # highest first
+        impostor = scores[~labels]
         n = len(impostor)
         if n == 0:
             raise ValueError("calibration needs impostor (different-person) pairs; none were given")
         thresholds, reached = [], []
         for target in self.targets:
-            if target * n < 1:
+            if false_accepts_allowed(n, target) < 1:
                 raise ValueError(
                     f"a FAR of {target:g} needs at least {int(np.ceil(1 / target))} impostor pairs "
                     f"to mean anything; got {n}"
                 )
-            allowed = int(np.floor(target * n))  # impostors that may score at or above it
-            # just above the (allowed+1)-th highest impostor score
-            threshold = float(np.nextafter(impostor[allowed], np.inf))
+            threshold = threshold_at_far(impostor, target)
             thresholds.append(threshold)
-            reached.append(float((impostor >= threshold).sum() / n))
+            reached.append(observed_far(impostor, threshold))
         self.thresholds_ = np.array(thresholds)
         self.far_ = np.array(reached)
         self.n_impostors_ = n

@@ -57,10 +57,13 @@ from faceatlas.collection.store import (
     ModelMismatchError,
     NameTakenError,
 )
+from faceatlas.errors import InvalidNameError
+from faceatlas.names import validate_person_name
 
 __all__ = [
     "ClusterChange",
     "DifferentPeopleError",
+    "InvalidClusterNameError",
     "MergeResult",
     "NameResult",
     "NotThisPersonResult",
@@ -129,6 +132,10 @@ class SharedPhotoError(CorrectionConflictError):
         self.faces = faces  # (the face of ``into``, the face of ``source``) in that photo
 
 
+class InvalidClusterNameError(InvalidCorrectionError, InvalidNameError):
+    """A cluster's name is a person's name (``faceatlas.names``); this one breaks its rules."""
+
+
 class WholeClusterError(InvalidCorrectionError):
     """A split must leave a face behind (moving them all is renaming, not splitting)."""
 
@@ -141,19 +148,21 @@ class WholeClusterError(InvalidCorrectionError):
 
 
 def name_cluster(store: CollectionStore, cluster_id: int, name: str | None, gallery: Any = None) -> NameResult:
-    """Name a cluster (surrounding spaces dropped); ``None`` removes its name.
+    """Name a cluster (a person's name, checked and normalised by ``faceatlas.names``); ``None`` removes its name.
 
     With a ``gallery`` (a ``Gallery``), a named cluster is a person there: its faces are enrolled
     under the name (those below the gallery's quality floor left out); renaming a named cluster
     renames its gallery person too (when the new name is free there); removing the name takes
     the cluster's faces out of the gallery again (and the person, if that leaves it with no face).
     Refused: ClusterNotFoundError, NameTakenError, ModelMismatchError (the gallery holds another
-    model's embeddings), InvalidCorrectionError (a blank name).
+    model's embeddings), InvalidClusterNameError (an InvalidCorrectionError and an InvalidNameError:
+    a blank name, a control character, too long...).
     """
     if name is not None:
-        if not isinstance(name, str) or not name.strip():
-            raise InvalidCorrectionError(f"a cluster's name must be a non-empty string, got {name!r}")
-        name = name.strip()
+        try:
+            name = validate_person_name(name)
+        except InvalidNameError as exc:
+            raise InvalidClusterNameError(f"cluster {cluster_id} cannot be named so: {exc}") from None
     info = store.cluster(cluster_id)
     if name is not None:
         _check_name_free(store, info.id, name)

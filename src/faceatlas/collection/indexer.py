@@ -16,20 +16,27 @@ moment loses at most the photo it was analysing, and the next run picks it up.
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import hashlib
 import itertools
 import multiprocessing
 import os
+import signal
+import sys
+import threading
+import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
+from stat import S_ISREG
 from typing import Any, Literal
 
+from faceatlas._files import sha256_file
 from faceatlas.collection.store import CollectionError, CollectionStore, model_tag
 from faceatlas.errors import InvalidImageError, ModelError
 from faceatlas.types import Face
@@ -37,7 +44,6 @@ from faceatlas.types import Face
 #: photo extensions indexed (lower case); .heic/.heif are added when pillow-heif is installed
 PHOTO_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"})
 HEIF_EXTENSIONS = frozenset({".heic", ".heif"})
-_HASH_CHUNK = 1 << 20
 
 Kind = Literal["new", "changed"]
 Progress = Callable[[int, int], None]  # (files done, files in the folder)
@@ -61,8 +67,8 @@ class IndexReport:
         summary = (
             f"{self.root}: {self.new} new, {self.changed} changed, {self.unchanged} unchanged, "
             f"{self.moved} moved, {self.removed} removed; {self.faces_added} face(s) added; "
-            f"{self.unreadable} unreadable"
-        )
+            f"{len(self.problems)} problem(s) ({self.unreadable} unreadable)"
+        )  # every unreadable photo is one of the problems listed below: the counts agree
         lines = [summary]
         lines += [f"  {path}: {why}" for path, why in self.problems]
         return "\n".join(lines)
@@ -94,6 +100,7 @@ def index_folder(
     *,
     workers: int = 1,
     progress: Progress | None = None,
+    allowed_roots: Sequence[str | os.PathLike[str]] | None = None,
 ) -> IndexReport:
     """Index every photo under ``root`` into ``store``; see the module docstring.
 
@@ -103,17 +110,31 @@ def index_folder(
     processes, each building its own analyzer once, so the analyzer must be None or a picklable
     factory; the store is written by this process only, in folder order.
     ``progress(done, total)`` is called after each file.
+
+    ``allowed_roots``: the folders this run may read (the service passes its photo roots). Then
+    ``root`` must lie inside one, and a file whose real path (symlinks resolved) leads outside them
+    is skipped and listed in ``problems``; it is read through its real path, never through a link
+    swapped in since. None (the CLI): the folder named is trusted, and links are followed.
     """
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
     folder = Path(root).expanduser().resolve()
     if not folder.is_dir():
         raise CollectionError(f"{root} is not a folder; pass the folder of photos to index")
+    allowed = None if allowed_roots is None else [Path(r).expanduser().resolve() for r in allowed_roots]
+    if allowed is not None and not _inside(folder, allowed):
+        raise CollectionError(f"{root} is not inside the folders this run may read ({', '.join(map(str, allowed))})")
     factory, local = _resolve_analyzer(analyzer, workers)
     store.bind_model(model_tag(local))  # refuses another model before any work
     base, prefix = _adopt_root(store, folder)
-    files = {prefix + path.relative_to(folder).as_posix(): path for path in list_photos(folder)}
+    unlisted: list[OSError] = []  # folders that could not be listed: reported, not silently skipped
+    files = {prefix + path.relative_to(folder).as_posix(): path for path in list_photos(folder, unlisted.append)}
     report = IndexReport(str(folder))
+    for exc in unlisted:
+        where = Path(str(exc.filename)).relative_to(folder).as_posix() if exc.filename else "."
+        report.problems.append((prefix + where + "/", f"cannot read this folder: {exc.strerror or exc}"))
+    if allowed is not None:
+        files = _confine(files, allowed, report)
     done = itertools.count(1)
 
     def tick() -> None:
@@ -122,7 +143,10 @@ def index_folder(
 
     plan, vanished = _settle_cheap(files, store, base, prefix, report, tick)
     try:
-        outcomes = _analyse_here(local, plan) if workers == 1 else _analyse_in_pool(factory, plan, workers)
+        follow = allowed is None  # confined: the plan holds real paths, read without following a link
+        outcomes = (
+            _analyse_here(local, plan, follow) if workers == 1 else _analyse_in_pool(factory, plan, workers, follow)
+        )
         with closing(outcomes):
             for outcome in outcomes:
                 _store_outcome(outcome, store, base, report)
@@ -136,11 +160,12 @@ def index_folder(
     return report
 
 
-def list_photos(folder: Path) -> list[Path]:
-    """Image files under ``folder``, sorted; hidden files and folders skipped, symlinked folders not followed."""
+def list_photos(folder: Path, on_error: Callable[[OSError], None] | None = None) -> list[Path]:
+    """Image files under ``folder``, sorted; hidden files and folders skipped, symlinked folders not followed.
+    A folder that cannot be listed is skipped; ``on_error(exc)`` is told of each."""
     extensions = PHOTO_EXTENSIONS | (HEIF_EXTENSIONS if heif_available() else frozenset())
     found = []
-    for dirpath, dirnames, filenames in os.walk(folder):
+    for dirpath, dirnames, filenames in os.walk(folder, onerror=on_error):
         dirnames[:] = [d for d in dirnames if not d.startswith(".")]
         found += [
             Path(dirpath, name)
@@ -148,6 +173,29 @@ def list_photos(folder: Path) -> list[Path]:
             if not name.startswith(".") and os.path.splitext(name)[1].lower() in extensions
         ]
     return sorted(found)
+
+
+def _inside(path: Path, roots: Sequence[Path]) -> bool:
+    return any(path.is_relative_to(root) for root in roots)
+
+
+def _confine(files: dict[str, Path], allowed: Sequence[Path], report: IndexReport) -> dict[str, Path]:
+    """``files`` by their real paths, less those that lead outside ``allowed`` (listed in ``report``).
+
+    Folder links are never followed by the walk; a file link is, so where it leads is checked here.
+    """
+    kept = {}
+    for rel, path in files.items():
+        try:
+            real = path.resolve()  # a dangling link stays inside if its target would: its read then fails
+        except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop (Python < 3.13)
+            report.problems.append((rel, f"cannot read: {exc}"))
+            continue
+        if _inside(real, allowed):
+            kept[rel] = real
+        else:
+            report.problems.append((rel, "a link to a file outside the folders this run may read: skipped"))
+    return kept
 
 
 def heif_available() -> bool:
@@ -211,6 +259,8 @@ def _settle_cheap(
         old = stored.get(rel)
         try:
             stat = path.stat()
+            if not S_ISREG(stat.st_mode):  # a FIFO named like a photo would block the hash below forever
+                raise OSError(f"{path.name} is not a regular file")
             if old is not None and (old.size, old.mtime_ns) == (stat.st_size, stat.st_mtime_ns):
                 report.unchanged += 1
             elif old is None and not moved_from:
@@ -236,14 +286,6 @@ def _settle_cheap(
     return plan, list(vanished)
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(_HASH_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _store_outcome(outcome: _Outcome, store: CollectionStore, root: str, report: IndexReport) -> None:
     if outcome.error is not None:
         report.problems.append((outcome.rel, outcome.error))
@@ -265,13 +307,13 @@ def _store_outcome(outcome: _Outcome, store: CollectionStore, root: str, report:
 # --- analysis, here or in worker processes ------------------------------------------------------
 
 
-def analyse_file(analyzer: Any, rel: str, path: Path, kind: Kind) -> _Outcome:
-    """Read, hash, decode and analyse one file. The hash and the faces come from the same bytes."""
+def analyse_file(analyzer: Any, rel: str, path: Path, kind: Kind, follow: bool = True) -> _Outcome:
+    """Read, hash, decode and analyse one file. The hash and the faces come from the same bytes.
+    ``follow=False``: ``path`` is a real path, and a symlink found there now is refused, not read."""
     from faceatlas.image import load_image
 
     try:
-        stat = path.stat()  # before reading: a file changing meanwhile gets a new mtime, so is redone
-        data = path.read_bytes()
+        stat, data = _read(path, follow)
     except OSError as exc:
         return _Outcome(rel, kind, error=f"cannot read: {exc}")
     found = _Outcome(rel, kind, hashlib.sha256(data).hexdigest(), stat.st_size, stat.st_mtime_ns)
@@ -287,22 +329,38 @@ def analyse_file(analyzer: Any, rel: str, path: Path, kind: Kind) -> _Outcome:
     return _replace(found, width=image.shape[1], height=image.shape[0], faces=faces)
 
 
+def _read(path: Path, follow: bool) -> tuple[os.stat_result, bytes]:
+    """(stat, bytes) of one regular file, through one descriptor: the stat is taken before reading,
+    so a file changing meanwhile gets a new mtime and is redone. Non-blocking open: a FIFO named
+    like a photo is refused, not waited on."""
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | (0 if follow else getattr(os, "O_NOFOLLOW", 0))
+    with os.fdopen(os.open(path, flags), "rb") as fh:
+        stat = os.fstat(fh.fileno())
+        if not S_ISREG(stat.st_mode):
+            raise OSError(f"{path.name} is not a regular file")
+        return stat, fh.read()
+
+
 def _replace(outcome: _Outcome, **changes: Any) -> _Outcome:
     return dataclasses.replace(outcome, **changes)
 
 
-def _analyse_here(analyzer: Any, plan: list[tuple[str, Path, Kind]]) -> Iterator[_Outcome]:
+def _analyse_here(analyzer: Any, plan: list[tuple[str, Path, Kind]], follow: bool) -> Generator[_Outcome]:
     for rel, path, kind in plan:
-        yield analyse_file(analyzer, rel, path, kind)
+        yield analyse_file(analyzer, rel, path, kind, follow)
 
 
 _WORKER_ANALYZER: Any = None
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+_USE_PDEATHSIG = sys.platform.startswith("linux")  # elsewhere only the watching thread (tests turn it off too)
+_PARENT_POLL_S = 0.5
 
 
-def _init_worker(factory: Callable[[], Any] | None, threads: int) -> None:
+def _init_worker(factory: Callable[[], Any] | None, threads: int, parent: int) -> None:
     global _WORKER_ANALYZER
     from faceatlas.models.runtime import THREADS_ENV
 
+    _die_with_parent(parent)  # first: a parent killed while the models load must not leave this behind
     os.environ.setdefault(THREADS_ENV, str(threads))  # N workers x all cores each would oversubscribe
     heif_available()
     if factory is None:
@@ -312,27 +370,59 @@ def _init_worker(factory: Callable[[], Any] | None, threads: int) -> None:
     _WORKER_ANALYZER = factory()
 
 
-def _analyse_in_worker(rel: str, path: Path, kind: Kind) -> _Outcome:
-    return analyse_file(_WORKER_ANALYZER, rel, path, kind)
+def _die_with_parent(parent: int) -> None:
+    """End this worker when the indexing process ``parent`` dies, even by ``kill -9`` (which runs no
+    cleanup of the parent's, so nothing there can stop the pool): a worker re-parented to init would
+    otherwise live on, holding its models' memory. A worker holds nothing to save (only the parent
+    writes the store), so it is killed outright.
+
+    Linux: the kernel sends SIGKILL when the parent goes (``PR_SET_PDEATHSIG``; to the kernel the
+    parent is the thread that started the worker, which is the one that makes and drains the pool,
+    so it outlives the pool). Everywhere: a daemon thread polls ``getppid()``, which changes once
+    the parent is gone (the only watch where prctl is missing, e.g. macOS). The parent is checked
+    once more after arming both, as it may have died before.
+    """
+    if _USE_PDEATHSIG:
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+        except (OSError, AttributeError):  # no usable libc (a static build): the thread below still watches
+            pass
+    if os.getppid() != parent:  # died before the signal was armed
+        os._exit(1)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(_PARENT_POLL_S)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="faceatlas-parent-watch", daemon=True).start()
+
+
+def _analyse_in_worker(rel: str, path: Path, kind: Kind, follow: bool) -> _Outcome:
+    return analyse_file(_WORKER_ANALYZER, rel, path, kind, follow)
 
 
 def _analyse_in_pool(
-    factory: Callable[[], Any] | None, plan: list[tuple[str, Path, Kind]], workers: int
-) -> Iterator[_Outcome]:
+    factory: Callable[[], Any] | None, plan: list[tuple[str, Path, Kind]], workers: int, follow: bool
+) -> Generator[_Outcome]:
     """Outcomes in plan order, computed by ``workers`` spawned processes a few files ahead."""
     if not plan:
         return
     threads = max(1, (os.cpu_count() or 1) // workers)
     pool = ProcessPoolExecutor(
-        workers, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker, initargs=(factory, threads)
+        workers,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_init_worker,
+        initargs=(factory, threads, os.getpid()),
     )
     try:
         todo = iter(plan)
-        pending = deque(pool.submit(_analyse_in_worker, *item) for item in itertools.islice(todo, 4 * workers))
+        pending = deque(pool.submit(_analyse_in_worker, *item, follow) for item in itertools.islice(todo, 4 * workers))
         while pending:
             outcome = pending.popleft().result()
             for item in itertools.islice(todo, 1):
-                pending.append(pool.submit(_analyse_in_worker, *item))
+                pending.append(pool.submit(_analyse_in_worker, *item, follow))
             yield outcome
     finally:
         pool.shutdown(wait=True, cancel_futures=True)  # Ctrl-C: do not wait for the whole queue

@@ -30,10 +30,10 @@ from typing import Any, Literal, NamedTuple
 
 import numpy as np
 
-from faceatlas._sqlite import Migration, SqliteFile
-from faceatlas.errors import FaceAtlasError
+from faceatlas._sqlite import Migration, SqliteFile, inserted_rowid
+from faceatlas.errors import CollectionError, FaceNotFoundError, ModelMismatchError  # also importable from here
 from faceatlas.gallery.store import ModelTag  # the same tag as galleries: a collection enrols into one
-from faceatlas.types import Face
+from faceatlas.types import Face, FaceMatrix
 
 #: marks the file as a faceatlas collection in the SQLite header ("FACC")
 APPLICATION_ID = 0x46414343
@@ -45,14 +45,6 @@ _NORM_TOLERANCE = 1e-3  # as the gallery: further from 1 means the vector was no
 ConstraintKind = Literal["must", "cannot"]
 
 
-class CollectionError(FaceAtlasError):
-    """A collection file is unreadable, not a collection, or the request conflicts with it."""
-
-
-class ModelMismatchError(CollectionError):
-    """The collection holds embeddings of another model (or dimension) than the one given."""
-
-
 class ClusterNotFoundError(CollectionError, KeyError):
     """No cluster of that id in the collection."""
 
@@ -61,17 +53,6 @@ class ClusterNotFoundError(CollectionError, KeyError):
         self.cluster_id = int(cluster_id)
 
     def __str__(self) -> str:  # KeyError would quote the message
-        return str(self.args[0])
-
-
-class FaceNotFoundError(CollectionError, KeyError):
-    """No face of that id in the collection (collection face ids are not gallery face ids)."""
-
-    def __init__(self, message: str, face_id: int) -> None:
-        super().__init__(message)
-        self.face_id = int(face_id)
-
-    def __str__(self) -> str:
         return str(self.args[0])
 
 
@@ -142,6 +123,14 @@ class ClusterInfo(NamedTuple):
     n_faces: int
 
 
+class NameForgotten(NamedTuple):
+    """What ``CollectionStore.forget_name`` did."""
+
+    clusters: tuple[int, ...]  # the clusters that carried the name, now unnamed
+    photo_paths: int  # photos whose folder or file name contains the name: kept (they are the files' names)
+    wal_kept: str | None  # why the WAL could not be emptied (the old page may linger), or None
+
+
 @dataclass(frozen=True, slots=True)
 class FaceInfo:
     """One stored face, with where it was found (enough to crop or enrol it)."""
@@ -162,18 +151,8 @@ class FaceInfo:
         return Path(self.root, self.path)
 
 
-@dataclass(frozen=True)
-class FaceTable:
-    """Every face in one read, as a clusterer consumes it (read-only arrays, ascending face ids)."""
-
-    face_ids: np.ndarray  # (n,) int64
-    photo_ids: np.ndarray  # (n,) int64
-    embeddings: np.ndarray  # (n, dim) float32, L2-normalised
-    qualities: np.ndarray  # (n,) float32; a face stored without quality counts as 1.0 (as Gallery.enroll)
-    clusters: np.ndarray  # (n,) int64: cluster id, -1 unassigned, -2 not clustered yet
-
-    def __len__(self) -> int:
-        return int(self.face_ids.shape[0])
+#: what ``face_table`` returns: the one face matrix type, with ``photo_ids`` and ``clusters`` filled
+FaceTable = FaceMatrix
 
 
 @dataclass
@@ -343,12 +322,12 @@ class CollectionStore(SqliteFile):
             if rows:
                 self._check_dim(conn, rows)
             conn.execute("DELETE FROM photos WHERE root = ? AND path = ?", (root, rel_path))
-            photo_id = int(
+            photo_id = inserted_rowid(
                 conn.execute(
                     "INSERT INTO photos (root, path, sha256, size, mtime_ns, width, height, status, indexed_at)"
                     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (root, rel_path, sha256, int(size), int(mtime_ns), width, height, status, _now()),
-                ).lastrowid
+                )
             )
             for idx, row in enumerate(rows):
                 _insert_face(conn, photo_id, idx, row)
@@ -426,7 +405,7 @@ class CollectionStore(SqliteFile):
                     f"collection {self.path} holds {tag} embeddings, got a {len(row[-1]) // 4}-d one"
                 )
 
-    def face_table(self) -> FaceTable:
+    def face_table(self) -> FaceMatrix:
         """Every face, in one snapshot, ascending by id."""
         with self._transaction(write=False) as conn:
             tag = self._model(conn)
@@ -434,12 +413,13 @@ class CollectionStore(SqliteFile):
         dim = 0 if tag is None else tag.dim
         ids, photos, qualities, clusters, blobs = zip(*rows, strict=True) if rows else ((), (), (), (), ())
         embeddings = np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(rows), dim)
-        return FaceTable(
-            _readonly(np.array(ids, dtype=np.int64)),
-            _readonly(np.array(photos, dtype=np.int64)),
-            embeddings,  # frombuffer over bytes is read-only already
-            _readonly(np.array([1.0 if q is None else q for q in qualities], dtype=np.float32)),
-            _readonly(np.array([NOT_CLUSTERED if c is None else c for c in clusters], dtype=np.int64)),
+        return FaceMatrix(
+            face_ids=_readonly(np.array(ids, dtype=np.int64)),
+            person_ids=_readonly(np.full(len(rows), -1, dtype=np.int64)),  # a collection has no gallery people
+            embeddings=embeddings,  # frombuffer over bytes is read-only already
+            qualities=_readonly(np.array([1.0 if q is None else q for q in qualities], dtype=np.float32)),
+            photo_ids=_readonly(np.array(photos, dtype=np.int64)),
+            clusters=_readonly(np.array([NOT_CLUSTERED if c is None else c for c in clusters], dtype=np.int64)),
         )
 
     _FACE_COLUMNS = "f.id, f.photo_id, p.root, p.path, p.sha256, f.idx, f.box, f.score, f.quality, f.cluster"
@@ -534,6 +514,25 @@ class CollectionStore(SqliteFile):
                     other[0],
                 )
             conn.execute("UPDATE clusters SET name = ? WHERE id = ?", (name, int(cluster_id)))
+
+    def forget_name(self, name: str) -> NameForgotten:
+        """Take the name ``name`` off every cluster (the faces stay clustered; a cluster left with no
+        face and no name goes) and erase it from the file: secure_delete zeroes the old row, and the
+        WAL, which still holds the page from before, is emptied. The name is stored nowhere else in
+        a collection (constraints and clusters are ids); photo paths are the files' own names and
+        are left as they are, only counted. Nothing named so is no error (no cluster is returned)."""
+        with self._transaction(write=True) as conn:
+            rows = conn.execute("SELECT id FROM clusters WHERE name = ? ORDER BY id", (name,)).fetchall()
+            clusters = [int(row[0]) for row in rows]
+            if clusters:
+                conn.execute("UPDATE clusters SET name = NULL WHERE name = ?", (name,))
+                conn.execute(  # as set_clusters: an unnamed cluster with no face is no cluster
+                    "DELETE FROM clusters WHERE name IS NULL"
+                    " AND id NOT IN (SELECT cluster FROM faces WHERE cluster >= 0)"
+                )
+            query = "SELECT COUNT(*) FROM photos WHERE instr(root || '/' || path, ?) > 0"
+            paths = int(conn.execute(query, (name,)).fetchone()[0])
+        return NameForgotten(tuple(clusters), paths, self.empty_wal() if clusters else None)
 
     # --- constraints ---
 
@@ -681,7 +680,7 @@ def _insert_face(conn: sqlite3.Connection, photo_id: int, idx: int, values: tupl
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (photo_id, idx, *values),
     )
-    return int(cursor.lastrowid)
+    return inserted_rowid(cursor)
 
 
 def _pair(face_a: int, face_b: int) -> tuple[int, int]:

@@ -10,9 +10,10 @@ Definitions and choices
 * **Comparison quality** = the lower of the two images' qualities (:func:`pairwise_quality`).
 * **Threshold**: fixed once, on *all* impostor comparisons, as the smallest threshold ``t``
   (acceptance is ``score >= t``) whose FMR = #(impostor ≥ t) / #impostors is at most the
-  target: with the impostor scores sorted high to low and k = ⌊FMR·N⌋, ``t`` is the next
-  float above the (k+1)-th highest score. No interpolation; the realised FMR (≤ target) is
-  reported. A raw ``threshold`` can be given instead.
+  target: with k = ⌊FMR·N⌋, ``t`` is the next float above the (k+1)-th highest score, and
+  -inf when every impostor may match (``faceatlas._thresholds.threshold_at_far``, the one
+  definition verification, identification and the gallery use too). No interpolation; the
+  realised FMR (≤ target) is reported. A raw ``threshold`` can be given instead.
 * **Discarding**: for a fraction f, the ⌊f·N⌋ genuine comparisons of lowest comparison
   quality are removed and FNMR is measured on the rest at the fixed threshold. Impostor
   comparisons are not discarded (FMR stays at its realised value; this EDC is about FNMR).
@@ -33,12 +34,13 @@ Definitions and choices
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from faceatlas._thresholds import false_accepts_allowed, observed_far, threshold_at_far
 
 DEFAULT_FMR = 1e-2
 DEFAULT_DISCARD = np.linspace(0.0, 0.5, 51)
@@ -52,18 +54,15 @@ def pairwise_quality(qa: np.ndarray | Sequence[float], qb: np.ndarray | Sequence
 
 
 def threshold_at_fmr(impostor_scores: np.ndarray | Sequence[float], fmr: float) -> tuple[float, float]:
-    """(threshold, realised FMR): the smallest threshold whose FMR on these scores is ≤ ``fmr``."""
-    s = np.sort(_finite_or_inf(impostor_scores, "impostor scores"))[::-1]
+    """(threshold, realised FMR): the smallest threshold whose FMR on these scores is ≤ ``fmr``
+    (``faceatlas._thresholds.threshold_at_far``; -inf when every impostor may match)."""
+    s = _finite_or_inf(impostor_scores, "impostor scores")
     if s.size == 0:
         raise ValueError("need impostor scores to fix a threshold at an FMR")
     if not 0 <= fmr <= 1:
         raise ValueError(f"fmr must be in [0, 1], got {fmr}")
-    allowed = math.floor(fmr * s.size + 1e-9)
-    if allowed >= s.size:
-        threshold = float(s[-1])  # every impostor may match
-    else:
-        threshold = float(np.nextafter(s[allowed], np.inf))  # just above the (allowed+1)-th highest
-    return threshold, float((s >= threshold).mean())
+    threshold = threshold_at_far(s, fmr)
+    return threshold, observed_far(s, threshold)
 
 
 @dataclass
@@ -166,14 +165,14 @@ def compare_quality_scorers(
     notes = []
     if threshold is None:
         threshold, realised = threshold_at_fmr(impostor, fmr)
-        if fmr * impostor.size < 1:
+        if false_accepts_allowed(impostor.size, fmr) < 1:
             notes.append(
                 f"{impostor.size} impostor comparisons cannot measure FMR {fmr:g}; "
                 "the threshold sits just above the highest impostor score"
             )
         target: float | None = fmr
     else:
-        realised = float((impostor >= threshold).mean()) if impostor.size else float("nan")
+        realised = observed_far(impostor, threshold)
         target = None
     errors = genuine < threshold
     n_errors = int(errors.sum())

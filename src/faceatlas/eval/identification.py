@@ -15,10 +15,17 @@ Images keep their given order within each identity.
   LFW-like data most identities have a single image), is a **non-mated probe**: that person is not
   in the gallery. So no identity is both enrolled and a non-mated probe.
 
-Measures (:func:`open_set_report`; NIST IR 8271 definitions, rank 1)
---------------------------------------------------------------------
-Several gallery entries of one identity are fused by their maximum score, so candidates are
-identities. A mated probe's *rank* is 1 + the number of other identities scoring **at least** its
+Search
+------
+The protocol (``faceatlas eval identification``) measures faceatlas's own gallery: the gallery
+side is enrolled into an in-memory :class:`~faceatlas.gallery.Gallery` and every probe is scored
+by ``Gallery.scores``, the scores ``Gallery.identify`` ranks (:class:`GallerySearch`,
+:func:`gallery_open_set_report`). :func:`open_set_report` measures any other system's gallery
+entries instead: dot products, several entries of one identity fused by their maximum.
+
+Measures (NIST IR 8271 definitions, rank 1)
+-------------------------------------------
+Candidates are identities. A mated probe's *rank* is 1 + the number of other identities scoring **at least** its
 mate's score (ties go against the mate, so a degenerate system cannot look perfect).
 
 * **CMC**: rank-k identification rate = fraction of mated probes with rank <= k (closed-set;
@@ -26,7 +33,8 @@ mate's score (ties go against the mate, so a degenerate system cannot look perfe
 * **FPIR(t)** = fraction of non-mated probes whose top-1 score is >= t.
 * **FNIR(t)** = fraction of mated probes whose mate is not at rank 1 with score >= t.
 * **FNIR at FPIR f**: t is the lowest threshold with FPIR(t) <= f, i.e. just above the
-  (floor(f * N) + 1)-th highest non-mated top score (N non-mated probes). Reported as not
+  (floor(f * N) + 1)-th highest non-mated top score (N non-mated probes;
+  ``faceatlas._thresholds.threshold_at_far``). Reported as not
   measurable (None plus a note) when f * N < 1: no threshold can show that FPIR.
 * **DET**: (FPIR(t), FNIR(t)) for every distinct finite score t.
 
@@ -39,18 +47,27 @@ identity has no gallery entry (e.g. every enrolment image failed) is likewise a 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple, Self
 
 import numpy as np
+
+from faceatlas._thresholds import false_accepts_allowed, threshold_at_far
+from faceatlas.types import FaceMatrix
+from faceatlas.vector_index import unit_rows
+
+if TYPE_CHECKING:
+    from faceatlas.gallery.gallery import Scoring
 
 __all__ = [
     "CMC_MAX_RANK",
     "GalleryProbeSplit",
+    "GallerySearch",
     "IdentificationReport",
     "build_templates",
+    "gallery_open_set_report",
     "open_set_report",
     "plot_det",
     "split_gallery_probes",
@@ -109,7 +126,8 @@ def split_gallery_probes(
 
 
 def build_templates(embeddings: np.ndarray, labels: Sequence[Hashable]) -> tuple[np.ndarray, list[Hashable]]:
-    """One template per identity: the L2-normalised mean of its embeddings (identities in first-seen order).
+    """One template per identity, as a faceatlas gallery builds it (``gallery.person_templates``,
+    every quality 1: the normalised mean of the unit embeddings); identities in first-seen order.
 
     Returns ``(templates, template_labels)``: a float32 ``(k, d)`` array and a list of k labels (a
     list, so labels keep their type).
@@ -117,20 +135,98 @@ def build_templates(embeddings: np.ndarray, labels: Sequence[Hashable]) -> tuple
     Rows with NaN (no embedding) are skipped; an identity with none left gets no template
     (a failure to enrol: its mated probes then count as misses).
     """
+    from faceatlas.gallery.gallery import person_templates
+
     x = np.asarray(embeddings, dtype=np.float64)
     labels = list(labels)
     if x.ndim != 2 or len(x) != len(labels):
         raise ValueError(f"need an (n, d) embedding array and n labels, got {x.shape} and {len(labels)}")
-    ok = np.isfinite(x).all(axis=1)
-    templates, names = [], []
-    for label, idx in _groups(labels).items():
-        rows = x[[i for i in idx if ok[i]]]
-        if len(rows):
-            mean = rows.mean(axis=0)
-            templates.append(mean / max(float(np.linalg.norm(mean)), 1e-12))
-            names.append(label)
-    out = np.array(templates, dtype=np.float32).reshape(len(templates), x.shape[1])
-    return out, names
+    rows, codes, names = _usable_rows(x, labels)
+    if not len(rows):
+        return np.zeros((0, x.shape[1]), np.float32), []
+    matrix = FaceMatrix(
+        face_ids=np.arange(len(rows), dtype=np.int64),
+        person_ids=codes,
+        embeddings=unit_rows(x[rows], x.shape[1]),
+        qualities=np.ones(len(rows), np.float32),
+    )
+    person_ids, templates = person_templates(matrix)  # codes ascending = first-seen order
+    return templates, [names[int(p)] for p in person_ids]
+
+
+def _usable_rows(x: np.ndarray, labels: list[Hashable]) -> tuple[np.ndarray, np.ndarray, list[Hashable]]:
+    """(Rows with an embedding, each one's identity code, the identities by code in first-seen order)."""
+    ok = np.isfinite(x).all(axis=1) & (np.linalg.norm(np.nan_to_num(x), axis=1) > 0)
+    codes: dict[Hashable, int] = {}
+    rows = np.flatnonzero(ok)
+    row_codes = np.array([codes.setdefault(labels[i], len(codes)) for i in rows], dtype=np.int64)
+    return rows, row_codes, list(codes)
+
+
+class GallerySearch:
+    """The gallery side of an evaluation enrolled into a real faceatlas :class:`~faceatlas.gallery.Gallery`
+    (an in-memory SQLite store), searched the way ``Gallery.identify`` searches: its templates, its
+    scoring rule, its code (``Gallery.scores``). What ``faceatlas eval identification`` measures.
+
+    Each identity becomes one gallery person holding its usable embeddings (rows with NaN are
+    skipped; an identity with none is not enrolled: its mated probes count as misses), with the
+    given qualities as the gallery's template weights (1.0 where none are given, as
+    ``Gallery.enroll`` does for a face without quality). The gallery's quality floor is not
+    applied: every gallery image the split chose is enrolled.
+    """
+
+    def __init__(
+        self,
+        embeddings: np.ndarray,
+        labels: Sequence[Hashable],
+        qualities: Sequence[float] | np.ndarray | None = None,
+        scoring: Scoring = "template",
+    ) -> None:
+        from faceatlas.gallery.gallery import Gallery
+        from faceatlas.gallery.store import FaceRecord, ModelTag, open_store
+
+        x = np.asarray(embeddings, dtype=np.float32)
+        labels = list(labels)
+        q = np.ones(len(labels)) if qualities is None else np.asarray(qualities, dtype=np.float64)
+        if x.ndim != 2 or not len(x) == len(labels) == len(q):
+            raise ValueError(
+                f"need an (n, d) embedding array, n labels and n qualities, got {x.shape}, {len(labels)} and {len(q)}"
+            )
+        self.dim = int(x.shape[1])
+        self.labels: list[Hashable] = []  # the identity of each score column
+        self.gallery: Gallery | None = None
+        if not self.dim:  # no image had a face (so no embedding size): nobody to enrol
+            return
+        rows, codes, names = _usable_rows(x.astype(np.float64), labels)
+        store = open_store(":memory:")
+        store.bind_model(ModelTag("evaluated-embeddings", "1", self.dim))
+        vectors = unit_rows(x[rows], self.dim)
+        person_of: dict[str, Hashable] = {}
+        for code, label in enumerate(names):  # person names are the codes: any label type, no name rules
+            mine = np.flatnonzero(codes == code)
+            person = store.add_person(str(code))
+            store.add_faces(person, [FaceRecord(vectors[i], float(q[rows[i]]), f"{rows[i]}") for i in mine])
+            person_of[str(code)] = label
+        self.gallery = Gallery(store, scoring=scoring)
+        _, people = self.gallery.scores(np.zeros((0, self.dim), np.float32))
+        self.labels = [person_of[p] for p in people]
+
+    def scores(self, probes: np.ndarray) -> np.ndarray:
+        """``(m, len(self.labels))`` float32: each probe row (unit, finite) against every identity."""
+        if self.gallery is None:
+            return np.zeros((len(probes), 0), np.float32)
+        sims, _ = self.gallery.scores(probes)
+        return sims
+
+    def close(self) -> None:
+        if self.gallery is not None:
+            self.gallery.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 # --- scoring -----------------------------------------------------------------
@@ -146,11 +242,12 @@ def _identity_scores(scores: np.ndarray, codes: np.ndarray, n_ids: int) -> np.nd
 
 
 def _search(
-    gallery: np.ndarray, gallery_codes: np.ndarray, n_ids: int, probes: np.ndarray, mate_codes: np.ndarray
+    score: Callable[[np.ndarray], np.ndarray], n_ids: int, probes: np.ndarray, mate_codes: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per probe: top-1 score, mate rank (inf: no mate or no embedding) and mate score (-inf likewise).
 
-    ``mate_codes`` is -1 where the probe has no mate in the gallery.
+    ``score`` maps probe rows with an embedding to ``(rows, n_ids)`` identity scores, columns in
+    identity code order; ``mate_codes`` is -1 where the probe has no mate in the gallery.
     """
     m = len(probes)
     top = np.full(m, -np.inf)
@@ -162,7 +259,7 @@ def _search(
         rows = rows[valid[rows]]
         if not len(rows) or not n_ids:
             continue
-        s = _identity_scores(probes[rows] @ gallery.T, gallery_codes, n_ids)
+        s = score(probes[rows])
         top[rows] = s.max(axis=1)
         has_mate = mate_codes[rows] >= 0
         r, c = rows[has_mate], mate_codes[rows][has_mate]
@@ -240,31 +337,66 @@ def open_set_report(
     ranks: Sequence[int] = (1, 5),
     fpirs: Sequence[float] = (1e-1, 1e-2, 1e-3),
 ) -> IdentificationReport:
-    """CMC, FNIR at FPIR and DET of an open-set 1:N search (see the module docstring for definitions)."""
+    """CMC, FNIR at FPIR and DET of an open-set 1:N search of any system's gallery entries, scored
+    by dot product and fused per identity by their maximum (see the module docstring for definitions).
+    To measure faceatlas's own gallery search, use :func:`gallery_open_set_report`."""
     g = np.asarray(gallery, dtype=np.float64)
-    p = np.asarray(probes, dtype=np.float64)
-    gallery_labels, probe_labels = list(gallery_labels), list(probe_labels)
-    mated = np.asarray(probe_mated, dtype=bool)
+    gallery_labels = list(gallery_labels)
     if g.ndim != 2 or len(g) != len(gallery_labels):
         raise ValueError(f"gallery must be (k, d) with k labels, got {g.shape} and {len(gallery_labels)}")
-    if p.ndim != 2 or p.shape[1] != g.shape[1] or not (len(p) == len(probe_labels) == len(mated)):
-        raise ValueError(
-            f"probes must be (m, {g.shape[1]}) with m labels and m mated flags, "
-            f"got {p.shape}, {len(probe_labels)} and {len(mated)}"
-        )
     if not np.isfinite(g).all():
         raise ValueError("gallery holds NaN or inf; build templates with build_templates (it skips them)")
+    codes: dict[Hashable, int] = {}
+    gallery_codes = np.array([codes.setdefault(x, len(codes)) for x in gallery_labels], dtype=np.int64)
+
+    def score(rows: np.ndarray) -> np.ndarray:
+        return _identity_scores(rows @ g.T, gallery_codes, len(codes))
+
+    return _report(score, list(codes), g.shape[1], probes, probe_labels, probe_mated, ranks, fpirs)
+
+
+def gallery_open_set_report(
+    search: GallerySearch,
+    probes: np.ndarray,
+    probe_labels: Sequence[Hashable],
+    probe_mated: Sequence[bool] | np.ndarray,
+    ranks: Sequence[int] = (1, 5),
+    fpirs: Sequence[float] = (1e-1, 1e-2, 1e-3),
+) -> IdentificationReport:
+    """The measures of :func:`open_set_report`, with every probe searched in a faceatlas gallery
+    (:class:`GallerySearch`: ``Gallery.scores``, the scores ``Gallery.identify`` ranks)."""
+    return _report(search.scores, search.labels, search.dim, probes, probe_labels, probe_mated, ranks, fpirs)
+
+
+def _report(
+    score: Callable[[np.ndarray], np.ndarray],
+    identities: list[Hashable],
+    dim: int,
+    probes: np.ndarray,
+    probe_labels: Sequence[Hashable],
+    probe_mated: Sequence[bool] | np.ndarray,
+    ranks: Sequence[int],
+    fpirs: Sequence[float],
+) -> IdentificationReport:
+    """The report from a scorer of probe rows against ``identities`` (one score column each, in order)."""
+    p = np.asarray(probes, dtype=np.float64)
+    probe_labels = list(probe_labels)
+    mated = np.asarray(probe_mated, dtype=bool)
+    if p.ndim != 2 or p.shape[1] != dim or not (len(p) == len(probe_labels) == len(mated)):
+        raise ValueError(
+            f"probes must be (m, {dim}) with m labels and m mated flags, "
+            f"got {p.shape}, {len(probe_labels)} and {len(mated)}"
+        )
     if not len(p):
         raise ValueError("there are no probes to search")
 
-    codes: dict[Hashable, int] = {}
-    gallery_codes = np.array([codes.setdefault(x, len(codes)) for x in gallery_labels], dtype=np.int64)
+    codes = {label: code for code, label in enumerate(identities)}
     leaked = sorted({str(x) for x, m in zip(probe_labels, mated) if not m and x in codes})
     if leaked:
         raise ValueError(f"non-mated probes of enrolled identities: {leaked[:5]}; mark them mated or drop them")
     mate_codes = np.array([codes.get(x, -1) if m else -1 for x, m in zip(probe_labels, mated)], dtype=np.int64)
 
-    top, rank, mate_score = _search(g, gallery_codes, len(codes), p, mate_codes)
+    top, rank, mate_score = _search(score, len(codes), p, mate_codes)
     no_face = ~np.isfinite(p).all(axis=1)
     n_mated, n_nonmated = int(mated.sum()), int((~mated).sum())
     mated_rank = rank[mated]
@@ -291,19 +423,16 @@ def open_set_report(
 
     fnir_at: dict[str, float | None] = {}
     threshold_at: dict[str, float | None] = {}
-    z = np.sort(top_nonmated)[::-1]  # highest first
     for f in fpirs:
         key = f"{f:g}"
-        if f * n_nonmated + 1e-9 < 1 or not n_mated:
+        if false_accepts_allowed(n_nonmated, f) < 1 or not n_mated:
             fnir_at[key] = threshold_at[key] = None
             if n_mated:
                 notes.append(f"FNIR@FPIR={key} not measurable: {n_nonmated} non-mated probes cannot show that FPIR")
             continue
-        allowed = int(np.floor(f * n_nonmated + 1e-9))  # false positives the threshold may let through
-        # the threshold sits just above the (allowed + 1)-th highest non-mated top score
-        cut = z[allowed] if allowed < n_nonmated else -np.inf
-        threshold_at[key] = float(np.nextafter(cut, np.inf)) if np.isfinite(cut) else float("-inf")
-        fnir_at[key] = float((hit_score <= cut).mean())  # misses carry -inf, so they always count
+        t = threshold_at_far(top_nonmated, f)  # FPIR(t) = share of non-mated top scores >= t
+        threshold_at[key] = t
+        fnir_at[key] = float(((hit_score < t) | (hit_score == -np.inf)).mean())  # a miss (-inf) always counts
 
     det_t, det_fpir, det_fnir = _det(top_nonmated, hit_score)
     return IdentificationReport(
@@ -342,9 +471,9 @@ def plot_det(report: IdentificationReport, path: str | Path) -> Path:
         shown = fpir > 0  # FPIR 0 has no place on a log axis
         if shown.any():
             ax_det.plot(fpir[shown], fnir[shown], drawstyle="steps-post")
-        for f, fnir in report.fnir_at_fpir.items():
-            if fnir is not None:
-                ax_det.plot(float(f), fnir, "o", label=f"FPIR={f}: FNIR={fnir:.3f}")
+        for f, at in report.fnir_at_fpir.items():
+            if at is not None:
+                ax_det.plot(float(f), at, "o", label=f"FPIR={f}: FNIR={at:.3f}")
         ax_det.set_xscale("log")
         ax_det.set_ylim(0, 1)
         ax_det.set_xlabel("FPIR (non-mated probes accepted)")

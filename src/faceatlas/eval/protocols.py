@@ -153,35 +153,40 @@ def identification(
     nonmated_fraction: float = 0.5,
     seed: int = 0,
 ) -> Written:
-    """Open-set 1:N: enrol a gallery split, search with mated and non-mated probes."""
+    """Open-set 1:N: enrol a gallery split into a faceatlas gallery, search it with mated and
+    non-mated probes through the gallery's own search (``Gallery.scores``, what ``identify`` ranks)."""
     runner.reset_stats()
-    from faceatlas.eval.identification import build_templates, open_set_report, plot_det, split_gallery_probes
+    from faceatlas.eval.identification import GallerySearch, gallery_open_set_report, plot_det, split_gallery_probes
 
-    vectors, _found, _faces = _primary_embeddings(items, runner)
+    vectors, _found, faces = _primary_embeddings(items, runner)
     labels = [item.label for item in items]
     split = split_gallery_probes(labels, n_enrol=n_enrol, nonmated_fraction=nonmated_fraction, seed=seed)
-    templates, template_labels = build_templates(vectors[split.gallery], [labels[i] for i in split.gallery])
+    qualities = [_quality(faces.get(items[i].path)) for i in split.gallery]  # the gallery's template weights
+    search = GallerySearch(vectors[split.gallery], [labels[i] for i in split.gallery], qualities)
     probe_labels = [labels[i] for i in split.probes]
 
     def report_for(probe_mask: np.ndarray):
-        return open_set_report(
-            templates,
-            template_labels,
+        return gallery_open_set_report(
+            search,
             vectors[split.probes][probe_mask],
             [label for label, keep in zip(probe_labels, probe_mask, strict=True) if keep],
             np.asarray(split.probe_mated)[probe_mask],
         )
 
-    report = report_for(np.ones(len(split.probes), dtype=bool))
+    with search:
+        report = report_for(np.ones(len(split.probes), dtype=bool))
+        probe_items = [items[i] for i in split.probes]
+        fairness = _group_report(
+            probe_items,
+            lambda mask: _scalars(report_for(mask).to_dict(), keep=("rank_rates", "fnir_at_fpir")),
+            higher_is_better=tuple(f"rank_rates.{k}" for k in report.rank_rates),
+            spread=(
+                *(f"rank_rates.{k}" for k in report.rank_rates),
+                *(f"fnir_at_fpir.{k}" for k in report.fnir_at_fpir),
+            ),
+        )
     reports: dict = {"identification": report}
     notes = list(report.notes)
-    probe_items = [items[i] for i in split.probes]
-    fairness = _group_report(
-        probe_items,
-        lambda mask: _scalars(report_for(mask).to_dict(), keep=("rank_rates", "fnir_at_fpir")),
-        higher_is_better=tuple(f"rank_rates.{k}" for k in report.rank_rates),
-        spread=(*(f"rank_rates.{k}" for k in report.rank_rates), *(f"fnir_at_fpir.{k}" for k in report.fnir_at_fpir)),
-    )
     if fairness is not None:
         reports["fairness"] = fairness
         notes += fairness.notes

@@ -10,7 +10,6 @@ interrupted run resumes where it stopped because results are committed batch by 
 from __future__ import annotations
 
 import functools
-import hashlib
 import multiprocessing
 import os
 import sqlite3
@@ -24,6 +23,7 @@ from typing import Protocol
 import numpy as np
 import platformdirs
 
+from faceatlas._files import sha256_file
 from faceatlas.errors import InvalidImageError
 from faceatlas.image import load_image
 from faceatlas.types import Box, Face, Landmarks, Pose, Quality
@@ -112,7 +112,7 @@ def analyzer_key(analyzer: object) -> str:
 
 
 def file_digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    return sha256_file(path)  # in chunks: a large file is not read into memory whole
 
 
 # -- storage --------------------------------------------------------------------------------------

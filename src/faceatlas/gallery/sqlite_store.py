@@ -24,7 +24,7 @@ from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 
-from faceatlas._sqlite import Migration, SqliteFile
+from faceatlas._sqlite import Migration, SqliteFile, inserted_rowid
 from faceatlas.gallery.store import (
     ADDED,
     FORMAT,
@@ -35,6 +35,7 @@ from faceatlas.gallery.store import (
     RESET,
     Changes,
     CheckedFace,
+    Compaction,
     FaceMatrix,
     FaceNotFoundError,
     FaceRecord,
@@ -183,7 +184,7 @@ class SqliteStore(SqliteFile):
     def _insert_person(self, conn: sqlite3.Connection, name: str, meta: str) -> int:
         if conn.execute("SELECT 1 FROM people WHERE name = ?", (name,)).fetchone():
             raise GalleryError(f"a person named {name!r} already exists in gallery {self.url}; pick another name")
-        person_id = int(conn.execute("INSERT INTO people (name, metadata) VALUES (?, ?)", (name, meta)).lastrowid)
+        person_id = inserted_rowid(conn.execute("INSERT INTO people (name, metadata) VALUES (?, ?)", (name, meta)))
         self._bump(conn, (PERSON, person_id, None, None))
         return person_id
 
@@ -231,7 +232,7 @@ class SqliteStore(SqliteFile):
             conn.execute("DELETE FROM people WHERE id = ?", (person.id,))
             self._forget_in_log(conn, person.id)
             self._bump(conn, *((REMOVED, None, face_id, None) for face_id in gone))
-        self._erase_wal()
+        self.empty_wal()  # the delete committed either way; compact() says whether this worked
         return len(gone)
 
     @staticmethod
@@ -244,15 +245,16 @@ class SqliteStore(SqliteFile):
             (RESET, MERGED, person_id),
         )
 
-    def _erase_wal(self) -> None:
-        """Copy the zeroed pages into the file and empty the WAL, where the old pages still were."""
+    def compact(self, *, full: bool = True) -> Compaction:
+        """secure_delete zeroed the deleted rows in the file's pages; their old versions are left in
+        the WAL (and the file, until a checkpoint): empty it. ``full`` changes nothing: nothing here is costly."""
         if self.path is None:
-            return
-        with self._lock:
-            try:
-                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-            except sqlite3.Error:  # a busy checkpoint is retried by the next one; the delete itself committed
-                pass
+            return Compaction(("the gallery is in memory: nothing of it was on disk",))
+        erased = "SQLite's secure_delete zeroed the deleted rows in the gallery file"
+        why = self.empty_wal()
+        if why is None:
+            return Compaction((erased, "the gallery's WAL was checkpointed and emptied"))
+        return Compaction((erased,), (why,))
 
     # --- faces ---
 
@@ -282,7 +284,7 @@ class SqliteStore(SqliteFile):
                 face.metadata_json,
             ),
         )
-        return int(cursor.lastrowid)
+        return inserted_rowid(cursor)
 
     def remove_face(self, face_id: int) -> None:
         with self._transaction(write=True) as conn:

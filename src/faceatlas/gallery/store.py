@@ -31,7 +31,8 @@ from typing import Any, Protocol, Self, runtime_checkable
 import numpy as np
 
 from faceatlas._connection import ConnectionLifecycle  # noqa: F401 - re-exported: its old home
-from faceatlas.errors import FaceAtlasError
+from faceatlas.errors import FaceNotFoundError, GalleryError, ModelMismatchError  # noqa: F401 - also importable here
+from faceatlas.types import FaceMatrix  # the gallery's and the collection's one type of face matrix
 
 #: the ``format`` every export starts with, and the marker a store keeps to recognise itself
 FORMAT = "faceatlas-gallery"
@@ -41,25 +42,10 @@ EXPORT_VERSION = 1
 _NORM_TOLERANCE = 1e-3
 
 
-class GalleryError(FaceAtlasError):
-    """A gallery store is unreadable, corrupt, not a gallery, or the request conflicts with it."""
-
-
-class ModelMismatchError(GalleryError):
-    """The store holds embeddings of another model (or another dimension) than the one given."""
-
-
 class PersonNotFoundError(GalleryError, KeyError):
     """No person with that name (or id) in the gallery."""
 
     def __str__(self) -> str:  # KeyError would quote the message
-        return str(self.args[0]) if self.args else ""
-
-
-class FaceNotFoundError(GalleryError, KeyError):
-    """No face with that id in the gallery."""
-
-    def __str__(self) -> str:
         return str(self.args[0]) if self.args else ""
 
 
@@ -96,20 +82,6 @@ class FaceRecord:
     metadata: dict = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class FaceMatrix:
-    """Every face of a gallery in one consistent read: what an index is built from."""
-
-    face_ids: np.ndarray  # (n,) int64, ascending
-    person_ids: np.ndarray  # (n,) int64
-    embeddings: np.ndarray  # (n, dim) float32
-    qualities: np.ndarray  # (n,) float32
-    version: int  # the store's change counter at the time of the read
-
-    def __len__(self) -> int:
-        return int(self.face_ids.shape[0])
-
-
 #: versions of change log a store keeps; a reader further behind re-reads the whole face matrix
 LOG_VERSIONS = 10_000
 
@@ -133,6 +105,15 @@ class Changes:
     @property
     def empty(self) -> bool:
         return not (len(self.added) or len(self.removed_faces) or self.merges or self.people)
+
+
+@dataclass(frozen=True)
+class Compaction:
+    """What ``GalleryStore.compact`` did to erase the bytes deleted rows left on disk (``erased``),
+    and what it could not erase, with why (``kept``): sentences that name no file or URL."""
+
+    erased: tuple[str, ...] = ()
+    kept: tuple[str, ...] = ()
 
 
 LogSummary = tuple[list[int], list[int], list[tuple[int, int]], set[int]]
@@ -190,7 +171,8 @@ def apply_changes(matrix: FaceMatrix, changes: Changes) -> tuple[FaceMatrix, np.
     if len(parts[0]) > 1 and (np.diff(parts[0]) < 0).any():  # a late commit of an earlier id (PostgreSQL)
         order = np.argsort(parts[0], kind="stable")
         parts = [part[order] for part in parts]
-    return FaceMatrix(*(readonly(part) for part in parts), changes.version), touched
+    faces, people, vectors, qualities = (readonly(part) for part in parts)
+    return FaceMatrix(faces, people, vectors, qualities, changes.version), touched
 
 
 def _kept_then_added(old: np.ndarray, keep: np.ndarray, new: np.ndarray) -> np.ndarray:
@@ -235,6 +217,11 @@ class GalleryStore(Protocol):
 
     def delete_person(self, name: str) -> int:
         """Delete the person and every row of theirs; returns how many faces went."""
+        ...
+
+    def compact(self, *, full: bool = True) -> Compaction:
+        """Erase what deleted rows left on disk (SQLite: empty the WAL; PostgreSQL: VACUUM FULL).
+        ``full=False`` skips rewriting the faces table where that is costly (PostgreSQL)."""
         ...
 
     def add_faces(self, person_id: int, faces: Sequence[FaceRecord]) -> list[int]:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import platformdirs
 
+from faceatlas._files import sha256_file  # also imported from here, its old home
 from faceatlas.errors import ModelError
 
 CACHE_ENV = "FACEATLAS_CACHE_DIR"
@@ -31,14 +32,6 @@ def cache_dir(override: str | os.PathLike[str] | None = None) -> Path:
     else:
         path = Path(platformdirs.user_cache_dir("faceatlas")) / "models"
     return path.expanduser()
-
-
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _atomic_write(path: Path, data: bytes) -> None:

@@ -1,12 +1,18 @@
 """Errors as JSON: ``{"error": {"code": ..., "message": ...}}`` with the right status, never a traceback.
 
-The library's typed errors map to 4xx with their own message (it says what arrived and the fix);
-anything unexpected is logged with its traceback and answered with a plain 500.
+The library's typed errors map to 4xx with their own message (it says what arrived and the fix),
+by one table (``rules``): routes raise the library's errors, or a ``ServiceError`` for what only
+the service refuses, and never map them themselves. Anything unexpected is logged with its
+traceback and answered with a plain 500.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -17,8 +23,10 @@ from faceatlas.errors import (
     FaceAtlasError,
     ImageTooLargeError,
     InvalidImageError,
+    InvalidNameError,
     ModelError,
     NoFaceError,
+    NothingEnrolledError,
     UnsupportedImageError,
 )
 
@@ -37,31 +45,105 @@ def problem(status: int, code: str, message: str, headers: dict[str, str] | None
     return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
 
 
-def _status_of(exc: FaceAtlasError) -> tuple[int, str]:
-    from faceatlas.collection.store import CollectionError
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """How the service answers one kind of the library's errors. ``message``: the service's own
+    wording, where the library's names Python calls (the service names the endpoint to use); None
+    keeps the library's message."""
+
+    kind: type[FaceAtlasError]
+    status: int
+    code: str
+    message: Callable[[Any], str] | None = None
+
+
+@functools.cache
+def rules() -> tuple[Rule, ...]:
+    """The one table from error to HTTP answer, most specific first: the first rule whose kind the
+    error is an instance of answers it; an error in none is 400 ``bad_request``. (Imported here,
+    not at the top: the stores and the engine import this module's ``ServiceError``.)"""
+    from faceatlas.collection.corrections import DifferentPeopleError, SharedPhotoError, WholeClusterError
+    from faceatlas.collection.store import (
+        ClusterNotFoundError,
+        CollectionError,
+        CorrectionConflictError,
+        InvalidCorrectionError,
+        NameTakenError,
+        PhotoNotFoundError,
+    )
     from faceatlas.gallery.store import FaceNotFoundError, GalleryError, ModelMismatchError, PersonNotFoundError
     from faceatlas.server.engine import Overloaded
     from faceatlas.server.jobs import JobManagerClosedError, QueueFullError
 
-    table: list[tuple[type, int, str]] = [
-        (Overloaded, 503, "overloaded"),
-        (QueueFullError, 503, "overloaded"),
-        (JobManagerClosedError, 503, "shutting_down"),
-        (ImageTooLargeError, 413, "too_large"),
-        (UnsupportedImageError, 415, "unsupported_media_type"),
-        (InvalidImageError, 400, "invalid_image"),
-        (NoFaceError, 422, "no_face"),
-        (PersonNotFoundError, 404, "not_found"),
-        (FaceNotFoundError, 404, "not_found"),
-        (ModelMismatchError, 409, "model_mismatch"),
-        (GalleryError, 409, "conflict"),
-        (CollectionError, 409, "conflict"),
-        (ModelError, 500, "model_error"),
-    ]
-    for kind, status, code in table:
-        if isinstance(exc, kind):
-            return status, code
-    return 400, "bad_request"
+    return (
+        Rule(Overloaded, 503, "overloaded"),
+        Rule(QueueFullError, 503, "overloaded"),
+        Rule(JobManagerClosedError, 503, "shutting_down"),
+        Rule(ImageTooLargeError, 413, "too_large"),
+        Rule(UnsupportedImageError, 415, "unsupported_media_type"),
+        Rule(InvalidImageError, 400, "invalid_image"),
+        Rule(NoFaceError, 422, "no_face"),
+        Rule(InvalidNameError, 422, "invalid_name"),  # before InvalidCorrectionError: a cluster's name too
+        Rule(NothingEnrolledError, 422, "nothing_enrolled"),
+        Rule(PersonNotFoundError, 404, "not_found"),
+        Rule(FaceNotFoundError, 404, "not_found"),  # the gallery's or the collection's (face ids of each)
+        Rule(ClusterNotFoundError, 404, "not_found"),
+        Rule(PhotoNotFoundError, 404, "not_found"),
+        Rule(ModelMismatchError, 409, "model_mismatch"),  # the gallery's model is not the collection's
+        Rule(NameTakenError, 409, "conflict", _name_taken),
+        Rule(DifferentPeopleError, 409, "conflict", _different_people),
+        Rule(SharedPhotoError, 409, "conflict", _shared_photo),
+        Rule(CorrectionConflictError, 409, "conflict"),
+        Rule(WholeClusterError, 422, "invalid_request", _whole_cluster),
+        Rule(InvalidCorrectionError, 422, "invalid_request"),  # before CollectionError, which it also is
+        Rule(GalleryError, 409, "conflict"),
+        Rule(CollectionError, 409, "conflict"),
+        Rule(ModelError, 500, "model_error"),
+    )
+
+
+def rule_for(exc: FaceAtlasError) -> Rule:
+    return next((rule for rule in rules() if isinstance(exc, rule.kind)), Rule(FaceAtlasError, 400, "bad_request"))
+
+
+def _name_taken(exc: Any) -> str:
+    return (
+        f"cluster {exc.other_id} is already named {exc.name!r}; if both show one person, merge them "
+        f"(POST /v1/collection/clusters/{exc.cluster_id}/merge with into={exc.other_id}), or pick another name"
+    )
+
+
+def _different_people(exc: Any) -> str:
+    source, into = exc.source, exc.into
+    return (
+        f"cluster {source.id} is {source.name!r} and cluster {into.id} is {into.name!r}: differently "
+        "named clusters are different people; remove one name first (PATCH with name null) if they are one"
+    )
+
+
+def _shared_photo(exc: Any) -> str:
+    a, b = exc.faces
+    return (
+        f"clusters {exc.source_id} and {exc.into_id} both have a face in photo {exc.photo_id} (faces {a} and "
+        f"{b}); a person appears once per photo: take the wrong face out first (POST /v1/collection/faces/"
+        "{id}/not-this-person), then merge"
+    )
+
+
+def _whole_cluster(exc: Any) -> str:
+    return f"a split must leave at least one face in cluster {exc.cluster_id}; to rename the person use PATCH"
+
+
+def _without_collection_path(message: str, request: Request) -> str:
+    """The collection's messages name its file, which is the server's business: a client reads
+    "the collection" ("no cluster 7 in the collection")."""
+    settings = getattr(request.app.state, "settings", None)
+    if settings is None:
+        return message
+    path = settings.collection_path
+    for shown in dict.fromkeys((str(path.absolute()), str(path))):
+        message = message.replace(f"collection {shown}", "the collection").replace(shown, "the collection file")
+    return message
 
 
 def install(app: FastAPI) -> None:
@@ -74,14 +156,16 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(FaceAtlasError)
     async def _library(request: Request, exc: FaceAtlasError) -> JSONResponse:
-        status, code = _status_of(exc)
+        rule = rule_for(exc)
+        status, code = rule.status, rule.code
         if code == "model_error":
             log.error("model error on %s %s", request.method, request.url.path, exc_info=exc)
             return problem(status, code, "the face models failed on this request (see the server log)")
         headers = {"Retry-After": str(getattr(exc, "retry_after", 1))} if status == 503 else None
         if code == "overloaded":
             request.app.state.metrics.refused.labels("overload").inc()
-        return problem(status, code, str(exc), headers)
+        message = rule.message(exc) if rule.message is not None else str(exc)
+        return problem(status, code, _without_collection_path(message, request), headers)
 
     @app.exception_handler(ValueError)
     async def _value(request: Request, exc: ValueError) -> JSONResponse:

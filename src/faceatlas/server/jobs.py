@@ -28,7 +28,7 @@ import secrets
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -358,6 +358,7 @@ def index_job(
     analyzer_factory: Callable[[], Any] | None = None,
     *,
     workers: int = 1,
+    photo_roots: Sequence[Path] | None = None,
 ) -> Callable[[JobContext], dict[str, Any]]:
     """A job that indexes ``folder`` into ``collection``: the service passes its one shared store
     (``Engine.collection``: one store per file per process); a path opens a store of the job's own,
@@ -368,6 +369,9 @@ def index_job(
     photo being stored: each photo is its own transaction, so everything indexed so far is kept
     and indexing again resumes (files gone from the folder are forgotten only by a run that ends).
     Returns the ``IndexReport``'s counts, and its first ``MAX_PROBLEMS`` problems.
+
+    ``photo_roots`` (the service passes ``FACEATLAS_PHOTO_ROOTS``): the only folders the job may
+    read; a file linking outside them is skipped and listed among the problems. None: no limit.
     """
     folder = Path(folder)
     opened = _store_provider(collection, create=True)
@@ -384,7 +388,9 @@ def index_job(
 
         with opened() as store:
             try:
-                report = index_folder(folder, store, analyzer_factory, workers=workers, progress=forward)
+                report = index_folder(
+                    folder, store, analyzer_factory, workers=workers, progress=forward, allowed_roots=photo_roots
+                )
             except JobCancelled:
                 done, total = seen
                 raise JobCancelled(

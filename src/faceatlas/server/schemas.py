@@ -127,7 +127,14 @@ class PersonFacesResponse(BaseModel):
 
 class DeletedResponse(BaseModel):
     deleted: str
-    faces: int = Field(description="faces (embeddings) removed with it")
+    faces: int = Field(description="faces (embeddings) removed with it from the gallery (0: it was not there)")
+    clusters: list[int] = Field(
+        default_factory=list, description="collection clusters that carried the name: now unnamed, faces kept"
+    )
+    kept: list[str] = Field(
+        default_factory=list,
+        description="what of the person remains stored, and why (e.g. PostgreSQL's write-ahead log)",
+    )
 
 
 class Health(BaseModel):

@@ -42,14 +42,14 @@ class _UiFiles(StaticFiles):
 
 
 def mount_web(app: FastAPI) -> None:
-    """Serve the UI on ``app``: ``GET /`` is the page, ``/ui/...`` its assets. Idempotent."""
+    """Serve the UI on ``app``: ``GET /`` (and ``HEAD /``) is the page, ``/ui/...`` its assets. Idempotent."""
     if getattr(app.state, "web_mounted", False):
         return
     index = WEB_DIR / "index.html"
     if not index.is_file():
         raise RuntimeError(f"the web UI's files are missing: no {index}")
 
-    @app.get("/", include_in_schema=False)
+    @app.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)  # HEAD: headers only, as for any page
     def web_index() -> FileResponse:
         return FileResponse(index, media_type="text/html; charset=utf-8", headers=HEADERS)
 

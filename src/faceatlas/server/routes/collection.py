@@ -2,37 +2,33 @@
 
 Collection face ids and gallery face ids are different id spaces. Every route is a thin layer over
 the library: it checks the request, calls one function under the locks it needs, and turns the
-result (or the library's typed refusal, ``_as_http``) into the response. Reads take the SQLite
+result into the response; the library's typed refusals propagate, and ``server.errors.rules``
+maps them to HTTP answers (this module maps none itself). Reads take the SQLite
 snapshot they find in the engine's one collection store. The corrections (name, merge, split,
 not this person; see ``faceatlas.collection.corrections`` for how they are recorded so that later
 cluster jobs honour them) hold ``engine.collection_lock`` for their whole read-modify-write, and
 so does a cluster job, so a clustering never overwrites a correction made while it ran; they hold
 ``engine.gallery_lock`` too, as a named cluster is a person of the service's gallery.
+
+Photos are read only inside FACEATLAS_PHOTO_ROOTS, checked at every read on the file's real path
+as it is then (``_open_photo``): a photo indexed by the CLI from elsewhere, or a file swapped for
+a symlink since it was indexed, is refused (403 ``photo_not_allowed``), never read.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import stat
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path as FsPath
-from typing import Annotated, Any
+from typing import Annotated, Any, BinaryIO
 
 from fastapi import APIRouter, Body, Header, Path, Query, Request, Response
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, StreamingResponse
 
 from faceatlas.collection import corrections
-from faceatlas.collection.corrections import DifferentPeopleError, SharedPhotoError, WholeClusterError
 from faceatlas.collection.html import face_thumbnail as thumbnail_jpeg
-from faceatlas.collection.store import (
-    ClusterNotFoundError,
-    CorrectionConflictError,
-    FaceNotFoundError,
-    InvalidCorrectionError,
-    ModelMismatchError,
-    NameTakenError,
-    PhotoNotFoundError,
-)
 from faceatlas.server.auth import Reader, Writer
 from faceatlas.server.errors import ServiceError
 from faceatlas.server.schemas import (
@@ -67,6 +63,7 @@ Offset = Annotated[int, Query(ge=0, le=MAX_ID, description="skip this many first
 
 THUMB_MARGIN = 0.25  # of the face box's longer side, on each side
 CACHE = "private, max-age=3600"  # a face's or photo's id never names other pixels (changed files get new ids)
+CHUNK = 1 << 16  # bytes per read when streaming a photo
 MEDIA_TYPES = {
     "jpeg": "image/jpeg",
     "png": "image/png",
@@ -96,7 +93,7 @@ def list_clusters(request: Request, _: Reader, limit: Limit = 200, offset: Offse
 
 @router.get("/collection/clusters/{cluster_id}", response_model=ClusterOut, summary="One cluster and its faces")
 def get_cluster(request: Request, _: Reader, cluster_id: ClusterId) -> ClusterOut:
-    with request.app.state.engine.collection() as store, _as_http():
+    with request.app.state.engine.collection() as store:
         info = store.cluster(cluster_id)
         return _cluster_out(info, store.cluster_faces(info.id))
 
@@ -110,7 +107,7 @@ def name_cluster(request: Request, _: Writer, cluster_id: ClusterId, body: Clust
     Renaming a named cluster renames its gallery person too (when the new name is free there).
     Removing the name takes the cluster's faces out of the gallery again (and the person, if that
     leaves it with no face)."""
-    with _correcting(request.app.state.engine) as (store, gallery), _as_http():
+    with _correcting(request.app.state.engine) as (store, gallery):
         return _changed(corrections.name_cluster(store, cluster_id, body.name, gallery))
 
 
@@ -121,7 +118,7 @@ def merge_clusters(request: Request, _: Writer, cluster_id: ClusterId, body: Clu
     """Every face of this cluster moves to `into`, which keeps its id and name (or takes this
     cluster's name if it has none); later cluster jobs keep the merged faces together. Two
     differently named clusters, or clusters with faces in one photo, are not merged (409)."""
-    with _correcting(request.app.state.engine) as (store, gallery), _as_http():
+    with _correcting(request.app.state.engine) as (store, gallery):
         return _changed(corrections.merge_clusters(store, cluster_id, body.into, gallery))
 
 
@@ -132,7 +129,7 @@ def split_cluster(request: Request, _: Writer, cluster_id: ClusterId, body: Clus
     """The faces given (some, not all, of this cluster's) move to a new, unnamed cluster, which is
     returned; later cluster jobs keep them together and apart from the faces that stayed. When the
     cluster is named, the faces moved are taken out of its gallery person."""
-    with _correcting(request.app.state.engine) as (store, gallery), _as_http():
+    with _correcting(request.app.state.engine) as (store, gallery):
         result = corrections.split_cluster(store, cluster_id, body.faces, gallery)
     return ClusterSplit(**_cluster_out(result.cluster, result.faces).model_dump(), unenrolled=result.unenrolled)
 
@@ -145,7 +142,7 @@ def split_cluster(request: Request, _: Writer, cluster_id: ClusterId, body: Clus
 def not_this_person(request: Request, _: Writer, face_id: FaceId) -> NotThisPersonResponse:
     """The face becomes unassigned; later cluster jobs never put it back with its former cluster's
     faces. When that cluster is named, the face is taken out of its gallery person."""
-    with _correcting(request.app.state.engine) as (store, gallery), _as_http():
+    with _correcting(request.app.state.engine) as (store, gallery):
         result = corrections.not_this_person(store, face_id, gallery)
     return NotThisPersonResponse(
         face_id=result.face_id, former_cluster_id=result.former_id, unenrolled=result.unenrolled
@@ -166,7 +163,7 @@ def list_photos(
         Query(ge=-1, le=MAX_ID, description="only photos with a face of this cluster (-1: an unassigned face)"),
     ] = None,
 ) -> PhotosResponse:
-    with request.app.state.engine.collection() as store, _as_http():
+    with request.app.state.engine.collection() as store:
         photos = store.photos()
         if cluster is not None:
             if cluster >= 0:
@@ -178,7 +175,7 @@ def list_photos(
 
 @router.get("/collection/photos/{photo_id}", response_model=PhotoDetail, summary="One photo and its faces")
 def get_photo(request: Request, _: Reader, photo_id: PhotoId) -> PhotoDetail:
-    with request.app.state.engine.collection() as store, _as_http():
+    with request.app.state.engine.collection() as store:
         photo = store.photo(photo_id)
         names = {c.id: c.name for c in store.clusters()}
         faces = store.faces_of_photo(photo.id)
@@ -194,25 +191,29 @@ def get_photo(request: Request, _: Reader, photo_id: PhotoId) -> PhotoDetail:
 
 @router.get(
     "/collection/photos/{photo_id}/image",
-    response_class=FileResponse,
+    response_class=FileResponse,  # what the schema says; the answer streams the file opened once checked
     summary="The photo file",
     responses={200: {"content": {"image/*": {}}, "description": "the photo's bytes as stored on disk"}},
 )
-def photo_image(request: Request, _: Reader, photo_id: PhotoId) -> FileResponse:
-    """The file as it is on disk (not EXIF-rotated: browsers rotate it themselves)."""
-    with request.app.state.engine.collection() as store, _as_http():
+def photo_image(request: Request, _: Reader, photo_id: PhotoId) -> StreamingResponse:
+    """The file as it is on disk (not EXIF-rotated: browsers rotate it themselves), if it lies
+    inside FACEATLAS_PHOTO_ROOTS (403 `photo_not_allowed` if not) and its indexed folder."""
+    with request.app.state.engine.collection() as store:
         photo = store.photo(photo_id)
-    file = _on_disk(photo.root, photo.path, f"photo {photo.id}")
+    what = f"photo {photo.id} ({photo.path})"
+    fh = _open_photo(request.app.state.settings.photo_roots, photo.root, photo.path, what)
     try:
-        with open(file, "rb") as fh:
-            kind = sniff(fh.read(16))
+        kind = sniff(fh.read(16))
+        fh.seek(0)
+        size = os.fstat(fh.fileno()).st_size
     except OSError as exc:
-        raise ServiceError(404, "not_found", f"photo {photo.id} ({photo.path}) cannot be read: {exc.strerror}") from exc
+        fh.close()
+        raise ServiceError(404, "not_found", f"{what} cannot be read: {exc.strerror}") from exc
     if kind is None:
-        raise ServiceError(
-            415, "unsupported_media_type", f"photo {photo.id} ({photo.path}) is no longer an image this service reads"
-        )
-    return FileResponse(file, media_type=MEDIA_TYPES[kind], headers={"Cache-Control": CACHE})
+        fh.close()
+        raise ServiceError(415, "unsupported_media_type", f"{what} is no longer an image this service reads")
+    headers = {"Cache-Control": CACHE, "Content-Length": str(size)}
+    return StreamingResponse(_chunks(fh), media_type=MEDIA_TYPES[kind], headers=headers)
 
 
 @router.get(
@@ -228,23 +229,24 @@ def face_thumbnail(
     size: Annotated[int, Query(ge=32, le=512, description="width and height in pixels")] = 160,
     if_none_match: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> Response:
-    """The face's box with a margin, square, from the EXIF-rotated photo (black beyond its edge)."""
+    """The face's box with a margin, square, from the EXIF-rotated photo (black beyond its edge);
+    like the photo itself, only from inside FACEATLAS_PHOTO_ROOTS (403 `photo_not_allowed`)."""
     from faceatlas.errors import InvalidImageError
     from faceatlas.image import load_image
 
-    with request.app.state.engine.collection() as store, _as_http():
+    with request.app.state.engine.collection() as store:
         face = store.face(face_id)
+    roots, what = request.app.state.settings.photo_roots, f"the photo of face {face.id} ({face.path})"
+    _photo_path(roots, face.root, face.path, what)  # even a 304 only for a photo the service may read
     etag = f'"{face.sha256[:16]}-{face.id}-{size}"'
     headers = {"Cache-Control": CACHE, "ETag": etag}
     if if_none_match is not None and etag in {t.strip() for t in if_none_match.split(",")}:
         return Response(status_code=304, headers=headers)
-    file = _on_disk(face.root, face.path, f"the photo of face {face.id}")
     try:
-        pixels = load_image(file)
+        with _open_photo(roots, face.root, face.path, what) as fh:
+            pixels = load_image(fh)
     except (InvalidImageError, OSError) as exc:
-        raise ServiceError(
-            404, "not_found", f"the photo of face {face.id} ({face.path}) can no longer be read"
-        ) from exc
+        raise ServiceError(404, "not_found", f"{what} can no longer be read") from exc
     return Response(thumbnail_jpeg(pixels, face.box, size, THUMB_MARGIN), media_type="image/jpeg", headers=headers)
 
 
@@ -263,7 +265,10 @@ def submit_index(request: Request, _: Writer, body: IndexJobRequest) -> JobOut:
     job = state.jobs.submit(
         "index",
         {"folder": str(folder)},
-        index_job(engine.collection, folder, analyzer_factory=lambda: engine.analyzer()),  # the one shared store
+        # the one shared store; files linking outside the roots are skipped
+        index_job(
+            engine.collection, folder, analyzer_factory=lambda: engine.analyzer(), photo_roots=settings.photo_roots
+        ),
     )
     return JobOut(**job.to_dict())
 
@@ -324,56 +329,6 @@ def _correcting(engine: Any) -> Iterator[tuple[Any, Any]]:
             yield store, gallery
 
 
-@contextmanager
-def _as_http() -> Iterator[None]:
-    """The library's refusals as HTTP answers. Its messages name library functions and the file's
-    path; these name the endpoints to use instead, and never a path on the server."""
-    try:
-        yield
-    except ClusterNotFoundError as exc:
-        raise ServiceError(404, "not_found", f"no cluster {exc.cluster_id} in the collection") from exc
-    except FaceNotFoundError as exc:
-        raise ServiceError(404, "not_found", f"no face {exc.face_id} in the collection") from exc
-    except PhotoNotFoundError as exc:
-        raise ServiceError(404, "not_found", f"no photo {exc.photo_id} in the collection") from exc
-    except NameTakenError as exc:
-        raise ServiceError(
-            409,
-            "conflict",
-            f"cluster {exc.other_id} is already named {exc.name!r}; if both show one person, merge them "
-            f"(POST /v1/collection/clusters/{exc.cluster_id}/merge with into={exc.other_id}), or pick another name",
-        ) from exc
-    except DifferentPeopleError as exc:
-        source, into = exc.source, exc.into
-        raise ServiceError(
-            409,
-            "conflict",
-            f"cluster {source.id} is {source.name!r} and cluster {into.id} is {into.name!r}: differently "
-            "named clusters are different people; remove one name first (PATCH with name null) if they are one",
-        ) from exc
-    except SharedPhotoError as exc:
-        a, b = exc.faces
-        raise ServiceError(
-            409,
-            "conflict",
-            f"clusters {exc.source_id} and {exc.into_id} both have a face in photo {exc.photo_id} (faces {a} and "
-            f"{b}); a person appears once per photo: take the wrong face out first (POST /v1/collection/faces/"
-            "{id}/not-this-person), then merge",
-        ) from exc
-    except WholeClusterError as exc:
-        raise ServiceError(
-            422,
-            "invalid_request",
-            f"a split must leave at least one face in cluster {exc.cluster_id}; to rename the person use PATCH",
-        ) from exc
-    except InvalidCorrectionError as exc:
-        raise ServiceError(422, "invalid_request", str(exc)) from exc
-    except ModelMismatchError as exc:  # the gallery's model is not the collection's
-        raise ServiceError(409, "model_mismatch", str(exc)) from exc
-    except CorrectionConflictError as exc:
-        raise ServiceError(409, "conflict", str(exc)) from exc
-
-
 def _cover(store: Any, info: Any) -> int | None:
     if not info.n_faces:
         return None
@@ -410,15 +365,64 @@ def _photo_out(photo: Any) -> PhotoOut:
     )
 
 
-def _on_disk(root: str, path: str, what: str) -> FsPath:
-    """The file (symlinks resolved) if it is still there and inside the folder it was indexed from."""
-    base = FsPath(root).resolve()
+def _photo_path(roots: Sequence[FsPath], root: str, path: str, what: str) -> FsPath:
+    """The photo's real path as it is now (symlinks resolved at this read, not at indexing), if it
+    lies inside a photo root and inside the folder it was indexed from."""
     file = FsPath(root, path).resolve()
-    if not file.is_relative_to(base):
-        raise ServiceError(404, "not_found", f"{what} ({path}) now leads outside the folder it was indexed from")
-    if not file.is_file():
-        raise ServiceError(404, "not_found", f"{what} ({path}) is no longer on disk; index its folder again")
+    _check_inside(roots, root, file, what)
     return file
+
+
+def _check_inside(roots: Sequence[FsPath], root: str, file: FsPath, what: str) -> None:
+    if not any(file.is_relative_to(r) for r in roots):
+        why = "none is set" if not roots else "it reads photos only inside them"
+        raise ServiceError(
+            403, "photo_not_allowed", f"{what} lies outside FACEATLAS_PHOTO_ROOTS ({why}), so it is not served"
+        )
+    if not file.is_relative_to(FsPath(root).resolve()):
+        raise ServiceError(404, "not_found", f"{what} now leads outside the folder it was indexed from")
+
+
+def _open_photo(roots: Sequence[FsPath], root: str, path: str, what: str) -> BinaryIO:
+    """The photo's file, open, if it is a regular file inside the roots (see ``_photo_path``).
+
+    Opened by its real path without following a link (a file swapped for one since the check is
+    refused), and where the system says what an open file is (Linux: /proc/self/fd), the path opened
+    is checked again, so a folder swapped meanwhile does not lead it outside either.
+    """
+    file = _photo_path(roots, root, path, what)
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)  # a FIFO: refused, not waited on
+    try:
+        fd = os.open(file, flags)
+    except FileNotFoundError:
+        raise ServiceError(404, "not_found", f"{what} is no longer on disk; index its folder again") from None
+    except OSError as exc:
+        raise ServiceError(404, "not_found", f"{what} cannot be read: {exc.strerror}") from None
+    fh = os.fdopen(fd, "rb")
+    try:
+        opened = _path_of(fd)
+        if opened is not None:
+            _check_inside(roots, root, opened, what)
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ServiceError(404, "not_found", f"{what} is no longer on disk; index its folder again")
+    except BaseException:
+        fh.close()
+        raise
+    return fh
+
+
+def _path_of(fd: int) -> FsPath | None:
+    """The path of an open file, where the system tells it (Linux); None elsewhere."""
+    try:
+        return FsPath(os.readlink(f"/proc/self/fd/{fd}"))
+    except OSError:
+        return None
+
+
+def _chunks(fh: BinaryIO) -> Iterator[bytes]:
+    with fh:
+        while chunk := fh.read(CHUNK):
+            yield chunk
 
 
 def _allowed_folder(roots: list[FsPath], folder: str) -> FsPath:

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Iterator
 from typing import Annotated
 
+import numpy as np
 from fastapi import APIRouter, File, Path, Query, Request, UploadFile
 
-from faceatlas.errors import InvalidImageError
+from faceatlas.errors import InvalidImageError, NothingEnrolledError
+from faceatlas.gallery.gallery import Skipped
+from faceatlas.names import validate_person_name
 from faceatlas.server.auth import Reader, Writer
+from faceatlas.server.errors import ServiceError
 from faceatlas.server.routes.images import Admitted, pixels_of
 from faceatlas.server.schemas import (
     MAX_ID,
@@ -23,8 +29,11 @@ from faceatlas.server.schemas import (
 )
 
 router = APIRouter(prefix="/v1", tags=["people"])
+# Lookups take a name as given, so one stored before the naming rules stays reachable (up to
+# 200 characters); names entering (enrol, rename) are checked by faceatlas.names (at most 100).
 Name = Annotated[str, Path(min_length=1, max_length=200, description="the person's name")]
 MAX_FILES = 32
+CHOOSE = "the query parameter face=i"  # how an API caller picks one face of several
 
 
 @router.get("/people", response_model=PeopleResponse, summary="Everyone enrolled")
@@ -48,23 +57,41 @@ def enroll(
     images: Annotated[list[UploadFile], File(description="one face per image (up to 32 images)")],
     face: Annotated[int | None, Query(ge=0, description="in images with several faces, take the i-th largest")] = None,
 ) -> EnrollResponse:
-    """Creates the person if needed. Each image gives one face; skipped images say why."""
+    """Creates the person if needed (names: Unicode text, NFC-normalised, surrounding spaces
+    dropped; no control characters, no `/`, not `.` or `..`, at most 100 characters). Each image
+    gives one face; skipped images say why. When no face is added and an image was refused,
+    nothing changes (a new person is not created): 422 with every image's reason."""
     if len(images) > MAX_FILES:
         raise InvalidImageError(f"at most {MAX_FILES} images per request, got {len(images)}; send them in batches")
+    person = validate_person_name(name)  # before reading any upload
     gallery = request.app.state.engine.gallery()
-    added: list[int] = []
-    skipped: list[SkippedOut] = []
-    for number, upload in enumerate(images):
-        label = upload.filename or f"image {number}"
-        try:
-            pixels = pixels_of(request, upload, label)
-        except InvalidImageError as exc:
-            skipped.append(SkippedOut(source=label, reason=str(exc)))
-            continue
-        report = gallery.enroll(name, [pixels], face=face)
-        added += report.added
-        skipped += [SkippedOut(source=label, reason=why) for _, why in report.skipped]
-    return EnrollResponse(person=name, added=added, skipped=skipped)
+    labels: list[tuple[int, str]] = []  # (upload number, label) of each image handed to the gallery
+    unreadable: list[Skipped] = []
+
+    def decoded() -> Iterator[np.ndarray]:  # one upload decoded at a time, not all 32 at once
+        for number, upload in enumerate(images):
+            label = upload.filename or f"image {number}"
+            try:
+                pixels = pixels_of(request, upload, label)
+            except InvalidImageError as exc:
+                unreadable.append(Skipped(label, "unreadable", number, detail=str(exc)))
+                continue
+            labels.append((number, label))
+            yield pixels
+
+    try:
+        report = gallery.enroll(person, decoded(), face=face)
+        added, skips, existed = report.added, report.skips, not report.created
+    except NothingEnrolledError as exc:
+        added, skips, existed = [], list(exc.skipped), exc.existed
+    skipped = sorted(unreadable + [_relabel(s, labels) for s in skips], key=lambda s: s.index)  # upload order
+    if not added and any(s.kind != "already_enrolled" for s in skipped):
+        raise ServiceError(
+            422, "nothing_enrolled", NothingEnrolledError(person, tuple(skipped), existed).explain(CHOOSE)
+        )
+    return EnrollResponse(
+        person=person, added=added, skipped=[SkippedOut(source=s.source, reason=s.reason(CHOOSE)) for s in skipped]
+    )
 
 
 @router.get("/people/{name}/faces", response_model=PersonFacesResponse, summary="A person's faces")
@@ -79,8 +106,7 @@ def person_faces(request: Request, _: Reader, name: Name) -> PersonFacesResponse
 @router.patch("/people/{name}", response_model=PersonOut, summary="Rename a person")
 def rename(request: Request, _: Writer, name: Name, body: RenameRequest) -> PersonOut:
     gallery = request.app.state.engine.gallery()
-    gallery.rename(name, body.name)
-    person = gallery.store.get_person(body.name)
+    person = gallery.store.get_person(gallery.rename(name, body.name))  # the new name as stored (NFC, stripped)
     return _person_out(person)
 
 
@@ -95,13 +121,34 @@ def merge(request: Request, _: Writer, name: Name, body: MergeRequest) -> Person
 
 @router.delete("/people/{name}", response_model=DeletedResponse, summary="Delete a person and every embedding")
 def delete_person(request: Request, _: Writer, name: Name) -> DeletedResponse:
-    faces = request.app.state.engine.gallery().delete_person(name)
-    return DeletedResponse(deleted=name, faces=faces)
+    """Deletes the person from the gallery (every face and embedding, erased from disk: on PostgreSQL
+    the tables are rewritten, and searches wait meanwhile) and takes the name off the collection's
+    clusters (their faces stay clustered). `kept` says what remains stored, and why. 404 when
+    neither the gallery nor a cluster has the name."""
+    from contextlib import nullcontext
+
+    from faceatlas.collection.forget import forget_person
+
+    engine = request.app.state.engine
+    gallery = engine.gallery()
+    has_collection = engine.settings.collection_path.exists()  # none yet: nothing to clear, and none is created
+    # the collection lock first, then the gallery's, as corrections take them (a named cluster is a person)
+    collection = engine.collection() if has_collection else nullcontext()
+    with engine.collection_lock, collection as store, engine.gallery_lock:
+        report = forget_person(name, gallery, store)
+    faces = report.faces or 0
+    return DeletedResponse(deleted=name, faces=faces, clusters=list(report.clusters), kept=list(report.kept))
 
 
 @router.delete("/faces/{face_id}", status_code=204, summary="Remove one enrolled face")
 def remove_face(request: Request, _: Writer, face_id: Annotated[int, Path(ge=0, le=MAX_ID)]) -> None:
     request.app.state.engine.gallery().remove_face(face_id)
+
+
+def _relabel(skip: Skipped, labels: list[tuple[int, str]]) -> Skipped:
+    """A gallery skip named by its upload: the gallery saw the decoded images, numbered among themselves."""
+    number, label = labels[skip.index]
+    return dataclasses.replace(skip, source=label, index=number)
 
 
 def _person_out(record) -> PersonOut:

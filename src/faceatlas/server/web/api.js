@@ -204,8 +204,10 @@ export async function request(method, path, options = {}) {
  */
 /**
  * @typedef {Object} DeletedResponse
+ * @property {Array<number>} [clusters] collection clusters that carried the name: now unnamed, faces kept
  * @property {string} deleted
- * @property {number} faces faces (embeddings) removed with it
+ * @property {number} faces faces (embeddings) removed with it from the gallery (0: it was not there)
+ * @property {Array<string>} [kept] what of the person remains stored, and why (e.g. PostgreSQL's write-ahead log)
  */
 /**
  * @typedef {Object} EnrollResponse
@@ -538,7 +540,7 @@ export async function notThisPerson(faceId, options = {}) {
 
 /**
  * A face, cropped from its photo
- * The face's box with a margin, square, from the EXIF-rotated photo (black beyond its edge).
+ * The face's box with a margin, square, from the EXIF-rotated photo (black beyond its edge); like the photo itself, only from inside FACEATLAS_PHOTO_ROOTS (403 `photo_not_allowed`).
  * `GET /v1/collection/faces/{face_id}/thumbnail`
  * @param {number} faceId a collection face id
  * @param {{query?: {size?: number}, signal?: AbortSignal}} [options]
@@ -573,7 +575,7 @@ export async function getPhoto(photoId, options = {}) {
 
 /**
  * The photo file
- * The file as it is on disk (not EXIF-rotated: browsers rotate it themselves).
+ * The file as it is on disk (not EXIF-rotated: browsers rotate it themselves), if it lies inside FACEATLAS_PHOTO_ROOTS (403 `photo_not_allowed` if not) and its indexed folder.
  * `GET /v1/collection/photos/{photo_id}/image`
  * @param {number} photoId a collection photo id
  * @param {{signal?: AbortSignal}} [options]
@@ -738,6 +740,7 @@ export async function rename(name, options = {}) {
 
 /**
  * Delete a person and every embedding
+ * Deletes the person from the gallery (every face and embedding, erased from disk: on PostgreSQL the tables are rewritten, and searches wait meanwhile) and takes the name off the collection's clusters (their faces stay clustered). `kept` says what remains stored, and why. 404 when neither the gallery nor a cluster has the name.
  * `DELETE /v1/people/{name}`
  * @param {string} name the person's name
  * @param {{signal?: AbortSignal}} [options]
@@ -760,7 +763,7 @@ export async function personFaces(name, options = {}) {
 
 /**
  * Enrol faces
- * Creates the person if needed. Each image gives one face; skipped images say why.
+ * Creates the person if needed (names: Unicode text, NFC-normalised, surrounding spaces dropped; no control characters, no `/`, not `.` or `..`, at most 100 characters). Each image gives one face; skipped images say why. When no face is added and an image was refused, nothing changes (a new person is not created): 422 with every image's reason.
  * `POST /v1/people/{name}/faces`
  * @param {string} name the person's name
  * @param {{query?: {face?: number|null}, body: {images: Array<Blob>}|FormData, signal?: AbortSignal}} options
