@@ -19,6 +19,8 @@ from typing import Final, Literal
 
 import numpy as np
 
+from faceatlas.errors import InvalidArgumentError
+
 LANDMARK_SCHEME: Final = "mtcnn5"
 LANDMARK_NAMES: tuple[str, ...] = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
 
@@ -81,7 +83,7 @@ class Landmarks:
     def __post_init__(self) -> None:
         pts = readonly(self.points)
         if pts.shape != (5, 2):
-            raise ValueError(f"Landmarks need a (5, 2) array of (x, y) points, got shape {pts.shape}")
+            raise InvalidArgumentError(f"Landmarks need a (5, 2) array of (x, y) points, got shape {pts.shape}")
         object.__setattr__(self, "points", pts)
 
     @property

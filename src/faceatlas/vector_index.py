@@ -23,7 +23,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from faceatlas.errors import FaceAtlasError
+from faceatlas.errors import FaceAtlasError, InvalidArgumentError
 
 # "auto" switches to HNSW at this many faces. Below it exact search needs no build and is exact,
 # at ~11 ms per query (5.6 ms at 100k, 45 ms at 1M); HNSW would answer in ~2 ms but first
@@ -73,13 +73,13 @@ def unit_rows(vectors: np.ndarray, dim: int | None = None) -> np.ndarray:
     accepts vectors that are unit already (``_check_vectors``)."""
     x = np.asarray(vectors)
     if x.ndim != 2 or (dim is not None and x.shape[1] != dim):
-        raise ValueError(f"embeddings must be an (n, {dim or 'd'}) array, got shape {x.shape}")
+        raise InvalidArgumentError(f"embeddings must be an (n, {dim or 'd'}) array, got shape {x.shape}")
     x = np.ascontiguousarray(x, dtype=np.float32)
     if not np.isfinite(x).all():
-        raise ValueError("embeddings hold NaN or inf; leave faces without an embedding out")
+        raise InvalidArgumentError("embeddings hold NaN or inf; leave faces without an embedding out")
     norms = np.linalg.norm(x, axis=1, keepdims=True)
     if (norms < 1e-6).any():
-        raise ValueError("an embedding has zero length; leave it out")
+        raise InvalidArgumentError("an embedding has zero length; leave it out")
     return x / norms
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from faceatlas._thresholds import false_accepts_allowed, observed_far, threshold_at_far
+from faceatlas.errors import InvalidArgumentError
 from faceatlas.models.cards import ModelCard
 from faceatlas.types import Match
 
@@ -18,10 +19,10 @@ def cosine_similarity(a: np.ndarray, b: np.ndarray) -> float:
     a = np.asarray(a, dtype=np.float64).ravel()
     b = np.asarray(b, dtype=np.float64).ravel()
     if a.shape != b.shape:
-        raise ValueError(f"embeddings differ in size: {a.shape[0]} vs {b.shape[0]} (different models?)")
+        raise InvalidArgumentError(f"embeddings differ in size: {a.shape[0]} vs {b.shape[0]} (different models?)")
     denom = np.linalg.norm(a) * np.linalg.norm(b)
     if denom == 0:
-        raise ValueError("an embedding is all zeros; it cannot be compared")
+        raise InvalidArgumentError("an embedding is all zeros; it cannot be compared")
     return float(a @ b / denom)
 
 
@@ -29,7 +30,7 @@ def decide(similarity: float, card: ModelCard, *, far: float | None = None, thre
     """A :class:`Match` at ``threshold`` if given, else at the card's threshold for ``far``
     (default 1e-3: about one wrong "same person" in a thousand comparisons of strangers)."""
     if threshold is not None and far is not None:
-        raise ValueError("pass either far= or threshold=, not both")
+        raise InvalidArgumentError("pass either far= or threshold=, not both")
     if threshold is None:
         far = DEFAULT_FAR if far is None else far
         threshold = card.threshold_for(far)
@@ -54,11 +55,11 @@ class FARCalibrator:
         impostor = scores[~labels]
         n = len(impostor)
         if n == 0:
-            raise ValueError("calibration needs impostor (different-person) pairs; none were given")
+            raise InvalidArgumentError("calibration needs impostor (different-person) pairs; none were given")
         thresholds, reached = [], []
         for target in self.targets:
             if false_accepts_allowed(n, target) < 1:
-                raise ValueError(
+                raise InvalidArgumentError(
                     f"a FAR of {target:g} needs at least {int(np.ceil(1 / target))} impostor pairs "
                     f"to mean anything; got {n}"
                 )

@@ -38,7 +38,7 @@ from typing import Any, Literal
 
 from faceatlas._files import sha256_file
 from faceatlas.collection.store import CollectionError, CollectionStore, model_tag
-from faceatlas.errors import InvalidImageError, ModelError
+from faceatlas.errors import InvalidArgumentError, InvalidImageError, ModelError
 from faceatlas.types import Face
 
 #: photo extensions indexed (lower case); .heic/.heif are added when pillow-heif is installed
@@ -117,7 +117,7 @@ def index_folder(
     swapped in since. None (the CLI): the folder named is trusted, and links are followed.
     """
     if workers < 1:
-        raise ValueError(f"workers must be at least 1, got {workers}")
+        raise InvalidArgumentError(f"workers must be at least 1, got {workers}")
     folder = Path(root).expanduser().resolve()
     if not folder.is_dir():
         raise CollectionError(f"{root} is not a folder; pass the folder of photos to index")

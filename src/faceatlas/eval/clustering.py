@@ -47,7 +47,7 @@ from pathlib import Path
 
 import numpy as np
 
-from faceatlas.errors import FaceAtlasError
+from faceatlas.errors import FaceAtlasError, InvalidArgumentError
 from faceatlas.image import iter_image_files
 
 __all__ = [
@@ -206,11 +206,11 @@ def clustering_metrics(true_labels: Sequence[Hashable], predicted_labels: Sequen
 
     true_labels, predicted_labels = list(true_labels), list(predicted_labels)
     if len(true_labels) != len(predicted_labels):
-        raise ValueError(f"{len(true_labels)} true labels but {len(predicted_labels)} predicted labels")
+        raise InvalidArgumentError(f"{len(true_labels)} true labels but {len(predicted_labels)} predicted labels")
     if not true_labels:
-        raise ValueError("cannot score an empty clustering")
+        raise InvalidArgumentError("cannot score an empty clustering")
     if any(label is None for label in true_labels):
-        raise ValueError("every item needs a true label (None found)")
+        raise InvalidArgumentError("every item needs a true label (None found)")
     t = _encode(true_labels)
     p, unclustered = _encode_predicted(predicted_labels)
     n = len(t)
@@ -260,18 +260,18 @@ def baseline_cluster(embeddings: np.ndarray, threshold: float) -> np.ndarray:
     from sklearn.cluster import AgglomerativeClustering
 
     if not -1.0 <= threshold <= 1.0:
-        raise ValueError(f"threshold is a cosine similarity and must lie in [-1, 1], got {threshold}")
+        raise InvalidArgumentError(f"threshold is a cosine similarity and must lie in [-1, 1], got {threshold}")
     x = np.asarray(embeddings, dtype=np.float64)
     if x.ndim != 2:
-        raise ValueError(f"embeddings must be an (n, d) array, got shape {x.shape}")
+        raise InvalidArgumentError(f"embeddings must be an (n, d) array, got shape {x.shape}")
     if not np.isfinite(x).all():
-        raise ValueError("embeddings hold NaN or inf; leave unembedded items out (label them -1)")
+        raise InvalidArgumentError("embeddings hold NaN or inf; leave unembedded items out (label them -1)")
     if len(x) == 0:
         return np.empty(0, dtype=np.int64)
     if len(x) == 1:
         return np.zeros(1, dtype=np.int64)
     if (np.linalg.norm(x, axis=1) == 0).any():
-        raise ValueError("an all-zero embedding has no cosine distance; leave it out (label it -1)")
+        raise InvalidArgumentError("an all-zero embedding has no cosine distance; leave it out (label it -1)")
     model = AgglomerativeClustering(
         n_clusters=None, metric="cosine", linkage="average", distance_threshold=1.0 - float(threshold)
     )
@@ -306,7 +306,7 @@ def mixed_clusters(
     """
     true_labels, predicted_labels = list(true_labels), list(predicted_labels)
     if len(true_labels) != len(predicted_labels):
-        raise ValueError(f"{len(true_labels)} true labels but {len(predicted_labels)} predicted labels")
+        raise InvalidArgumentError(f"{len(true_labels)} true labels but {len(predicted_labels)} predicted labels")
     members: dict[Hashable, list[int]] = {}
     for i, label in enumerate(predicted_labels):
         if not _is_unclustered(label):
@@ -329,7 +329,7 @@ def _thumbnail(crop: np.ndarray, thumb: int):
 
     array = np.asarray(crop)
     if array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] != 3:
-        raise ValueError(f"crops must be HxWx3 uint8 RGB arrays, got {array.dtype} {array.shape}")
+        raise InvalidArgumentError(f"crops must be HxWx3 uint8 RGB arrays, got {array.dtype} {array.shape}")
     return ImageOps.contain(Image.fromarray(array), (thumb, thumb))
 
 
@@ -352,7 +352,7 @@ def contact_sheet(
     from PIL import Image, ImageDraw
 
     if len(rows) != len(row_titles):
-        raise ValueError(f"{len(rows)} rows but {len(row_titles)} titles")
+        raise InvalidArgumentError(f"{len(rows)} rows but {len(row_titles)} titles")
     columns = max([min(len(r), max_per_row) for r in rows], default=0) or 1
     cell, band = thumb + SHEET_PAD, SHEET_TITLE_HEIGHT + thumb + SHEET_PAD
     height = SHEET_PAD + band * len(rows) if rows else SHEET_PAD + SHEET_TITLE_HEIGHT

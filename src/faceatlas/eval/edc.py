@@ -41,6 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from faceatlas._thresholds import false_accepts_allowed, observed_far, threshold_at_far
+from faceatlas.errors import InvalidArgumentError
 
 DEFAULT_FMR = 1e-2
 DEFAULT_DISCARD = np.linspace(0.0, 0.5, 51)
@@ -58,9 +59,9 @@ def threshold_at_fmr(impostor_scores: np.ndarray | Sequence[float], fmr: float) 
     (``faceatlas._thresholds.threshold_at_far``; -inf when every impostor may match)."""
     s = _finite_or_inf(impostor_scores, "impostor scores")
     if s.size == 0:
-        raise ValueError("need impostor scores to fix a threshold at an FMR")
+        raise InvalidArgumentError("need impostor scores to fix a threshold at an FMR")
     if not 0 <= fmr <= 1:
-        raise ValueError(f"fmr must be in [0, 1], got {fmr}")
+        raise InvalidArgumentError(f"fmr must be in [0, 1], got {fmr}")
     threshold = threshold_at_far(s, fmr)
     return threshold, observed_far(s, threshold)
 
@@ -156,12 +157,12 @@ def compare_quality_scorers(
     genuine = _finite_or_inf(genuine_scores, "genuine scores")
     impostor = _finite_or_inf(impostor_scores, "impostor scores")
     if genuine.size == 0:
-        raise ValueError("need genuine comparisons for an EDC")
+        raise InvalidArgumentError("need genuine comparisons for an EDC")
     fractions = np.asarray(discard_fractions, dtype=np.float64)
     if fractions.ndim != 1 or fractions.size == 0 or np.any(np.diff(fractions) <= 0):
-        raise ValueError("discard_fractions must be a non-empty increasing sequence")
+        raise InvalidArgumentError("discard_fractions must be a non-empty increasing sequence")
     if fractions[0] < 0 or fractions[-1] >= 1:
-        raise ValueError(f"discard fractions must lie in [0, 1), got {fractions[0]}..{fractions[-1]}")
+        raise InvalidArgumentError(f"discard fractions must lie in [0, 1), got {fractions[0]}..{fractions[-1]}")
     notes = []
     if threshold is None:
         threshold, realised = threshold_at_fmr(impostor, fmr)
@@ -182,9 +183,9 @@ def compare_quality_scorers(
     for name, quality in qualities.items():
         q = np.asarray(quality, dtype=np.float64)
         if q.shape != genuine.shape:
-            raise ValueError(f"quality {name!r} has {q.size} values for {genuine.size} genuine comparisons")
+            raise InvalidArgumentError(f"quality {name!r} has {q.size} values for {genuine.size} genuine comparisons")
         if np.isnan(q).any():
-            raise ValueError(f"quality {name!r} has NaN values; give a missing face quality 0 (or -inf)")
+            raise InvalidArgumentError(f"quality {name!r} has NaN values; give a missing face quality 0 (or -inf)")
         scorers[name] = q
     if baselines:
         scorers[RANDOM] = np.zeros_like(genuine)  # all tied: the expectation over random orders
@@ -225,7 +226,7 @@ def expected_discarded_errors(errors: np.ndarray, quality: np.ndarray, counts: n
 def _finite_or_inf(values: np.ndarray | Sequence[float], what: str) -> np.ndarray:
     array = np.asarray(values, dtype=np.float64).ravel()
     if np.isnan(array).any():
-        raise ValueError(f"{what} contain NaN; a comparison without a face scores -inf")
+        raise InvalidArgumentError(f"{what} contain NaN; a comparison without a face scores -inf")
     return array
 
 

@@ -30,6 +30,8 @@ from typing import Any
 
 import numpy as np
 
+from faceatlas.errors import InvalidArgumentError
+
 ALL = "all"
 CROSS_GROUP = "cross-group"
 MIN_ITEMS = 20
@@ -141,7 +143,7 @@ def _measure(
     extra = {}
     for name, mask in (other or {}).items():
         if name in masks or name == ALL:
-            raise ValueError(f"the bucket name {name!r} is also a group name")
+            raise InvalidArgumentError(f"the bucket name {name!r} is also a group name")
         mask = np.asarray(mask, dtype=bool)
         extra[name] = _call(metric_fn, mask)
         counts[name] = int(mask.sum())
@@ -191,9 +193,9 @@ def verification_fairness(
     same = np.asarray(same, dtype=bool)
     failed_arr = np.zeros(len(scores), dtype=bool) if failed is None else np.asarray(failed, dtype=bool)
     if not len(scores) == len(same) == len(groups_a) == len(groups_b) == len(failed_arr):
-        raise ValueError("scores, same, groups_a, groups_b (and failed) must have one entry per pair")
+        raise InvalidArgumentError("scores, same, groups_a, groups_b (and failed) must have one entry per pair")
     if np.isnan(scores).any():
-        raise ValueError("scores contain NaN; a pair without a face scores -inf")
+        raise InvalidArgumentError("scores contain NaN; a pair without a face scores -inf")
     accepted = scores >= threshold
 
     def metric_fn(mask: np.ndarray) -> dict[str, float | None]:

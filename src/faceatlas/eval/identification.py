@@ -55,6 +55,7 @@ from typing import TYPE_CHECKING, NamedTuple, Self
 import numpy as np
 
 from faceatlas._thresholds import false_accepts_allowed, threshold_at_far
+from faceatlas.errors import InvalidArgumentError
 from faceatlas.types import FaceMatrix
 from faceatlas.vector_index import unit_rows
 
@@ -98,9 +99,9 @@ def split_gallery_probes(
 ) -> GalleryProbeSplit:
     """Split image indices into gallery and probes (see the module docstring for the rule)."""
     if n_enrol < 1:
-        raise ValueError(f"n_enrol must be at least 1, got {n_enrol}")
+        raise InvalidArgumentError(f"n_enrol must be at least 1, got {n_enrol}")
     if not 0.0 <= nonmated_fraction <= 1.0:
-        raise ValueError(f"nonmated_fraction must lie in [0, 1], got {nonmated_fraction}")
+        raise InvalidArgumentError(f"nonmated_fraction must lie in [0, 1], got {nonmated_fraction}")
     groups = _groups(list(labels))
     # sorted by their text so the draw does not depend on the order identities first appear in
     enrollable = sorted((label for label, idx in groups.items() if len(idx) > n_enrol), key=str)
@@ -140,7 +141,7 @@ def build_templates(embeddings: np.ndarray, labels: Sequence[Hashable]) -> tuple
     x = np.asarray(embeddings, dtype=np.float64)
     labels = list(labels)
     if x.ndim != 2 or len(x) != len(labels):
-        raise ValueError(f"need an (n, d) embedding array and n labels, got {x.shape} and {len(labels)}")
+        raise InvalidArgumentError(f"need an (n, d) embedding array and n labels, got {x.shape} and {len(labels)}")
     rows, codes, names = _usable_rows(x, labels)
     if not len(rows):
         return np.zeros((0, x.shape[1]), np.float32), []
@@ -189,7 +190,7 @@ class GallerySearch:
         labels = list(labels)
         q = np.ones(len(labels)) if qualities is None else np.asarray(qualities, dtype=np.float64)
         if x.ndim != 2 or not len(x) == len(labels) == len(q):
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"need an (n, d) embedding array, n labels and n qualities, got {x.shape}, {len(labels)} and {len(q)}"
             )
         self.dim = int(x.shape[1])
@@ -343,9 +344,9 @@ def open_set_report(
     g = np.asarray(gallery, dtype=np.float64)
     gallery_labels = list(gallery_labels)
     if g.ndim != 2 or len(g) != len(gallery_labels):
-        raise ValueError(f"gallery must be (k, d) with k labels, got {g.shape} and {len(gallery_labels)}")
+        raise InvalidArgumentError(f"gallery must be (k, d) with k labels, got {g.shape} and {len(gallery_labels)}")
     if not np.isfinite(g).all():
-        raise ValueError("gallery holds NaN or inf; build templates with build_templates (it skips them)")
+        raise InvalidArgumentError("gallery holds NaN or inf; build templates with build_templates (it skips them)")
     codes: dict[Hashable, int] = {}
     gallery_codes = np.array([codes.setdefault(x, len(codes)) for x in gallery_labels], dtype=np.int64)
 
@@ -383,17 +384,19 @@ def _report(
     probe_labels = list(probe_labels)
     mated = np.asarray(probe_mated, dtype=bool)
     if p.ndim != 2 or p.shape[1] != dim or not (len(p) == len(probe_labels) == len(mated)):
-        raise ValueError(
+        raise InvalidArgumentError(
             f"probes must be (m, {dim}) with m labels and m mated flags, "
             f"got {p.shape}, {len(probe_labels)} and {len(mated)}"
         )
     if not len(p):
-        raise ValueError("there are no probes to search")
+        raise InvalidArgumentError("there are no probes to search")
 
     codes = {label: code for code, label in enumerate(identities)}
     leaked = sorted({str(x) for x, m in zip(probe_labels, mated) if not m and x in codes})
     if leaked:
-        raise ValueError(f"non-mated probes of enrolled identities: {leaked[:5]}; mark them mated or drop them")
+        raise InvalidArgumentError(
+            f"non-mated probes of enrolled identities: {leaked[:5]}; mark them mated or drop them"
+        )
     mate_codes = np.array([codes.get(x, -1) if m else -1 for x, m in zip(probe_labels, mated)], dtype=np.int64)
 
     top, rank, mate_score = _search(score, len(codes), p, mate_codes)

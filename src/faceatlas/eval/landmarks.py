@@ -50,7 +50,7 @@ from pathlib import Path
 
 import numpy as np
 
-from faceatlas.errors import FaceAtlasError
+from faceatlas.errors import FaceAtlasError, InvalidArgumentError
 from faceatlas.types import LANDMARK_NAMES, Box, Pose
 
 FAILURE_THRESHOLD = 0.1
@@ -240,7 +240,7 @@ def point_errors(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
     """Each point's error divided by the true eye-centre distance: (..., 5)."""
     pred, gt = np.asarray(pred, dtype=np.float64), np.asarray(gt, dtype=np.float64)
     if pred.shape != gt.shape or pred.shape[-2:] != (5, 2):
-        raise ValueError(f"need matching (..., 5, 2) arrays, got {pred.shape} and {gt.shape}")
+        raise InvalidArgumentError(f"need matching (..., 5, 2) arrays, got {pred.shape} and {gt.shape}")
     iod = np.linalg.norm(gt[..., 0, :] - gt[..., 1, :], axis=-1)
     if np.any(iod <= 0):
         raise FaceAtlasError("a ground-truth face has both eyes at the same point: its NME is undefined")
@@ -396,7 +396,7 @@ def landmark_report(
     """NME statistics of (N, 5, 2) predictions against truth; rows flagged ``missed`` (or NaN) are misses."""
     gt, pred = np.asarray(gt, dtype=np.float64), np.asarray(pred, dtype=np.float64)
     if gt.shape != pred.shape or gt.shape[1:] != (5, 2):
-        raise ValueError(f"need matching (N, 5, 2) arrays, got {gt.shape} and {pred.shape}")
+        raise InvalidArgumentError(f"need matching (N, 5, 2) arrays, got {gt.shape} and {pred.shape}")
     miss = np.isnan(pred).any(axis=(1, 2))
     if missed is not None:
         miss |= np.asarray(missed, dtype=bool)
@@ -649,7 +649,7 @@ def geodesic_error(gt: Pose, pred: Pose) -> float:
 def pose_errors(gt_poses: Sequence[Pose], pred_poses: Sequence[Pose | None]) -> PoseReport:
     """MAE of yaw, pitch and roll (degrees) overall and by |true yaw|; None predictions are missed."""
     if len(gt_poses) != len(pred_poses):
-        raise ValueError(f"{len(gt_poses)} true poses but {len(pred_poses)} predictions")
+        raise InvalidArgumentError(f"{len(gt_poses)} true poses but {len(pred_poses)} predictions")
     gt = np.array([[p.yaw, p.pitch, p.roll] for p in gt_poses], dtype=np.float64).reshape(-1, 3)
     found = np.array([p is not None for p in pred_poses], dtype=bool)
     pred = np.array([[p.yaw, p.pitch, p.roll] if p is not None else [np.nan] * 3 for p in pred_poses]).reshape(-1, 3)

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from faceatlas.errors import InvalidArgumentError
+
 
 def best_threshold(scores: np.ndarray, same: np.ndarray) -> float:
     """The threshold maximising accuracy of ``score >= t`` (midpoint between neighbouring scores)."""
@@ -114,7 +116,7 @@ def verification_report(
     scores = np.asarray(scores, dtype=np.float64)
     same = np.asarray(same, dtype=bool)
     if same.all() or not same.any():
-        raise ValueError("a verification report needs both same-person and different-person pairs")
+        raise InvalidArgumentError("a verification report needs both same-person and different-person pairs")
     accs, _ = kfold_accuracy(scores, same, np.asarray(folds))
     fpr, tpr, _ = roc_curve(same, scores)
     n_diff = int((~same).sum())

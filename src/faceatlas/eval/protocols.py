@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from faceatlas.errors import FaceAtlasError
+from faceatlas.errors import FaceAtlasError, InvalidArgumentError
 from faceatlas.eval.pairs import Pair, evaluate_pairs, plot_verification
 from faceatlas.eval.report import write_outputs
 from faceatlas.eval.source import FaceRunner
@@ -95,7 +95,7 @@ def clustering(
     from faceatlas.eval.clustering import baseline_cluster, clustering_metrics, contact_sheet, mixed_clusters
 
     if method not in ("default", "reference"):
-        raise ValueError(f"method must be 'default' or 'reference', got {method!r}")
+        raise InvalidArgumentError(f"method must be 'default' or 'reference', got {method!r}")
     vectors, found, faces = _primary_embeddings(items, runner)
     predicted: list = [None] * len(items)
     if found.any():

@@ -24,7 +24,7 @@ import numpy as np
 import platformdirs
 
 from faceatlas._files import sha256_file
-from faceatlas.errors import InvalidImageError
+from faceatlas.errors import InvalidArgumentError, InvalidImageError
 from faceatlas.image import load_image
 from faceatlas.types import Box, Face, Landmarks, Pose, Quality
 
@@ -264,10 +264,12 @@ class FaceRunner:
         else:
             self.cache = ResultCache(Path(cache) if cache not in (None, True) else default_cache_path())  # type: ignore[arg-type]
         if batch_size < 1 or workers < 1:
-            raise ValueError("batch_size and workers must be at least 1")
+            raise InvalidArgumentError("batch_size and workers must be at least 1")
         self.factory = getattr(source, "factory", lambda: None)() if workers > 1 else None
         if workers > 1 and self.factory is None:
-            raise ValueError("workers > 1 needs a source that can be rebuilt in a worker (a factory() method)")
+            raise InvalidArgumentError(
+                "workers > 1 needs a source that can be rebuilt in a worker (a factory() method)"
+            )
         self.batch_size = batch_size
         self.progress = progress
         self.workers = workers

@@ -35,7 +35,7 @@ from typing import Any, Literal, Self
 import numpy as np
 
 from faceatlas._thresholds import false_accepts_allowed, threshold_at_far
-from faceatlas.errors import FaceAtlasError, InvalidImageError, NothingEnrolledError
+from faceatlas.errors import FaceAtlasError, InvalidArgumentError, InvalidImageError, NothingEnrolledError
 from faceatlas.gallery.store import (
     FaceMatrix,
     FaceNotFoundError,
@@ -142,7 +142,7 @@ class EnrollReport:
 def open_set_threshold(card: Any, fpir: float, comparisons: int) -> tuple[float, tuple[str, ...]]:
     """The similarity threshold giving ``fpir`` over ``comparisons`` impostor comparisons (see module doc)."""
     if not 0.0 < fpir < 1.0:
-        raise ValueError(f"fpir must be a rate in (0, 1), got {fpir!r}")
+        raise InvalidArgumentError(f"fpir must be a rate in (0, 1), got {fpir!r}")
     per_comparison = 1.0 - (1.0 - fpir) ** (1.0 / max(comparisons, 1))
     points = sorted(t.far for t in card.thresholds)
     lowest, highest = points[0], points[-1]
@@ -174,7 +174,7 @@ class Gallery:
         min_quality: float = 0.3,
     ) -> None:
         if scoring not in ("max", "template", "topk"):
-            raise ValueError(f"scoring must be 'max', 'template' or 'topk', got {scoring!r}")
+            raise InvalidArgumentError(f"scoring must be 'max', 'template' or 'topk', got {scoring!r}")
         self.store = store
         self._analyzer = analyzer
         self.scoring: Scoring = scoring
@@ -307,7 +307,7 @@ class Gallery:
         qualities = [1.0] * len(vectors) if qualities is None else list(qualities)
         sources = [hashlib.sha256(v.tobytes()).hexdigest() for v in vectors] if sources is None else list(sources)
         if not len(qualities) == len(sources) == len(vectors):
-            raise ValueError("embeddings, qualities and sources must have the same length")
+            raise InvalidArgumentError("embeddings, qualities and sources must have the same length")
         existing = self._find_person(name)
         if not len(vectors):  # a person is created with faces, never empty
             raise NothingEnrolledError(name, (), existed=existing is not None)
@@ -345,7 +345,7 @@ class Gallery:
         float array of the gallery's model.
         """
         if k < 1:
-            raise ValueError(f"k must be at least 1, got {k}")
+            raise InvalidArgumentError(f"k must be at least 1, got {k}")
         fpir = self.fpir if fpir is None else fpir
         tag = self._bind()
         if (

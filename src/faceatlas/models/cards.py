@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from faceatlas.errors import ModelError, UnknownModelError
+from faceatlas.errors import InvalidArgumentError, ModelError, UnknownModelError
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,11 +74,11 @@ class ModelCard:
         if not self.thresholds:
             raise ModelError(f"model {self.name!r} has no calibrated thresholds")
         if not (0.0 < far < 1.0):
-            raise ValueError(f"far must be a rate in (0, 1), got {far!r}")
+            raise InvalidArgumentError(f"far must be a rate in (0, 1), got {far!r}")
         points = sorted(self.thresholds, key=lambda t: t.far)
         lo, hi = points[0].far, points[-1].far
         if not (lo <= far <= hi):
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"far={far:g} is outside the range calibrated for {self.name!r} "
                 f"({lo:g} to {hi:g}); pass threshold= instead, or a FAR in that range"
             )

@@ -46,7 +46,7 @@ from pathlib import Path
 
 import numpy as np
 
-from faceatlas.errors import ModelError
+from faceatlas.errors import InvalidArgumentError, ModelError
 from faceatlas.models.dlib_format import DlibReader, read_source
 
 __all__ = [
@@ -442,11 +442,11 @@ def dlib_gray(rgb: np.ndarray) -> np.ndarray:
     """
     arr = np.asarray(rgb)
     if arr.dtype != np.uint8:
-        raise ValueError(f"expected a uint8 image, got {arr.dtype}")
+        raise InvalidArgumentError(f"expected a uint8 image, got {arr.dtype}")
     if arr.ndim == 2:
         return arr
     if arr.ndim != 3 or arr.shape[2] != 3:
-        raise ValueError(f"expected an HxWx3 RGB image, got shape {arr.shape}")
+        raise InvalidArgumentError(f"expected an HxWx3 RGB image, got shape {arr.shape}")
     total = arr[:, :, 0].astype(np.uint16)
     total += arr[:, :, 1]
     total += arr[:, :, 2]
@@ -553,10 +553,12 @@ class ShapePredictor:
         """:meth:`predict` for several boxes of one image at once: (n, num_parts, 2)."""
         img = np.asarray(gray)
         if img.ndim != 2 or img.dtype != np.uint8:
-            raise ValueError(f"expected an HxW uint8 grayscale image, got {img.dtype} {img.shape}; use dlib_gray()")
+            raise InvalidArgumentError(
+                f"expected an HxW uint8 grayscale image, got {img.dtype} {img.shape}; use dlib_gray()"
+            )
         rects = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
         if not (np.abs(rects) < 2**31).all():
-            raise ValueError("box coordinates must be finite and within +-2**31")
+            raise InvalidArgumentError("box coordinates must be finite and within +-2**31")
         n = rects.shape[0]
         if n == 0:
             return np.zeros((0, self._num_parts, 2), np.float64)

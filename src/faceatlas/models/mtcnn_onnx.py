@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from faceatlas.errors import ModelError
+from faceatlas.errors import InvalidArgumentError, ModelError
 
 CONVERTER_VERSION = "1"
 OPSET = 17
@@ -44,7 +44,7 @@ _PIP_FIX = 'pip install "mtcnn>=1.0" (only its weight files are used; TensorFlow
 
 def _check_stage(stage: str) -> None:
     if stage not in STAGES:
-        raise ValueError(f"MTCNN stage must be one of {STAGES}, got {stage!r}")
+        raise InvalidArgumentError(f"MTCNN stage must be one of {STAGES}, got {stage!r}")
 
 
 def mtcnn_weights_path(stage: str) -> Path:
