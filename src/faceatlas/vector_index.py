@@ -250,15 +250,15 @@ class ExactIndex:
         n_block = max(1024, self._block_bytes // (4 * q_block))
         for q0 in range(0, len(q), q_block):
             qs = q[q0 : q0 + q_block]
-            best: tuple[np.ndarray, np.ndarray] | None = None
-            for r0 in range(0, n, n_block):
-                r1 = min(n, r0 + n_block)
-                block = _top_k(qs @ self._vectors[r0:r1].T, self._ids[r0:r1], min(kk, r1 - r0))
-                if best is not None:
-                    block = _sort_rows(np.hstack([best[0], block[0]]), np.hstack([best[1], block[1]]), kk)
-                best = block
+            best = self._block_top_k(qs, 0, min(n, n_block), kk)  # n > 0: there is a first block
+            for r0 in range(n_block, n, n_block):
+                block = self._block_top_k(qs, r0, min(n, r0 + n_block), kk)
+                best = _sort_rows(np.hstack([best[0], block[0]]), np.hstack([best[1], block[1]]), kk)
             scores[q0 : q0 + q_block, :kk], ids[q0 : q0 + q_block, :kk] = best
         return scores, ids
+
+    def _block_top_k(self, qs: np.ndarray, r0: int, r1: int, kk: int) -> tuple[np.ndarray, np.ndarray]:
+        return _top_k(qs @ self._vectors[r0:r1].T, self._ids[r0:r1], min(kk, r1 - r0))
 
     def _reserve(self, n: int) -> None:
         if n <= len(self._ids):
@@ -364,7 +364,8 @@ class HNSWIndex:
         if len(self) == 0 or len(q) == 0:
             return _empty_result(len(q), k)
         fetch = max(k, self.rerank)
-        params = self._faiss.SearchParametersHNSW()
+        # the faiss stubs lack it, but every faiss build with HNSW has it at run time
+        params = self._faiss.SearchParametersHNSW()  # type: ignore[attr-defined]
         params.efSearch = max(self.ef_search or default_ef_search(len(self)), fetch)
         # tombstones stay in the graph as waypoints but never enter the results, so a deleted
         # person's faces cannot crowd out live ones: no over-fetching needed (measured: recall@1
@@ -379,7 +380,9 @@ class HNSWIndex:
         valid = pos >= 0
         valid[valid] = self._alive[pos[valid]]
         rows, cols = np.nonzero(valid)
-        stored = self._faiss.rev_swig_ptr(self._storage.get_xb(), self._index.ntotal * self.dim)
+        # get_xb is on IndexFlat (what downcast_index returns); the stubs type storage as a plain Index
+        xb = self._storage.get_xb()  # type: ignore[attr-defined]
+        stored = self._faiss.rev_swig_ptr(xb, self._index.ntotal * self.dim)
         vecs = np.asarray(stored).reshape(-1, self.dim)[pos[rows, cols]]
         scores = np.full(pos.shape, -np.inf, np.float32)
         scores[rows, cols] = np.einsum("ij,ij->i", q[rows], vecs)

@@ -505,7 +505,7 @@ class CollectionStore(SqliteFile):
             other = conn.execute(
                 "SELECT id FROM clusters WHERE name = ? AND id != ?", (name, int(cluster_id))
             ).fetchone()
-            if other is not None:
+            if other is not None and name is not None:  # no row matches a NULL name
                 raise NameTakenError(
                     f"cluster {other[0]} is already named {name!r}; if both show one person, merge cluster "
                     f"{cluster_id} into it (collection.corrections.merge_clusters), or pick another name",
@@ -610,16 +610,16 @@ class CollectionStore(SqliteFile):
 
         tag = self.model()
         summary = EnrollSummary()
-        named = [c for c in self.clusters() if c.name is not None and c.n_faces]
+        named = [(c.id, c.name) for c in self.clusters() if c.name is not None and c.n_faces]
         if tag is None or not named:
             return summary
         store = gallery.store
         store.bind_model(tag)  # a gallery of another model refuses
         floor = float(getattr(gallery, "min_quality", 0.0))
-        for cluster in named:
-            person_id = _gallery_person(store, cluster.name)  # None: not in the gallery yet
+        for cluster_id, name in named:
+            person_id = _gallery_person(store, name)  # None: not in the gallery yet
             records: list[FaceRecord] = []
-            for face, embedding in self._faces_with_embeddings(cluster.id):
+            for face, embedding in self._faces_with_embeddings(cluster_id):
                 quality = 1.0 if face.quality is None else face.quality
                 source = f"{face.sha256}#{face.idx}"
                 if quality < floor:
@@ -632,9 +632,9 @@ class CollectionStore(SqliteFile):
                     records.append(FaceRecord(embedding, quality, source, face.box, {"photo": str(face.file)}))
             if records:  # a person is created only with faces: no empty people in the gallery
                 if person_id is None:
-                    person_id = store.add_person(cluster.name)
+                    person_id = store.add_person(name)
                 store.add_faces(person_id, records)
-            summary.added[cluster.name] = len(records)
+            summary.added[name] = len(records)
         return summary
 
     def _faces_with_embeddings(self, cluster_id: int) -> list[tuple[FaceInfo, np.ndarray]]:

@@ -438,7 +438,7 @@ def read_json_annotations(path: str | Path) -> list[DetectionSample]:
         files = [path]
     else:
         raise FaceAtlasError(f"{path}: no such file or folder")
-    samples = []
+    samples: list[DetectionSample] = []
     for file in files:
         try:
             data = json.loads(file.read_text())

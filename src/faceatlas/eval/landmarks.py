@@ -302,7 +302,7 @@ def match_predictions(
         points = [np.asarray(p, dtype=np.float64).reshape(5, 2) for _, p in faces]
         for gi, pi in _assign([samples[i] for i in indices], boxes, points, min_iou, max_eye_shift):
             out[indices[gi]] = points[pi]
-    missed = np.isnan(out).any(axis=(1, 2))
+    missed = np.asarray(np.isnan(out).any(axis=(1, 2)))  # a 1-d mask (numpy types any() as maybe a scalar)
     if missed.any():
         notes.append(f"{int(missed.sum())} of {len(samples)} faces missed (no detection matched): failures")
     return LandmarkMatches(samples, gt, out, missed, tuple(notes))

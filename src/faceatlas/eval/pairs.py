@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
@@ -14,6 +14,9 @@ from faceatlas.eval.metrics import VerificationReport, roc_curve, verification_r
 from faceatlas.eval.runner import primary_faces
 from faceatlas.eval.source import FaceRunner
 from faceatlas.types import Face
+
+if TYPE_CHECKING:
+    from faceatlas.eval.fairness import FairnessReport
 
 N_FOLDS = 10
 
@@ -195,7 +198,7 @@ class PairsEvaluation:
     scores: np.ndarray  # failed pairs floored below every real score
     failed: np.ndarray
     quality: dict[str, np.ndarray]  # scorer name → per-pair quality (min of the two faces)
-    fairness: object | None = None  # a fairness.FairnessReport when the pairs carry groups
+    fairness: FairnessReport | None = None  # when the pairs carry groups
 
 
 def evaluate_pairs(

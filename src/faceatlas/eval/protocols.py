@@ -38,12 +38,13 @@ def pairs(pair_list: list[Pair], runner: FaceRunner, out: str | Path, dataset: s
     reports: dict = {"verification": evaluation.report}
     plots = {"verification.png": lambda path: plot_verification(evaluation.scores, same, path, dataset)}
     notes = list(evaluation.report.notes)
-    if evaluation.fairness is not None:
+    fairness = evaluation.fairness
+    if fairness is not None:
         from faceatlas.eval.fairness import plot_fairness
 
-        reports["fairness"] = evaluation.fairness
-        plots["fairness.png"] = lambda path: plot_fairness(evaluation.fairness, path)
-        notes += list(getattr(evaluation.fairness, "notes", []))
+        reports["fairness"] = fairness
+        plots["fairness.png"] = lambda path: plot_fairness(fairness, path)
+        notes += list(fairness.notes)
     written = write_outputs(
         out, "pairs verification", reports, source=runner.source.key, dataset=dataset, stats=runner.stats, plots=plots
     )
@@ -231,10 +232,10 @@ def _group_report(items: list, metric_fn, higher_is_better: tuple[str, ...], spr
 def detection(samples: list, runner: FaceRunner, out: str | Path, dataset: str, **options) -> Written:
     """Detection AP (official WIDER FACE rules), recall by face size, PR curves, images/s."""
     runner.reset_stats()
-    from faceatlas.eval.detection import evaluate_detections, plot_pr
+    from faceatlas.eval.detection import Prediction, evaluate_detections, plot_pr
 
     results = runner.results([s.image for s in samples], embed=False)
-    predictions = []
+    predictions: list[Prediction] = []
     for sample in samples:
         result = results[sample.image]
         if not result.ok:

@@ -55,7 +55,7 @@ def write_outputs(
     source: str,
     dataset: str,
     stats: RunStats | None = None,
-    plots: Mapping[str, Callable[[Path], None]] | None = None,
+    plots: Mapping[str, Callable[[Path], object]] | None = None,  # what they return is ignored
 ) -> list[Path]:
     """Write the reports (name → report) and plots (file name → function drawing into a path).
 

@@ -265,7 +265,9 @@ class FaceRunner:
             self.cache = ResultCache(Path(cache) if cache not in (None, True) else default_cache_path())  # type: ignore[arg-type]
         if batch_size < 1 or workers < 1:
             raise InvalidArgumentError("batch_size and workers must be at least 1")
-        self.factory = getattr(source, "factory", lambda: None)() if workers > 1 else None
+        self.factory: Callable[[], FaceSource] | None = (
+            getattr(source, "factory", lambda: None)() if workers > 1 else None
+        )
         if workers > 1 and self.factory is None:
             raise InvalidArgumentError(
                 "workers > 1 needs a source that can be rebuilt in a worker (a factory() method)"
@@ -319,7 +321,8 @@ class FaceRunner:
         return out
 
     def _compute(self, batches: list[list[Path]], embed: bool) -> Iterator[dict[Path, ImageResult]]:
-        if self.workers == 1 or len(batches) < 2:
+        factory = self.factory  # None only with workers == 1 (__init__ refuses otherwise)
+        if self.workers == 1 or len(batches) < 2 or factory is None:
             for batch in batches:
                 yield analyze_paths(self.source, batch, embed)
             return
@@ -328,7 +331,7 @@ class FaceRunner:
             self.workers,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_start_worker,
-            initargs=(self.factory,),
+            initargs=(factory,),
         )
         try:
             futures = [pool.submit(_worker_batch, batch, embed) for batch in batches]

@@ -521,7 +521,7 @@ class Gallery:
         if old is not None and old.version == version:
             return old
         changes = None if old is None else self.store.changes_since(old.version)
-        if changes is None:
+        if old is None or changes is None:
             self._matrix = self.store.face_matrix()
             present = set(np.unique(self._matrix.person_ids).tolist())
             self._names = {p.id: p.name for p in self.store.list_people() if p.id in present}

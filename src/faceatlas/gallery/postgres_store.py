@@ -244,7 +244,7 @@ class PostgresStore(ConnectionLifecycle):
 
     def _create_extension(self, cur: psycopg.Cursor) -> None:
         try:
-            with self._conn.transaction():  # a savepoint: the error message beats "transaction aborted"
+            with self._db.transaction():  # a savepoint: the error message beats "transaction aborted"
                 cur.execute("CREATE EXTENSION IF NOT EXISTS vector")
         except psycopg.Error as exc:
             raise GalleryError(
@@ -269,11 +269,11 @@ class PostgresStore(ConnectionLifecycle):
             cur.execute(f"UPDATE {self._s}.gallery SET schema_version = %s", (step + 1,))
 
     def _register_vector(self) -> None:
-        info = TypeInfo.fetch(self._conn, "vector")
+        info = TypeInfo.fetch(self._db, "vector")
         if info is None:
             raise GalleryError(f"{redact(self.url)} has no pgvector 'vector' type; CREATE EXTENSION vector")
         dumper = type("VectorDumper", (_VectorDumper,), {"oid": info.oid})
-        self._conn.adapters.register_dumper(np.ndarray, dumper)
+        self._db.adapters.register_dumper(np.ndarray, dumper)
 
     # --- transactions ---
 
@@ -300,10 +300,20 @@ class PostgresStore(ConnectionLifecycle):
             except psycopg.Error as exc:
                 raise GalleryError(f"gallery {redact(self.url)}: {exc}") from exc
 
+    def _one(self, cur: psycopg.Cursor) -> tuple:
+        """The next row of a query that always returns one (the single ``gallery`` row, RETURNING)."""
+        row = cur.fetchone()
+        if row is None:  # only if someone emptied the gallery table by hand
+            raise GalleryError(
+                f"gallery {redact(self.url)} is damaged: a query that must return a row returned none "
+                "(was the row of its 'gallery' table deleted by hand?)"
+            )
+        return row
+
     def _bump(self, cur: psycopg.Cursor, *changes: tuple) -> int:
         """The next version, with its log rows ``(op, person_id, face_id, other_id)``; trims old ones."""
         version = int(
-            cur.execute(f"UPDATE {self._s}.gallery SET version = version + 1 RETURNING version").fetchone()[0]
+            self._one(cur.execute(f"UPDATE {self._s}.gallery SET version = version + 1 RETURNING version"))[0]
         )
         if changes:
             cur.executemany(
@@ -345,7 +355,7 @@ class PostgresStore(ConnectionLifecycle):
 
     def _model(self, cur: psycopg.Cursor, lock: bool = False) -> ModelTag | None:
         query = f"SELECT model_name, model_version, model_dim FROM {self._s}.gallery"
-        name, version, dim = cur.execute(query + (" FOR UPDATE" if lock else "")).fetchone()
+        name, version, dim = self._one(cur.execute(query + (" FOR UPDATE" if lock else "")))
         return None if name is None else ModelTag(name, version, int(dim))
 
     # --- people ---
@@ -377,9 +387,11 @@ class PostgresStore(ConnectionLifecycle):
             raise GalleryError(
                 f"a person named {name!r} already exists in gallery {redact(self.url)}; pick another name"
             )
-        row = cur.execute(
-            f"INSERT INTO {self._s}.people (name, metadata) VALUES (%s, %s::jsonb) RETURNING id", (name, meta)
-        ).fetchone()
+        row = self._one(
+            cur.execute(
+                f"INSERT INTO {self._s}.people (name, metadata) VALUES (%s, %s::jsonb) RETURNING id", (name, meta)
+            )
+        )
         self._bump(cur, (PERSON, int(row[0]), None, None))
         return int(row[0])
 
@@ -527,7 +539,7 @@ class PostgresStore(ConnectionLifecycle):
         )
         ids = []
         while True:  # executemany(returning=True) leaves one result set per row
-            ids.append(int(cur.fetchone()[0]))
+            ids.append(int(self._one(cur)[0]))
             if not cur.nextset():
                 return ids
 
@@ -554,7 +566,7 @@ class PostgresStore(ConnectionLifecycle):
 
     def changes_since(self, version: int) -> Changes | None:
         with self._transaction(snapshot=True, binary=True) as cur:
-            current, floor = cur.execute(f"SELECT version, log_floor FROM {self._s}.gallery").fetchone()
+            current, floor = self._one(cur.execute(f"SELECT version, log_floor FROM {self._s}.gallery"))
             if not floor <= version <= current:
                 return None
             query = f"SELECT op, person_id, face_id, other_id FROM {self._s}.changes WHERE version > %s ORDER BY seq"
@@ -643,7 +655,7 @@ class PostgresStore(ConnectionLifecycle):
             return self._version_in(cur)
 
     def _version_in(self, cur: psycopg.Cursor) -> int:
-        return int(cur.execute(f"SELECT version FROM {self._s}.gallery").fetchone()[0])
+        return int(self._one(cur.execute(f"SELECT version FROM {self._s}.gallery"))[0])
 
     # --- export / import ---
 

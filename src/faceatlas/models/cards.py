@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import itertools
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,7 +83,7 @@ class ModelCard:
                 f"far={far:g} is outside the range calibrated for {self.name!r} "
                 f"({lo:g} to {hi:g}); pass threshold= instead, or a FAR in that range"
             )
-        for a, b in zip(points, points[1:], strict=False):
+        for a, b in itertools.pairwise(points):
             if a.far <= far <= b.far:
                 if b.far == a.far:
                     return a.similarity

@@ -274,11 +274,11 @@ class _Tokens:
         self.i += count
         return out
 
-    def int(self, what: str) -> int:
+    def read_int(self, what: str) -> int:
         return int(self.take(1, what)[0])
 
     def uint(self, what: str, at_most: int = 1 << 31) -> int:
-        value = self.int(what)
+        value = self.read_int(what)
         if value < 0 or value > at_most:
             self.i -= 1
             raise self.error(f"implausible {what}: {value}")
@@ -293,7 +293,7 @@ class _Tokens:
             raise self.error(f"{exc} reading {what}") from None
 
     def matrix_shape(self, what: str) -> tuple[int, int]:
-        nr, nc = self.int(f"{what} (rows)"), self.int(f"{what} (columns)")
+        nr, nc = self.read_int(f"{what} (rows)"), self.read_int(f"{what} (columns)")
         return abs(nr), abs(nc)  # new format writes them negated
 
 
@@ -307,7 +307,7 @@ def _parse(data: bytes, source: str) -> ShapePredictorModel:
     values, starts = _decode_tokens(data, source)
     t = _Tokens(values, starts, data, source)
 
-    version = t.int("shape_predictor version")
+    version = t.read_int("shape_predictor version")
     if version != 1:
         t.i -= 1
         raise t.error(f"unexpected shape_predictor version {version} (expected 1); not a dlib shape predictor file")
@@ -405,7 +405,7 @@ def _parse(data: bytes, source: str) -> ShapePredictorModel:
                 raise t.error(f"level {c}: split feature index out of range (feature pixels: {num_features})")
 
     def frozen(a: np.ndarray, dtype: type) -> np.ndarray:
-        out = np.ascontiguousarray(a, dtype=dtype)
+        out: np.ndarray = np.ascontiguousarray(a, dtype=dtype)
         out.flags.writeable = False
         return out
 

@@ -53,7 +53,7 @@ def mtcnn_weights_path(stage: str) -> Path:
     spec = importlib.util.find_spec("mtcnn")  # finds the package without importing TensorFlow
     if spec is None or not spec.submodule_search_locations:
         raise ModelError(f"the MTCNN weights come from the 'mtcnn' package, which is not installed: {_PIP_FIX}")
-    path = Path(list(spec.submodule_search_locations)[0]) / "assets" / "weights" / f"{stage}.lz4"
+    path = Path(next(iter(spec.submodule_search_locations))) / "assets" / "weights" / f"{stage}.lz4"
     if not path.is_file():
         raise ModelError(f"MTCNN weight file {path} is missing (broken 'mtcnn' install?): {_PIP_FIX}")
     return path
@@ -179,8 +179,8 @@ def build_mtcnn_onnx(stage: str) -> bytes:
     g = _Graph()
     outputs = {"pnet": _pnet, "rnet": _rnet, "onet": _onet}[stage](g, weights)
     size = INPUT_SIZES[stage]
-    in_shape = ["N", 3, "H", "W"] if size is None else ["N", 3, size, size]
-    out_shapes = {
+    in_shape: list[str | int] = ["N", 3, "H", "W"] if size is None else ["N", 3, size, size]
+    out_shapes: dict[str, list[str | int]] = {
         "prob": ["N", 2, "h", "w"] if size is None else ["N", 2],
         "bbox_reg": ["N", 4, "h", "w"] if size is None else ["N", 4],
         "landmarks": ["N", 10],

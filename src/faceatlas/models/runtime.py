@@ -16,7 +16,7 @@ from faceatlas.errors import ModelError
 if TYPE_CHECKING:
     import onnxruntime as ort
 
-_SESSIONS: dict[tuple[str, tuple[str, ...], int], "ort.InferenceSession"] = {}
+_SESSIONS: dict[tuple[str, tuple[str, ...], int], ort.InferenceSession] = {}
 _LOCK = threading.Lock()
 THREADS_ENV = "FACEATLAS_NUM_THREADS"
 
@@ -44,7 +44,7 @@ def create_session(
     path: str | os.PathLike[str],
     providers: Sequence[str] | None = None,
     intra_op_threads: int | None = None,
-) -> "ort.InferenceSession":
+) -> ort.InferenceSession:
     """A cached ``InferenceSession`` for ``path`` (same path, providers, threads → same object)."""
     import onnxruntime as ort
 
