@@ -1,17 +1,19 @@
 """The `faceatlas` command: a thin layer over the Python API.
 
-Exit codes scripts can rely on:
-  0  success (verify: the same person)
-  1  verify: not the same person
-  2  usage error (bad option or argument)
-  3  bad input: an image could not be read, or verify found no face (other files still done)
-  4  a model could not be loaded or run
+Exit codes scripts can rely on (every error is mapped in one place: faceatlas._cli_util):
+  0    success (verify: the same person)
+  1    verify: not the same person
+  2    usage error (bad option or argument)
+  3    bad input: a file could not be read or written, or verify found no face (other files still done)
+  4    a model could not be loaded or run
+  70   internal error (a bug: please report it; FACEATLAS_DEBUG=1 prints the traceback)
+  130  interrupted (Ctrl-C); 141: the output pipe was closed early
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -22,6 +24,11 @@ from faceatlas._cli_util import (
     EXIT_NO_MATCH,
     EXIT_OK,
     EXIT_USAGE,
+    CommandError,
+    FaceAtlasGroup,
+    check_rate,
+    output_file,
+    output_folder,
 )
 from faceatlas._cli_util import (
     err as _err,
@@ -51,7 +58,10 @@ from faceatlas.server.cli import openapi_command, serve_command
 from faceatlas.server.keys_cli import app as keys_app
 
 app = typer.Typer(
-    add_completion=False, no_args_is_help=True, help="Offline face detection, embedding and verification."
+    cls=FaceAtlasGroup,  # maps every error of every subcommand to a message and an exit code
+    add_completion=False,
+    no_args_is_help=True,
+    help="Offline face detection, embedding and verification.",
 )
 app.add_typer(eval_app, name="eval")
 app.add_typer(people_app, name="people")
@@ -70,12 +80,13 @@ people_app.command("split")(split_command)
 people_app.command("not-this-person")(not_this_person_command)
 
 
-def _expand(inputs: list[Path]) -> Iterator[Path]:
+def _expand(inputs: list[Path], unlisted: list[OSError]) -> Iterator[Path]:
+    """The image files named and those in the folders named; folders that cannot be listed go to ``unlisted``."""
     from faceatlas.image import iter_image_files
 
     for item in inputs:
         if item.is_dir():
-            yield from iter_image_files(item)
+            yield from iter_image_files(item, on_error=unlisted.append)
         else:
             yield item  # a missing file is reported when it is read
 
@@ -106,12 +117,16 @@ def _run_images(inputs: list[Path], min_face_size: int, embed: bool, draw: Path 
     from faceatlas.image import load_image
     from faceatlas.pipeline import FaceAnalyzer
 
-    paths = list(_expand(inputs))
+    unlisted: list[OSError] = []
+    paths = list(_expand(inputs, unlisted))
+    for exc in unlisted:
+        _err(f"skipped folder {exc.filename}: {exc.strerror or exc}")
     if not paths:
         _err("no images found in the given paths")
         return EXIT_BAD_INPUT
+    target = None if draw is None else _draw_target(draw, len(paths), "--draw")  # checked before the models load
     analyzer = FaceAnalyzer(min_face_size=min_face_size)
-    bad = 0
+    bad = len(unlisted)
     with _progress(len(paths)) as progress:
         task = progress.add_task("faces", total=len(paths))
         for path in paths:
@@ -120,8 +135,8 @@ def _run_images(inputs: list[Path], min_face_size: int, embed: bool, draw: Path 
                 image = load_image(path)
                 faces = analyzer.analyze(image) if embed else analyzer.detect(image)
                 record["faces"] = [_face_json(f, with_embedding=embed) for f in faces]
-                if draw is not None:
-                    _draw(image, faces, path, draw, single=len(paths) == 1)
+                if target is not None:
+                    _draw(image, faces, target(path))
             except InvalidImageError as exc:
                 record["error"] = str(exc)
                 bad += 1
@@ -131,13 +146,28 @@ def _run_images(inputs: list[Path], min_face_size: int, embed: bool, draw: Path 
     return EXIT_BAD_INPUT if bad else EXIT_OK
 
 
-def _draw(image: Any, faces: Any, path: Path, draw: Path, single: bool) -> None:
+def _draw_target(draw: Path, n_images: int, option: str) -> Callable[[Path], Path]:
+    """Where each annotated image goes. A path ending in an image suffix (out.png) is one file, for
+    one image, in a folder that must exist; any other path is a folder, created (and said so) if
+    missing, that gets NAME.faces.png per image."""
+    from faceatlas.image import IMAGE_EXTENSIONS
+
+    if draw.suffix.lower() in IMAGE_EXTENSIONS:
+        if n_images != 1:
+            raise CommandError(
+                f"{option} {draw} names one image file, but {n_images} images were given; pass a folder", EXIT_USAGE
+            )
+        output_file(draw, option)
+        return lambda path: draw
+    output_folder(draw, f"{option} folder {draw}")
+    return lambda path: draw / f"{path.stem}.faces.png"
+
+
+def _draw(image: Any, faces: Any, target: Path) -> None:
     from PIL import Image
 
     from faceatlas.draw import draw_faces
 
-    target = draw if single and draw.suffix else draw / f"{path.stem}.faces.png"
-    target.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(draw_faces(image, faces)).save(target)
 
 
@@ -146,8 +176,15 @@ MinFace = Annotated[int, typer.Option(min=8, help="Smallest face to find, in pix
 
 @app.command()
 def detect(
-    images: Annotated[list[Path], typer.Argument(help="Image files or folders.")],
-    draw: Annotated[Path | None, typer.Option(help="Write annotated images: a file (one input) or a folder.")] = None,
+    images: Annotated[list[Path], typer.Argument(help="Image files or folders.", readable=False)],
+    draw: Annotated[
+        Path | None,
+        typer.Option(
+            help="Write annotated images: a file such as out.png (one image; its folder must exist), "
+            "else a folder (created if missing) of NAME.faces.png.",
+            readable=False,
+        ),
+    ] = None,
     min_face_size: MinFace = 20,
 ) -> None:
     """Find faces; print one JSON line per image (box, score, landmarks, pose, quality)."""
@@ -156,19 +193,40 @@ def detect(
 
 @app.command()
 def embed(
-    images: Annotated[list[Path], typer.Argument(help="Image files or folders.")],
+    images: Annotated[list[Path], typer.Argument(help="Image files or folders.", readable=False)],
     min_face_size: MinFace = 20,
 ) -> None:
     """Find and embed faces; print one JSON line per image with each face's embedding."""
     raise typer.Exit(_guard(lambda: _run_images(images, min_face_size, embed=True, draw=None)))
 
 
+def _check_far(far: float | None) -> float | None:
+    """--far must be a rate the embedder was calibrated for: a usage error (exit 2) before any work."""
+    far = check_rate(far)
+    if far is None:
+        return far
+    from faceatlas.api import default_analyzer
+
+    card = default_analyzer().embedder.card  # the model card only: no model loads
+    calibrated = sorted(t.far for t in card.thresholds)
+    if calibrated and not calibrated[0] <= far <= calibrated[-1]:
+        raise typer.BadParameter(
+            f"{far:g} is outside the rates calibrated for {card.name} ({calibrated[0]:g} to {calibrated[-1]:g}); "
+            "pass a rate in that range, or --threshold"
+        )
+    return far
+
+
 @app.command()
 def verify(
-    a: Annotated[Path, typer.Argument(help="First image (its largest face is used).")],
-    b: Annotated[Path, typer.Argument(help="Second image.")],
-    far: Annotated[float | None, typer.Option(help="Target false-accept rate (default 1e-3).")] = None,
-    threshold: Annotated[float | None, typer.Option(help="Cosine threshold instead of a FAR.")] = None,
+    a: Annotated[Path, typer.Argument(help="First image (its largest face is used).", readable=False)],
+    b: Annotated[Path, typer.Argument(help="Second image.", readable=False)],
+    far: Annotated[
+        float | None, typer.Option(callback=_check_far, help="Target false-accept rate (default 1e-3).")
+    ] = None,
+    threshold: Annotated[
+        float | None, typer.Option(min=-1.0, max=1.0, help="Cosine threshold instead of a FAR.")
+    ] = None,
 ) -> None:
     """Are A and B the same person? Prints JSON; exit 0 if yes, 1 if no, 3 if a face is missing."""
 
@@ -196,9 +254,15 @@ def verify(
 
 @app.command()
 def demo(
-    out: Annotated[Path, typer.Option(help="Where to write the annotated image.")] = Path("faceatlas-demo.png"),
+    out: Annotated[
+        Path,
+        typer.Option(
+            help="Where to write the annotated image: a file (its folder must exist) or a folder.", readable=False
+        ),
+    ] = Path("faceatlas-demo.png"),
 ) -> None:
-    """Run the whole pipeline on a photo that ships with matplotlib (Grace Hopper)."""
+    """Run the whole pipeline on a photo that ships with matplotlib (Grace Hopper); writes
+    faceatlas-demo.png in the current folder unless --out says where."""
 
     def run() -> int:
         import matplotlib.cbook
@@ -206,10 +270,11 @@ def demo(
         import faceatlas
 
         path = Path(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
+        target = _draw_target(out, 1, "--out")(path)  # checked before the models load
         image = faceatlas.load_image(path)
         faces = faceatlas.analyze(image)
-        _draw(image, faces, path, out, single=True)
-        typer.echo(f"{path}: {len(faces)} face(s); annotated image written to {out}")
+        _draw(image, faces, target)
+        typer.echo(f"{path}: {len(faces)} face(s); annotated image written to {target.absolute()}")
         for face in faces:
             typer.echo(json.dumps(_face_json(face)))
         if faces:

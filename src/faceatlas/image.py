@@ -31,7 +31,7 @@ from __future__ import annotations
 import io
 import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -93,20 +93,23 @@ def load_image(source: ImageSource, *, max_pixels: int | None = DEFAULT_MAX_PIXE
     )
 
 
-def iter_image_files(folder: str | os.PathLike, recursive: bool = True) -> Iterator[Path]:
+def iter_image_files(
+    folder: str | os.PathLike, recursive: bool = True, on_error: Callable[[OSError], None] | None = None
+) -> Iterator[Path]:
     """Iterate over the image files in ``folder`` (and its subfolders if ``recursive``), sorted by path.
 
     A file counts as an image when its extension (any case) is in
     :data:`IMAGE_EXTENSIONS`. Hidden files and folders (names starting with
     ``.``) are skipped: they are mostly thumbnails and macOS ``._*`` metadata
     files that only look like images. Symlinked folders are not followed.
+    A folder that cannot be listed is skipped; ``on_error(exc)`` is told of each (``exc.filename``).
     """
     root = Path(os.fspath(folder))
     if not root.is_dir():
         what = "a file (use load_image for a single image)" if root.exists() else "missing"
         raise InvalidImageError(f"Expected a folder of images, but {str(root)!r} is {what}. Pass an existing folder.")
     found: list[Path] = []  # collected eagerly so a bad folder fails at the call, not mid-loop
-    for dirpath, dirnames, filenames in os.walk(root):
+    for dirpath, dirnames, filenames in os.walk(root, onerror=on_error):
         dirnames[:] = [d for d in dirnames if not d.startswith(".")] if recursive else []
         found.extend(
             Path(dirpath, name)

@@ -12,9 +12,9 @@ from typing import Annotated
 
 import typer
 
-from faceatlas._cli_util import EXIT_BAD_INPUT, EXIT_OK, EXIT_USAGE, err, guard, progress
+from faceatlas._cli_util import EXIT_BAD_INPUT, EXIT_OK, EXIT_USAGE, check_rate, err, guard, output_folder, progress
 
-Db = Annotated[Path | None, typer.Option(help="Collection file. Default $FACEATLAS_COLLECTION.")]
+Db = Annotated[Path | None, typer.Option(help="Collection file. Default $FACEATLAS_COLLECTION.", readable=False)]
 
 
 def collection_location(db: Path | None) -> Path:
@@ -32,12 +32,12 @@ def _open(db: Path | None, create: bool):
 
     location = collection_location(db).expanduser()
     if create:
-        location.parent.mkdir(parents=True, exist_ok=True)
+        output_folder(location.parent, f"the folder of --db {location}", announce=False)
     return CollectionStore.open(location, create=create)
 
 
 def index_command(
-    photo_dir: Annotated[Path, typer.Argument(help="Folder of photos (searched recursively).")],
+    photo_dir: Annotated[Path, typer.Argument(help="Folder of photos (searched recursively).", readable=False)],
     db: Db = None,
     workers: Annotated[int, typer.Option(min=1, help="Processes analysing photos at once.")] = 1,
 ) -> None:
@@ -49,6 +49,9 @@ def index_command(
     def run() -> int:
         from faceatlas.collection.indexer import index_folder
 
+        if not photo_dir.is_dir():  # before --db is opened: no new, empty collection for a mistyped folder
+            err(f"{photo_dir} is not a folder; pass the folder of photos to index")
+            return EXIT_BAD_INPUT
         with _open(db, create=True) as store, progress(2) as bar:
             task = None
 
@@ -67,7 +70,8 @@ def index_command(
 
 def export_command(
     html: Annotated[
-        Path | None, typer.Option(help="Write a contact sheet (index.html + thumbnails) to this folder.")
+        Path | None,
+        typer.Option(help="Write a contact sheet (index.html + thumbnails) to this folder.", readable=False),
     ] = None,
     db: Db = None,
     max_faces: Annotated[int, typer.Option(min=1, help="Faces shown per person.")] = 24,
@@ -81,6 +85,7 @@ def export_command(
             err("pass --html OUT_DIR (the only export format so far)")
             return EXIT_USAGE
         with _open(db, create=False) as store:
+            output_folder(html, f"--html folder {html}")  # once the collection opened: none made for a wrong --db
             result = export_html(store, html, max_faces=max_faces)
         typer.echo(str(result))
         for missing in result.missing:
@@ -96,7 +101,10 @@ def cluster_command(
         bool, typer.Option("--full", help="Re-cluster every face (names and corrections still hold).")
     ] = False,
     fpir: Annotated[
-        float, typer.Option(help="False-merge rate per decision, from which the merge threshold is derived.")
+        float,
+        typer.Option(
+            callback=check_rate, help="False-merge rate per decision, from which the merge threshold is derived."
+        ),
     ] = 1e-2,
 ) -> None:
     """Group the collection's faces by person: new faces join people or form new ones."""
@@ -124,7 +132,10 @@ def clusters_command(
             infos = store.clusters()
             unassigned = len(store.cluster_faces(-1))
             waiting = len(store.cluster_faces(None))
-        for info in infos[: limit or None]:
+        shown = infos[: limit or None]
+        if shown:
+            typer.echo(f"{'id':>6}  {'faces':>6}  name")
+        for info in shown:
             typer.echo(f"{info.id:>6}  {info.n_faces:>6}  {info.name or ''}")
         typer.echo(f"{len(infos)} people; {unassigned} faces unassigned, {waiting} not clustered yet")
         return EXIT_OK

@@ -12,17 +12,19 @@ from typing import Annotated
 
 import typer
 
-from faceatlas._cli_util import EXIT_OK, EXIT_USAGE, err, guard, progress
+from faceatlas._cli_util import EXIT_OK, EXIT_USAGE, check_rate, err, guard, output_folder, progress
 
 eval_app = typer.Typer(no_args_is_help=True, help="Run standard evaluation protocols (results, tables and plots).")
 
-Out = Annotated[Path, typer.Option(help="Folder for result.json, report.txt and the plots.")]
+Out = Annotated[Path, typer.Option(help="Folder for result.json, report.txt and the plots.", readable=False)]
 Detector = Annotated[str, typer.Option(help="A registered detector name (see `faceatlas models`).")]
 Embedder = Annotated[str, typer.Option(help="A registered embedder name.")]
 Flip = Annotated[bool, typer.Option(help="Average each embedding with its mirror image's.")]
 MinFace = Annotated[int, typer.Option(min=8, help="Smallest face to find, in pixels.")]
 Cache = Annotated[bool, typer.Option(help="Reuse and store results per (system, image content).")]
-CacheFile = Annotated[Path | None, typer.Option(help="The results cache (default: the user cache dir).")]
+CacheFile = Annotated[
+    Path | None, typer.Option(help="The results cache (default: the user cache dir).", readable=False)
+]
 Batch = Annotated[int, typer.Option(min=1, help="Images per batch (and per cache commit).")]
 Workers = Annotated[int, typer.Option(min=1, help="Processes computing faces (one ONNX Runtime thread each).")]
 
@@ -78,10 +80,13 @@ def pairs_command(
     pairs: Annotated[
         Path,
         typer.Argument(
-            help="LFW pairs.txt (View 1 or 2), a CSV path_a,path_b,same[,fold[,group]], or a CFP root folder."
+            help="LFW pairs.txt (View 1 or 2), a CSV path_a,path_b,same[,fold[,group]], or a CFP root folder.",
+            readable=False,
         ),
     ],
-    images: Annotated[Path | None, typer.Option(help="Image root for an LFW pairs file (Name/Name_0001.jpg).")] = None,
+    images: Annotated[
+        Path | None, typer.Option(help="Image root for an LFW pairs file (Name/Name_0001.jpg).", readable=False)
+    ] = None,
     cfp_protocol: Annotated[str, typer.Option(help="For a CFP folder: FF or FP.")] = "FP",
     out: Out = Path("eval-pairs"),
     detector: Detector = "mtcnn",
@@ -101,6 +106,7 @@ def pairs_command(
         pair_list = _read_pairs(pairs, images, cfp_protocol)
         if pair_list is None:
             return EXIT_USAGE
+        output_folder(out, f"--out folder {out}")  # before the models load
         system = _System(detector, embedder, flip, min_face_size, cache, cache_file, batch_size, workers)
         n_images = len({p.a for p in pair_list} | {p.b for p in pair_list})
         (written, notes), _ = system.run(lambda r: protocols.pairs(pair_list, r, out, dataset=str(pairs)), n_images)
@@ -124,10 +130,10 @@ def _read_pairs(pairs: Path, images: Path | None, cfp_protocol: str):
 
 @eval_app.command("quality")
 def quality_command(
-    pairs: Annotated[Path, typer.Argument(help="A pairs file or CFP folder, as for `eval pairs`.")],
-    images: Annotated[Path | None, typer.Option(help="Image root for an LFW pairs file.")] = None,
+    pairs: Annotated[Path, typer.Argument(help="A pairs file or CFP folder, as for `eval pairs`.", readable=False)],
+    images: Annotated[Path | None, typer.Option(help="Image root for an LFW pairs file.", readable=False)] = None,
     cfp_protocol: Annotated[str, typer.Option(help="For a CFP folder: FF or FP.")] = "FP",
-    fmr: Annotated[float, typer.Option(help="The FMR that fixes the decision threshold.")] = 1e-2,
+    fmr: Annotated[float, typer.Option(callback=check_rate, help="The FMR that fixes the decision threshold.")] = 1e-2,
     out: Out = Path("eval-quality"),
     detector: Detector = "mtcnn",
     embedder: Embedder = "dlib_resnet",
@@ -146,6 +152,7 @@ def quality_command(
         pair_list = _read_pairs(pairs, images, cfp_protocol)
         if pair_list is None:
             return EXIT_USAGE
+        output_folder(out, f"--out folder {out}")  # before the models load
         system = _System(detector, embedder, flip, min_face_size, cache, cache_file, batch_size, workers)
         n_images = len({p.a for p in pair_list} | {p.b for p in pair_list})
         (written, notes), _ = system.run(
@@ -157,7 +164,10 @@ def quality_command(
 
 
 LabelledData = Annotated[
-    Path, typer.Argument(help="A folder of identity folders (root/<person>/<images>) or a CSV path,label[,group].")
+    Path,
+    typer.Argument(
+        help="A folder of identity folders (root/<person>/<images>) or a CSV path,label[,group].", readable=False
+    ),
 ]
 
 
@@ -172,14 +182,18 @@ def _threshold(system: _System, far: float, threshold: float | None) -> float:
         return threshold
     from faceatlas.embedders import create_embedder
 
-    return create_embedder(system.options[1]).card.threshold_for(far)
+    try:
+        return create_embedder(system.options[1]).card.threshold_for(far)
+    except ValueError as exc:  # outside the calibrated range: the option is wrong (exit 2)
+        raise typer.BadParameter(str(exc), param_hint="'--far'") from None
 
 
 @eval_app.command("clustering")
 def clustering_command(
     data: LabelledData,
     far: Annotated[
-        float, typer.Option(help="Merge faces more alike than the embedder's threshold for this FAR.")
+        float,
+        typer.Option(callback=check_rate, help="Merge faces more alike than the embedder's threshold for this FAR."),
     ] = 1e-3,
     threshold: Annotated[float | None, typer.Option(help="A similarity threshold instead of --far.")] = None,
     method: Annotated[
@@ -201,6 +215,7 @@ def clustering_command(
         from faceatlas.eval import protocols
 
         items = _read_labelled(data)
+        output_folder(out, f"--out folder {out}")  # before the models load
         system = _System(detector, embedder, flip, min_face_size, cache, cache_file, batch_size, workers)
         cut = _threshold(system, far, threshold)
         (written, notes), _ = system.run(
@@ -235,6 +250,7 @@ def identification_command(
         from faceatlas.eval import protocols
 
         items = _read_labelled(data)
+        output_folder(out, f"--out folder {out}")  # before the models load
         system = _System(detector, embedder, flip, min_face_size, cache, cache_file, batch_size, workers)
         (written, notes), _ = system.run(
             lambda r: protocols.identification(items, r, out, str(data), enrol, nonmated_fraction, seed), len(items)
@@ -248,13 +264,19 @@ def identification_command(
 def detection_command(
     annotations: Annotated[
         Path,
-        typer.Argument(help="WIDER FACE wider_face_*_bbx_gt.txt, or JSON annotations (a file or a folder of them)."),
+        typer.Argument(
+            help="WIDER FACE wider_face_*_bbx_gt.txt, or JSON annotations (a file or a folder of them).", readable=False
+        ),
     ],
     images: Annotated[
-        Path | None, typer.Option(help="Image root for a WIDER file (the folder holding the event folders).")
+        Path | None,
+        typer.Option(help="Image root for a WIDER file (the folder holding the event folders).", readable=False),
     ] = None,
     difficulty: Annotated[
-        Path | None, typer.Option(help="Folder (or one file) of the official wider_{easy,medium,hard}_val.mat lists.")
+        Path | None,
+        typer.Option(
+            help="Folder (or one file) of the official wider_{easy,medium,hard}_val.mat lists.", readable=False
+        ),
     ] = None,
     iou: Annotated[float, typer.Option(min=0.05, max=0.95, help="IoU a detection needs to count.")] = 0.5,
     out: Out = Path("eval-detection"),
@@ -280,6 +302,7 @@ def detection_command(
             samples = read_wider_gt(annotations, images)
         if difficulty is not None:
             samples = apply_wider_difficulty(samples, difficulty)
+        output_folder(out, f"--out folder {out}")  # before the models load
         system = _System(detector, "dlib_resnet", False, min_face_size, cache, cache_file, batch_size, workers)
         (written, notes), _ = system.run(
             lambda r: protocols.detection(samples, r, out, str(annotations), iou_threshold=iou), len(samples)
@@ -293,9 +316,11 @@ def detection_command(
 def landmarks_command(
     annotations: Annotated[
         list[Path],
-        typer.Argument(help="dlib imglab XML file(s) with 68 points, or MTFL-style lists (path x1..x5 y1..y5 ...)."),
+        typer.Argument(
+            help="dlib imglab XML file(s) with 68 points, or MTFL-style lists (path x1..x5 y1..y5 ...).", readable=False
+        ),
     ],
-    images: Annotated[Path | None, typer.Option(help="Image root for MTFL-style lists.")] = None,
+    images: Annotated[Path | None, typer.Option(help="Image root for MTFL-style lists.", readable=False)] = None,
     group_by: Annotated[
         str | None, typer.Option(help="Report per group of a face attribute (MTFL: gender, smile, glasses, pose).")
     ] = None,
@@ -327,6 +352,7 @@ def landmarks_command(
             sum(one.skipped for one in sets),
             tuple(n for one in sets for n in one.notes),
         )
+        output_folder(out, f"--out folder {out}")  # before the models load
         system = _System(detector, "dlib_resnet", False, min_face_size, cache, cache_file, batch_size, workers)
         total = len({s.image for s in samples})
         dataset = ", ".join(str(a) for a in annotations)
@@ -339,7 +365,8 @@ def landmarks_command(
 @eval_app.command("pose")
 def pose_command(
     folder: Annotated[
-        Path, typer.Argument(help="An AFLW2000-3D folder (imageNNNNN.jpg + imageNNNNN.mat with Pose_Para).")
+        Path,
+        typer.Argument(help="An AFLW2000-3D folder (imageNNNNN.jpg + imageNNNNN.mat with Pose_Para).", readable=False),
     ],
     out: Out = Path("eval-pose"),
     detector: Detector = "mtcnn",
@@ -356,6 +383,7 @@ def pose_command(
         from faceatlas.eval.landmarks import read_aflw2000
 
         samples = read_aflw2000(folder)
+        output_folder(out, f"--out folder {out}")  # before the models load
         system = _System(detector, "dlib_resnet", False, min_face_size, cache, cache_file, batch_size, workers)
         (written, notes), _ = system.run(lambda r: protocols.pose(samples, r, out, str(folder)), len(samples))
         return _finish(out, written, notes)

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from faceatlas._cli_util import EXIT_USAGE, err
+from faceatlas._cli_util import EXIT_BAD_INPUT, EXIT_USAGE, err, output_file
 
 
 def serve_command(
@@ -34,13 +34,22 @@ def serve_command(
     if load:
         app.state.engine.load()
     typer.echo(f"faceatlas {app.version}: http://{host}:{port}/ (data in {settings.data_dir})", err=True)
-    uvicorn.run(app, host=host, port=port, log_level="info", server_header=False)
+    try:
+        uvicorn.run(app, host=host, port=port, log_level="info", server_header=False)
+    except SystemExit as exc:  # uvicorn exits 1 when it cannot listen (it said why): 1 means "not the same person"
+        if exc.code not in (0, None):
+            raise typer.Exit(EXIT_BAD_INPUT) from None
+        raise
 
 
 def openapi_command(
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="write here instead of stdout")] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="write here instead of stdout", readable=False)
+    ] = None,
 ) -> None:
     """Print the service's OpenAPI schema (docs/openapi.json is this, committed)."""
+    if out is not None:
+        output_file(out, "--out")
     text = openapi_text()
     if out is None:
         typer.echo(text, nl=False)

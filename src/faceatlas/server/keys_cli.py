@@ -15,7 +15,7 @@ from typing import Annotated
 
 import typer
 
-from faceatlas._cli_util import EXIT_BAD_INPUT, EXIT_OK, EXIT_USAGE, err, guard
+from faceatlas._cli_util import EXIT_BAD_INPUT, EXIT_OK, EXIT_USAGE, err, guard, output_folder
 
 KEYS_FILE = "keys.db"
 
@@ -55,7 +55,7 @@ def _open(given: Path | None, create: bool):
 
     path = keys_path(given)
     if create:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        output_folder(path.parent, f"--data-dir {path.parent}", announce=False)
     return KeyStore.open(path, create=create)
 
 
