@@ -98,3 +98,31 @@ def test_a_file_swapped_for_a_link_after_the_check_is_not_read(tree, tmp_path):
     refused = analyse_file(OneFace(), "a.png", real, "new", follow=False)
     assert refused.error is not None and refused.error.startswith("cannot read") and not refused.faces
     assert analyse_file(OneFace(), "a.png", real, "new").faces  # the CLI's reads follow it
+
+
+def test_photos_under_a_folder_that_cannot_be_listed_are_kept_not_forgotten(tree, tmp_path, monkeypatch):
+    """A folder unreadable for one run (permissions, a disk not mounted) says so, and what was
+    indexed under it stays: nothing stored is lost because a listing failed."""
+    import os
+
+    from faceatlas.collection import indexer
+
+    root, _ = tree
+    with CollectionStore.open(tmp_path / "c.db") as store:
+        first = index_folder(root, store, OneFace())
+        assert {p.path for p in store.photos()} >= {"a.png", "sub/b.png"}
+        real_walk = os.walk
+
+        def walk_failing_on_sub(top, onerror=None, **kwargs):
+            for dirpath, dirnames, filenames in real_walk(top, onerror=onerror, **kwargs):
+                if "sub" in dirnames:
+                    dirnames.remove("sub")
+                    onerror(PermissionError(13, "Permission denied", str(Path(dirpath, "sub"))))
+                yield dirpath, dirnames, filenames
+
+        monkeypatch.setattr(indexer.os, "walk", walk_failing_on_sub)
+        again = index_folder(root, store, OneFace())
+        assert ("sub/", "cannot read this folder: Permission denied") in again.problems
+        assert again.removed == 0
+        assert {p.path for p in store.photos()} >= {"a.png", "sub/b.png"}
+    assert first.removed == 0

@@ -130,8 +130,10 @@ def index_folder(
     unlisted: list[OSError] = []  # folders that could not be listed: reported, not silently skipped
     files = {prefix + path.relative_to(folder).as_posix(): path for path in list_photos(folder, unlisted.append)}
     report = IndexReport(str(folder))
+    unread: list[str] = []  # their paths' prefixes: photos stored under them are kept, not forgotten
     for exc in unlisted:
         where = Path(str(exc.filename)).relative_to(folder).as_posix() if exc.filename else "."
+        unread.append(prefix if where == "." else prefix + where + "/")
         report.problems.append((prefix + where + "/", f"cannot read this folder: {exc.strerror or exc}"))
     if allowed is not None:
         files = _confine(files, allowed, report)
@@ -141,7 +143,7 @@ def index_folder(
         if progress is not None:
             progress(next(done), len(files))
 
-    plan, vanished = _settle_cheap(files, store, base, prefix, report, tick)
+    plan, vanished = _settle_cheap(files, store, base, prefix, report, tick, unread)
     try:
         follow = allowed is None  # confined: the plan holds real paths, read without following a link
         outcomes = (
@@ -247,10 +249,18 @@ def _settle_cheap(
     prefix: str,
     report: IndexReport,
     tick: Callable[[], None],
+    unread: Sequence[str] = (),
 ) -> tuple[list[tuple[str, Path, Kind]], list[str]]:
-    """Deal with every file that needs no analysis; returns (files to analyse, paths to forget)."""
+    """Deal with every file that needs no analysis; returns (files to analyse, paths to forget).
+
+    Photos stored under a folder that could not be listed (``unread``: path prefixes) are neither
+    forgotten nor taken as the source of a move: the folder may be readable again next run."""
     stored = store.photo_states(base, prefix)
-    vanished = {rel: state for rel, state in stored.items() if rel not in files}
+    vanished = {
+        rel: state
+        for rel, state in stored.items()
+        if rel not in files and not any(rel.startswith(folder) for folder in unread)
+    }
     moved_from: dict[str, list[str]] = {}  # sha256 -> vanished paths with those bytes
     for rel, state in vanished.items():
         moved_from.setdefault(state.sha256, []).append(rel)
