@@ -520,3 +520,21 @@ def test_iter_image_files_bad_folder(tmp_path):
     f = write(tmp_path, "one.jpg", b"x")
     with pytest.raises(InvalidImageError, match="one.jpg.*load_image"):
         iter_image_files(f)
+
+
+def test_every_command_walks_folders_the_same_way(tmp_path, monkeypatch):
+    """`detect`, `enroll`, the evaluations and `index` list a folder through one walk, so they
+    agree on which files are photos (HEIC/HEIF included once pillow-heif is installed)."""
+    import sys
+    import types
+
+    from faceatlas.collection.indexer import list_photos
+
+    for name in ("a.jpg", "b.gif", "c.HEIC", ".hidden.jpg", "notes.txt"):
+        (tmp_path / name).write_bytes(b"x")
+    monkeypatch.setitem(sys.modules, "pillow_heif", types.SimpleNamespace(register_heif_opener=lambda: None))
+    walked = [p.name for p in iter_image_files(tmp_path)]
+    assert walked == ["a.jpg", "b.gif", "c.HEIC"]
+    assert [p.name for p in list_photos(tmp_path)] == walked
+    monkeypatch.setitem(sys.modules, "pillow_heif", None)  # not installed: neither reads HEIC
+    assert [p.name for p in iter_image_files(tmp_path)] == [p.name for p in list_photos(tmp_path)] == ["a.jpg", "b.gif"]

@@ -40,13 +40,24 @@ from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from .errors import FaceAtlasError, ImageTooLargeError, InvalidArgumentError, InvalidImageError, UnsupportedImageError
 
-__all__ = ["DEFAULT_MAX_PIXELS", "IMAGE_EXTENSIONS", "ImageSource", "iter_image_files", "load_image"]
+__all__ = [
+    "DEFAULT_MAX_PIXELS",
+    "HEIF_EXTENSIONS",
+    "IMAGE_EXTENSIONS",
+    "ImageSource",
+    "heif_available",
+    "image_extensions",
+    "iter_image_files",
+    "load_image",
+]
 
 #: Default pixel limit (100 megapixels, about a 12000x8000 photo).
 DEFAULT_MAX_PIXELS = 100_000_000
 
 #: File extensions (lower case, with the dot) that folder jobs treat as images.
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
+#: read when the optional ``pillow-heif`` package is installed (not a dependency): see heif_available()
+HEIF_EXTENSIONS = frozenset({".heic", ".heif"})
 
 ImageSource = str | os.PathLike | bytes | bytearray | memoryview | BinaryIO | Image.Image | np.ndarray
 
@@ -93,13 +104,29 @@ def load_image(source: ImageSource, *, max_pixels: int | None = DEFAULT_MAX_PIXE
     )
 
 
+def heif_available() -> bool:
+    """Teach Pillow HEIC/HEIF when the optional ``pillow-heif`` package is installed."""
+    try:
+        import pillow_heif
+    except ImportError:
+        return False
+    pillow_heif.register_heif_opener()
+    return True
+
+
+def image_extensions() -> frozenset[str]:
+    """The file extensions (lower case) read as images here: HEIC/HEIF too when pillow-heif is installed."""
+    return IMAGE_EXTENSIONS | (HEIF_EXTENSIONS if heif_available() else frozenset())
+
+
 def iter_image_files(
     folder: str | os.PathLike, recursive: bool = True, on_error: Callable[[OSError], None] | None = None
 ) -> Iterator[Path]:
     """Iterate over the image files in ``folder`` (and its subfolders if ``recursive``), sorted by path.
 
-    A file counts as an image when its extension (any case) is in
-    :data:`IMAGE_EXTENSIONS`. Hidden files and folders (names starting with
+    A file counts as an image when its extension (any case) is in :func:`image_extensions`
+    (:data:`IMAGE_EXTENSIONS`, and HEIC/HEIF with pillow-heif): the one walk that ``detect``,
+    ``enroll``, the evaluations and ``index`` all use. Hidden files and folders (names starting with
     ``.``) are skipped: they are mostly thumbnails and macOS ``._*`` metadata
     files that only look like images. Symlinked folders are not followed.
     A folder that cannot be listed is skipped; ``on_error(exc)`` is told of each (``exc.filename``).
@@ -108,13 +135,14 @@ def iter_image_files(
     if not root.is_dir():
         what = "a file (use load_image for a single image)" if root.exists() else "missing"
         raise InvalidImageError(f"Expected a folder of images, but {str(root)!r} is {what}. Pass an existing folder.")
+    extensions = image_extensions()
     found: list[Path] = []  # collected eagerly so a bad folder fails at the call, not mid-loop
     for dirpath, dirnames, filenames in os.walk(root, onerror=on_error):
         dirnames[:] = [d for d in dirnames if not d.startswith(".")] if recursive else []
         found.extend(
             Path(dirpath, name)
             for name in filenames
-            if not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+            if not name.startswith(".") and os.path.splitext(name)[1].lower() in extensions
         )
     return iter(sorted(found))
 
@@ -133,6 +161,8 @@ def _from_path(path: Path, max_pixels: int | None) -> np.ndarray:
         raise InvalidImageError(
             f"Image file {label} does not exist (working directory: {os.getcwd()!r}). Check the path and spelling."
         )
+    if path.suffix.lower() in HEIF_EXTENSIONS:
+        heif_available()  # Pillow reads HEIC/HEIF once pillow-heif registered its opener
     try:
         size = path.stat().st_size
         if size == 0:

@@ -39,11 +39,8 @@ from typing import Any, Literal
 from faceatlas._files import sha256_file
 from faceatlas.collection.store import CollectionError, CollectionStore, model_tag
 from faceatlas.errors import InvalidArgumentError, InvalidImageError, ModelError
+from faceatlas.image import heif_available, iter_image_files
 from faceatlas.types import Face
-
-#: photo extensions indexed (lower case); .heic/.heif are added when pillow-heif is installed
-PHOTO_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"})
-HEIF_EXTENSIONS = frozenset({".heic", ".heif"})
 
 Kind = Literal["new", "changed"]
 Progress = Callable[[int, int], None]  # (files done, files in the folder)
@@ -163,18 +160,10 @@ def index_folder(
 
 
 def list_photos(folder: Path, on_error: Callable[[OSError], None] | None = None) -> list[Path]:
-    """Image files under ``folder``, sorted; hidden files and folders skipped, symlinked folders not followed.
-    A folder that cannot be listed is skipped; ``on_error(exc)`` is told of each."""
-    extensions = PHOTO_EXTENSIONS | (HEIF_EXTENSIONS if heif_available() else frozenset())
-    found = []
-    for dirpath, dirnames, filenames in os.walk(folder, onerror=on_error):
-        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-        found += [
-            Path(dirpath, name)
-            for name in filenames
-            if not name.startswith(".") and os.path.splitext(name)[1].lower() in extensions
-        ]
-    return sorted(found)
+    """Image files under ``folder``, sorted: the same walk as every other command's
+    (``faceatlas.image.iter_image_files``). A folder that cannot be listed is skipped;
+    ``on_error(exc)`` is told of each."""
+    return list(iter_image_files(folder, on_error=on_error))
 
 
 def _inside(path: Path, roots: Sequence[Path]) -> bool:
@@ -198,16 +187,6 @@ def _confine(files: dict[str, Path], allowed: Sequence[Path], report: IndexRepor
         else:
             report.problems.append((rel, "a link to a file outside the folders this run may read: skipped"))
     return kept
-
-
-def heif_available() -> bool:
-    """Teach Pillow HEIC/HEIF when the optional ``pillow-heif`` package is installed (not a dependency)."""
-    try:
-        import pillow_heif
-    except ImportError:
-        return False
-    pillow_heif.register_heif_opener()
-    return True
 
 
 def _resolve_analyzer(analyzer: Any, workers: int) -> tuple[Callable[[], Any] | None, Any]:
