@@ -213,6 +213,19 @@ def test_an_unreadable_image_named_directly_is_bad_input_not_a_usage_error(unpri
     assert '"error"' in result.stdout  # its JSON line says so too, as for any other bad file
 
 
+@pytest.mark.parametrize("command", [("enroll", "--person", "ada"), ("identify",)], ids=["enroll", "identify"])
+def test_an_unreadable_image_given_to_the_gallery_commands_is_bad_input(unprivileged, grace_hopper_path, command):
+    base, options = unprivileged
+    if command[0] == "identify":  # needs a gallery to search
+        enrolled = faceatlas("enroll", "--person", "grace", grace_hopper_path, "--db", base / "g.db", **options)
+        assert enrolled.returncode == 0, enrolled.stderr
+    secret = _locked(Path(shutil.copy(grace_hopper_path, base / "secret.jpg")))
+    result = faceatlas(*command, secret, "--db", base / "g.db", **options)
+    assert result.returncode == EXIT_BAD_INPUT, result.stdout + result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    assert "secret.jpg" in result.stdout + result.stderr
+
+
 def test_an_unreadable_subfolder_is_reported_by_detect(unprivileged, grace_hopper_path):
     base, options = unprivileged
     (base / "photos" / "locked").mkdir(parents=True)

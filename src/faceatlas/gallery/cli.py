@@ -45,7 +45,10 @@ def _open(db: str | None, create: bool = True, **options: Any):
 def enroll(
     images: Annotated[
         list[Path],
-        typer.Argument(help="With --person: image files or folders. Without: folders holding a subfolder per person."),
+        typer.Argument(
+            help="With --person: image files or folders. Without: folders holding a subfolder per person.",
+            readable=False,  # an unreadable image is bad input (exit 3, reported), not a usage error
+        ),
     ],
     person: Annotated[
         str | None,
@@ -164,7 +167,7 @@ def _enroll_jobs(
 
 
 def identify(
-    images: Annotated[list[Path], typer.Argument(help="Image files or folders.")],
+    images: Annotated[list[Path], typer.Argument(help="Image files or folders.", readable=False)],
     k: Annotated[int, typer.Option(min=1, help="Candidates per face.")] = 5,
     fpir: Annotated[float, typer.Option(help="Open-set operating point: false-positive identification rate.")] = 1e-2,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON line per image.")] = False,
