@@ -16,6 +16,7 @@ from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from faceatlas.server.errors import ServiceError
+from faceatlas.server.state import keys_of, limiter_of, metrics_of, settings_of
 
 bearer = HTTPBearer(auto_error=False, description="an API key: `faceatlas keys create NAME --scope read`")
 header_key = APIKeyHeader(name="X-API-Key", auto_error=False, description="the same key, as a header")
@@ -39,10 +40,10 @@ def require(scope: str, public: Callable[[Any], bool] | None = None):
     ) -> Principal:
         from faceatlas.server.keys import allows
 
-        state = request.app.state
-        if public is not None and public(state.settings):
+        settings = settings_of(request)
+        if public is not None and public(settings):
             return Principal("anonymous", "anonymous", "read")
-        if not state.settings.auth:
+        if not settings.auth:
             principal = Principal("anonymous", "anonymous", "admin")
         else:
             token = credentials.credentials if credentials is not None else api_key
@@ -50,19 +51,19 @@ def require(scope: str, public: Callable[[Any], bool] | None = None):
                 raise ServiceError(
                     401, "unauthorized", "an API key is required: send 'Authorization: Bearer <key>' or 'X-API-Key'"
                 )
-            key = state.keys.verify(token)
+            key = keys_of(request).verify(token)
             if key is None:
                 raise ServiceError(401, "unauthorized", "the API key is not valid (unknown, malformed or revoked)")
             principal = Principal(key.key_id, key.name, key.scope)
             if not allows(key.scope, scope):
                 raise ServiceError(403, "forbidden", f"this key has scope {key.scope!r}; this call needs {scope!r}")
-        wait = state.limiter.check(principal.key_id)
+        wait = limiter_of(request).check(principal.key_id)
         if wait > 0:
-            state.metrics.refused.labels("rate_limit").inc()
+            metrics_of(request).refused.labels("rate_limit").inc()
             raise ServiceError(
                 429,
                 "rate_limited",
-                f"rate limit of {state.settings.rate_limit_per_minute} requests a minute reached; "
+                f"rate limit of {settings.rate_limit_per_minute} requests a minute reached; "
                 f"retry in {math.ceil(wait)} s",
                 retry_after=math.ceil(wait),
             )

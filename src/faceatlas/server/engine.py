@@ -34,12 +34,15 @@ if TYPE_CHECKING:
     import numpy as np
 
     from faceatlas.collection.store import CollectionStore
+    from faceatlas.embedders import Embedder
     from faceatlas.gallery.gallery import Gallery
     from faceatlas.types import Face
 
 
 class Analyzer(Protocol):
     """What the engine needs of a face analyzer (a ``FaceAnalyzer``, or a test's stand-in)."""
+
+    embedder: Embedder  # its model card names the model and its calibrated thresholds
 
     def analyze(self, image: np.ndarray) -> list[Face]: ...
 

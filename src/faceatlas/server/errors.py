@@ -29,6 +29,7 @@ from faceatlas.errors import (
     NothingEnrolledError,
     UnsupportedImageError,
 )
+from faceatlas.server.state import metrics_of
 
 log = logging.getLogger("faceatlas.server")
 
@@ -163,7 +164,7 @@ def install(app: FastAPI) -> None:
             return problem(status, code, "the face models failed on this request (see the server log)")
         headers = {"Retry-After": str(getattr(exc, "retry_after", 1))} if status == 503 else None
         if code == "overloaded":
-            request.app.state.metrics.refused.labels("overload").inc()
+            metrics_of(request).refused.labels("overload").inc()
         message = rule.message(exc) if rule.message is not None else str(exc)
         return problem(status, code, _without_collection_path(message, request), headers)
 

@@ -52,6 +52,7 @@ from faceatlas.server.schemas import (
     PhotoOut,
     PhotosResponse,
 )
+from faceatlas.server.state import engine_of, jobs_of, settings_of
 from faceatlas.server.uploads import sniff
 
 router = APIRouter(prefix="/v1", tags=["collection"])
@@ -81,7 +82,7 @@ MEDIA_TYPES = {
 @router.get("/collection/clusters", response_model=ClustersResponse, summary="People found in the photos")
 def list_clusters(request: Request, _: Reader, limit: Limit = 200, offset: Offset = 0) -> ClustersResponse:
     """Clusters with most faces first (then by id), each with its best face as a cover."""
-    with request.app.state.engine.collection() as store:
+    with engine_of(request).collection() as store:
         infos = store.clusters()  # most faces first, then id
         page = infos[offset : offset + limit]
         covers = {c.id: _cover(store, c) for c in page}
@@ -93,7 +94,7 @@ def list_clusters(request: Request, _: Reader, limit: Limit = 200, offset: Offse
 
 @router.get("/collection/clusters/{cluster_id}", response_model=ClusterOut, summary="One cluster and its faces")
 def get_cluster(request: Request, _: Reader, cluster_id: ClusterId) -> ClusterOut:
-    with request.app.state.engine.collection() as store:
+    with engine_of(request).collection() as store:
         info = store.cluster(cluster_id)
         return _cluster_out(info, store.cluster_faces(info.id))
 
@@ -107,7 +108,7 @@ def name_cluster(request: Request, _: Writer, cluster_id: ClusterId, body: Clust
     Renaming a named cluster renames its gallery person too (when the new name is free there).
     Removing the name takes the cluster's faces out of the gallery again (and the person, if that
     leaves it with no face)."""
-    with _correcting(request.app.state.engine) as (store, gallery):
+    with _correcting(engine_of(request)) as (store, gallery):
         return _changed(corrections.name_cluster(store, cluster_id, body.name, gallery))
 
 
@@ -118,7 +119,7 @@ def merge_clusters(request: Request, _: Writer, cluster_id: ClusterId, body: Clu
     """Every face of this cluster moves to `into`, which keeps its id and name (or takes this
     cluster's name if it has none); later cluster jobs keep the merged faces together. Two
     differently named clusters, or clusters with faces in one photo, are not merged (409)."""
-    with _correcting(request.app.state.engine) as (store, gallery):
+    with _correcting(engine_of(request)) as (store, gallery):
         return _changed(corrections.merge_clusters(store, cluster_id, body.into, gallery))
 
 
@@ -129,7 +130,7 @@ def split_cluster(request: Request, _: Writer, cluster_id: ClusterId, body: Clus
     """The faces given (some, not all, of this cluster's) move to a new, unnamed cluster, which is
     returned; later cluster jobs keep them together and apart from the faces that stayed. When the
     cluster is named, the faces moved are taken out of its gallery person."""
-    with _correcting(request.app.state.engine) as (store, gallery):
+    with _correcting(engine_of(request)) as (store, gallery):
         result = corrections.split_cluster(store, cluster_id, body.faces, gallery)
     return ClusterSplit(**_cluster_out(result.cluster, result.faces).model_dump(), unenrolled=result.unenrolled)
 
@@ -142,7 +143,7 @@ def split_cluster(request: Request, _: Writer, cluster_id: ClusterId, body: Clus
 def not_this_person(request: Request, _: Writer, face_id: FaceId) -> NotThisPersonResponse:
     """The face becomes unassigned; later cluster jobs never put it back with its former cluster's
     faces. When that cluster is named, the face is taken out of its gallery person."""
-    with _correcting(request.app.state.engine) as (store, gallery):
+    with _correcting(engine_of(request)) as (store, gallery):
         result = corrections.not_this_person(store, face_id, gallery)
     return NotThisPersonResponse(
         face_id=result.face_id, former_cluster_id=result.former_id, unenrolled=result.unenrolled
@@ -163,7 +164,7 @@ def list_photos(
         Query(ge=-1, le=MAX_ID, description="only photos with a face of this cluster (-1: an unassigned face)"),
     ] = None,
 ) -> PhotosResponse:
-    with request.app.state.engine.collection() as store:
+    with engine_of(request).collection() as store:
         photos = store.photos()
         if cluster is not None:
             if cluster >= 0:
@@ -175,7 +176,7 @@ def list_photos(
 
 @router.get("/collection/photos/{photo_id}", response_model=PhotoDetail, summary="One photo and its faces")
 def get_photo(request: Request, _: Reader, photo_id: PhotoId) -> PhotoDetail:
-    with request.app.state.engine.collection() as store:
+    with engine_of(request).collection() as store:
         photo = store.photo(photo_id)
         names = {c.id: c.name for c in store.clusters()}
         faces = store.faces_of_photo(photo.id)
@@ -185,7 +186,10 @@ def get_photo(request: Request, _: Reader, photo_id: PhotoId) -> PhotoDetail:
         width=photo.width,
         height=photo.height,
         status=photo.status,
-        faces=[PhotoFace(**_face_out(f).model_dump(), cluster_name=names.get(f.cluster)) for f in faces],
+        faces=[
+            PhotoFace(**_face_out(f).model_dump(), cluster_name=None if f.cluster is None else names.get(f.cluster))
+            for f in faces
+        ],
     )
 
 
@@ -198,10 +202,10 @@ def get_photo(request: Request, _: Reader, photo_id: PhotoId) -> PhotoDetail:
 def photo_image(request: Request, _: Reader, photo_id: PhotoId) -> StreamingResponse:
     """The file as it is on disk (not EXIF-rotated: browsers rotate it themselves), if it lies
     inside FACEATLAS_PHOTO_ROOTS (403 `photo_not_allowed` if not) and its indexed folder."""
-    with request.app.state.engine.collection() as store:
+    with engine_of(request).collection() as store:
         photo = store.photo(photo_id)
     what = f"photo {photo.id} ({photo.path})"
-    fh = _open_photo(request.app.state.settings.photo_roots, photo.root, photo.path, what)
+    fh = _open_photo(settings_of(request).photo_roots, photo.root, photo.path, what)
     try:
         kind = sniff(fh.read(16))
         fh.seek(0)
@@ -234,9 +238,9 @@ def face_thumbnail(
     from faceatlas.errors import InvalidImageError
     from faceatlas.image import load_image
 
-    with request.app.state.engine.collection() as store:
+    with engine_of(request).collection() as store:
         face = store.face(face_id)
-    roots, what = request.app.state.settings.photo_roots, f"the photo of face {face.id} ({face.path})"
+    roots, what = settings_of(request).photo_roots, f"the photo of face {face.id} ({face.path})"
     _photo_path(roots, face.root, face.path, what)  # even a 304 only for a photo the service may read
     etag = f'"{face.sha256[:16]}-{face.id}-{size}"'
     headers = {"Cache-Control": CACHE, "ETag": etag}
@@ -259,10 +263,9 @@ def submit_index(request: Request, _: Writer, body: IndexJobRequest) -> JobOut:
     are forgotten; resumable. The folder must lie inside one of FACEATLAS_PHOTO_ROOTS."""
     from faceatlas.server.jobs import index_job
 
-    state = request.app.state
-    settings, engine = state.settings, state.engine
+    settings, engine = settings_of(request), engine_of(request)
     folder = _allowed_folder(settings.photo_roots, body.folder)
-    job = state.jobs.submit(
+    job = jobs_of(request).submit(
         "index",
         {"folder": str(folder)},
         # the one shared store; files linking outside the roots are skipped
@@ -279,26 +282,25 @@ def submit_cluster(request: Request, _: Writer, body: Annotated[ClusterJobReques
     (`full`: every face again). Names and corrections hold."""
     from faceatlas.server.jobs import cluster_job
 
-    state = request.app.state
     full = body.full if body is not None else False
-    engine = state.engine
+    engine = engine_of(request)
     run = cluster_job(engine.collection, full)  # the one shared store (created if missing)
 
     def locked(ctx: Any) -> dict[str, Any]:
         with engine.collection_lock:  # corrections wait for the clustering, never lost under it
             return run(ctx)
 
-    return JobOut(**state.jobs.submit("cluster", {"full": full}, locked).to_dict())
+    return JobOut(**jobs_of(request).submit("cluster", {"full": full}, locked).to_dict())
 
 
 @router.get("/jobs", response_model=JobsResponse, tags=["jobs"], summary="Jobs, newest first")
 def list_jobs(request: Request, _: Reader) -> JobsResponse:
-    return JobsResponse(jobs=[JobOut(**job.to_dict()) for job in request.app.state.jobs.list()])
+    return JobsResponse(jobs=[JobOut(**job.to_dict()) for job in jobs_of(request).list()])
 
 
 @router.get("/jobs/{job_id}", response_model=JobOut, tags=["jobs"], summary="One job")
 def get_job(request: Request, _: Reader, job_id: str) -> JobOut:
-    job = request.app.state.jobs.get(job_id)
+    job = jobs_of(request).get(job_id)
     if job is None:
         raise ServiceError(
             404, "not_found", f"no job {job_id!r} (unknown, or finished long enough ago to be forgotten)"
@@ -310,7 +312,7 @@ def get_job(request: Request, _: Reader, job_id: str) -> JobOut:
 def cancel_job(request: Request, _: Writer, job_id: str) -> JobOut:
     """A queued job is cancelled at once; a running one stops at its next step (`cancel_requested`
     meanwhile; an index job keeps the photos stored so far); a finished one stays as it is."""
-    job = request.app.state.jobs.cancel(job_id)
+    job = jobs_of(request).cancel(job_id)
     if job is None:
         raise ServiceError(404, "not_found", f"no job {job_id!r}")
     return JobOut(**job.to_dict())

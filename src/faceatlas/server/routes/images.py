@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import numpy as np
 from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 
-from faceatlas.errors import FaceAtlasError, NoFaceError
+from faceatlas.errors import FaceAtlasError, ModelError, NoFaceError
 from faceatlas.server.auth import Reader
 from faceatlas.server.schemas import (
     MAX_ID,
@@ -20,6 +20,7 @@ from faceatlas.server.schemas import (
     VerifyResponse,
     face_out,
 )
+from faceatlas.server.state import engine_of, settings_of
 from faceatlas.server.uploads import decode_upload, read_limited
 
 router = APIRouter(prefix="/v1", tags=["images"])
@@ -28,7 +29,7 @@ router = APIRouter(prefix="/v1", tags=["images"])
 async def admission(request: Request) -> AsyncIterator[None]:
     """The image request counts against the service's bound (``Engine.admit``) while it runs.
     Async, so the check happens on the event loop: a refusal needs no worker thread."""
-    with request.app.state.engine.admit():
+    with engine_of(request).admit():
         yield
 
 
@@ -36,7 +37,7 @@ Admitted = Annotated[None, Depends(admission)]
 
 
 def pixels_of(request: Request, upload: UploadFile, field: str) -> np.ndarray:
-    settings = request.app.state.settings
+    settings = settings_of(request)
     data = read_limited(upload.file, settings.max_upload_bytes, field)
     return decode_upload(data, field, settings.max_pixels)
 
@@ -55,7 +56,7 @@ def analyze(
     embeddings: Annotated[bool, Query(description="include each face's embedding")] = False,
 ) -> AnalyzeResponse:
     """Box, score, landmarks, pose and quality of every face, largest first."""
-    engine = request.app.state.engine
+    engine = engine_of(request)
     pixels = pixels_of(request, image, "image")
     faces = engine.analyze(pixels)
     return AnalyzeResponse(
@@ -75,7 +76,7 @@ def _one_of(upload: UploadFile | None, face_id: int | None, name: str) -> Upload
 
 
 def _side(request: Request, side: UploadFile | int, name: str) -> np.ndarray:
-    engine = request.app.state.engine
+    engine = engine_of(request)
     if isinstance(side, int):
         gallery = engine.gallery()
         with engine.gallery_lock:
@@ -83,7 +84,10 @@ def _side(request: Request, side: UploadFile | int, name: str) -> np.ndarray:
     faces = engine.analyze(pixels_of(request, side, f"image_{name}"))
     if not faces:
         raise NoFaceError(f"image_{name}: no face found; send a photo where a face is clearly visible")
-    return faces[0].embedding  # the largest face
+    embedding = faces[0].embedding  # the largest face
+    if embedding is None:  # an analyzer must embed what it finds: a stand-in that does not is a bug
+        raise ModelError("the analyzer returned a face without an embedding")
+    return embedding
 
 
 @router.post("/verify", response_model=VerifyResponse, summary="Are two faces the same person?")
@@ -103,7 +107,7 @@ def verify(
     side_a, side_b = _one_of(image_a, face_a, "a"), _one_of(image_b, face_b, "b")  # both checked before any work
     a = _side(request, side_a, "a")
     b = _side(request, side_b, "b")
-    card = request.app.state.engine.analyzer().embedder.card
+    card = engine_of(request).analyzer().embedder.card
     match = decide(cosine_similarity(a, b), card, far=far)
     return VerifyResponse(
         similarity=float(match.similarity), threshold=float(match.threshold), far=match.far, is_match=match.is_match
@@ -122,7 +126,7 @@ def identify(
     ] = None,
 ) -> IdentifyResponse:
     """Every face, largest first, with its best candidates and a decision: a person or unknown."""
-    engine = request.app.state.engine
+    engine = engine_of(request)
     faces = engine.analyze(pixels_of(request, image, "image"))
     if not faces:
         return IdentifyResponse(results=[])

@@ -27,6 +27,7 @@ from faceatlas.server.schemas import (
     RenameRequest,
     SkippedOut,
 )
+from faceatlas.server.state import engine_of
 
 router = APIRouter(prefix="/v1", tags=["people"])
 # Lookups take a name as given, so one stored before the naming rules stays reachable (up to
@@ -38,13 +39,13 @@ CHOOSE = "the query parameter face=i"  # how an API caller picks one face of sev
 
 @router.get("/people", response_model=PeopleResponse, summary="Everyone enrolled")
 def list_people(request: Request, _: Reader) -> PeopleResponse:
-    people = request.app.state.engine.gallery().people()
+    people = engine_of(request).gallery().people()
     return PeopleResponse(people=[_person_out(p) for p in sorted(people, key=lambda p: p.name)])
 
 
 @router.get("/people/{name}", response_model=PersonOut, summary="One person")
 def get_person(request: Request, _: Reader, name: Name) -> PersonOut:
-    person = request.app.state.engine.gallery().store.get_person(name)
+    person = engine_of(request).gallery().store.get_person(name)
     return _person_out(person)
 
 
@@ -64,7 +65,7 @@ def enroll(
     if len(images) > MAX_FILES:
         raise InvalidImageError(f"at most {MAX_FILES} images per request, got {len(images)}; send them in batches")
     person = validate_person_name(name)  # before reading any upload
-    gallery = request.app.state.engine.gallery()
+    gallery = engine_of(request).gallery()
     labels: list[tuple[int, str]] = []  # (upload number, label) of each image handed to the gallery
     unreadable: list[Skipped] = []
 
@@ -96,7 +97,7 @@ def enroll(
 
 @router.get("/people/{name}/faces", response_model=PersonFacesResponse, summary="A person's faces")
 def person_faces(request: Request, _: Reader, name: Name) -> PersonFacesResponse:
-    engine = request.app.state.engine
+    engine = engine_of(request)
     gallery = engine.gallery()
     with engine.gallery_lock:
         faces = gallery.faces_of(name)
@@ -105,7 +106,7 @@ def person_faces(request: Request, _: Reader, name: Name) -> PersonFacesResponse
 
 @router.patch("/people/{name}", response_model=PersonOut, summary="Rename a person")
 def rename(request: Request, _: Writer, name: Name, body: RenameRequest) -> PersonOut:
-    gallery = request.app.state.engine.gallery()
+    gallery = engine_of(request).gallery()
     person = gallery.store.get_person(gallery.rename(name, body.name))  # the new name as stored (NFC, stripped)
     return _person_out(person)
 
@@ -113,7 +114,7 @@ def rename(request: Request, _: Writer, name: Name, body: RenameRequest) -> Pers
 @router.post("/people/{name}/merge", response_model=PersonOut, summary="Merge a person into another")
 def merge(request: Request, _: Writer, name: Name, body: MergeRequest) -> PersonOut:
     """Every face of ``name`` moves to ``into``; ``name`` is gone afterwards."""
-    gallery = request.app.state.engine.gallery()
+    gallery = engine_of(request).gallery()
     gallery.merge(name, body.into)
     person = gallery.store.get_person(body.into)
     return _person_out(person)
@@ -129,7 +130,7 @@ def delete_person(request: Request, _: Writer, name: Name) -> DeletedResponse:
 
     from faceatlas.collection.forget import forget_person
 
-    engine = request.app.state.engine
+    engine = engine_of(request)
     gallery = engine.gallery()
     has_collection = engine.settings.collection_path.exists()  # none yet: nothing to clear, and none is created
     # the collection lock first, then the gallery's, as corrections take them (a named cluster is a person)
@@ -142,7 +143,7 @@ def delete_person(request: Request, _: Writer, name: Name) -> DeletedResponse:
 
 @router.delete("/faces/{face_id}", status_code=204, summary="Remove one enrolled face")
 def remove_face(request: Request, _: Writer, face_id: Annotated[int, Path(ge=0, le=MAX_ID)]) -> None:
-    request.app.state.engine.gallery().remove_face(face_id)
+    engine_of(request).gallery().remove_face(face_id)
 
 
 def _relabel(skip: Skipped, labels: list[tuple[int, str]]) -> Skipped:

@@ -10,6 +10,7 @@ import faceatlas
 from faceatlas.server.auth import Admin, Principal, require
 from faceatlas.server.errors import ServiceError
 from faceatlas.server.schemas import Health, KeyCreated, KeyCreateRequest, KeyOut, KeysResponse, Readiness
+from faceatlas.server.state import engine_of, keys_of, metrics_of
 
 router = APIRouter(tags=["system"])
 
@@ -22,7 +23,7 @@ def health() -> Health:
 @router.get("/readyz", response_model=Readiness, summary="Readiness: models loaded and gallery open")
 def ready(request: Request, response: Response, load: bool = False) -> Readiness:
     """``?load=true`` loads the models now (a start-up probe can pay the load before traffic)."""
-    engine = request.app.state.engine
+    engine = engine_of(request)
     detail = "ok"
     gallery_ok = False
     try:
@@ -52,8 +53,7 @@ def metrics(
     _: Annotated[Principal, Depends(require("admin", public=lambda settings: settings.metrics_public))],
 ) -> Response:
     """Needs an admin key, unless FACEATLAS_METRICS_PUBLIC is set (a scraper on a private network)."""
-    state = request.app.state
-    return Response(state.metrics.render(state.engine), media_type="text/plain; version=0.0.4")
+    return Response(metrics_of(request).render(engine_of(request)), media_type="text/plain; version=0.0.4")
 
 
 def _key_out(key) -> KeyOut:
@@ -62,16 +62,16 @@ def _key_out(key) -> KeyOut:
 
 @router.get("/v1/keys", response_model=KeysResponse, tags=["keys"], summary="API keys (no secrets)")
 def list_keys(request: Request, _: Admin) -> KeysResponse:
-    return KeysResponse(keys=[_key_out(k) for k in request.app.state.keys.list()])
+    return KeysResponse(keys=[_key_out(k) for k in keys_of(request).list()])
 
 
 @router.post("/v1/keys", response_model=KeyCreated, status_code=201, tags=["keys"], summary="Create an API key")
 def create_key(request: Request, _: Admin, body: KeyCreateRequest) -> KeyCreated:
-    key, token = request.app.state.keys.create(body.name, body.scope)
+    key, token = keys_of(request).create(body.name, body.scope)
     return KeyCreated(**_key_out(key).model_dump(), token=token)
 
 
 @router.delete("/v1/keys/{key_id}", status_code=204, tags=["keys"], summary="Revoke an API key")
 def revoke_key(request: Request, principal: Admin, key_id: str) -> None:
-    if not request.app.state.keys.revoke(key_id):
+    if not keys_of(request).revoke(key_id):
         raise ServiceError(404, "not_found", f"no active key with id {key_id!r}")
