@@ -763,3 +763,18 @@ def test_the_page_answers_head_and_every_link_of_it_leads_somewhere(service):
     for target in targets:
         url = urllib.parse.urljoin("http://testserver/", target)
         assert service.call("GET", url, scope=None).status_code == 200, target
+
+
+def test_no_error_names_the_servers_gallery_or_collection_file(service, tmp_path):
+    """A client learns what went wrong, never where the server keeps its files."""
+    answers = [
+        service.call("GET", "/v1/people/nobody", scope="read"),
+        service.call("DELETE", "/v1/people/nobody", scope="admin"),
+        service.call("PATCH", "/v1/people/nobody", json={"name": "somebody"}, scope="write"),
+        service.call("GET", "/v1/collection/clusters/12345", scope="read"),
+    ]
+    for answer in answers:
+        assert answer.status_code == 404, answer.text
+        message = answer.json()["error"]["message"]
+        assert str(tmp_path) not in message and ".db" not in message, message
+    assert "the gallery" in answers[0].json()["error"]["message"]

@@ -12,6 +12,7 @@ import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -135,15 +136,20 @@ def _whole_cluster(exc: Any) -> str:
     return f"a split must leave at least one face in cluster {exc.cluster_id}; to rename the person use PATCH"
 
 
-def _without_collection_path(message: str, request: Request) -> str:
-    """The collection's messages name its file, which is the server's business: a client reads
-    "the collection" ("no cluster 7 in the collection")."""
+def _without_store_paths(message: str, request: Request) -> str:
+    """The stores' messages name their files (or a PostgreSQL URL, which may hold a password),
+    which are the server's business: a client reads "the collection" ("no cluster 7 in the
+    collection"), "the gallery" ("no person named 'x' in the gallery")."""
     settings = getattr(request.app.state, "settings", None)
     if settings is None:
         return message
-    path = settings.collection_path
-    for shown in dict.fromkeys((str(path.absolute()), str(path))):
-        message = message.replace(f"collection {shown}", "the collection").replace(shown, "the collection file")
+    places = [("collection", settings.collection_path), ("gallery", settings.gallery_location)]
+    for kind, where in places:
+        shown_as = [str(where)] if isinstance(where, str) and "://" in where else []
+        path = Path(where)
+        shown_as += [str(path.absolute()), str(path)]
+        for shown in dict.fromkeys(shown_as):
+            message = message.replace(f"{kind} {shown}", f"the {kind}").replace(shown, f"the {kind} file")
     return message
 
 
@@ -166,7 +172,7 @@ def install(app: FastAPI) -> None:
         if code == "overloaded":
             metrics_of(request).refused.labels("overload").inc()
         message = rule.message(exc) if rule.message is not None else str(exc)
-        return problem(status, code, _without_collection_path(message, request), headers)
+        return problem(status, code, _without_store_paths(message, request), headers)
 
     @app.exception_handler(ValueError)
     async def _value(request: Request, exc: ValueError) -> JSONResponse:
