@@ -190,7 +190,11 @@ def unprivileged(tmp_path: Path) -> Iterator[tuple[Path, dict[str, Any]]]:
     base.chmod(0o777)
     env = {**os.environ, "HOME": str(base), "FACEATLAS_CACHE_DIR": str(base / "cache")}
     options: dict[str, Any] = {"user": 65534, "group": 65534, "extra_groups": [], "env": env, "cwd": base}
-    probe = subprocess.run([sys.executable, "-c", "import faceatlas.cli"], check=False, capture_output=True, **options)
+    try:
+        probe = subprocess.run([sys.executable, "-c", "import faceatlas.cli"], check=False, capture_output=True, **options)
+    except OSError as exc:  # e.g. the interpreter lives under a home folder closed to others
+        shutil.rmtree(base)
+        pytest.skip(f"cannot run {sys.executable} as user nobody here: {exc}")
     if probe.returncode != 0:
         shutil.rmtree(base)
         pytest.skip(f"cannot run faceatlas as user nobody here: {probe.stderr[-300:]!r}")

@@ -38,17 +38,19 @@ def test_detection_and_landmarks_on_dlib_faces(tmp_path):
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "lm" / "result.json").read_text())["landmarks"]
     assert report["faces"] == 25 and report["missed"] <= 2 and report["nme_mean"] < 0.1
-    # the same boxes as a JSON detection set: detection reuses the cached faces
+    # the same boxes as a JSON detection set; detection runs the detector below its operating
+    # point (the whole precision-recall curve), so it computes its own faces, then reuses them
     from faceatlas.eval.landmarks import read_dlib_xml
 
     entries = {}
     for sample in read_dlib_xml(xml):
         entries.setdefault(str(sample.image), []).append({"box": [float(v) for v in sample.box]})
     (tmp_path / "boxes.json").write_text(json.dumps([{"image": k, "faces": v} for k, v in entries.items()]))
-    result = invoke("detection", tmp_path / "boxes.json", "--out", tmp_path / "det", "--cache-file", cache)
-    assert result.exit_code == 0, result.output
-    document = json.loads((tmp_path / "det" / "result.json").read_text())
-    assert document["run"]["from_cache"] == 5 and document["run"]["computed"] == 0
+    for computed in (5, 0):
+        result = invoke("detection", tmp_path / "boxes.json", "--out", tmp_path / "det", "--cache-file", cache)
+        assert result.exit_code == 0, result.output
+        document = json.loads((tmp_path / "det" / "result.json").read_text())
+        assert document["run"]["from_cache"] == 5 - computed and document["run"]["computed"] == computed
     assert document["detection"]["settings"]["all"]["recall"] > 0.8
     assert (tmp_path / "det" / "precision_recall.png").exists()
 

@@ -107,11 +107,12 @@ def test_primary_face_strategies(analyzer, astronaut):
 
 
 def test_registries_refuse_unknown_names():
-    with pytest.raises(faceatlas.UnknownModelError, match="available: mtcnn"):
-        faceatlas.create_detector("retinaface")
+    with pytest.raises(faceatlas.UnknownModelError, match="available: mtcnn, retinaface"):
+        faceatlas.create_detector("scrfd")
     with pytest.raises(faceatlas.UnknownModelError, match="dlib_resnet"):
         faceatlas.create_embedder("arcface")
-    assert faceatlas.list_detectors() == ["mtcnn"] and faceatlas.list_embedders() == ["dlib_resnet"]
+    assert faceatlas.list_detectors() == ["mtcnn", "retinaface"]
+    assert faceatlas.list_embedders() == ["dlib_resnet", "facenet"]
     card = faceatlas.get_card("dlib_resnet")
     assert card.embedding_dim == 128 and card.license.startswith("CC0") and card.thresholds
 

@@ -50,6 +50,20 @@ class AlignSpec:
 
 DLIB_RESNET_ALIGN = AlignSpec(size=150, template=dlib_template(150, 0.25))
 
+# InsightFace's 5-point template for its 112×112 ArcFace crops (``arcface_dst`` in
+# insightface.utils.face_align), in the mtcnn5 order: eyes, nose tip, mouth corners.
+_ARCFACE_112 = np.array(
+    [[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655], [70.7299, 92.2041]],
+    dtype=np.float32,
+)
+
+
+def arcface_template(size: int = 112) -> AlignSpec:
+    """ArcFace's 112-px template scaled to a ``size``-px square crop (FaceNet-style 160 px too)."""
+    if size < 16:
+        raise InvalidArgumentError(f"an aligned crop must be at least 16 px, got {size}")
+    return AlignSpec(size=size, template=(_ARCFACE_112 * (size / 112.0)).astype(np.float32))
+
 
 def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     """Least-squares similarity (rotation, uniform scale, translation) mapping ``src`` onto ``dst``.
@@ -231,5 +245,8 @@ def list_aligners() -> list[str]:
     return _ALIGNERS.names()
 
 
-def create_aligner(name: str) -> LandmarkAligner | DlibChipAligner:
+def create_aligner(name: str | AlignSpec) -> LandmarkAligner | DlibChipAligner:
+    """An aligner by name, or one that warps the detector's points onto ``AlignSpec``'s template."""
+    if isinstance(name, AlignSpec):
+        return LandmarkAligner(name)
     return _ALIGNERS.create(name)

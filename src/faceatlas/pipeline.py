@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import numpy as np
 
 from faceatlas.align import create_aligner
-from faceatlas.detectors import Detector, create_detector
-from faceatlas.embedders import Embedder, create_embedder
+from faceatlas.detectors import DEFAULT_DETECTOR, Detector, create_detector
+from faceatlas.embedders import DEFAULT_EMBEDDER, Embedder, create_embedder
 from faceatlas.errors import InvalidArgumentError
 from faceatlas.image import load_image
 from faceatlas.pose import estimate_pose
@@ -30,23 +30,31 @@ class FaceAnalyzer:
 
     def __init__(
         self,
-        detector: str | Detector = "mtcnn",
-        embedder: str | Embedder = "dlib_resnet",
+        detector: str | os.PathLike[str] | Detector = DEFAULT_DETECTOR,
+        embedder: str | os.PathLike[str] | Embedder = DEFAULT_EMBEDDER,
         *,
         aligner: str | None = None,
         min_face_size: int = 20,
         flip: bool = False,
+        detector_options: Mapping[str, Any] | None = None,
         providers: Sequence[str] | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
     ) -> None:
+        # a name, or a path to an .onnx file or an InsightFace model-pack folder
         self.detector = (
-            create_detector(detector, min_face_size=min_face_size, providers=providers, cache_dir=cache_dir)
-            if isinstance(detector, str)
+            create_detector(
+                os.fspath(detector),
+                min_face_size=min_face_size,
+                providers=providers,
+                cache_dir=cache_dir,
+                **dict(detector_options or {}),
+            )
+            if isinstance(detector, (str, os.PathLike))
             else detector
         )
         self.embedder = (
-            create_embedder(embedder, flip=flip, providers=providers, cache_dir=cache_dir)
-            if isinstance(embedder, str)
+            create_embedder(os.fspath(embedder), flip=flip, providers=providers, cache_dir=cache_dir)
+            if isinstance(embedder, (str, os.PathLike))
             else embedder
         )
         # None: the alignment the embedder was trained with ("landmarks" warps the detector's

@@ -7,18 +7,25 @@ an interruption — only computes what is missing.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from faceatlas._cli_util import EXIT_OK, EXIT_USAGE, check_rate, err, guard, output_folder, progress
+from faceatlas.detectors import DEFAULT_DETECTOR
+from faceatlas.embedders import DEFAULT_EMBEDDER
 
 eval_app = typer.Typer(no_args_is_help=True, help="Run standard evaluation protocols (results, tables and plots).")
 
 Out = Annotated[Path, typer.Option(help="Folder for result.json, report.txt and the plots.", readable=False)]
-Detector = Annotated[str, typer.Option(help="A registered detector name (see `faceatlas models`).")]
-Embedder = Annotated[str, typer.Option(help="A registered embedder name.")]
+Detector = Annotated[
+    str, typer.Option(help="A detector name (see `faceatlas models list`), or a path to an .onnx file or model pack.")
+]
+Embedder = Annotated[
+    str, typer.Option(help="An embedder name (see `faceatlas models list`), or a path to an .onnx file or model pack.")
+]
 Flip = Annotated[bool, typer.Option(help="Average each embedding with its mirror image's.")]
 MinFace = Annotated[int, typer.Option(min=8, help="Smallest face to find, in pixels.")]
 Cache = Annotated[bool, typer.Option(help="Reuse and store results per (system, image content).")]
@@ -42,8 +49,10 @@ class _System:
         cache_file: Path | None,
         batch_size: int,
         workers: int = 1,
+        detector_options: Mapping[str, object] | None = None,
     ) -> None:
         self.options = (detector, embedder, flip, min_face_size)
+        self.detector_options = dict(detector_options or {})
         self.cache: bool | Path | None = cache_file if cache and cache_file else (None if cache else False)
         self.batch_size = batch_size
         self.workers = workers
@@ -52,7 +61,13 @@ class _System:
         from faceatlas.eval.source import AnalyzerSource, FaceRunner
 
         detector, embedder, flip, min_face_size = self.options
-        source = AnalyzerSource(detector=detector, embedder=embedder, flip=flip, min_face_size=min_face_size)
+        source = AnalyzerSource(
+            detector=detector,
+            embedder=embedder,
+            flip=flip,
+            min_face_size=min_face_size,
+            detector_options=self.detector_options,
+        )
         with progress(total) as bar:
             task = bar.add_task("images", total=total)
             runner = FaceRunner(
@@ -63,6 +78,17 @@ class _System:
                 workers=self.workers,
             )
             return body(runner), runner
+
+
+def _takes(detector: str, option: str) -> bool:
+    """Whether ``detector`` (a name or path) accepts ``option``: creating one loads no model."""
+    from faceatlas.detectors import create_detector
+
+    try:
+        create_detector(detector, **{option: 0.5})
+    except TypeError:
+        return False
+    return True
 
 
 def _finish(out: Path, written: list[Path], notes: list[str]) -> int:
@@ -89,8 +115,8 @@ def pairs_command(
     ] = None,
     cfp_protocol: Annotated[str, typer.Option(help="For a CFP folder: FF or FP.")] = "FP",
     out: Out = Path("eval-pairs"),
-    detector: Detector = "mtcnn",
-    embedder: Embedder = "dlib_resnet",
+    detector: Detector = DEFAULT_DETECTOR,
+    embedder: Embedder = DEFAULT_EMBEDDER,
     flip: Flip = False,
     min_face_size: MinFace = 20,
     cache: Cache = True,
@@ -135,8 +161,8 @@ def quality_command(
     cfp_protocol: Annotated[str, typer.Option(help="For a CFP folder: FF or FP.")] = "FP",
     fmr: Annotated[float, typer.Option(callback=check_rate, help="The FMR that fixes the decision threshold.")] = 1e-2,
     out: Out = Path("eval-quality"),
-    detector: Detector = "mtcnn",
-    embedder: Embedder = "dlib_resnet",
+    detector: Detector = DEFAULT_DETECTOR,
+    embedder: Embedder = DEFAULT_EMBEDDER,
     flip: Flip = False,
     min_face_size: MinFace = 20,
     cache: Cache = True,
@@ -200,8 +226,8 @@ def clustering_command(
         str, typer.Option(help="'default' (faceatlas' clusterer) or 'reference' (O(n^2) average linkage).")
     ] = "default",
     out: Out = Path("eval-clustering"),
-    detector: Detector = "mtcnn",
-    embedder: Embedder = "dlib_resnet",
+    detector: Detector = DEFAULT_DETECTOR,
+    embedder: Embedder = DEFAULT_EMBEDDER,
     flip: Flip = False,
     min_face_size: MinFace = 20,
     cache: Cache = True,
@@ -235,8 +261,8 @@ def identification_command(
     ] = 0.5,
     seed: Annotated[int, typer.Option(help="Seed of the held-out identity draw.")] = 0,
     out: Out = Path("eval-identification"),
-    detector: Detector = "mtcnn",
-    embedder: Embedder = "dlib_resnet",
+    detector: Detector = DEFAULT_DETECTOR,
+    embedder: Embedder = DEFAULT_EMBEDDER,
     flip: Flip = False,
     min_face_size: MinFace = 20,
     cache: Cache = True,
@@ -280,8 +306,20 @@ def detection_command(
     ] = None,
     iou: Annotated[float, typer.Option(min=0.05, max=0.95, help="IoU a detection needs to count.")] = 0.5,
     out: Out = Path("eval-detection"),
-    detector: Detector = "mtcnn",
-    min_face_size: MinFace = 20,
+    detector: Detector = DEFAULT_DETECTOR,
+    min_face_size: MinFace = 10,
+    score_threshold: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=0.99,
+            help=(
+                "Lowest detection score kept, for detectors that take one (RetinaFace, SCRFD, YuNet): AP "
+                "integrates the whole precision-recall curve, so it runs below the pipeline's operating "
+                "point (0.5), as WIDER FACE's own evaluation does. MTCNN keeps its cascade thresholds."
+            ),
+        ),
+    ] = 0.02,
     cache: Cache = True,
     cache_file: CacheFile = None,
     batch_size: Batch = 16,
@@ -303,7 +341,10 @@ def detection_command(
         if difficulty is not None:
             samples = apply_wider_difficulty(samples, difficulty)
         output_folder(out, f"--out folder {out}")  # before the models load
-        system = _System(detector, "dlib_resnet", False, min_face_size, cache, cache_file, batch_size, workers)
+        options = {"score_threshold": score_threshold} if _takes(detector, "score_threshold") else {}
+        system = _System(
+            detector, DEFAULT_EMBEDDER, False, min_face_size, cache, cache_file, batch_size, workers, options
+        )
         (written, notes), _ = system.run(
             lambda r: protocols.detection(samples, r, out, str(annotations), iou_threshold=iou), len(samples)
         )
@@ -325,7 +366,7 @@ def landmarks_command(
         str | None, typer.Option(help="Report per group of a face attribute (MTFL: gender, smile, glasses, pose).")
     ] = None,
     out: Out = Path("eval-landmarks"),
-    detector: Detector = "mtcnn",
+    detector: Detector = DEFAULT_DETECTOR,
     min_face_size: MinFace = 20,
     cache: Cache = True,
     cache_file: CacheFile = None,
@@ -353,7 +394,7 @@ def landmarks_command(
             tuple(n for one in sets for n in one.notes),
         )
         output_folder(out, f"--out folder {out}")  # before the models load
-        system = _System(detector, "dlib_resnet", False, min_face_size, cache, cache_file, batch_size, workers)
+        system = _System(detector, DEFAULT_EMBEDDER, False, min_face_size, cache, cache_file, batch_size, workers)
         total = len({s.image for s in samples})
         dataset = ", ".join(str(a) for a in annotations)
         (written, notes), _ = system.run(lambda r: protocols.landmarks(samples, r, out, dataset, group_by), total)
@@ -369,7 +410,7 @@ def pose_command(
         typer.Argument(help="An AFLW2000-3D folder (imageNNNNN.jpg + imageNNNNN.mat with Pose_Para).", readable=False),
     ],
     out: Out = Path("eval-pose"),
-    detector: Detector = "mtcnn",
+    detector: Detector = DEFAULT_DETECTOR,
     min_face_size: MinFace = 20,
     cache: Cache = True,
     cache_file: CacheFile = None,
@@ -384,7 +425,7 @@ def pose_command(
 
         samples = read_aflw2000(folder)
         output_folder(out, f"--out folder {out}")  # before the models load
-        system = _System(detector, "dlib_resnet", False, min_face_size, cache, cache_file, batch_size, workers)
+        system = _System(detector, DEFAULT_EMBEDDER, False, min_face_size, cache, cache_file, batch_size, workers)
         (written, notes), _ = system.run(lambda r: protocols.pose(samples, r, out, str(folder)), len(samples))
         return _finish(out, written, notes)
 

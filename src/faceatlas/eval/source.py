@@ -94,6 +94,9 @@ def analyzer_key(analyzer: object) -> str:
             name: getattr(part, name)
             for name in (
                 "min_face_size",
+                "score_threshold",
+                "nms_threshold",
+                "scales",
                 "thresholds",
                 "nms_thresholds",
                 "scale_factor",
@@ -104,6 +107,9 @@ def analyzer_key(analyzer: object) -> str:
             )
             if isinstance(getattr(part, name, None), (int, float, bool, str, tuple))
         }
+        card = getattr(part, "card", None)
+        if card is not None:  # a user's ONNX file: its name and digest, not just the class
+            options["model"] = f"{card.name}@{card.version}"
         described = ",".join(f"{k}={v}" for k, v in sorted(options.items()))
         parts.append(f"{type(part).__name__}({described})")
     from faceatlas import __version__

