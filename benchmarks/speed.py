@@ -43,13 +43,13 @@ def fr_worker(paths: list[str]) -> tuple[int, float, float]:
     return faces, time.perf_counter() - t0, _peak_mb()
 
 
-def fa_worker(args: tuple[list[str], int, int]) -> tuple[int, float, float]:
-    paths, threads, batch = args
+def fa_worker(args: tuple[list[str], int, int, str]) -> tuple[int, float, float]:
+    paths, threads, batch, detector = args
     os.environ["FACEATLAS_NUM_THREADS"] = str(threads)
     from faceatlas.image import load_image
     from faceatlas.pipeline import FaceAnalyzer
 
-    analyzer = FaceAnalyzer().load()
+    analyzer = FaceAnalyzer(detector=detector).load()
     analyzer.analyze_batch([load_image(p) for p in paths[:batch]])  # warm-up
     t0 = time.perf_counter()
     faces = 0
@@ -106,6 +106,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--images", type=int, default=200)
     parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--detectors", default="mtcnn,retinaface", help="faceatlas detectors, side by side")
     args = parser.parse_args()
     root = require(LFW_DEVTEST / "images", "LFW View 1 DevTest")
     paths = [str(p) for p in sorted(root.glob("*/*.jpg"))[: args.images]]
@@ -113,19 +114,18 @@ def main() -> None:
     print(f"# {len(paths)} LFW images (250x250); {machine()}")
 
     t0 = time.perf_counter()
-    cold = run_pool(fa_worker, [(paths[:1], 0, 1)])
+    cold = run_pool(fa_worker, [(paths[:1], 0, 1, "retinaface")])
     print(f"# faceatlas cold start (import, convert-or-load models, first image): {time.perf_counter() - t0:.1f} s")
 
-    rows = {
-        "face_recognition, 2 procs": run_pool(fr_worker, halves),
-        "faceatlas, 1 proc x 2 threads": run_pool(fa_worker, [(paths, 0, args.batch)]),
-        "faceatlas, 2 procs x 1 thread": run_pool(fa_worker, [(h, 1, args.batch) for h in halves]),
-    }
+    rows = {"face_recognition, 2 procs": run_pool(fr_worker, halves)}
+    for det in args.detectors.split(","):
+        rows[f"faceatlas {det}, 1 proc x 2 threads"] = run_pool(fa_worker, [(paths, 0, args.batch, det)])
+        rows[f"faceatlas {det}, 2 procs x 1 thread"] = run_pool(fa_worker, [(h, 1, args.batch, det) for h in halves])
     base = rows["face_recognition, 2 procs"]
-    print(f"{'configuration':32s} {'faces':>6s} {'seconds':>8s} {'faces/s':>8s} {'x fr':>6s} {'peak MB':>8s}")
+    print(f"{'configuration':44s} {'faces':>6s} {'seconds':>8s} {'faces/s':>8s} {'x fr':>6s} {'peak MB':>8s}")
     for name, (faces, wall, peak) in rows.items():
         rate = faces / wall
-        print(f"{name:32s} {faces:6d} {wall:8.2f} {rate:8.1f} {rate / (base[0] / base[1]):6.2f} {peak:8.0f}")
+        print(f"{name:44s} {faces:6d} {wall:8.2f} {rate:8.1f} {rate / (base[0] / base[1]):6.2f} {peak:8.0f}")
     del cold
 
     ctx = mp.get_context("spawn")
