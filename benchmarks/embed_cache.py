@@ -14,15 +14,19 @@ from faceatlas.pipeline import FaceAnalyzer
 CACHE = Path.home() / ".cache" / "faceatlas-bench"
 
 
-def embed_identity_folders(root: Path, flip: bool = False, batch: int = 32) -> tuple[np.ndarray, np.ndarray, list[Path]]:
+def embed_identity_folders(
+    root: Path, flip: bool = False, batch: int = 32, embedder: str = "dlib_resnet", detector: str = "mtcnn"
+) -> tuple[np.ndarray, np.ndarray, list[Path]]:
     """(embeddings (N, D), labels (N,), paths) for images whose primary face was found."""
     paths = sorted(root.glob("*/*.jpg"))
-    key = hashlib.sha256(f"{root.resolve()}|{len(paths)}|{flip}".encode()).hexdigest()[:16]
+    # the key of dlib + MTCNN (what every cache before these options held) is unchanged
+    tag = ("" if embedder == "dlib_resnet" else f"|{embedder}") + ("" if detector == "mtcnn" else f"|{detector}")
+    key = hashlib.sha256(f"{root.resolve()}|{len(paths)}|{flip}{tag}".encode()).hexdigest()[:16]
     cached = CACHE / f"{key}.npz"
     if cached.exists():
         data = np.load(cached, allow_pickle=False)
         return data["emb"], data["labels"], [Path(p) for p in data["paths"]]
-    analyzer = FaceAnalyzer(flip=flip).load()
+    analyzer = FaceAnalyzer(detector=detector, embedder=embedder, flip=flip).load()
     vectors, kept = [], []
     t0 = time.perf_counter()
     for start in range(0, len(paths), batch):

@@ -32,6 +32,8 @@ def _model_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
         os.environ["FACEATLAS_CACHE_DIR"] = str(tmp_path_factory.mktemp("model-cache"))
     # evaluation results too: a test must never read another run's cached faces
     os.environ["FACEATLAS_EVAL_CACHE"] = str(tmp_path_factory.mktemp("eval-cache"))
+    # and never the user's own threshold calibrations (`faceatlas models calibrate`)
+    os.environ["FACEATLAS_CONFIG_DIR"] = str(tmp_path_factory.mktemp("config"))
 
 
 @pytest.fixture(scope="session")

@@ -296,11 +296,12 @@ def test_cli_cluster_list_and_name_into_a_gallery(tmp_path, monkeypatch):
     """`faceatlas cluster`, `people clusters`, `people name --gallery`, then the gallery knows her."""
     from typer.testing import CliRunner
 
-    import faceatlas.clustering.clusterer as clusterer_module
     from faceatlas.cli import app
     from faceatlas.gallery.gallery import Gallery
+    from faceatlas.models import catalog
 
-    monkeypatch.setattr(clusterer_module, "default_card", lambda: _LooseCard())  # toy vectors, toy threshold
+    # toy vectors, toy threshold: the card of the collection's model ("test" v1, registered nowhere)
+    monkeypatch.setattr(catalog, "card_for_tag", lambda tag, embedder=None, where="": _LooseCard())
     x, people = identities(3, 4, seed=8)
     _collection(tmp_path, x, np.arange(len(x))).close()
     db, gallery = str(tmp_path / "photos.db"), str(tmp_path / "gallery.db")
@@ -522,11 +523,11 @@ def test_cli_corrections_hold_through_a_full_recluster(tmp_path, monkeypatch):
     """`people merge-clusters`, `people split`, `people not-this-person`, then `cluster --full`."""
     from typer.testing import CliRunner
 
-    import faceatlas.clustering.clusterer as clusterer_module
     from faceatlas.cli import app
     from faceatlas.collection.store import CollectionStore
+    from faceatlas.models import catalog
 
-    monkeypatch.setattr(clusterer_module, "default_card", lambda: _LooseCard())
+    monkeypatch.setattr(catalog, "card_for_tag", lambda tag, embedder=None, where="": _LooseCard())
     x, _ = identities(3, 4, seed=8)
     _collection(tmp_path, x, np.arange(len(x))).close()
     db = str(tmp_path / "photos.db")

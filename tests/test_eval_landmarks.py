@@ -320,7 +320,7 @@ def write_aflw_mat(folder: Path, name: str, angles_deg: tuple[float, float, floa
     pt3d[:2, 36:42] = xy[0][:, None]
     pt3d[:2, 42:48] = xy[1][:, None]
     pt3d[:2, 30], pt3d[:2, 48], pt3d[:2, 54] = xy[2], xy[3], xy[4]
-    pt3d[:2, 8] = [200, 260]  # chin
+    pt3d[:2, 8] = [200, 280]  # chin
     scipy.io.savemat(folder / f"{name}.mat", {"Pose_Para": pose, "pt3d_68": pt3d})
     if image:
         (folder / f"{name}.jpg").write_bytes(b"")
@@ -338,7 +338,7 @@ def test_read_aflw2000(tmp_path: Path) -> None:
     exact = aflw_to_faceatlas(10.0, 40.0, -5.0)
     assert first.pose.yaw == pytest.approx(exact.yaw) and first.pose.roll == pytest.approx(exact.roll)
     np.testing.assert_allclose(first.points, project_aflw(10.0, 40.0, -5.0) * 1.5 + 200, atol=1e-6)
-    assert first.box[3] == pytest.approx(260) and first.box[0] <= first.points[:, 0].min()
+    assert first.box[3] == pytest.approx(280) and first.box[0] <= first.points[:, 0].min()
     assert read_aflw2000(tmp_path, exact=False)[1].pose == Pose(yaw=20.0, pitch=5.0, roll=0.0)
 
 

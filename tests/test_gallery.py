@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import ast
+import dataclasses
 
 import numpy as np
 import pytest
 from conftest import PG_MISSING
 
-from faceatlas.gallery.gallery import Gallery, open_set_threshold
+from faceatlas.gallery.gallery import Gallery, open_set_threshold, template_open_set_threshold
 from faceatlas.gallery.store import ModelMismatchError, PersonNotFoundError
 from faceatlas.models.cards import DLIB_RESNET_CARD
 from faceatlas.types import Box, Face, Landmarks, Quality
@@ -238,6 +239,7 @@ def test_template_calibration_is_kept_while_the_gallery_grows_a_little(tmp_path,
     import faceatlas.gallery.gallery as gallery_module
 
     monkeypatch.setattr(gallery_module, "CHEAP_CALIBRATION_PAIRS", 0)  # as if the gallery were large
+    monkeypatch.setattr(gallery_module, "SELF_CALIBRATION_TAIL", 0)  # its own scores, not the card's
     with Gallery.open(tmp_path / "g.db", analyzer=PassThroughAnalyzer()) as g:
         for person in range(100):
             g.enroll_embeddings(f"p{person}", np.stack([person_vector(person % DIM, s, noise=0.6) for s in range(3)]))
@@ -299,7 +301,16 @@ def test_template_threshold_is_calibrated_on_the_gallerys_own_impostors(tmp_path
         assert not result.notes
 
 
-def test_template_calibration_falls_back_with_a_note_when_the_gallery_is_small(gallery):
+def test_a_small_template_gallery_uses_the_cards_template_statistics(gallery):
+    gallery.enroll("ada", [img(1, 1)])
+    gallery.enroll("bob", [img(2, 1)])
+    (result,) = gallery.identify(img(1, 5))
+    assert result.person == "ada" and not result.notes  # no fallback: the card knows templates of 1 face
+    assert result.threshold == template_open_set_threshold(DLIB_RESNET_CARD, 1e-2, [1, 1])[0]
+
+
+def test_template_calibration_falls_back_with_a_note_without_template_statistics(gallery, monkeypatch):
+    monkeypatch.setattr(FakeEmbedder, "card", dataclasses.replace(DLIB_RESNET_CARD, template_thresholds=()))
     gallery.enroll("ada", [img(1, 1)])
     gallery.enroll("bob", [img(2, 1)])
     (result,) = gallery.identify(img(1, 5))

@@ -112,7 +112,7 @@ def test_registries_refuse_unknown_names():
     with pytest.raises(faceatlas.UnknownModelError, match="dlib_resnet"):
         faceatlas.create_embedder("arcface")
     assert faceatlas.list_detectors() == ["mtcnn", "retinaface"]
-    assert faceatlas.list_embedders() == ["dlib_resnet", "facenet"]
+    assert faceatlas.list_embedders() == ["dlib_resnet", "dlib_resnet+facenet", "facenet"]
     card = faceatlas.get_card("dlib_resnet")
     assert card.embedding_dim == 128 and card.license.startswith("CC0") and card.thresholds
 

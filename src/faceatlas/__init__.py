@@ -34,7 +34,8 @@ _EXPORTS = {
     "create_embedder": "faceatlas.embedders",
     "list_embedders": "faceatlas.embedders",
     "get_card": "faceatlas.models.cards",
-    "list_models": "faceatlas.models.cards",
+    "list_models": "faceatlas.models.catalog",
+    "ModelInfo": "faceatlas.models.catalog",
     "Box": "faceatlas.types",
     "Face": "faceatlas.types",
     "Landmarks": "faceatlas.types",
@@ -81,6 +82,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs only
         UnsupportedImageError,
     )
     from faceatlas.image import load_image
-    from faceatlas.models.cards import get_card, list_models
+    from faceatlas.models.cards import get_card
+    from faceatlas.models.catalog import ModelInfo, list_models
     from faceatlas.pipeline import FaceAnalyzer
     from faceatlas.types import Box, Face, Landmarks, Match, Pose, Quality

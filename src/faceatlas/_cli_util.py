@@ -23,7 +23,7 @@ import sys
 import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 from typer.core import TyperGroup
@@ -157,6 +157,38 @@ def check_rate(value: float | None) -> float | None:
     if value is not None and not 0.0 < value < 1.0:  # also refuses NaN
         raise typer.BadParameter(f"a rate is between 0 and 1 (such as 1e-3), got {value:g}")
     return value
+
+
+# -- the models a command runs: --detector / --embedder, a name or a path ---------------------------
+
+DetectorOption = Annotated[
+    str | None,
+    typer.Option(
+        "--detector",
+        help="Face detector: a name (see `faceatlas models list`) or the path of an .onnx file or model pack. "
+        "Default: retinaface.",
+    ),
+]
+EmbedderOption = Annotated[
+    str | None,
+    typer.Option(
+        "--embedder",
+        help="Face embedder: a name (see `faceatlas models list`) or the path of an .onnx file or model pack. "
+        "Default: dlib_resnet, or the model the gallery/collection was built with.",
+    ),
+]
+
+
+def build_analyzer(detector: str | None = None, embedder: str | None = None, **options: Any) -> Any:
+    """A ``FaceAnalyzer`` with the models named (None: the defaults); nothing loads yet."""
+    from faceatlas.pipeline import FaceAnalyzer
+
+    return FaceAnalyzer(**analyzer_kwargs(detector, embedder), **options)
+
+
+def analyzer_kwargs(detector: str | None, embedder: str | None) -> dict[str, Any]:
+    """The ``FaceAnalyzer`` arguments for the models given (those not given keep its defaults)."""
+    return {k: v for k, v in (("detector", detector), ("embedder", embedder)) if v is not None}
 
 
 # -- output paths, checked before any work (so before the models load) ---------------------------

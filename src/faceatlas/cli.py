@@ -25,7 +25,10 @@ from faceatlas._cli_util import (
     EXIT_OK,
     EXIT_USAGE,
     CommandError,
+    DetectorOption,
+    EmbedderOption,
     FaceAtlasGroup,
+    build_analyzer,
     check_rate,
     output_file,
     output_folder,
@@ -39,6 +42,7 @@ from faceatlas._cli_util import (
 from faceatlas._cli_util import (
     progress as _progress,
 )
+from faceatlas._reembed_cli import reembed_command
 from faceatlas.collection.cli import (
     cluster_command,
     clusters_command,
@@ -54,6 +58,7 @@ from faceatlas.eval.cli import eval_app
 from faceatlas.gallery.cli import enroll as enroll_command
 from faceatlas.gallery.cli import identify as identify_command
 from faceatlas.gallery.cli import people_app
+from faceatlas.models.cli import models_app
 from faceatlas.server.cli import openapi_command, serve_command
 from faceatlas.server.keys_cli import app as keys_app
 
@@ -66,6 +71,7 @@ app = typer.Typer(
 app.add_typer(eval_app, name="eval")
 app.add_typer(people_app, name="people")
 app.add_typer(keys_app, name="keys", help="API keys for `faceatlas serve`.")
+app.add_typer(models_app, name="models")
 app.command("serve")(serve_command)
 app.command("openapi")(openapi_command)
 app.command("enroll")(enroll_command)
@@ -73,6 +79,7 @@ app.command("identify")(identify_command)
 app.command("index")(index_command)
 app.command("export")(export_command)
 app.command("cluster")(cluster_command)
+app.command("reembed")(reembed_command)
 people_app.command("clusters")(clusters_command)
 people_app.command("name")(name_command)
 people_app.command("merge-clusters")(merge_clusters_command)
@@ -113,9 +120,15 @@ def _face_json(face: Any, with_embedding: bool = False) -> dict[str, Any]:
     return out
 
 
-def _run_images(inputs: list[Path], min_face_size: int, embed: bool, draw: Path | None) -> int:
+def _run_images(
+    inputs: list[Path],
+    min_face_size: int,
+    embed: bool,
+    draw: Path | None,
+    detector: str | None = None,
+    embedder: str | None = None,
+) -> int:
     from faceatlas.image import load_image
-    from faceatlas.pipeline import FaceAnalyzer
 
     unlisted: list[OSError] = []
     paths = list(_expand(inputs, unlisted))
@@ -125,7 +138,7 @@ def _run_images(inputs: list[Path], min_face_size: int, embed: bool, draw: Path 
         _err("no images found in the given paths")
         return EXIT_BAD_INPUT
     target = None if draw is None else _draw_target(draw, len(paths), "--draw")  # checked before the models load
-    analyzer = FaceAnalyzer(min_face_size=min_face_size)
+    analyzer = build_analyzer(detector, embedder, min_face_size=min_face_size)
     bad = len(unlisted)
     with _progress(len(paths)) as progress:
         task = progress.add_task("faces", total=len(paths))
@@ -186,35 +199,50 @@ def detect(
         ),
     ] = None,
     min_face_size: MinFace = 20,
+    detector: DetectorOption = None,
+    embedder: EmbedderOption = None,
 ) -> None:
-    """Find faces; print one JSON line per image (box, score, landmarks, pose, quality)."""
-    raise typer.Exit(_guard(lambda: _run_images(images, min_face_size, embed=False, draw=draw)))
+    """Find faces; print one JSON line per image (box, score, landmarks, pose, quality).
+
+    The quality is measured on the face aligned for the embedder (--embedder), which is not run."""
+    raise typer.Exit(
+        _guard(lambda: _run_images(images, min_face_size, embed=False, draw=draw, detector=detector, embedder=embedder))
+    )
 
 
 @app.command()
 def embed(
     images: Annotated[list[Path], typer.Argument(help="Image files or folders.", readable=False)],
     min_face_size: MinFace = 20,
+    detector: DetectorOption = None,
+    embedder: EmbedderOption = None,
 ) -> None:
     """Find and embed faces; print one JSON line per image with each face's embedding."""
-    raise typer.Exit(_guard(lambda: _run_images(images, min_face_size, embed=True, draw=None)))
+    raise typer.Exit(
+        _guard(lambda: _run_images(images, min_face_size, embed=True, draw=None, detector=detector, embedder=embedder))
+    )
 
 
-def _check_far(far: float | None) -> float | None:
-    """--far must be a rate the embedder was calibrated for: a usage error (exit 2) before any work."""
-    far = check_rate(far)
-    if far is None:
-        return far
-    from faceatlas.api import default_analyzer
-
-    card = default_analyzer().embedder.card  # the model card only: no model loads
+def _far_outside(far: float, card: Any) -> str | None:
+    """Why --far cannot be used with ``card`` (outside its calibrated rates), or None."""
     calibrated = sorted(t.far for t in card.thresholds)
     if calibrated and not calibrated[0] <= far <= calibrated[-1]:
-        raise typer.BadParameter(
-            f"{far:g} is outside the rates calibrated for {card.name} ({calibrated[0]:g} to {calibrated[-1]:g}); "
+        return (
+            f"--far {far:g} is outside the rates calibrated for {card.name} ({calibrated[0]:g} to {calibrated[-1]:g}); "
             "pass a rate in that range, or --threshold"
         )
-    return far
+    return None
+
+
+def _verify_side(analyzer: Any, path: Path, name: str) -> Any:
+    """The embedding of the largest face in ``path`` (NoFaceError, exit 3, if there is none)."""
+    from faceatlas.errors import NoFaceError
+    from faceatlas.pipeline import primary_face
+
+    face = primary_face(analyzer.analyze(path))
+    if face is None:
+        raise NoFaceError(f"no face was found in {name} ({path}); verify needs one face per side")
+    return face.embedding
 
 
 @app.command()
@@ -222,21 +250,34 @@ def verify(
     a: Annotated[Path, typer.Argument(help="First image (its largest face is used).", readable=False)],
     b: Annotated[Path, typer.Argument(help="Second image.", readable=False)],
     far: Annotated[
-        float | None, typer.Option(callback=_check_far, help="Target false-accept rate (default 1e-3).")
+        float | None, typer.Option(callback=check_rate, help="Target false-accept rate (default 1e-3).")
     ] = None,
     threshold: Annotated[
         float | None, typer.Option(min=-1.0, max=1.0, help="Cosine threshold instead of a FAR.")
     ] = None,
+    detector: DetectorOption = None,
+    embedder: EmbedderOption = None,
 ) -> None:
-    """Are A and B the same person? Prints JSON; exit 0 if yes, 1 if no, 3 if a face is missing."""
+    """Are A and B the same person? Prints JSON; exit 0 if yes, 1 if no, 3 if a face is missing.
+
+    The threshold is the embedder's for --far: your own calibration (`faceatlas models calibrate`),
+    else the one its card ships with."""
 
     def run() -> int:
-        import faceatlas
+        from faceatlas.models.calibration import with_user_calibration
+        from faceatlas.verification import cosine_similarity, decide
 
         if far is not None and threshold is not None:
             _err("pass --far or --threshold, not both")
             return EXIT_USAGE
-        match = faceatlas.verify(a, b, far=far, threshold=threshold)
+        analyzer = build_analyzer(detector, embedder)  # the model cards only: nothing loads yet
+        card = with_user_calibration(analyzer.embedder.card)
+        outside = None if far is None else _far_outside(far, card)
+        if outside is not None:  # a usage error before any image is read
+            _err(outside)
+            return EXIT_USAGE
+        similarity = cosine_similarity(_verify_side(analyzer, a, "a"), _verify_side(analyzer, b, "b"))
+        match = decide(similarity, card, far=far, threshold=threshold)
         typer.echo(
             json.dumps(
                 {
@@ -287,17 +328,6 @@ def demo(
         return EXIT_OK
 
     raise typer.Exit(_guard(run))
-
-
-@app.command()
-def models() -> None:
-    """List the models and their cards (license, source, calibrated thresholds)."""
-    import dataclasses
-
-    from faceatlas.models.cards import get_card, list_models
-
-    for name in list_models():
-        typer.echo(json.dumps(dataclasses.asdict(get_card(name)), indent=2))
 
 
 if __name__ == "__main__":  # pragma: no cover

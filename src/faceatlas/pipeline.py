@@ -60,11 +60,20 @@ class FaceAnalyzer:
         # None: the alignment the embedder was trained with ("landmarks" warps the detector's
         # own points, without dlib's shape predictor)
         self.aligner = create_aligner(aligner or self.embedder.default_aligner)
+        # a fused embedder's parts each see their own alignment (dlib's chip, ArcFace's template)
+        parts = getattr(self.embedder, "parts", None)
+        self._part_aligners = (
+            [self.aligner if i == 0 else create_aligner(p.default_aligner) for i, p in enumerate(parts)]
+            if parts is not None and aligner is None
+            else None
+        )
 
     def load(self) -> FaceAnalyzer:
         """Load both models now instead of on first use."""
         self.detector.load()
         self.aligner.load()
+        for part_aligner in self._part_aligners or ():
+            part_aligner.load()
         self.embedder.load()
         return self
 
@@ -75,7 +84,7 @@ class FaceAnalyzer:
         return self.detect_batch([image])[0]
 
     def detect_batch(self, images: Sequence[ImageSource]) -> list[list[Face]]:
-        faces, _crops = self._detect_and_align(images)
+        faces, _crops = self._detect_and_align(self._load_all(images))
         return faces
 
     # -- embedding ----------------------------------------------------------------------------
@@ -86,11 +95,15 @@ class FaceAnalyzer:
 
     def analyze_batch(self, images: Sequence[ImageSource]) -> list[list[Face]]:
         """Every image's faces, embedded together in batches (the fast path for many images)."""
-        faces, crops = self._detect_and_align(images)
+        pixels = self._load_all(images)
+        faces, crops = self._detect_and_align(pixels)
         flat = [crop for per_image in crops for crop in per_image]
         if not flat:
             return faces
-        vectors = self.embedder.embed(np.stack(flat))
+        if self._part_aligners is None:
+            vectors = self.embedder.embed(np.stack(flat))
+        else:
+            vectors = self._fused(pixels, faces, np.stack(flat))
         out, k = [], 0
         for per_image in faces:
             out.append([dataclasses.replace(f, embedding=vectors[k + i]) for i, f in enumerate(per_image)])
@@ -101,14 +114,33 @@ class FaceAnalyzer:
         """Embeddings (len(faces), dim) for faces already found in ``image`` (reuses detection)."""
         if not faces:
             return np.empty((0, self.embedder.dim), dtype=np.float32)
-        return self.embedder.embed(self.aligner.align(load_image(image), faces))
+        pixels = load_image(image)
+        crops = self.aligner.align(pixels, faces)
+        if self._part_aligners is None:
+            return self.embedder.embed(crops)
+        return self._fused([pixels], [list(faces)], crops)
+
+    def _fused(self, pixels: Sequence[np.ndarray], faces: Sequence[Sequence[Face]], first: np.ndarray) -> np.ndarray:
+        """A fused embedder's vectors: each part embeds the faces aligned its own way."""
+        embedder: Any = self.embedder
+        part_vectors = []
+        for k, (part, part_aligner) in enumerate(zip(embedder.parts, self._part_aligners or (), strict=True)):
+            if k == 0:
+                crops = first
+            else:
+                crops = np.concatenate([part_aligner.align(im, f) for im, f in zip(pixels, faces, strict=True)])
+            part_vectors.append(part.embed(crops))
+        return embedder.combine(part_vectors)
 
     # -- internals ------------------------------------------------------------------------------
 
-    def _detect_and_align(self, images: Sequence[ImageSource]) -> tuple[list[list[Face]], list[list[np.ndarray]]]:
+    @staticmethod
+    def _load_all(images: Sequence[ImageSource]) -> list[np.ndarray]:
         if isinstance(images, (str, bytes, os.PathLike, np.ndarray)):
             raise TypeError("detect_batch/analyze_batch take a sequence of images; use detect/analyze for one")
-        pixels = [load_image(image) for image in images]
+        return [load_image(image) for image in images]
+
+    def _detect_and_align(self, pixels: list[np.ndarray]) -> tuple[list[list[Face]], list[list[np.ndarray]]]:
         detections = self.detector.detect_batch(pixels)
         all_faces, all_crops = [], []
         for image, found in zip(pixels, detections, strict=True):

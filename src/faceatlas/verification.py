@@ -28,12 +28,16 @@ def cosine_similarity(a: np.ndarray, b: np.ndarray) -> float:
 
 def decide(similarity: float, card: ModelCard, *, far: float | None = None, threshold: float | None = None) -> Match:
     """A :class:`Match` at ``threshold`` if given, else at the card's threshold for ``far``
-    (default 1e-3: about one wrong "same person" in a thousand comparisons of strangers)."""
+    (default 1e-3: about one wrong "same person" in a thousand comparisons of strangers). The
+    user's own calibration of the card's model (``faceatlas models calibrate``) replaces the
+    shipped thresholds."""
     if threshold is not None and far is not None:
         raise InvalidArgumentError("pass either far= or threshold=, not both")
     if threshold is None:
+        from faceatlas.models.calibration import with_user_calibration
+
         far = DEFAULT_FAR if far is None else far
-        threshold = card.threshold_for(far)
+        threshold = with_user_calibration(card).threshold_for(far)
     return Match(similarity=similarity, threshold=float(threshold), is_match=similarity >= threshold, far=far)
 
 

@@ -44,7 +44,7 @@ from sklearn.base import BaseEstimator, ClusterMixin
 
 from faceatlas.clustering.graph import Neighbours, unit_rows
 from faceatlas.clustering.linkage import Nodes, average_linkage
-from faceatlas.errors import InvalidArgumentError
+from faceatlas.errors import InvalidArgumentError, ModelError
 
 NOT_CLUSTERED = -2  # in initial_labels: a face no earlier run has seen
 UNASSIGNED = -1
@@ -52,9 +52,11 @@ EDGE_SLACK = 0.05  # k-NN edges this far below the threshold cannot start a merg
 
 
 def default_card() -> Any:
-    from faceatlas.models.cards import DLIB_RESNET_CARD
+    """The default embedder's card (user calibration included), for a clusterer given no card:
+    embeddings from ``faceatlas.analyze``. A collection passes the card of the model it is bound to."""
+    from faceatlas.models.cards import DLIB_RESNET_CARD, get_card
 
-    return DLIB_RESNET_CARD
+    return get_card(DLIB_RESNET_CARD.name)
 
 
 class FaceClusterer(ClusterMixin, BaseEstimator):
@@ -63,7 +65,8 @@ class FaceClusterer(ClusterMixin, BaseEstimator):
     Parameters: ``threshold`` (cosine; None = from ``card``, see the module doc: ``fpir`` or
     ``far``), ``k`` neighbours per face, ``mutual_seeds``, ``min_quality`` (None = no gate),
     ``consensus``, ``reopen`` (faces; 0 = keep every existing cluster), ``attach_margin``,
-    ``card`` (None = the default embedder's).
+    ``card``: the embedder's model card, whose calibrated thresholds fix the merge threshold (None =
+    the default embedder's; a collection passes the card of the model it is bound to).
     After ``fit``: ``labels_`` (int64, -1 unassigned), ``threshold_``, ``n_clusters_``.
     """
 
@@ -184,7 +187,14 @@ class FaceClusterer(ClusterMixin, BaseEstimator):
             if not 0.0 < self.fpir < 1.0:
                 raise InvalidArgumentError(f"fpir must be a rate in (0, 1), got {self.fpir!r}")
             far = 1.0 - (1.0 - self.fpir) ** (1.0 / self.k)
-        return float((self.card or default_card()).threshold_for(far))
+        card = self.card or default_card()
+        if not getattr(card, "thresholds", True):  # a stand-in card without the field decides for itself
+            raise ModelError(
+                f"the embedder {card.name!r} has no calibrated thresholds, so the merge threshold cannot be derived "
+                "from a false-merge rate: calibrate it (faceatlas models calibrate --embedder NAME_OR_PATH "
+                "--folder people/), or pass threshold="
+            )
+        return float(card.threshold_for(far))
 
     def _reopen(
         self, initial: np.ndarray, active: np.ndarray, ids: np.ndarray, sims: np.ndarray, frozen: np.ndarray

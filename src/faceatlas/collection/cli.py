@@ -12,7 +12,19 @@ from typing import Annotated
 
 import typer
 
-from faceatlas._cli_util import EXIT_BAD_INPUT, EXIT_OK, EXIT_USAGE, check_rate, err, guard, output_folder, progress
+from faceatlas._cli_util import (
+    EXIT_BAD_INPUT,
+    EXIT_OK,
+    EXIT_USAGE,
+    DetectorOption,
+    EmbedderOption,
+    analyzer_kwargs,
+    check_rate,
+    err,
+    guard,
+    output_folder,
+    progress,
+)
 
 Db = Annotated[Path | None, typer.Option(help="Collection file. Default $FACEATLAS_COLLECTION.", readable=False)]
 
@@ -40,6 +52,8 @@ def index_command(
     photo_dir: Annotated[Path, typer.Argument(help="Folder of photos (searched recursively).", readable=False)],
     db: Db = None,
     workers: Annotated[int, typer.Option(min=1, help="Processes analysing photos at once.")] = 1,
+    detector: DetectorOption = None,
+    embedder: EmbedderOption = None,
 ) -> None:
     """Index a folder of photos: new and changed files are analysed, deleted ones forgotten.
 
@@ -53,6 +67,16 @@ def index_command(
             err(f"{photo_dir} is not a folder; pass the folder of photos to index")
             return EXIT_BAD_INPUT
         with _open(db, create=True) as store, progress(2) as bar:
+            analyzer = None  # None: the collection's own embedder (the default for a new one)
+            if detector is not None or embedder is not None:
+                import functools
+
+                from faceatlas.models.catalog import embedder_for_tag
+                from faceatlas.pipeline import FaceAnalyzer
+
+                chosen = str(embedder_for_tag(store.model(), embedder, where="the collection"))
+                # a picklable factory: with --workers each process builds the same analyzer
+                analyzer = functools.partial(FaceAnalyzer, **analyzer_kwargs(detector, chosen))
             task = None
 
             def advance(done: int, total: int) -> None:
@@ -61,7 +85,7 @@ def index_command(
                     task = bar.add_task("indexing", total=total)
                 bar.update(task, completed=done)
 
-            report = index_folder(photo_dir, store, workers=workers, progress=advance)
+            report = index_folder(photo_dir, store, analyzer, workers=workers, progress=advance)
         typer.echo(str(report))
         return EXIT_BAD_INPUT if report.problems else EXIT_OK
 
@@ -106,15 +130,25 @@ def cluster_command(
             callback=check_rate, help="False-merge rate per decision, from which the merge threshold is derived."
         ),
     ] = 1e-2,
+    embedder: Annotated[
+        str | None,
+        typer.Option(
+            help="The path of the bring-your-own model the collection was indexed with (a collection records "
+            "its name, not its file); registered models are found by name."
+        ),
+    ] = None,
 ) -> None:
-    """Group the collection's faces by person: new faces join people or form new ones."""
+    """Group the collection's faces by person: new faces join people or form new ones.
+
+    The merge threshold comes from the calibrated thresholds of the embedder the collection was
+    built with (your own calibration of it, if any: `faceatlas models calibrate`)."""
 
     def run() -> int:
         from faceatlas.clustering import FaceClusterer
         from faceatlas.collection.grouping import cluster_collection
 
         with _open(db, create=False) as store:
-            report = cluster_collection(store, FaceClusterer(fpir=fpir), full=full)
+            report = cluster_collection(store, FaceClusterer(fpir=fpir), full=full, embedder=embedder)
         typer.echo(str(report))
         return EXIT_OK
 

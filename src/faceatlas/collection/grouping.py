@@ -13,6 +13,7 @@ What every run keeps, whatever changed since the last one:
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from itertools import combinations
 from typing import Any
@@ -37,12 +38,23 @@ class ClusterReport:
         )
 
 
-def cluster_collection(store: Any, clusterer: FaceClusterer | None = None, *, full: bool = False) -> ClusterReport:
-    """Cluster ``store``'s faces (a ``CollectionStore``) and save the labels; see the module doc."""
+def cluster_collection(
+    store: Any,
+    clusterer: FaceClusterer | None = None,
+    *,
+    full: bool = False,
+    embedder: str | os.PathLike[str] | None = None,
+) -> ClusterReport:
+    """Cluster ``store``'s faces (a ``CollectionStore``) and save the labels; see the module doc.
+
+    Unless the clusterer has a ``threshold`` or a ``card`` of its own, its threshold comes from the
+    card of the model the collection is bound to (a user calibration included). ``embedder``: the
+    path of that model when it is a bring-your-own one (a collection records its name, not its file).
+    """
     table = store.face_table()
     if not len(table):
         return ClusterReport(0, 0, 0, 0, 0)
-    clusterer = clusterer or FaceClusterer()
+    clusterer = with_bound_card(clusterer or FaceClusterer(), store, embedder)
     row_of = {int(face): row for row, face in enumerate(table.face_ids.tolist())}
     must, cannot = (_rows(pairs, row_of) for pairs in store.constraints())
     infos = store.clusters()
@@ -73,6 +85,26 @@ def cluster_collection(store: Any, clusterer: FaceClusterer | None = None, *, fu
         unassigned=int((labels == UNASSIGNED).sum()),
         new_clusters=len(clustered - existing),
     )
+
+
+def with_bound_card(
+    clusterer: FaceClusterer, store: Any, embedder: str | os.PathLike[str] | None = None
+) -> FaceClusterer:
+    """``clusterer``, or a copy of it given the card of the model ``store`` is bound to when it has
+    neither a threshold nor a card of its own (no card is guessed: a store of unknown model is refused)."""
+    if clusterer.threshold is not None or clusterer.card is not None:
+        return clusterer
+    tag = store.model()
+    if tag is None:
+        return clusterer  # faces without a model cannot be: nothing to cluster either
+    from sklearn.base import clone
+
+    from faceatlas.models.catalog import card_for_tag
+
+    card = card_for_tag(tag, embedder, where="the collection")  # no path: the service shows this message
+    bound = clone(clusterer)
+    bound.set_params(card=card)
+    return bound
 
 
 def _rows(pairs: np.ndarray, row_of: dict[int, int]) -> np.ndarray:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ctypes
 import dataclasses
+import functools
 import hashlib
 import itertools
 import multiprocessing
@@ -103,9 +104,11 @@ def index_folder(
 
     ``analyzer``: a ``FaceAnalyzer`` (or anything with ``analyze(image) -> list[Face]`` and
     ``embedder.card``), a zero-argument factory of one (a class, ``functools.partial``), or None
-    for ``FaceAnalyzer()``. With ``workers > 1`` photos are analysed in that many spawned
-    processes, each building its own analyzer once, so the analyzer must be None or a picklable
-    factory; the store is written by this process only, in folder order.
+    for ``FaceAnalyzer`` with the embedder the collection is bound to (the default for a new one;
+    a collection of a bring-your-own model needs its analyzer passed). With ``workers > 1`` photos
+    are analysed in that many spawned processes, each building its own analyzer once, so the
+    analyzer must be None or a picklable factory; the store is written by this process only, in
+    folder order.
     ``progress(done, total)`` is called after each file.
 
     ``allowed_roots``: the folders this run may read (the service passes its photo roots). Then
@@ -121,7 +124,7 @@ def index_folder(
     allowed = None if allowed_roots is None else [Path(r).expanduser().resolve() for r in allowed_roots]
     if allowed is not None and not _inside(folder, allowed):
         raise CollectionError(f"{root} is not inside the folders this run may read ({', '.join(map(str, allowed))})")
-    factory, local = _resolve_analyzer(analyzer, workers)
+    factory, local = _resolve_analyzer(analyzer, workers, store)
     store.bind_model(model_tag(local))  # refuses another model before any work
     base, prefix = _adopt_root(store, folder)
     unlisted: list[OSError] = []  # folders that could not be listed: reported, not silently skipped
@@ -189,12 +192,16 @@ def _confine(files: dict[str, Path], allowed: Sequence[Path], report: IndexRepor
     return kept
 
 
-def _resolve_analyzer(analyzer: Any, workers: int) -> tuple[Callable[[], Any] | None, Any]:
-    """(factory for worker processes, analyzer for this process)."""
+def _resolve_analyzer(analyzer: Any, workers: int, store: Any = None) -> tuple[Callable[[], Any] | None, Any]:
+    """(factory for worker processes, analyzer for this process). None: the embedder the collection
+    is bound to (a registered one; a bring-your-own model must be passed), the default for a new one."""
     if analyzer is None:
+        from faceatlas.models.catalog import analyzer_options
         from faceatlas.pipeline import FaceAnalyzer
 
-        return None, FaceAnalyzer()  # loads nothing until used: in a pool only its card is read here
+        options = analyzer_options(store.model() if store is not None else None, where="the collection")
+        factory = functools.partial(FaceAnalyzer, **options)  # picklable: the workers build the same one
+        return factory, factory()  # loads nothing until used: in a pool only its card is read here
     if isinstance(analyzer, type) or not hasattr(analyzer, "analyze"):
         return analyzer, analyzer()
     if workers > 1:

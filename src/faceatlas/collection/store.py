@@ -32,7 +32,7 @@ import numpy as np
 
 from faceatlas._sqlite import Migration, SqliteFile, inserted_rowid
 from faceatlas.errors import CollectionError, FaceNotFoundError, ModelMismatchError  # also importable from here
-from faceatlas.gallery.store import ModelTag  # the same tag as galleries: a collection enrols into one
+from faceatlas.gallery.store import ModelTag, embedder_option, reembed_hint  # the same tag as galleries
 from faceatlas.types import Face, FaceMatrix
 
 #: marks the file as a faceatlas collection in the SQLite header ("FACC")
@@ -268,8 +268,9 @@ class CollectionStore(SqliteFile):
                 )
             elif bound != tag:
                 raise ModelMismatchError(
-                    f"collection {self.path} holds faces embedded by {bound}, not {tag}; index these photos "
-                    "into another collection (--db), or use the model the collection was made with"
+                    f"collection {self.path} holds faces embedded by {bound}, not {tag}: two models' embeddings "
+                    f"never mix. {reembed_hint(str(self.path), bound, tag)}; or index these photos into another "
+                    "collection (--db)"
                 )
 
     def model(self) -> ModelTag | None:
@@ -402,7 +403,9 @@ class CollectionStore(SqliteFile):
         for row in rows:
             if len(row[-1]) != 4 * tag.dim:
                 raise ModelMismatchError(
-                    f"collection {self.path} holds {tag} embeddings, got a {len(row[-1]) // 4}-d one"
+                    f"collection {self.path} holds {tag} embeddings, but the embedder returned a "
+                    f"{len(row[-1]) // 4}-d one: it is not the model its card says; check the model file, or pass "
+                    f"the collection's model: --embedder {embedder_option(tag)}"
                 )
 
     def face_table(self) -> FaceMatrix:

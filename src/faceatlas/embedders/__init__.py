@@ -37,6 +37,7 @@ _REGISTRY = Registry(
     {
         "dlib_resnet": "faceatlas.embedders.dlib_resnet:DlibResNetEmbedder",
         "facenet": "faceatlas.embedders.facenet:FaceNetEmbedder",
+        "dlib_resnet+facenet": "faceatlas.embedders.fused:FusedEmbedder",  # score fusion, one model
     },
 )
 

@@ -13,7 +13,16 @@ from typing import Annotated, Any
 
 import typer
 
-from faceatlas._cli_util import EXIT_BAD_INPUT, EXIT_OK, EXIT_USAGE, err, guard
+from faceatlas._cli_util import (
+    EXIT_BAD_INPUT,
+    EXIT_OK,
+    EXIT_USAGE,
+    DetectorOption,
+    EmbedderOption,
+    analyzer_kwargs,
+    err,
+    guard,
+)
 
 CHOOSE = "--face i"  # how a CLI user picks one face of several, for the skip reasons
 people_app = typer.Typer(no_args_is_help=True, help="List, rename, merge and delete enrolled people.")
@@ -33,13 +42,30 @@ def gallery_location(db: str | None) -> str:
     return str(Path(platformdirs.user_data_dir("faceatlas")) / "gallery.db")
 
 
-def _open(db: str | None, create: bool = True, **options: Any):
+def _open(
+    db: str | None, create: bool = True, detector: str | None = None, embedder: str | None = None, **options: Any
+):
+    """The gallery; with --detector/--embedder, with those models (the embedder defaults to the
+    one the gallery was built with, which a gallery picks by itself when neither is given)."""
     from faceatlas.gallery.gallery import Gallery
 
     location = gallery_location(db)
     if "://" not in location:
         Path(location).parent.mkdir(parents=True, exist_ok=True)
-    return Gallery.open(location, create=create, **options)
+    if detector is None and embedder is None:
+        return Gallery.open(location, create=create, **options)
+    from faceatlas.gallery.store import open_store
+    from faceatlas.models.catalog import embedder_for_tag
+    from faceatlas.pipeline import FaceAnalyzer
+
+    store = open_store(location, create=create)
+    try:
+        chosen = embedder_for_tag(store.model(), embedder, where="the gallery")
+        analyzer = FaceAnalyzer(**analyzer_kwargs(detector, str(chosen)))
+    except BaseException:
+        store.close()
+        raise
+    return Gallery(store, analyzer, **options)
 
 
 def enroll(
@@ -59,6 +85,8 @@ def enroll(
     ] = None,
     min_quality: Annotated[float, typer.Option(min=0.0, max=1.0, help="Skip faces below this quality.")] = 0.3,
     db: Db = None,
+    detector: DetectorOption = None,
+    embedder: EmbedderOption = None,
 ) -> None:
     """Enrol people; prints what was added and what was skipped (and why).
 
@@ -99,7 +127,8 @@ def enroll(
                 for line in bad:
                     err(line)
                 return EXIT_BAD_INPUT
-        return _enroll_jobs(db, jobs, face, min_quality, None if person is not None else list(images))
+        sources = None if person is not None else list(images)
+        return _enroll_jobs(db, jobs, face, min_quality, sources, detector=detector, embedder=embedder)
 
     raise typer.Exit(guard(run))
 
@@ -131,7 +160,13 @@ def _person_folders(folder: Path) -> list[Path]:
 
 
 def _enroll_jobs(
-    db: str | None, jobs: dict[str, list[Path]], face: int | None, min_quality: float, folders: list[Path] | None
+    db: str | None,
+    jobs: dict[str, list[Path]],
+    face: int | None,
+    min_quality: float,
+    folders: list[Path] | None,
+    detector: str | None = None,
+    embedder: str | None = None,
 ) -> int:
     """Enrol each person of ``jobs``; prints every report and what happened. ``folders``: the
     folders of people the names came from (None: --person)."""
@@ -140,7 +175,7 @@ def _enroll_jobs(
     enrolled: list[str] = []
     refused: list[str] = []
     unreadable = False
-    with _open(db, min_quality=min_quality) as gallery:
+    with _open(db, min_quality=min_quality, detector=detector, embedder=embedder) as gallery:
         for name, files in jobs.items():
             try:
                 report = gallery.enroll(name, [str(f) for f in files], face=face)
@@ -172,6 +207,8 @@ def identify(
     fpir: Annotated[float, typer.Option(help="Open-set operating point: false-positive identification rate.")] = 1e-2,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON line per image.")] = False,
     db: Db = None,
+    detector: DetectorOption = None,
+    embedder: EmbedderOption = None,
 ) -> None:
     """Who is in each image: every face, its candidates, and "unknown" where nobody passes."""
 
@@ -181,7 +218,7 @@ def identify(
 
         files = [f for item in images for f in (iter_image_files(item) if item.is_dir() else [item])]
         bad = 0
-        with _open(db, create=False) as gallery:
+        with _open(db, create=False, detector=detector, embedder=embedder) as gallery:
             for file in files:
                 try:
                     results = gallery.identify(str(file), k=k, fpir=fpir)

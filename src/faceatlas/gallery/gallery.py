@@ -10,9 +10,15 @@ a per-comparison false-match rate f(t), a non-mated probe is falsely identified 
 N comparisons passes: FPIR(t) = 1 − (1 − f(t))^N. The threshold for a target FPIR is therefore the
 model card's threshold for f = 1 − (1 − FPIR)^(1/N), where N is the number of faces searched
 ("max" scoring) or of people ("template" scoring). The card's calibrated range bounds this; past
-it the threshold is capped at the strictest calibrated point and each result says so. Templates
-(the default: they identify best, see docs/BENCHMARKS.md) are calibrated on the gallery's own
-face-versus-other-template scores instead, since averaging makes a template nearer to everyone.
+it the threshold is capped at the strictest calibrated point and each result says so.
+
+Templates (the default: they identify best, see docs/BENCHMARKS.md) are not faces: averaging makes a
+template nearer to everyone, so the face-to-face f(t) lets more strangers through than asked. A gallery
+with enough of its own face-versus-other-template impostor scores calibrates on them. A smaller one
+uses the card's face-versus-template statistics by template size (``ModelCard.template_thresholds``,
+calibrated offline): with person p's template of n_p faces passing a stranger with probability
+f_{n_p}(t), FPIR(t) = 1 − Π_p (1 − f_{n_p}(t)), solved for t. Only a card without those statistics
+falls back to its face-to-face threshold, with a note.
 
 The store is the only copy of anything. Whenever its change counter moves (another process may
 have enrolled) the gallery catches up from the store's change log: new faces are appended, removed
@@ -24,8 +30,10 @@ by RECALIBRATE_GROWTH since it was calibrated (a few more impostors barely move 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
+import math
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -57,6 +65,9 @@ ANN_FACES = 100_000  # from this many faces "max" scoring searches an index inst
 ANN_CANDIDATES = 200  # faces fetched from the index per probe, then reduced to people
 TEMPLATE_CALIBRATION_PAIRS = 20_000_000  # face-versus-template scores computed to calibrate at most
 MIN_TAIL = 10  # impostor scores that must lie above a threshold for its FAR to be measured
+# below this many of its own impostor scores above the cut, a template gallery takes its threshold
+# from the card's face-versus-template statistics (when the card has them) instead of its own tail
+SELF_CALIBRATION_TAIL = MIN_TAIL
 RECALIBRATE_GROWTH = 0.02  # redo the template calibration once faces or people grew by 2 %
 CHEAP_CALIBRATION_PAIRS = 1_000_000  # below this many face-template pairs, recalibrate at every change
 
@@ -155,6 +166,61 @@ def open_set_threshold(card: Any, fpir: float, comparisons: int) -> tuple[float,
     return card.threshold_for(min(per_comparison, highest)), ()
 
 
+def template_open_set_threshold(card: Any, fpir: float, sizes: Iterable[int]) -> tuple[float, tuple[str, ...]]:
+    """The threshold giving ``fpir`` over one template per person, person p's of ``sizes[p]`` faces,
+    from the card's face-versus-template statistics (see the module doc).
+
+    FPIR(t) = 1 − Π_p (1 − f_{n_p}(t)) falls as t rises, so t is found by bisection. Every f_{n_p}
+    at the answer is at most the FPIR, so for an FPIR within the card's calibrated FARs the answer
+    lies between the loosest threshold at which every size is calibrated and the strictest
+    calibrated one. Above that range the loosest is used (stricter than asked); where even the
+    strictest lets more through, it is used with a note, as ``open_set_threshold`` does.
+    """
+    if not 0.0 < fpir < 1.0:
+        raise InvalidArgumentError(f"fpir must be a rate in (0, 1), got {fpir!r}")
+    counts = np.unique(np.asarray(list(sizes), dtype=np.int64), return_counts=True)
+    if not len(counts[0]):
+        raise InvalidArgumentError("template sizes are needed, one per person; none were given")
+    return _solve_template_threshold(card, fpir, tuple(zip(counts[0].tolist(), counts[1].tolist(), strict=True)))
+
+
+@functools.lru_cache(maxsize=1024)
+def _solve_template_threshold(
+    card: Any, fpir: float, counts: tuple[tuple[int, int], ...]
+) -> tuple[float, tuple[str, ...]]:
+    """``template_open_set_threshold`` for (template size, people with it) pairs; cached, as a gallery
+    asks the same question at every search until its people change."""
+    curves = [
+        (np.array(ts), np.array(log_far), people)
+        for n, people in counts
+        for ts, log_far in [card.template_far_curve(n)]
+    ]
+
+    def fpir_at(t: float) -> float:
+        # np.interp holds the end values outside a curve: past its strictest point a size counts at
+        # its lowest calibrated FAR (too high, so the answer errs strict); the loose side is never asked
+        log_clear = sum(people * math.log1p(-math.exp(float(np.interp(t, ts, lf)))) for ts, lf, people in curves)
+        return -math.expm1(log_clear)
+
+    loose = max(float(ts[0]) for ts, _, _ in curves)
+    strict = max(float(ts[-1]) for ts, _, _ in curves)
+    if fpir_at(strict) > fpir:
+        lowest = math.exp(max(float(lf[-1]) for _, lf, _ in curves))
+        people = sum(n for _, n in counts)
+        note = (
+            f"FPIR {fpir:g} over {people} templates needs per-comparison FARs below the card's calibrated "
+            f"{lowest:.0e}: threshold capped at the strictest calibrated point, so the real FPIR may be higher"
+        )
+        return strict, (note,)
+    if fpir_at(loose) <= fpir:
+        return loose, ()
+    below, above = loose, strict  # fpir_at(below) > fpir >= fpir_at(above)
+    while above - below > 1e-7:
+        middle = 0.5 * (below + above)
+        below, above = (middle, above) if fpir_at(middle) > fpir else (below, middle)
+    return above, ()
+
+
 class Gallery:
     """People, their faces, and search; see the module docstring.
 
@@ -211,15 +277,21 @@ class Gallery:
 
     @property
     def analyzer(self) -> Any:
+        """The analyzer given, else one with the embedder the store is bound to (the default for a
+        new gallery); a gallery of a bring-your-own model needs it passed (ModelMismatchError)."""
         if self._analyzer is None:
+            from faceatlas.models.catalog import analyzer_options
             from faceatlas.pipeline import FaceAnalyzer
 
-            self._analyzer = FaceAnalyzer()
+            self._analyzer = FaceAnalyzer(**analyzer_options(self.store.model(), where="the gallery"))
         return self._analyzer
 
     @property
     def card(self) -> Any:
-        return self.analyzer.embedder.card
+        """The embedder's card, with the user's own calibration of it (``faceatlas models calibrate``)."""
+        from faceatlas.models.calibration import with_user_calibration
+
+        return with_user_calibration(self.analyzer.embedder.card)
 
     def _bind(self) -> ModelTag:
         """Tie the store to this embedder; a gallery of another model is refused, never mixed.
@@ -468,9 +540,17 @@ class Gallery:
         threshold lets more strangers through than asked. Every enrolled face compared with every
         *other* person's template is an impostor comparison of exactly the probe's kind; their
         tail gives the per-comparison FAR. Where the gallery has too few of them to measure the
-        needed FAR, the card's threshold stays, with a note.
+        needed FAR well, the card's face-versus-template statistics give it (for these template
+        sizes); only a card without them leaves the face-to-face threshold, with a note.
         """
         per_comparison = 1.0 - (1.0 - fpir) ** (1.0 / comparisons)
+        card = self.card
+        if getattr(card, "template_thresholds", ()):  # decide from the count alone: the scores may not be needed
+            allowed = false_accepts_allowed(self._template_impostor_count(matrix), per_comparison)
+            if allowed < SELF_CALIBRATION_TAIL:
+                _ids, _order, starts = self._faces_by_person(matrix)
+                sizes = np.diff(np.r_[starts, len(matrix)])
+                return template_open_set_threshold(card, fpir, sizes.tolist())
         impostor = self._template_impostor_scores(matrix)
         allowed = false_accepts_allowed(len(impostor), per_comparison)
         if allowed < MIN_TAIL:
@@ -482,6 +562,15 @@ class Gallery:
         if allowed not in self._thresholds:  # one threshold per number of impostors let through
             self._thresholds[allowed] = threshold_at_far(impostor, per_comparison)
         return self._thresholds[allowed], ()
+
+    def _template_impostor_count(self, matrix: FaceMatrix) -> int:
+        """How many scores ``_template_impostor_scores`` gives: each face it uses against every
+        template but its own person's."""
+        people = len(self._faces_by_person(matrix)[0])
+        faces = len(matrix)
+        if faces * people > TEMPLATE_CALIBRATION_PAIRS:
+            faces = max(TEMPLATE_CALIBRATION_PAIRS // people, 1)
+        return faces * (people - 1)
 
     def _template_impostor_scores(self, matrix: FaceMatrix) -> np.ndarray:
         """Every enrolled face against every other person's template (see the module doc for when

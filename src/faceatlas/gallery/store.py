@@ -288,9 +288,27 @@ def check_tag(tag: ModelTag) -> ModelTag:
 def check_same_model(bound: ModelTag | None, tag: ModelTag, where: str) -> None:
     if bound is not None and bound != tag:
         raise ModelMismatchError(
-            f"{where} holds embeddings of {bound}, not {tag}; use a separate gallery per model "
-            "(or re-embed every face and import them into a new one)"
+            f"{where} holds embeddings of {bound}, not {tag}: two models' embeddings never mix. "
+            + reembed_hint(where, bound, tag)
         )
+
+
+def reembed_hint(where: str, bound: ModelTag, tag: ModelTag) -> str:
+    """What to do when a store of ``bound`` meets an embedder of ``tag`` (a sentence for a ModelMismatchError)."""
+    return (
+        f"Move it to {tag.name} with `faceatlas reembed {where} --embedder {embedder_option(tag)}` (faces, people, "
+        f"names and corrections are kept), or use it with its own model: --embedder {embedder_option(bound)} "
+        "(in Python, FaceAnalyzer(embedder=...))"
+    )
+
+
+def embedder_option(tag: ModelTag) -> str:
+    """What ``--embedder`` takes for a tag's model: a registered model's name, else its file (a store records none)."""
+    from faceatlas.models.catalog import registered
+
+    if tag.name in registered("embedding"):
+        return tag.name
+    return f"PATH/{tag.name.removeprefix('onnx:')}.onnx"
 
 
 def check_name(name: object) -> str:
@@ -317,7 +335,11 @@ def check_embedding(embedding: object, tag: ModelTag) -> np.ndarray:
     if vec.ndim != 1:
         raise GalleryError(f"an embedding must be one vector of shape ({tag.dim},), got shape {vec.shape}")
     if vec.shape[0] != tag.dim:
-        raise ModelMismatchError(f"the gallery holds {tag} embeddings, got a {vec.shape[0]}-d vector")
+        raise ModelMismatchError(
+            f"the gallery holds {tag} embeddings, got a {vec.shape[0]}-d vector: another model's (or a model whose "
+            f"output is not what its card says); embed with --embedder {embedder_option(tag)}, or move the gallery "
+            "to the other model with `faceatlas reembed`"
+        )
     if not np.issubdtype(vec.dtype, np.floating):
         raise GalleryError(f"an embedding must be floating point, got dtype {vec.dtype}")
     vec = np.ascontiguousarray(vec, dtype=np.float32)

@@ -8,15 +8,19 @@ from typing import Annotated
 
 import typer
 
-from faceatlas._cli_util import EXIT_BAD_INPUT, EXIT_USAGE, err, output_file
+from faceatlas._cli_util import EXIT_BAD_INPUT, EXIT_USAGE, DetectorOption, EmbedderOption, err, output_file
 
 
 def serve_command(
     host: Annotated[str, typer.Option(help="address to listen on; 0.0.0.0 exposes it to the network")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port")] = 8000,
     load: Annotated[bool, typer.Option(help="load the models before taking requests")] = True,
+    detector: DetectorOption = None,
+    embedder: EmbedderOption = None,
 ) -> None:
-    """Serve the REST API (/v1, schema at /openapi.json) and the web UI (/). Settings: FACEATLAS_* variables."""
+    """Serve the REST API (/v1, schema at /openapi.json) and the web UI (/). Settings: FACEATLAS_* variables.
+
+    --detector / --embedder override FACEATLAS_DETECTOR / FACEATLAS_EMBEDDER (a name or a path)."""
     import uvicorn
     from pydantic import ValidationError
 
@@ -24,11 +28,12 @@ def serve_command(
     from faceatlas.server.settings import Settings
 
     try:
-        settings = Settings()
+        given = {k: v for k, v in (("detector", detector), ("embedder", embedder)) if v is not None}
+        settings = Settings(**given)  # type: ignore[arg-type]  # pydantic-settings fills the rest from the env
     except ValidationError as exc:
         for error in exc.errors():
             field = ".".join(str(p) for p in error["loc"]) or "settings"
-            err(f"FACEATLAS_{field.upper()}: {error['msg']}")
+            err(f"FACEATLAS_{field.upper()}: {error['msg'].removeprefix('Value error, ')}")
         raise typer.Exit(EXIT_USAGE) from None
     app = create_app(settings)
     if load:

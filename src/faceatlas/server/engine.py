@@ -20,6 +20,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import threading
 import time
@@ -61,6 +62,14 @@ class Engine:
     def __init__(self, settings: Settings, analyzer_factory: Callable[[], Analyzer] | None = None) -> None:
         self.settings = settings
         self._factory = analyzer_factory
+        self._models: tuple[str | None, str | None] = (None, None)
+        if analyzer_factory is None:  # the settings' models, described from their cards (nothing loads)
+            from faceatlas.models.catalog import card_of
+
+            self._models = (
+                _described(card_of(settings.detector, "detector")),
+                _described(card_of(settings.embedder, "embedder")),
+            )
         self._analyzer: Analyzer | None = None
         self._gallery: Gallery | None = None
         self._load_lock = threading.Lock()
@@ -92,12 +101,7 @@ class Engine:
             with self._load_lock:
                 if self._analyzer is None:
                     started = time.perf_counter()
-                    if self._factory is not None:
-                        analyzer = self._factory()
-                    else:
-                        from faceatlas.pipeline import FaceAnalyzer
-
-                        analyzer = FaceAnalyzer()
+                    analyzer = (self._factory or self.model_factory())()
                     load = getattr(analyzer, "load", None)
                     if callable(load):
                         load()
@@ -109,6 +113,24 @@ class Engine:
 
     def load(self) -> None:
         self.analyzer()
+
+    def model_factory(self) -> Callable[[], Analyzer]:
+        """The analyzer FACEATLAS_DETECTOR / FACEATLAS_EMBEDDER name, as a picklable factory: what
+        this process builds, and what an index job's worker processes build too."""
+        from faceatlas.pipeline import FaceAnalyzer
+
+        return functools.partial(FaceAnalyzer, detector=self.settings.detector, embedder=self.settings.embedder)
+
+    def bound_models(self) -> tuple[str | None, str | None]:
+        """("name version" of the detector, of the embedder) the service runs; None for what an
+        injected analyzer (``create_app(analyzer_factory=...)``) does not say before it loads."""
+        if self._factory is None:
+            return self._models
+        analyzer = self._analyzer
+        embedder = getattr(analyzer, "embedder", None)
+        card = getattr(embedder, "card", None)
+        detector_card = getattr(getattr(analyzer, "detector", None), "card", None)
+        return _described(detector_card), _described(card)
 
     @contextlib.contextmanager
     def admit(self) -> Iterator[None]:
@@ -191,6 +213,10 @@ class Engine:
                 if store is not None:
                     store.close()
             self._collection, self._collection_file, self._retired = None, None, []
+
+
+def _described(card: Any) -> str | None:
+    return None if card is None else f"{card.name} {card.version}"
 
 
 def _file_id(path: os.PathLike[str] | str) -> tuple[int, int] | None:

@@ -415,10 +415,14 @@ def index_job(
     return run
 
 
-def cluster_job(collection: Path | StoreProvider, full: bool = False) -> Callable[[JobContext], dict[str, Any]]:
+def cluster_job(
+    collection: Path | StoreProvider, full: bool = False, embedder: str | None = None
+) -> Callable[[JobContext], dict[str, Any]]:
     """A job that clusters ``collection`` (the service's shared store, or a path that must exist); ``full``
     re-clusters every face. The clustering reports no progress; a cancel asked meanwhile is
     honoured before anything is written (the labels are saved in one transaction, or not at all).
+    The merge threshold comes from the card of the model the collection is bound to; ``embedder``
+    (the service's FACEATLAS_EMBEDDER) is how a bring-your-own model's card is found.
     Returns the ``ClusterReport``'s fields."""
     opened = _store_provider(collection, create=False)
 
@@ -427,7 +431,7 @@ def cluster_job(collection: Path | StoreProvider, full: bool = False) -> Callabl
 
         ctx.progress(0, None, "re-clustering every face" if full else "clustering the new faces")
         with opened() as store:
-            report = cluster_collection(_CheckBeforeWrite(store, ctx), full=full)
+            report = cluster_collection(_CheckBeforeWrite(store, ctx), full=full, embedder=embedder)
         ctx._set(report.faces, report.faces, str(report))
         return dataclasses.asdict(report)
 

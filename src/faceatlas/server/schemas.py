@@ -140,6 +140,11 @@ class DeletedResponse(BaseModel):
 class Health(BaseModel):
     status: Literal["ok"]
     version: str
+    detector: str | None = Field(None, description="the face detector bound (FACEATLAS_DETECTOR): name and version")
+    embedder: str | None = Field(
+        None,
+        description="the face embedder bound (FACEATLAS_EMBEDDER): name and version, as galleries and collections record it",
+    )
 
 
 class Readiness(BaseModel):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -39,6 +39,12 @@ class Settings(BaseSettings):
     analysis_threads: int = Field(1, ge=1, le=64, description="requests analysed at once")
     cors_origins: list[str] = Field(default_factory=list, description="origins allowed by CORS; empty = CORS off")
     metrics_public: bool = Field(False, description="serve /metrics without a key (for a scraper on a private net)")
+    detector: str = Field(
+        "retinaface", description="face detector: a name (faceatlas models list) or the path of an .onnx / model pack"
+    )
+    embedder: str = Field(
+        "dlib_resnet", description="face embedder: a name (faceatlas models list) or the path of an .onnx / model pack"
+    )
 
     @field_validator("photo_roots")
     @classmethod
@@ -58,6 +64,20 @@ class Settings(BaseSettings):
             if origin != "*" and not origin.startswith(("http://", "https://")):
                 raise ValueError(f"CORS origin {origin!r} must start with http:// or https:// (or be '*')")
         return origins
+
+    @field_validator("detector", "embedder")
+    @classmethod
+    def _model_usable(cls, model: str, info: ValidationInfo) -> str:
+        """A name that is registered (and installed) or a path to a model of that task: checked at
+        start-up, so a typo stops the service instead of failing its first request."""
+        from faceatlas.errors import FaceAtlasError
+        from faceatlas.models.catalog import check_model
+
+        try:
+            check_model(model, str(info.field_name))
+        except FaceAtlasError as exc:
+            raise ValueError(str(exc)) from None
+        return model
 
     @model_validator(mode="after")
     def _data_dir_usable(self) -> Settings:

@@ -284,7 +284,8 @@ def submit_cluster(request: Request, _: Writer, body: Annotated[ClusterJobReques
 
     full = body.full if body is not None else False
     engine = engine_of(request)
-    run = cluster_job(engine.collection, full)  # the one shared store (created if missing)
+    # the one shared store (created if missing); FACEATLAS_EMBEDDER locates a bring-your-own model's card
+    run = cluster_job(engine.collection, full, embedder=settings_of(request).embedder)
 
     def locked(ctx: Any) -> dict[str, Any]:
         with engine.collection_lock:  # corrections wait for the clustering, never lost under it

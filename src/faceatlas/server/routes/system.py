@@ -16,8 +16,10 @@ router = APIRouter(tags=["system"])
 
 
 @router.get("/healthz", response_model=Health, summary="Liveness: the process answers")
-def health() -> Health:
-    return Health(status="ok", version=faceatlas.__version__)
+def health(request: Request) -> Health:
+    """Also names the models the service runs (loaded or not yet)."""
+    detector, embedder = engine_of(request).bound_models()
+    return Health(status="ok", version=faceatlas.__version__, detector=detector, embedder=embedder)
 
 
 @router.get("/readyz", response_model=Readiness, summary="Readiness: models loaded and gallery open")

@@ -235,6 +235,8 @@ export async function request(method, path, options = {}) {
  */
 /**
  * @typedef {Object} Health
+ * @property {string|null} [detector] the face detector bound (FACEATLAS_DETECTOR): name and version
+ * @property {string|null} [embedder] the face embedder bound (FACEATLAS_EMBEDDER): name and version, as galleries and collections record it
  * @property {"ok"} status
  * @property {string} version
  */
@@ -412,6 +414,7 @@ export async function request(method, path, options = {}) {
 
 /**
  * Liveness: the process answers
+ * Also names the models the service runs (loaded or not yet).
  * `GET /healthz`
  * @param {{signal?: AbortSignal}} [options]
  * @returns {Promise<Health>}
