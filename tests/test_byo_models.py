@@ -199,7 +199,7 @@ def test_scrfd_outputs_in_any_order_decode_the_same(models: dict[str, Path]) -> 
         (face,) = create_detector(str(models[name])).detect(image)
         _check_face(face, *want)
     # dynamic graphs: the strides are told apart by the anchor counts at run time
-    (face,) = create_detector(str(models["scrfd_shuffled_dynamic"])).detect(image)
+    (face,) = create_detector(str(models["scrfd_shuffled_dynamic"]), input_size=640).detect(image)
     _check_face(face, *want)
 
 
@@ -207,7 +207,7 @@ def test_scrfd_outputs_in_any_order_decode_the_same(models: dict[str, Path]) -> 
 def test_scrfd_dynamic_input_resizes_the_longer_side_and_pads_to_32(models: dict[str, Path], name: str) -> None:
     # 1280×700 → longer side 640: scale 0.5, 640×350 padded to 640×352; the 32-px square is
     # stride-16 cell (10, 5) of the network's input
-    detector = create_detector(str(models[name]))
+    detector = create_detector(str(models[name]), input_size=640)
     assert detector._plan(700, 1280) == (352, 640, 350, 640)
     (face,) = detector.detect(_planted(700, 1280, 320, 160, 32))
     _check_face(face, *_expected_scrfd(10, 5, 16, 0.5))
@@ -217,19 +217,28 @@ def test_scrfd_dynamic_input_resizes_the_longer_side_and_pads_to_32(models: dict
     _check_face(face, *_expected_scrfd(20, 10, 16, 1.0))
 
 
+def test_a_dynamic_graph_sees_each_photo_near_its_own_size(models: dict[str, Path]) -> None:
+    detector = create_detector(str(models["scrfd_dynamic"]))  # input_size None: the photo's own size
+    assert detector._plan(250, 250) == (320, 320, 320, 320)  # small crops are brought up to 320
+    assert detector._plan(700, 1280) == (704, 1280, 700, 1280)  # within [320, 1920]: as it is
+    assert detector._plan(3000, 4000) == (1440, 1920, 1440, 1920)  # large photos capped at 1920
+    (face,) = detector.detect(_planted(700, 1280, 320, 160, 16))  # the square is cell (20, 10) at 1280
+    _check_face(face, *_expected_scrfd(20, 10, 16, 1.0))
+
+
 def test_scrfd_with_five_strides_and_one_anchor(tmp_path: Path) -> None:
     # InsightFace's 15-output variant: strides 8..128, one anchor per cell; dynamic inputs pad to 128
     path = byo_graphs.scrfd(tmp_path / "scrfd5.onnx", fixed=None, anchors=1, strides=(8, 16, 32, 64, 128))
     graph = inspect_model(path)
     assert isinstance(graph, DetectorGraph) and graph.strides == (8, 16, 32, 64, 128)
-    detector = create_detector(str(path))
+    detector = create_detector(str(path), input_size=640)
     assert detector._plan(700, 1280) == (384, 640, 350, 640)
     (face,) = detector.detect(_planted(700, 1280, 320, 160, 32))
     _check_face(face, *_expected_scrfd(10, 5, 16, 0.5))
 
 
 def test_scrfd_batches_keep_each_image_its_own_faces(models: dict[str, Path]) -> None:
-    detector = create_detector(str(models["scrfd_dynamic"]))
+    detector = create_detector(str(models["scrfd_dynamic"]), input_size=640)
     images = [_planted(700, 1280, 320, 160, 32), _planted(700, 1280, 640, 320, 32), np.zeros((700, 1280, 3), np.uint8)]
     results = detector.detect_batch(images)
     assert [len(r) for r in results] == [1, 1, 0]
@@ -274,7 +283,7 @@ def test_scrfd_without_keypoints_estimates_landmarks_and_says_so(models: dict[st
 
 @pytest.mark.parametrize("name", ["yunet", "yunet_dynamic"])
 def test_yunet_decodes_as_opencv_does(models: dict[str, Path], name: str) -> None:
-    detector = create_detector(str(models[name]))
+    detector = create_detector(str(models[name]), input_size=640)
     assert type(detector).__name__ == "YuNetDetector" and detector.preprocessing.channel_order == "BGR"
     blue = _planted(480, 800, 200, 100, 20, rgb=(0, 0, 255))  # BGR channel 0, raw 255
     (face,) = detector.detect(blue)
@@ -390,7 +399,7 @@ def test_a_buffalo_l_like_folder_gives_its_detector_and_embedder(models: dict[st
     assert embedder.card.name == "onnx:w600k_r50"
     from faceatlas.pipeline import FaceAnalyzer
 
-    analyzer = FaceAnalyzer(detector=str(pack), embedder=str(pack))
+    analyzer = FaceAnalyzer(detector=str(pack), embedder=str(pack), detector_options={"input_size": 640})
     (face,) = [f for f in analyzer.analyze(_planted(700, 1280, 320, 160, 32)) if f.embedding is not None]
     assert face.embedding.shape == (512,)
 

@@ -65,7 +65,7 @@ def test_list_models_returns_cards_with_their_state(tmp_path: Path) -> None:
     assert "MS-Celeb-1M" in facenet.license and by_name["mtcnn"].installed  # mtcnn is a dependency
     for word, card_word in (("detector", "detection"), ("detection", "detection"), ("embedder", "embedding")):
         assert {m.task for m in faceatlas.list_models(word)} == {card_word}
-    assert [m.name for m in faceatlas.list_models("embedding")] == ["dlib_resnet", "facenet"]
+    assert [m.name for m in faceatlas.list_models("embedding")] == ["dlib_resnet", "dlib_resnet+facenet", "facenet"]
     with pytest.raises(InvalidArgumentError, match="detector"):
         faceatlas.list_models("classifier")
     assert json.loads(json.dumps(dlib.to_dict()))["thresholds"][0] == {"far": 0.01, "similarity": 0.9071}
@@ -80,7 +80,7 @@ def test_models_list_prints_a_table_and_json() -> None:
     assert dlib.startswith("* ") and dlib.split()[2:5] == ["embedder", "yes", "shipped"] and "CC0-1.0" in dlib
     assert invoke("models").output == result.output  # `faceatlas models` alone: the same list
     embedders = json.loads(invoke("models", "list", "--task", "embedder", "--json").output)
-    assert [m["name"] for m in embedders] == ["dlib_resnet", "facenet"] and embedders[0]["default"] is True
+    assert [m["name"] for m in embedders] == ["dlib_resnet", "dlib_resnet+facenet", "facenet"] and embedders[0]["default"] is True
     assert invoke("models", "list", "--task", "nope").exit_code == 2
 
 

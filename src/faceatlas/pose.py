@@ -53,6 +53,8 @@ MEAN_FACE_3D = np.array(
 # even AFLW2000-3D image numbers: 0.2° better than plain least squares for MTCNN's and
 # RetinaFace's points; 0.02-0.1 are within 0.07° of each other.
 HUBER = 0.05
+# names the pose model: results caches (faceatlas eval) keyed by it never serve another model's poses
+POSE_MODEL = "bfm5-weak-perspective-huber-1"
 _MAX_ITERATIONS = 10
 _TOLERANCE = 1e-5  # radians (and log scale) per step: far below any landmark noise
 _DEGENERATE = 1e-6  # relative spread below which the points carry no 3D information

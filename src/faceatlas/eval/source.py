@@ -113,8 +113,9 @@ def analyzer_key(analyzer: object) -> str:
         described = ",".join(f"{k}={v}" for k, v in sorted(options.items()))
         parts.append(f"{type(part).__name__}({described})")
     from faceatlas import __version__
+    from faceatlas.pose import POSE_MODEL
 
-    return f"faceatlas-{__version__}:" + "+".join(parts)
+    return f"faceatlas-{__version__}:" + "+".join(parts) + f"+pose({POSE_MODEL})"
 
 
 def file_digest(path: Path) -> str:

