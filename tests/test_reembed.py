@@ -19,7 +19,7 @@ from faceatlas.collection.corrections import merge_clusters
 from faceatlas.collection.grouping import cluster_collection
 from faceatlas.collection.indexer import index_folder
 from faceatlas.collection.store import CollectionStore
-from faceatlas.errors import ModelMismatchError
+from faceatlas.errors import ModelError, ModelMismatchError
 from faceatlas.gallery.gallery import Gallery
 from faceatlas.gallery.store import ModelTag, open_store
 from faceatlas.pipeline import FaceAnalyzer
@@ -424,3 +424,22 @@ def test_label_figures_exact_and_sampled():
     assert abs(sampled.recall - exact.recall) < 0.05 and abs(sampled.precision - exact.precision) < 0.1
     lone = label_figures(x[:3], np.array([0, 1, 2]))
     assert lone.rank1 is None and lone.same is None and lone.d_prime is None and "3 faces of 3 people" in lone.line()
+
+
+def test_a_gallery_open_during_the_move_refuses_to_answer_with_the_old_model(photos, tmp_path, analyzer, toy):
+    db = tmp_path / "g.db"
+    with Gallery.open(db, analyzer) as gallery:
+        enrol_people(gallery, photos)
+        (probe,) = analyzer.analyze(photos / "grace" / "a.jpg")
+        scores, names = gallery.scores(probe.embedding)  # reads the store under dlib's model
+        with open_store(db) as store:
+            assert reembed_gallery(store, toy, photos).switched  # another process moves it
+        with pytest.raises(ModelMismatchError, match="moved to .*--embedder onnx:"):
+            gallery.scores(probe.embedding)  # never dlib probes against the new model's embeddings
+
+
+def test_identifying_with_an_uncalibrated_model_says_how_to_calibrate(photos, tmp_path, toy):
+    with Gallery.open(tmp_path / "toy.db", toy) as gallery:
+        gallery.enroll("grace", [photos / "grace" / "a.jpg"])
+        with pytest.raises(ModelError, match="faceatlas models calibrate"):
+            gallery.identify(photos / "grace" / "a.jpg")

@@ -43,7 +43,13 @@ from typing import Any, Literal, Self
 import numpy as np
 
 from faceatlas._thresholds import false_accepts_allowed, threshold_at_far
-from faceatlas.errors import FaceAtlasError, InvalidArgumentError, InvalidImageError, NothingEnrolledError
+from faceatlas.errors import (
+    FaceAtlasError,
+    InvalidArgumentError,
+    InvalidImageError,
+    ModelMismatchError,
+    NothingEnrolledError,
+)
 from faceatlas.gallery.store import (
     FaceMatrix,
     FaceNotFoundError,
@@ -65,9 +71,11 @@ ANN_FACES = 100_000  # from this many faces "max" scoring searches an index inst
 ANN_CANDIDATES = 200  # faces fetched from the index per probe, then reduced to people
 TEMPLATE_CALIBRATION_PAIRS = 20_000_000  # face-versus-template scores computed to calibrate at most
 MIN_TAIL = 10  # impostor scores that must lie above a threshold for its FAR to be measured
-# below this many of its own impostor scores above the cut, a template gallery takes its threshold
-# from the card's face-versus-template statistics (when the card has them) instead of its own tail
-SELF_CALIBRATION_TAIL = MIN_TAIL
+# below this many of its own impostor scores above the cut (about 10,000 faces at FPIR 1e-2), a
+# template gallery takes its threshold from the card's face-versus-template statistics, when the card
+# has them, rather than from its own tail: a tail of 10-20 correlated scores missed the target by up to
+# 1.6x on held-out LFW, where the card's statistics held it (docs/BENCHMARKS.md, small galleries)
+SELF_CALIBRATION_TAIL = 100
 RECALIBRATE_GROWTH = 0.02  # redo the template calibration once faces or people grew by 2 %
 CHEAP_CALIBRATION_PAIRS = 1_000_000  # below this many face-template pairs, recalibrate at every change
 
@@ -154,6 +162,8 @@ def open_set_threshold(card: Any, fpir: float, comparisons: int) -> tuple[float,
     """The similarity threshold giving ``fpir`` over ``comparisons`` impostor comparisons (see module doc)."""
     if not 0.0 < fpir < 1.0:
         raise InvalidArgumentError(f"fpir must be a rate in (0, 1), got {fpir!r}")
+    if not card.thresholds:  # an uncalibrated model: the card's error says how to calibrate it
+        card.threshold_for(fpir)
     per_comparison = 1.0 - (1.0 - fpir) ** (1.0 / max(comparisons, 1))
     points = sorted(t.far for t in card.thresholds)
     lowest, highest = points[0], points[-1]
@@ -611,6 +621,13 @@ class Gallery:
             return old
         changes = None if old is None else self.store.changes_since(old.version)
         if old is None or changes is None:
+            bound = self.store.model() if self._tag is not None else None
+            if bound is not None and bound != self._tag:  # `faceatlas reembed` moved it meanwhile
+                raise ModelMismatchError(
+                    f"this gallery was moved to {bound} while it was open here with {self._tag}: its "
+                    f"embeddings are no longer this model's. Open it again with the model it is bound to "
+                    f"(--embedder {bound.name})"
+                )
             self._matrix = self.store.face_matrix()
             present = set(np.unique(self._matrix.person_ids).tolist())
             self._names = {p.id: p.name for p in self.store.list_people() if p.id in present}
