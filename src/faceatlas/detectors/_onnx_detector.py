@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import math
 import os
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
@@ -29,8 +28,10 @@ from typing import TYPE_CHECKING, ClassVar
 import cv2
 import numpy as np
 
-from faceatlas.detectors.mtcnn import _as_rgb_uint8, _check_int, _nms
+from faceatlas.detectors._checks import check_fraction, check_image_sequence, check_int
+from faceatlas.detectors.mtcnn import _as_rgb_uint8, _nms
 from faceatlas.errors import InvalidArgumentError, ModelError
+from faceatlas.models._lazy_session import LazySession
 from faceatlas.models.byo import ByoModel, model_info
 from faceatlas.models.cards import ModelCard
 from faceatlas.models.onnx_graph import DetectorGraph, describe_kind
@@ -59,14 +60,7 @@ def landmarks_from_boxes(boxes: np.ndarray) -> np.ndarray:
     return boxes[:, None, :2] + MEAN_LAYOUT[None] * wh
 
 
-def _check_fraction(name: str, value: object, closed: bool = False) -> float:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if not ok or not (0.0 < float(value) < 1.0 or (closed and float(value) == 1.0)):  # type: ignore[arg-type]
-        raise InvalidArgumentError(f"{name} must be a number in (0, 1{']' if closed else ')'}, got {value!r}")
-    return float(value)  # type: ignore[arg-type]
-
-
-class OnnxDetector:
+class OnnxDetector(LazySession):
     """Base of the detectors that run a user's ONNX file; subclasses decode their graph's outputs.
 
     Args:
@@ -115,14 +109,14 @@ class OnnxDetector:
         self.graph: DetectorGraph = graph
         self.preprocessing = model.preprocessing
         self.card = card if card is not None else model.card
-        self.min_face_size = _check_int("min_face_size", min_face_size, 0)
+        self.min_face_size = check_int("min_face_size", min_face_size, 0)
         score = score_threshold if score_threshold is not None else model.options.get("score_threshold")
         nms = nms_threshold if nms_threshold is not None else model.options.get("nms_threshold")
-        self.score_threshold = _check_fraction(
+        self.score_threshold = check_fraction(
             "score_threshold", self.default_score_threshold if score is None else score
         )
-        self.nms_threshold = _check_fraction("nms_threshold", self.default_nms_threshold if nms is None else nms, True)
-        self.batch_size = _check_int("batch_size", batch_size, 1)
+        self.nms_threshold = check_fraction("nms_threshold", self.default_nms_threshold if nms is None else nms, True)
+        self.batch_size = check_int("batch_size", batch_size, 1)
         self.multiple = max(graph.strides)
         fixed = graph.input_hw
         if fixed is not None:
@@ -133,7 +127,7 @@ class OnnxDetector:
                 )
             self.input_size: int | None = max(fixed)
         else:  # None: each photo near its own size (AUTO_INPUT_RANGE)
-            self.input_size = None if input_size is None else _check_int("input_size", input_size, self.multiple)
+            self.input_size = None if input_size is None else check_int("input_size", input_size, self.multiple)
         if graph.input.dtype not in ("float32", "float16"):
             raise ModelError(
                 f"{model.path.name} takes {graph.input.dtype} input; faceatlas feeds detectors float32 or float16"
@@ -141,9 +135,8 @@ class OnnxDetector:
         self.estimated_landmarks = not graph.keypoints  # see MEAN_LAYOUT
         self.providers = list(providers) if providers else None
         self.cache_dir = cache_dir
-        self._session: ort.InferenceSession | None = None
         self._single = graph.fixed_batch == 1 or not graph.batched  # one image a run
-        self._lock = threading.Lock()
+        self._init_session()
 
     def __repr__(self) -> str:
         return (
@@ -154,18 +147,10 @@ class OnnxDetector:
 
     # -- model ---------------------------------------------------------------------------------
 
-    def load(self) -> OnnxDetector:
-        """Open the model now rather than on first use."""
-        self._loaded()
-        return self
+    def _open(self) -> ort.InferenceSession:
+        from faceatlas.models.runtime import create_session
 
-    def _loaded(self) -> ort.InferenceSession:
-        with self._lock:
-            if self._session is None:
-                from faceatlas.models.runtime import create_session
-
-                self._session = create_session(self.model_path, self.providers)
-            return self._session
+        return create_session(self.model_path, self.providers)
 
     # -- public API ----------------------------------------------------------------------------
 
@@ -175,8 +160,7 @@ class OnnxDetector:
 
     def detect_batch(self, images: Sequence[np.ndarray]) -> list[list[Face]]:
         """Faces in each image; images of the same network input size share a run where the graph allows."""
-        if isinstance(images, np.ndarray) and images.ndim == 3:
-            raise InvalidArgumentError("detect_batch takes a sequence of images; use detect() for a single image")
+        check_image_sequence(images)
         originals = [_as_rgb_uint8(im) for im in images]
         plans = [self._plan(*im.shape[:2]) for im in originals]
         groups: dict[tuple[int, int], list[int]] = {}

@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, cast
 import cv2
 import numpy as np
 
+from faceatlas.detectors._checks import check_image_sequence, check_int
 from faceatlas.errors import InvalidArgumentError, ModelError, UnsupportedImageError
 from faceatlas.models.cache import cached_model
 from faceatlas.models.cards import MTCNN_CARD
@@ -300,7 +301,7 @@ class MTCNNDetector:
         providers: Sequence[str] | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
     ) -> None:
-        self.min_face_size = _check_int("min_face_size", min_face_size, 8)
+        self.min_face_size = check_int("min_face_size", min_face_size, 8)
         self.thresholds = _check_fractions("thresholds", thresholds, 3, closed=False)
         self.nms_thresholds = _check_fractions("nms_thresholds", nms_thresholds, 4, closed=True)
         if not isinstance(scale_factor, (int, float)) or not 0.3 <= scale_factor <= 0.95:
@@ -308,7 +309,7 @@ class MTCNNDetector:
                 f"scale_factor must be a number in [0.3, 0.95] (MTCNN uses 0.709), got {scale_factor!r}"
             )
         self.scale_factor = float(scale_factor)
-        self.max_size = None if max_size is None else _check_int("max_size", max_size, 64)
+        self.max_size = None if max_size is None else check_int("max_size", max_size, 64)
         self.refine_landmarks = bool(refine_landmarks)
         self.providers = list(providers) if providers else None
         self.cache_dir = cache_dir
@@ -364,8 +365,7 @@ class MTCNNDetector:
 
     def detect_batch(self, images: Sequence[np.ndarray]) -> list[list[Face]]:
         """Faces in each image; P-Net is batched over same-size images, R-/O-Net over everything."""
-        if isinstance(images, np.ndarray) and images.ndim == 3:
-            raise InvalidArgumentError("detect_batch takes a sequence of images; use detect() for a single image")
+        check_image_sequence(images)
         originals = [_as_rgb_uint8(im) for im in images]
         if not originals:
             return []
@@ -520,12 +520,6 @@ class MTCNNDetector:
                 )
             )
         return result
-
-
-def _check_int(name: str, value: object, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise InvalidArgumentError(f"{name} must be a whole number >= {minimum}, got {value!r}")
-    return int(value)
 
 
 def _check_fractions(name: str, values: Sequence[float], count: int, closed: bool) -> tuple[float, ...]:

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
+from faceatlas.detectors._checks import check_fraction, check_image_sequence, check_int
 from faceatlas.errors import InvalidArgumentError, ModelError, UnsupportedImageError
 from faceatlas.models.cards import RETINAFACE_CARD, ModelCard
 from faceatlas.types import Box, Face, Landmarks
@@ -118,17 +119,17 @@ class RetinaFaceDetector:
         providers: Sequence[str] | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
     ) -> None:
-        self.min_face_size = _check_int("min_face_size", min_face_size, 1)
-        self.score_threshold = _check_fraction("score_threshold", score_threshold)
-        self.nms_threshold = _check_fraction("nms_threshold", nms_threshold)
-        self.max_size = None if max_size is None else _check_int("max_size", max_size, 32)
+        self.min_face_size = check_int("min_face_size", min_face_size, 1)
+        self.score_threshold = check_fraction("score_threshold", score_threshold)
+        self.nms_threshold = check_fraction("nms_threshold", nms_threshold)
+        self.max_size = None if max_size is None else check_int("max_size", max_size, 32)
         try:
             self.scales = tuple(float(s) for s in scales)
         except (TypeError, ValueError):
             self.scales = ()
         if not self.scales or not all(0.1 <= s <= 4.0 for s in self.scales):
             raise InvalidArgumentError(f"scales must be one or more factors in [0.1, 4], got {scales!r}")
-        self.batch_size = _check_int("batch_size", batch_size, 1)
+        self.batch_size = check_int("batch_size", batch_size, 1)
         self.refine_landmarks = bool(refine_landmarks)
         self._refiner: MTCNNDetector | None = None
         self.model_path = None if model_path is None else Path(model_path)
@@ -181,8 +182,7 @@ class RetinaFaceDetector:
 
     def detect_batch(self, images: Sequence[np.ndarray]) -> list[list[Face]]:
         """Faces in each image; images that share a working size go through the network together."""
-        if isinstance(images, np.ndarray) and images.ndim == 3:
-            raise InvalidArgumentError("detect_batch takes a sequence of images; use detect() for a single image")
+        check_image_sequence(images)
         originals = [_as_rgb_uint8(im) for im in images]
         found: list[list[np.ndarray]] = [[] for _ in originals]  # rows: x1 y1 x2 y2 score 10 points
         for scale in self.scales:
@@ -309,15 +309,3 @@ def _as_rgb_uint8(image: np.ndarray) -> np.ndarray:
     if min(image.shape[:2]) < 1:
         raise UnsupportedImageError(f"the image is empty: {image.shape}")
     return image
-
-
-def _check_int(name: str, value: object, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise InvalidArgumentError(f"{name} must be a whole number >= {minimum}, got {value!r}")
-    return int(value)
-
-
-def _check_fraction(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < float(value) < 1.0:
-        raise InvalidArgumentError(f"{name} must be a number in (0, 1), got {value!r}")
-    return float(value)

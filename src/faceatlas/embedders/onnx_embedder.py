@@ -11,7 +11,6 @@ run alike. A graph with a fixed batch axis of 1 gets one crop a run.
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -19,6 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from faceatlas.align import AlignSpec, arcface_template
+from faceatlas.embedders._session import SessionEmbedder
 from faceatlas.errors import InvalidArgumentError, ModelError
 from faceatlas.models.byo import ByoModel, model_info
 from faceatlas.models.cards import ModelCard
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     import onnxruntime as ort
 
 
-class OnnxEmbedder:
+class OnnxEmbedder(SessionEmbedder):
     """Maps aligned S×S RGB crops to L2-normalised float32 vectors with a user's ONNX graph.
 
     Args:
@@ -72,13 +72,10 @@ class OnnxEmbedder:
         self.preprocessing = model.preprocessing
         self.input_size = graph.size
         self.default_aligner = arcface_template(graph.size)  # the embedder owns its template
-        self.flip = bool(flip)
         fixed = graph.fixed_batch
-        self.batch_size = fixed if fixed is not None else batch_size
-        self.providers = list(providers) if providers else None
-        self.cache_dir = cache_dir
-        self._session: ort.InferenceSession | None = None
-        self._lock = threading.Lock()
+        super().__init__(
+            bool(flip), fixed if fixed is not None else batch_size, list(providers) if providers else None, cache_dir
+        )
 
     def __repr__(self) -> str:
         return f"OnnxEmbedder({str(self.model_path)!r}, dim={self.dim}, input_size={self.input_size}, flip={self.flip})"
@@ -87,50 +84,32 @@ class OnnxEmbedder:
     def dim(self) -> int:
         return self.graph.dim
 
-    def load(self) -> OnnxEmbedder:
-        """Open the model now rather than on first use."""
-        self._loaded()
-        return self
+    def _open(self) -> ort.InferenceSession:
+        from faceatlas.models.runtime import create_session
 
-    def _loaded(self) -> ort.InferenceSession:
-        with self._lock:
-            if self._session is None:
-                from faceatlas.models.runtime import create_session
+        return create_session(self.model_path, self.providers)
 
-                self._session = create_session(self.model_path, self.providers)
-            return self._session
-
-    def embed_raw(self, crops: np.ndarray) -> np.ndarray:
-        """The graph's own (unnormalised) vectors for N aligned crops, float32 (N, dim)."""
-        crops = self._check(crops)
-        session = self._loaded()
-        out = np.empty((len(crops), self.dim), dtype=np.float32)
+    def _run(self, session: ort.InferenceSession, crops: np.ndarray) -> np.ndarray:
+        """The graph's own (unnormalised) vectors (n, dim) float32 for n checked crops."""
+        chunk = self._input(crops)
+        n = len(chunk)
         fixed = self.graph.fixed_batch
-        for start in range(0, len(crops), self.batch_size):
-            chunk = self._input(crops[start : start + self.batch_size])
-            n = len(chunk)
-            if fixed is not None and n < fixed:  # a graph fixed at a batch of B: pad with blank crops
-                chunk = np.concatenate([chunk, np.zeros((fixed - n, *chunk.shape[1:]), chunk.dtype)])
-            try:
-                (result,) = session.run([self.graph.output.name], {self.graph.input.name: chunk})
-            except Exception as exc:
-                raise ModelError(f"onnxruntime failed on {self.model_path.name} (input {chunk.shape}): {exc}") from exc
-            result = np.asarray(result, dtype=np.float32).reshape(len(chunk), -1)
-            if result.shape[1] != self.dim:
-                raise ModelError(
-                    f"{self.model_path.name} returned {result.shape[1]}-d vectors, not the {self.dim} its graph declares"
-                )
-            out[start : start + n] = result[:n]
-        return out
+        if fixed is not None and n < fixed:  # a graph fixed at a batch of B: pad with blank crops
+            chunk = np.concatenate([chunk, np.zeros((fixed - n, *chunk.shape[1:]), chunk.dtype)])
+        try:
+            (result,) = session.run([self.graph.output.name], {self.graph.input.name: chunk})
+        except Exception as exc:
+            raise ModelError(f"onnxruntime failed on {self.model_path.name} (input {chunk.shape}): {exc}") from exc
+        result = np.asarray(result, dtype=np.float32).reshape(len(chunk), -1)
+        if result.shape[1] != self.dim:
+            raise ModelError(
+                f"{self.model_path.name} returned {result.shape[1]}-d vectors, not the {self.dim} its graph declares"
+            )
+        return result[:n]
 
     def embed(self, crops: np.ndarray) -> np.ndarray:
         """L2-normalised embeddings (N, dim) float32 for N aligned crops."""
-        crops = self._check(crops)
-        if len(crops) == 0:
-            return np.empty((0, self.dim), dtype=np.float32)
-        vectors = _normalise(self.embed_raw(crops))
-        if self.flip:
-            vectors = _normalise(vectors + _normalise(self.embed_raw(crops[:, :, ::-1])))
+        vectors = super().embed(crops)
         if not np.isfinite(vectors).all():
             raise ModelError(f"{self.model_path.name} returned non-finite values (NaN or inf) for some crops")
         return vectors
@@ -143,20 +122,3 @@ class OnnxEmbedder:
         if self.graph.layout == "NCHW":
             x = x.transpose(0, 3, 1, 2)
         return np.ascontiguousarray(x.astype(self.graph.input.dtype))
-
-    def _check(self, crops: np.ndarray) -> np.ndarray:
-        crops = np.asarray(crops)
-        size = self.input_size
-        if crops.ndim == 3:
-            crops = crops[None]
-        if crops.ndim != 4 or crops.shape[1:] != (size, size, 3) or crops.dtype != np.uint8:
-            raise InvalidArgumentError(
-                f"expected aligned crops as uint8 (N, {size}, {size}, 3) RGB, got {crops.dtype} "
-                f"{crops.shape}; make them with an aligner (faceatlas.align.create_aligner)"
-            )
-        return np.ascontiguousarray(crops)
-
-
-def _normalise(vectors: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return (vectors / np.maximum(norms, 1e-12)).astype(np.float32)
