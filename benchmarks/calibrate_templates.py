@@ -1,7 +1,7 @@
 """Face-versus-template impostor thresholds by template size, for the model card; and the plain
 face-to-face thresholds, both with the default pipeline.
 
-    python benchmarks/calibrate_templates.py [--root DIR] [--seed 0] [--scores 30000000]
+    python benchmarks/calibrate_templates.py [--root DIR] [--seed 0] [--scores 30000000] [--embedder NAME]
 
 A gallery's "template" is the normalised quality-weighted mean of a person's embeddings
 (``faceatlas.gallery.gallery.person_templates``, used here as is). A stranger's face is nearer to
@@ -38,7 +38,7 @@ from lfw_default_embeddings import Embedded, embed_default
 
 from faceatlas._thresholds import false_accepts_allowed, observed_far, threshold_at_far
 from faceatlas.gallery.gallery import MIN_TAIL, person_templates
-from faceatlas.models.cards import DLIB_RESNET_CARD
+from faceatlas.models.cards import get_card
 from faceatlas.types import FaceMatrix
 from faceatlas.verification import FARCalibrator
 
@@ -119,8 +119,12 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="the person split (small_galleries.py uses the same)")
     parser.add_argument("--scores", type=int, default=30_000_000, help="impostor scores per template size")
     parser.add_argument("--no-face-to-face", action="store_true")
+    parser.add_argument("--embedder", default="dlib_resnet", help="the embedder whose card is calibrated")
     args = parser.parse_args()
-    data = embed_default(require(args.root, "LFW image folders"))
+    data = embed_default(
+        require(args.root, "LFW image folders"), embedder=None if args.embedder == "dlib_resnet" else args.embedder
+    )
+    prefix = args.embedder.upper()
     print(f"# {len(data.emb)} faces of {len(data.names)} people from {args.root}; {machine()}", flush=True)
 
     if not args.no_face_to_face:
@@ -130,12 +134,12 @@ def main() -> None:
             f"\n## face to face, every pair: {cal.n_genuine_} genuine, {cal.n_impostors_} impostor "
             f"({time.perf_counter() - started:.0f} s)"
         )
-        card = {t.far: t.similarity for t in DLIB_RESNET_CARD.thresholds}
+        card = {t.far: t.similarity for t in get_card(args.embedder).thresholds}
         print(f"{'FAR':>7s} {'threshold':>10s} {'card now':>9s} {'change':>8s} {'FAR reached':>12s} {'TAR':>8s}")
         for t, th, far, tar in zip(cal.targets, cal.thresholds_, cal.far_, cal.tar_, strict=True):
             now = card.get(t, float("nan"))
             print(f"{t:7.0e} {th:10.4f} {now:9.4f} {th - now:+8.4f} {far:12.2e} {100 * tar:7.2f}%")
-        print("DLIB_RESNET_THRESHOLDS = (")
+        print(f"{prefix}_THRESHOLDS = (")
         for t, th in zip(cal.targets, cal.thresholds_, strict=True):
             print(f"    CalibratedThreshold({t:g}, {th:.4f}),")
         print(")", flush=True)
@@ -181,7 +185,7 @@ def main() -> None:
     # for k faces is made at least that for fewer (where sampling noise, mostly at 20 faces and few
     # people, says otherwise): the card's interpolation between sizes is then monotone too.
     print(f"\n# from benchmarks/calibrate_templates.py --seed {args.seed} (calibration half of LFW), monotone in k")
-    print("DLIB_RESNET_TEMPLATE_THRESHOLDS: tuple[TemplateThresholds, ...] = (")
+    print(f"{prefix}_TEMPLATE_THRESHOLDS: tuple[TemplateThresholds, ...] = (")
     floor: dict[float, float] = {}
     for k, points in table.items():
         monotone = []

@@ -1,11 +1,12 @@
 """Full LFW through the default pipeline (``FaceAnalyzer()``), embedded once and cached with qualities.
 
-    python benchmarks/lfw_default_embeddings.py [--root DIR]
+    python benchmarks/lfw_default_embeddings.py [--root DIR] [--embedder NAME]
 
 ``embed_cache.embed_identity_folders`` keys its cache on the folder alone, so a cache written before
 the default detector changed would be read back as if it were current; this one names the detector,
-aligner and embedder (with their card versions) in its key, and keeps each face's quality, which the
-gallery weights templates by.
+aligner and embedder (with their card versions) in its key, with a digest of the package's detection,
+alignment and embedding source (a change there that keeps the card versions, such as how landmarks are
+refined, still re-embeds), and keeps each face's quality, which the gallery weights templates by.
 """
 
 from __future__ import annotations
@@ -44,11 +45,29 @@ def _describe(analyzer: FaceAnalyzer) -> str:
     return "+".join([parts[0], type(analyzer.aligner).__name__, parts[1]])
 
 
-def embed_default(root: Path, batch: int = 32) -> Embedded:
-    analyzer = FaceAnalyzer()
+def _source_digest() -> str:
+    """sha256 of the faceatlas source that turns an image into a face embedding."""
+    import faceatlas
+
+    package = Path(faceatlas.__file__).parent
+    files = [package / name for name in ("pipeline.py", "align.py", "quality.py", "pose.py", "image.py")]
+    for folder in ("detectors", "embedders", "models"):
+        files += sorted(f for f in (package / folder).glob("*.py") if f.name != "cards.py")  # thresholds: not the faces
+    digest = hashlib.sha256()
+    for path in files:
+        if path.is_file():
+            digest.update(path.name.encode() + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def embed_default(root: Path, batch: int = 32, embedder: str | None = None) -> Embedded:
+    """Every image's primary face through ``FaceAnalyzer()`` (or with another ``embedder``)."""
+    analyzer = FaceAnalyzer() if embedder is None else FaceAnalyzer(embedder=embedder)
     paths = sorted(root.glob("*/*.jpg"))
     pipeline = _describe(analyzer)
-    key = hashlib.sha256(f"{root.resolve()}|{len(paths)}|{pipeline}|central".encode()).hexdigest()[:16]
+    key = hashlib.sha256(f"{root.resolve()}|{len(paths)}|{pipeline}|central|{_source_digest()}".encode()).hexdigest()[
+        :16
+    ]
     cached = CACHE / f"default-{key}.npz"
     if not cached.exists():
         analyzer.load()
@@ -85,8 +104,9 @@ def embed_default(root: Path, batch: int = 32) -> Embedded:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--root", type=Path, default=LFW_FULL / "lfw-deepfunneled")
+    parser.add_argument("--embedder", help="an embedder other than the default")
     args = parser.parse_args()
-    data = embed_default(require(args.root, "LFW image folders"))
+    data = embed_default(require(args.root, "LFW image folders"), embedder=args.embedder)
     print(f"{len(data.emb)} faces of {len(data.names)} people; quality < 0.3: {(data.quality < 0.3).sum()}")
 
 

@@ -74,7 +74,7 @@ MIN_TAIL = 10  # impostor scores that must lie above a threshold for its FAR to 
 # below this many of its own impostor scores above the cut (about 10,000 faces at FPIR 1e-2), a
 # template gallery takes its threshold from the card's face-versus-template statistics, when the card
 # has them, rather than from its own tail: a tail of 10-20 correlated scores missed the target by up to
-# 1.6x on held-out LFW, where the card's statistics held it (docs/BENCHMARKS.md, small galleries)
+# 1.5x on held-out LFW, where the card's statistics held it (docs/BENCHMARKS.md, small galleries)
 SELF_CALIBRATION_TAIL = 100
 RECALIBRATE_GROWTH = 0.02  # redo the template calibration once faces or people grew by 2 %
 CHEAP_CALIBRATION_PAIRS = 1_000_000  # below this many face-template pairs, recalibrate at every change
