@@ -43,13 +43,14 @@ def fr_worker(paths: list[str]) -> tuple[int, float, float]:
     return faces, time.perf_counter() - t0, _peak_mb()
 
 
-def fa_worker(args: tuple[list[str], int, int, str]) -> tuple[int, float, float]:
-    paths, threads, batch, detector = args
+def fa_worker(args: tuple[list[str], int, int, str] | tuple[list[str], int, int, str, str]) -> tuple[int, float, float]:
+    paths, threads, batch, detector = args[:4]
+    embedder = args[4] if len(args) > 4 else "dlib_resnet"
     os.environ["FACEATLAS_NUM_THREADS"] = str(threads)
     from faceatlas.image import load_image
     from faceatlas.pipeline import FaceAnalyzer
 
-    analyzer = FaceAnalyzer(detector=detector).load()
+    analyzer = FaceAnalyzer(detector=detector, embedder=embedder).load()
     analyzer.analyze_batch([load_image(p) for p in paths[:batch]])  # warm-up
     t0 = time.perf_counter()
     faces = 0
@@ -107,6 +108,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=200)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--detectors", default="mtcnn,retinaface", help="faceatlas detectors, side by side")
+    parser.add_argument("--embedders", default="", help="more embedders after RetinaFace, e.g. facenet,dlib_resnet+facenet")
     args = parser.parse_args()
     root = require(LFW_DEVTEST / "images", "LFW View 1 DevTest")
     paths = [str(p) for p in sorted(root.glob("*/*.jpg"))[: args.images]]
@@ -121,6 +123,9 @@ def main() -> None:
     for det in args.detectors.split(","):
         rows[f"faceatlas {det}, 1 proc x 2 threads"] = run_pool(fa_worker, [(paths, 0, args.batch, det)])
         rows[f"faceatlas {det}, 2 procs x 1 thread"] = run_pool(fa_worker, [(h, 1, args.batch, det) for h in halves])
+    for emb in filter(None, args.embedders.split(",")):
+        jobs = [(h, 1, args.batch, "retinaface", emb) for h in halves]
+        rows[f"faceatlas retinaface+{emb}, 2 procs x 1 thread"] = run_pool(fa_worker, jobs)
     base = rows["face_recognition, 2 procs"]
     print(f"{'configuration':44s} {'faces':>6s} {'seconds':>8s} {'faces/s':>8s} {'x fr':>6s} {'peak MB':>8s}")
     for name, (faces, wall, peak) in rows.items():
