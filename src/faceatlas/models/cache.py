@@ -49,6 +49,25 @@ def _atomic_write(path: Path, data: bytes) -> None:
         raise
 
 
+def cached_path(
+    name: str, source_sha256: str, converter_version: str, directory: str | os.PathLike[str] | None = None
+) -> Path | None:
+    """The cached ONNX file ``name`` if it is there, fresh and intact (see :func:`cached_model`), else None."""
+    root = cache_dir(directory)
+    onnx_path = root / f"{name}.onnx"
+    manifest_path = root / f"{name}.json"
+    expected = {"source_sha256": source_sha256, "converter_version": converter_version}
+    if onnx_path.is_file() and manifest_path.is_file():
+        try:
+            manifest = json.loads(manifest_path.read_text())
+            fresh = all(manifest.get(k) == v for k, v in expected.items())
+            if fresh and manifest.get("onnx_sha256") == sha256_file(onnx_path):
+                return onnx_path
+        except (OSError, ValueError):
+            pass  # unreadable manifest: as good as absent
+    return None
+
+
 def cached_model(
     name: str,
     source_sha256: str,
@@ -61,18 +80,13 @@ def cached_model(
     The cached file is trusted only if its manifest names the same source sha256 and converter
     version and the file's own sha256 still matches; otherwise it is rebuilt.
     """
+    cached = cached_path(name, source_sha256, converter_version, directory)
+    if cached is not None:
+        return cached
     root = cache_dir(directory)
     onnx_path = root / f"{name}.onnx"
     manifest_path = root / f"{name}.json"
     expected = {"source_sha256": source_sha256, "converter_version": converter_version}
-    if onnx_path.is_file() and manifest_path.is_file():
-        try:
-            manifest = json.loads(manifest_path.read_text())
-            fresh = all(manifest.get(k) == v for k, v in expected.items())
-            if fresh and manifest.get("onnx_sha256") == sha256_file(onnx_path):
-                return onnx_path
-        except (OSError, ValueError):
-            pass  # unreadable manifest: rebuild below
     try:
         data = build()
     except ModelError:

