@@ -378,28 +378,36 @@ class MTCNNDetector:
         return self._to_faces(cands, factors, len(originals))
 
     def refine_points(self, image: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """O-Net's five points for faces another detector framed in one image: see :meth:`refine_points_batch`."""
+        return self.refine_points_batch([image], boxes, np.zeros(len(boxes), np.int64))
+
+    def refine_points_batch(
+        self, images: Sequence[np.ndarray], boxes: np.ndarray, image_ids: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
         """O-Net's five points for faces another detector framed: ``(points (n, 5, 2), prob (n,))``.
 
-        ``boxes`` (n, 4) are x1, y1, x2, y2 in pixel-centre coordinates. As in
-        :meth:`_refine_landmarks`, O-Net looks twice, at the squared box and at its own regressed
-        box, and the two readings are averaged; ``prob`` is its face probability at the first
-        look (NaN, with NaN points, where a box lies wholly outside the image).
+        ``boxes`` (n, 4) are x1, y1, x2, y2 in pixel-centre coordinates of ``images[image_ids[k]]``;
+        every image's faces go through O-Net together. As in :meth:`_refine_landmarks`, O-Net
+        looks twice, at the squared box and at its own regressed box, and the two readings are
+        averaged; ``prob`` is its face probability at the first look (NaN, with NaN points, where
+        a box lies wholly outside its image).
         """
-        image = _as_rgb_uint8(image)
+        pixels = [_as_rgb_uint8(image) for image in images]
         n = len(boxes)
         points = np.full((n, 5, 2), np.nan)
         prob = np.full(n, np.nan)
         if not n:
             return points, prob
-        first = _Candidates(np.zeros(n, np.int64), np.asarray(boxes, np.float64).reshape(n, 4) + 0.5, np.zeros(n))
-        looked, out = self._look_again([image], first, "onet")
+        ids = np.asarray(image_ids, np.int64).reshape(n)
+        first = _Candidates(ids, np.asarray(boxes, np.float64).reshape(n, 4) + 0.5, np.zeros(n))
+        looked, out = self._look_again(pixels, first, "onet")
         if not len(looked):
             return points, prob
         valid = out["valid"]
         readings = _onet_landmarks(looked.boxes, out["landmarks"])
         prob[valid] = out["prob"][:, 1]
         regressed = _Candidates(looked.ids, _regress(looked.boxes, out["bbox_reg"]), looked.scores)
-        again, out2 = self._look_again([image], regressed, "onet")
+        again, out2 = self._look_again(pixels, regressed, "onet")
         if len(again):
             second = _onet_landmarks(again.boxes, out2["landmarks"])
             readings[out2["valid"]] = (readings[out2["valid"]] + second) / 2.0
