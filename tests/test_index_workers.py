@@ -1,6 +1,6 @@
 """``index_folder(workers=N)``: the worker processes end when the indexing process dies, kill -9 included.
 
-A real process indexes a folder with two workers whose analyzer never finishes a photo; once both
+A real process indexes a folder with two spawned workers (and itself) whose analyzer never finishes a photo; once both
 workers are analysing, the parent is killed with SIGKILL (so none of its own cleanup runs), and
 the workers must be gone within seconds instead of living on, re-parented, with their models.
 """
@@ -28,11 +28,12 @@ SCRIPT = textwrap.dedent(
     from pathlib import Path
 
     import faceatlas.collection.indexer as indexer
+    import faceatlas.parallel as parallel
     from faceatlas.collection import CollectionStore
     from faceatlas.models.cards import DLIB_RESNET_CARD
 
     if os.environ.get("TEST_NO_PDEATHSIG"):  # also in the workers: they import this file
-        indexer._USE_PDEATHSIG = False  # only the portable watch (as on macOS)
+        parallel._USE_PDEATHSIG = False  # only the portable watch (as on macOS)
 
 
     class Embedder:
@@ -51,7 +52,7 @@ SCRIPT = textwrap.dedent(
 
     if __name__ == "__main__":
         with CollectionStore.open(sys.argv[2]) as store:
-            indexer.index_folder(sys.argv[1], store, Stuck, workers=2)
+            indexer.index_folder(sys.argv[1], store, Stuck, workers=3)  # this process and two spawned
     """
 )
 START_S = 90.0  # two spawned workers importing numpy and faceatlas on a busy 2-core box
@@ -85,7 +86,7 @@ def test_workers_end_when_the_indexing_process_is_killed(tmp_path, watch):
     photos, marks = tmp_path / "photos", tmp_path / "marks"
     photos.mkdir()
     marks.mkdir()
-    for i in range(4):
+    for i in range(6):
         Image.fromarray(np.full((32, 32, 3), 40 * i, np.uint8)).save(photos / f"p{i}.png")
     script = tmp_path / "index_stuck.py"
     script.write_text(SCRIPT)
@@ -105,7 +106,7 @@ def test_workers_end_when_the_indexing_process_is_killed(tmp_path, watch):
             assert parent.poll() is None, f"the indexing process ended early: {parent.communicate()[0].decode()}"
             assert time.monotonic() < deadline, "the two workers never started analysing"
             time.sleep(0.1)
-            workers = sorted(int(p.name) for p in marks.iterdir())
+            workers = sorted(int(p.name) for p in marks.iterdir() if int(p.name) != parent.pid)
         assert all(alive(pid) for pid in workers)
         if sys.platform.startswith("linux"):
             assert {parent_of(pid) for pid in workers} == {parent.pid}  # the pool's workers, not strangers

@@ -161,6 +161,15 @@ def check_rate(value: float | None) -> float | None:
 
 # -- the models a command runs: --detector / --embedder, a name or a path ---------------------------
 
+WorkersOption = Annotated[
+    int | None,
+    typer.Option(
+        "--workers",
+        min=1,
+        help="Processes analysing images at once. Default: one per core, within a memory budget "
+        "($FACEATLAS_MEMORY_BUDGET, e.g. 4G; else half the memory free at the start), and one for small jobs.",
+    ),
+]
 DetectorOption = Annotated[
     str | None,
     typer.Option(

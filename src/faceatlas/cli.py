@@ -28,6 +28,8 @@ from faceatlas._cli_util import (
     DetectorOption,
     EmbedderOption,
     FaceAtlasGroup,
+    WorkersOption,
+    analyzer_kwargs,
     build_analyzer,
     check_rate,
     output_file,
@@ -53,7 +55,6 @@ from faceatlas.collection.cli import (
     not_this_person_command,
     split_command,
 )
-from faceatlas.errors import InvalidImageError
 from faceatlas.eval.cli import eval_app
 from faceatlas.gallery.cli import enroll as enroll_command
 from faceatlas.gallery.cli import identify as identify_command
@@ -98,28 +99,6 @@ def _expand(inputs: list[Path], unlisted: list[OSError]) -> Iterator[Path]:
             yield item  # a missing file is reported when it is read
 
 
-def _face_json(face: Any, with_embedding: bool = False) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "box": [round(v, 2) for v in face.box.as_xyxy()],
-        "score": round(face.score, 4),
-        "landmarks": [[round(float(x), 2), round(float(y), 2)] for x, y in face.landmarks.points],
-    }
-    if face.pose is not None:
-        out["pose"] = {
-            "yaw": round(face.pose.yaw, 2),
-            "pitch": round(face.pose.pitch, 2),
-            "roll": round(face.pose.roll, 2),
-        }
-    if face.quality is not None:
-        out["quality"] = {
-            "score": round(face.quality.score, 4),
-            **{k: round(v, 4) for k, v in face.quality.components().items()},
-        }
-    if with_embedding and face.embedding is not None:
-        out["embedding"] = [round(float(v), 6) for v in face.embedding]
-    return out
-
-
 def _run_images(
     inputs: list[Path],
     min_face_size: int,
@@ -127,8 +106,9 @@ def _run_images(
     draw: Path | None,
     detector: str | None = None,
     embedder: str | None = None,
+    workers: int | None = None,
 ) -> int:
-    from faceatlas.image import load_image
+    from faceatlas._image_job import ImageTask, run_images
 
     unlisted: list[OSError] = []
     paths = list(_expand(inputs, unlisted))
@@ -138,22 +118,16 @@ def _run_images(
         _err("no images found in the given paths")
         return EXIT_BAD_INPUT
     target = None if draw is None else _draw_target(draw, len(paths), "--draw")  # checked before the models load
-    analyzer = build_analyzer(detector, embedder, min_face_size=min_face_size)
+    options = {**analyzer_kwargs(detector, embedder), "min_face_size": min_face_size}
+    build_analyzer(detector, embedder, min_face_size=min_face_size)  # a model name unknown: refused before any work
+    tasks = [ImageTask(path, None if target is None else target(path)) for path in paths]
     bad = len(unlisted)
     with _progress(len(paths)) as progress:
         task = progress.add_task("faces", total=len(paths))
-        for path in paths:
-            record: dict[str, Any] = {"path": str(path)}
-            try:
-                image = load_image(path)
-                faces = analyzer.analyze(image) if embed else analyzer.detect(image)
-                record["faces"] = [_face_json(f, with_embedding=embed) for f in faces]
-                if target is not None:
-                    _draw(image, faces, target(path))
-            except InvalidImageError as exc:
-                record["error"] = str(exc)
+        for record in run_images(tasks, embed, options, workers):
+            if "error" in record:
                 bad += 1
-                _err(f"skipped {path}: {exc}")
+                _err(f"skipped {record['path']}: {record['error']}")
             typer.echo(json.dumps(record))
             progress.advance(task)
     return EXIT_BAD_INPUT if bad else EXIT_OK
@@ -176,14 +150,6 @@ def _draw_target(draw: Path, n_images: int, option: str) -> Callable[[Path], Pat
     return lambda path: draw / f"{path.stem}.faces.png"
 
 
-def _draw(image: Any, faces: Any, target: Path) -> None:
-    from PIL import Image
-
-    from faceatlas.draw import draw_faces
-
-    Image.fromarray(draw_faces(image, faces)).save(target)
-
-
 MinFace = Annotated[int, typer.Option(min=8, help="Smallest face to find, in pixels (smaller is slower).")]
 
 
@@ -201,13 +167,12 @@ def detect(
     min_face_size: MinFace = 20,
     detector: DetectorOption = None,
     embedder: EmbedderOption = None,
+    workers: WorkersOption = None,
 ) -> None:
-    """Find faces; print one JSON line per image (box, score, landmarks, pose, quality).
+    """Find faces; print one JSON line per image (box, score, landmarks, pose, quality), in input order.
 
     The quality is measured on the face aligned for the embedder (--embedder), which is not run."""
-    raise typer.Exit(
-        _guard(lambda: _run_images(images, min_face_size, embed=False, draw=draw, detector=detector, embedder=embedder))
-    )
+    raise typer.Exit(_guard(lambda: _run_images(images, min_face_size, False, draw, detector, embedder, workers)))
 
 
 @app.command()
@@ -216,11 +181,10 @@ def embed(
     min_face_size: MinFace = 20,
     detector: DetectorOption = None,
     embedder: EmbedderOption = None,
+    workers: WorkersOption = None,
 ) -> None:
-    """Find and embed faces; print one JSON line per image with each face's embedding."""
-    raise typer.Exit(
-        _guard(lambda: _run_images(images, min_face_size, embed=True, draw=None, detector=detector, embedder=embedder))
-    )
+    """Find and embed faces; print one JSON line per image with each face's embedding, in input order."""
+    raise typer.Exit(_guard(lambda: _run_images(images, min_face_size, True, None, detector, embedder, workers)))
 
 
 def _far_outside(far: float, card: Any) -> str | None:
@@ -309,15 +273,16 @@ def demo(
         import matplotlib.cbook
 
         import faceatlas
+        from faceatlas._image_job import draw, face_json
 
         path = Path(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
         target = _draw_target(out, 1, "--out")(path)  # checked before the models load
         image = faceatlas.load_image(path)
         faces = faceatlas.analyze(image)
-        _draw(image, faces, target)
+        draw(image, faces, target)
         typer.echo(f"{path}: {len(faces)} face(s); annotated image written to {target.absolute()}")
         for face in faces:
-            typer.echo(json.dumps(_face_json(face)))
+            typer.echo(json.dumps(face_json(face)))
         if faces:
             mirrored = image[:, ::-1].copy()  # the same person, seen in a mirror
             match = faceatlas.verify(faces[0], mirrored)

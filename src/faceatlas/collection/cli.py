@@ -18,6 +18,7 @@ from faceatlas._cli_util import (
     EXIT_USAGE,
     DetectorOption,
     EmbedderOption,
+    WorkersOption,
     analyzer_kwargs,
     check_rate,
     err,
@@ -51,9 +52,19 @@ def _open(db: Path | None, create: bool):
 def index_command(
     photo_dir: Annotated[Path, typer.Argument(help="Folder of photos (searched recursively).", readable=False)],
     db: Db = None,
-    workers: Annotated[int, typer.Option(min=1, help="Processes analysing photos at once.")] = 1,
+    workers: WorkersOption = None,
     detector: DetectorOption = None,
     embedder: EmbedderOption = None,
+    ray: Annotated[
+        str | None,
+        typer.Option(
+            "--ray",
+            metavar="auto|ADDRESS",
+            help="Analyse the photos on a Ray cluster: auto ($RAY_ADDRESS, else a cluster on this machine, else a "
+            "local one for this job) or host:6379 / ray://host:10001. --workers is then the number of actors "
+            "(default: the cluster's CPUs). The photos must be at the same path on every node. See docs/RAY.md.",
+        ),
+    ] = None,
 ) -> None:
     """Index a folder of photos: new and changed files are analysed, deleted ones forgotten.
 
@@ -85,7 +96,15 @@ def index_command(
                     task = bar.add_task("indexing", total=total)
                 bar.update(task, completed=done)
 
-            report = index_folder(photo_dir, store, analyzer, workers=workers, progress=advance)
+            # workers=None: one process per core (none spawned for a few photos)
+            if ray is None:
+                report = index_folder(photo_dir, store, analyzer, workers=workers, progress=advance)
+            else:
+                from faceatlas.collection.ray_index import index_folder_ray
+
+                report = index_folder_ray(
+                    photo_dir, store, analyzer, address=ray, workers=workers, progress=advance, log=err
+                )
         typer.echo(str(report))
         return EXIT_BAD_INPUT if report.problems else EXIT_OK
 

@@ -16,21 +16,12 @@ moment loses at most the photo it was analysing, and the next run picks it up.
 
 from __future__ import annotations
 
-import ctypes
 import dataclasses
 import functools
 import hashlib
 import itertools
-import multiprocessing
 import os
-import signal
-import sys
-import threading
-import time
-from collections import deque
 from collections.abc import Callable, Generator, Sequence
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +32,7 @@ from faceatlas._files import sha256_file
 from faceatlas.collection.store import CollectionError, CollectionStore, model_tag
 from faceatlas.errors import InvalidArgumentError, InvalidImageError, ModelError
 from faceatlas.image import heif_available, iter_image_files
+from faceatlas.parallel import WorkerError, map_ordered, resolve_workers
 from faceatlas.types import Face
 
 Kind = Literal["new", "changed"]
@@ -96,7 +88,7 @@ def index_folder(
     store: CollectionStore,
     analyzer: Any = None,
     *,
-    workers: int = 1,
+    workers: int | None = 1,
     progress: Progress | None = None,
     allowed_roots: Sequence[str | os.PathLike[str]] | None = None,
 ) -> IndexReport:
@@ -108,7 +100,10 @@ def index_folder(
     a collection of a bring-your-own model needs its analyzer passed). With ``workers > 1`` photos
     are analysed in that many spawned processes, each building its own analyzer once, so the
     analyzer must be None or a picklable factory; the store is written by this process only, in
-    folder order.
+    folder order. ``workers=None``: one per core within the memory budget
+    (``faceatlas.parallel.default_workers``; the CLI's default), or 1 for an analyzer object.
+    Worker processes are spawned: a script that uses them needs the ``if __name__ == "__main__":``
+    guard.
     ``progress(done, total)`` is called after each file.
 
     ``allowed_roots``: the folders this run may read (the service passes its photo roots). Then
@@ -116,8 +111,65 @@ def index_folder(
     is skipped and listed in ``problems``; it is read through its real path, never through a link
     swapped in since. None (the CLI): the folder named is trusted, and links are followed.
     """
-    if workers < 1:
+    if workers is not None and workers < 1:
         raise InvalidArgumentError(f"workers must be at least 1, got {workers}")
+    job = _start_job(root, store, analyzer, workers or 1, progress, allowed_roots)
+    factory, local, plan, folder = job.factory, job.analyzer, job.plan, job.folder
+    if workers is None:  # automatic: an analyzer object cannot be sent to other processes
+        workers = 1 if factory is None else resolve_workers(None, len(plan))
+    try:
+        follow = job.follow
+        outcomes = (
+            _analyse_here(local, plan, follow) if workers == 1 else _analyse_in_pool(factory, plan, workers, follow)
+        )
+        with closing(outcomes):
+            for outcome in outcomes:
+                job.store_outcome(outcome)
+    except WorkerError as exc:
+        raise CollectionError(
+            f"a worker process failed to start or died while indexing {folder} (out of memory? its error is "
+            "printed above); the photos stored so far are kept: run again, with fewer workers, to resume"
+        ) from exc
+    return job.finish()
+
+
+@dataclass
+class _IndexJob:
+    """An index run once its cheap part is done (``_start_job``): what is left to analyse, and how
+    to store and finish. ``index_folder`` and ``ray_index.index_folder_ray`` differ only in where
+    ``plan`` is analysed."""
+
+    folder: Path
+    store: CollectionStore
+    base: str  # the root the photos are filed under
+    plan: list[tuple[str, Path, Kind]]
+    vanished: list[str]
+    follow: bool  # False when confined: the plan holds real paths, read without following a link
+    report: IndexReport
+    tick: Callable[[], None]
+    factory: Callable[[], Any] | None  # for analyzers built elsewhere (worker processes, Ray actors)
+    analyzer: Any  # this process's
+
+    def store_outcome(self, outcome: _Outcome) -> None:
+        _store_outcome(outcome, self.store, self.base, self.report)
+        self.tick()
+
+    def finish(self) -> IndexReport:
+        """Forget the files gone from the folder, last: a run killed before keeps them, so the next
+        run still sees a file moved meanwhile as moved."""
+        self.report.removed = self.store.remove_photos(self.vanished, self.base)
+        return self.report
+
+
+def _start_job(
+    root: str | os.PathLike[str],
+    store: CollectionStore,
+    analyzer: Any,
+    workers: int,
+    progress: Progress | None,
+    allowed_roots: Sequence[str | os.PathLike[str]] | None,
+) -> _IndexJob:
+    """Check the folder, bind the model, walk the folder and settle every file that needs no analysis."""
     folder = Path(root).expanduser().resolve()
     if not folder.is_dir():
         raise CollectionError(f"{root} is not a folder; pass the folder of photos to index")
@@ -144,22 +196,7 @@ def index_folder(
             progress(next(done), len(files))
 
     plan, vanished = _settle_cheap(files, store, base, prefix, report, tick, unread)
-    try:
-        follow = allowed is None  # confined: the plan holds real paths, read without following a link
-        outcomes = (
-            _analyse_here(local, plan, follow) if workers == 1 else _analyse_in_pool(factory, plan, workers, follow)
-        )
-        with closing(outcomes):
-            for outcome in outcomes:
-                _store_outcome(outcome, store, base, report)
-                tick()
-    except BrokenProcessPool as exc:
-        raise CollectionError(
-            f"a worker process failed to start or died while indexing {folder} (out of memory? its error is "
-            "printed above); the photos stored so far are kept: run again, with fewer workers, to resume"
-        ) from exc
-    report.removed = store.remove_photos(vanished, base)
-    return report
+    return _IndexJob(folder, store, base, plan, vanished, allowed is None, report, tick, factory, local)
 
 
 def list_photos(folder: Path, on_error: Callable[[OSError], None] | None = None) -> list[Path]:
@@ -346,79 +383,26 @@ def _analyse_here(analyzer: Any, plan: list[tuple[str, Path, Kind]], follow: boo
         yield analyse_file(analyzer, rel, path, kind, follow)
 
 
-_WORKER_ANALYZER: Any = None
-_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
-_USE_PDEATHSIG = sys.platform.startswith("linux")  # elsewhere only the watching thread (tests turn it off too)
-_PARENT_POLL_S = 0.5
-
-
-def _init_worker(factory: Callable[[], Any] | None, threads: int, parent: int) -> None:
-    global _WORKER_ANALYZER
-    from faceatlas.models.runtime import THREADS_ENV
-
-    _die_with_parent(parent)  # first: a parent killed while the models load must not leave this behind
-    os.environ.setdefault(THREADS_ENV, str(threads))  # N workers x all cores each would oversubscribe
-    heif_available()
-    if factory is None:
-        from faceatlas.pipeline import FaceAnalyzer
-
-        factory = FaceAnalyzer
-    _WORKER_ANALYZER = factory()
-
-
-def _die_with_parent(parent: int) -> None:
-    """End this worker when the indexing process ``parent`` dies, even by ``kill -9`` (which runs no
-    cleanup of the parent's, so nothing there can stop the pool): a worker re-parented to init would
-    otherwise live on, holding its models' memory. A worker holds nothing to save (only the parent
-    writes the store), so it is killed outright.
-
-    Linux: the kernel sends SIGKILL when the parent goes (``PR_SET_PDEATHSIG``; to the kernel the
-    parent is the thread that started the worker, which is the one that makes and drains the pool,
-    so it outlives the pool). Everywhere: a daemon thread polls ``getppid()``, which changes once
-    the parent is gone (the only watch where prctl is missing, e.g. macOS). The parent is checked
-    once more after arming both, as it may have died before.
-    """
-    if _USE_PDEATHSIG:
-        try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
-        except (OSError, AttributeError):  # no usable libc (a static build): the thread below still watches
-            pass
-    if os.getppid() != parent:  # died before the signal was armed
-        os._exit(1)
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(_PARENT_POLL_S)
-        os._exit(1)
-
-    threading.Thread(target=watch, name="faceatlas-parent-watch", daemon=True).start()
-
-
-def _analyse_in_worker(rel: str, path: Path, kind: Kind, follow: bool) -> _Outcome:
-    return analyse_file(_WORKER_ANALYZER, rel, path, kind, follow)
+def _analyse_in_worker(analyzer: Any, item: tuple[str, Path, Kind, bool]) -> _Outcome:
+    rel, path, kind, follow = item
+    return analyse_file(analyzer, rel, path, kind, follow)
 
 
 def _analyse_in_pool(
     factory: Callable[[], Any] | None, plan: list[tuple[str, Path, Kind]], workers: int, follow: bool
 ) -> Generator[_Outcome]:
-    """Outcomes in plan order, computed by ``workers`` spawned processes a few files ahead."""
+    """Outcomes in plan order, computed a few files ahead by ``workers`` processes: this one and
+    ``workers - 1`` spawned ones (``faceatlas.parallel.map_ordered``)."""
     if not plan:
         return
-    threads = max(1, (os.cpu_count() or 1) // workers)
-    pool = ProcessPoolExecutor(
-        workers,
-        mp_context=multiprocessing.get_context("spawn"),
-        initializer=_init_worker,
-        initargs=(factory, threads, os.getpid()),
+    from faceatlas.pipeline import FaceAnalyzer
+
+    items = ((rel, path, kind, follow) for rel, path, kind in plan)
+    yield from map_ordered(
+        functools.partial(_worker_analyzer, factory or FaceAnalyzer), _analyse_in_worker, items, workers
     )
-    try:
-        todo = iter(plan)
-        pending = deque(pool.submit(_analyse_in_worker, *item, follow) for item in itertools.islice(todo, 4 * workers))
-        while pending:
-            outcome = pending.popleft().result()
-            for item in itertools.islice(todo, 1):
-                pending.append(pool.submit(_analyse_in_worker, *item, follow))
-            yield outcome
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)  # Ctrl-C: do not wait for the whole queue
+
+
+def _worker_analyzer(factory: Callable[[], Any]) -> Any:
+    heif_available()  # registers the HEIF opener in this process too
+    return factory()

@@ -33,7 +33,14 @@ CacheFile = Annotated[
     Path | None, typer.Option(help="The results cache (default: the user cache dir).", readable=False)
 ]
 Batch = Annotated[int, typer.Option(min=1, help="Images per batch (and per cache commit).")]
-Workers = Annotated[int, typer.Option(min=1, help="Processes computing faces (one ONNX Runtime thread each).")]
+Workers = Annotated[
+    int | None,
+    typer.Option(
+        min=1,
+        help="Processes computing faces. Default: one per core, within a memory budget ($FACEATLAS_MEMORY_BUDGET, "
+        "else half the memory free at the start), and one for small jobs.",
+    ),
+]
 
 
 class _System:
@@ -48,7 +55,7 @@ class _System:
         cache: bool,
         cache_file: Path | None,
         batch_size: int,
-        workers: int = 1,
+        workers: int | None = None,
         detector_options: Mapping[str, object] | None = None,
     ) -> None:
         self.options = (detector, embedder, flip, min_face_size)
@@ -59,6 +66,7 @@ class _System:
 
     def run(self, body, total: int):  # body(runner) -> result, with a live progress bar
         from faceatlas.eval.source import AnalyzerSource, FaceRunner
+        from faceatlas.parallel import resolve_workers
 
         detector, embedder, flip, min_face_size = self.options
         source = AnalyzerSource(
@@ -75,7 +83,7 @@ class _System:
                 cache=self.cache,
                 batch_size=self.batch_size,
                 progress=lambda n: bar.advance(task, n),
-                workers=self.workers,
+                workers=resolve_workers(self.workers, total),
             )
             return body(runner), runner
 
@@ -122,7 +130,7 @@ def pairs_command(
     cache: Cache = True,
     cache_file: CacheFile = None,
     batch_size: Batch = 16,
-    workers: Workers = 1,
+    workers: Workers = None,
 ) -> None:
     """1:1 verification: 10-fold accuracy, AUC, EER, TAR@FAR; ROC, DET and score histograms."""
 
@@ -168,7 +176,7 @@ def quality_command(
     cache: Cache = True,
     cache_file: CacheFile = None,
     batch_size: Batch = 16,
-    workers: Workers = 1,
+    workers: Workers = None,
 ) -> None:
     """Error-versus-discard: FNMR at a fixed FMR as the lowest-quality comparisons are dropped."""
 
@@ -233,7 +241,7 @@ def clustering_command(
     cache: Cache = True,
     cache_file: CacheFile = None,
     batch_size: Batch = 16,
-    workers: Workers = 1,
+    workers: Workers = None,
 ) -> None:
     """Cluster by person: pairwise and BCubed precision/recall/F, NMI; a sheet of mixed clusters."""
 
@@ -268,7 +276,7 @@ def identification_command(
     cache: Cache = True,
     cache_file: CacheFile = None,
     batch_size: Batch = 16,
-    workers: Workers = 1,
+    workers: Workers = None,
 ) -> None:
     """Open-set 1:N search: rank-1/5 (CMC), FNIR at FPIR 1e-1/1e-2/1e-3, DET and CMC plots."""
 
@@ -323,7 +331,7 @@ def detection_command(
     cache: Cache = True,
     cache_file: CacheFile = None,
     batch_size: Batch = 16,
-    workers: Workers = 1,
+    workers: Workers = None,
 ) -> None:
     """Detection AP per setting (all / easy / medium / hard), recall by face size, PR plot."""
 
@@ -371,7 +379,7 @@ def landmarks_command(
     cache: Cache = True,
     cache_file: CacheFile = None,
     batch_size: Batch = 16,
-    workers: Workers = 1,
+    workers: Workers = None,
 ) -> None:
     """Five-point landmark error (NME, inter-ocular), failure rate at 0.1 and the CED curve."""
 
@@ -415,7 +423,7 @@ def pose_command(
     cache: Cache = True,
     cache_file: CacheFile = None,
     batch_size: Batch = 16,
-    workers: Workers = 1,
+    workers: Workers = None,
 ) -> None:
     """Head-pose error: yaw/pitch/roll MAE and geodesic error, by |yaw| bucket."""
 

@@ -10,12 +10,10 @@ interrupted run resumes where it stopped because results are committed batch by 
 from __future__ import annotations
 
 import functools
-import multiprocessing
 import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -107,6 +105,8 @@ def analyzer_key(analyzer: object) -> str:
             )
             if isinstance(getattr(part, name, None), (int, float, bool, str, tuple))
         }
+        if getattr(part, "int8", False) is True:  # only when set: float32 keys stay as they were
+            options["int8"] = True
         card = getattr(part, "card", None)
         if card is not None:  # a user's ONNX file: its name and digest, not just the class
             options["model"] = f"{card.name}@{card.version}"
@@ -333,19 +333,9 @@ class FaceRunner:
             for batch in batches:
                 yield analyze_paths(self.source, batch, embed)
             return
-        # spawn, not fork: a forked copy of a process that already runs ONNX Runtime threads can hang
-        pool = ProcessPoolExecutor(
-            self.workers,
-            mp_context=multiprocessing.get_context("spawn"),
-            initializer=_start_worker,
-            initargs=(factory,),
-        )
-        try:
-            futures = [pool.submit(_worker_batch, batch, embed) for batch in batches]
-            for future in as_completed(futures):
-                yield future.result()
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+        from faceatlas.parallel import map_ordered
+
+        yield from map_ordered(factory, functools.partial(_worker_batch, embed=embed), batches, self.workers)
 
 
 def analyze_paths(source: FaceSource, paths: Sequence[Path], embed: bool) -> dict[Path, ImageResult]:
@@ -364,15 +354,5 @@ def analyze_paths(source: FaceSource, paths: Sequence[Path], embed: bool) -> dic
     return out
 
 
-_WORKER_SOURCE: FaceSource | None = None
-
-
-def _start_worker(factory: Callable[[], FaceSource]) -> None:
-    global _WORKER_SOURCE
-    os.environ.setdefault("FACEATLAS_NUM_THREADS", "1")  # the processes are the parallelism
-    _WORKER_SOURCE = factory()
-
-
-def _worker_batch(paths: list[Path], embed: bool) -> dict[Path, ImageResult]:
-    assert _WORKER_SOURCE is not None, "worker started without a source"
-    return analyze_paths(_WORKER_SOURCE, paths, embed)
+def _worker_batch(source: FaceSource, paths: list[Path], embed: bool) -> dict[Path, ImageResult]:
+    return analyze_paths(source, paths, embed)

@@ -19,6 +19,7 @@ from faceatlas._cli_util import (
     EXIT_USAGE,
     DetectorOption,
     EmbedderOption,
+    WorkersOption,
     analyzer_kwargs,
     err,
     guard,
@@ -54,6 +55,8 @@ def _open(
         Path(location).parent.mkdir(parents=True, exist_ok=True)
     if detector is None and embedder is None:
         return Gallery.open(location, create=create, **options)
+    import functools
+
     from faceatlas.gallery.store import open_store
     from faceatlas.models.catalog import embedder_for_tag
     from faceatlas.pipeline import FaceAnalyzer
@@ -61,7 +64,9 @@ def _open(
     store = open_store(location, create=create)
     try:
         chosen = embedder_for_tag(store.model(), embedder, where="the gallery")
-        analyzer = FaceAnalyzer(**analyzer_kwargs(detector, str(chosen)))
+        FaceAnalyzer(**analyzer_kwargs(detector, str(chosen)))  # an unknown model is refused now, not in a worker
+        # a picklable factory: with workers each process builds the same analyzer
+        analyzer = functools.partial(FaceAnalyzer, **analyzer_kwargs(detector, str(chosen)))
     except BaseException:
         store.close()
         raise
@@ -87,6 +92,7 @@ def enroll(
     db: Db = None,
     detector: DetectorOption = None,
     embedder: EmbedderOption = None,
+    workers: WorkersOption = None,
 ) -> None:
     """Enrol people; prints what was added and what was skipped (and why).
 
@@ -128,7 +134,7 @@ def enroll(
                     err(line)
                 return EXIT_BAD_INPUT
         sources = None if person is not None else list(images)
-        return _enroll_jobs(db, jobs, face, min_quality, sources, detector=detector, embedder=embedder)
+        return _enroll_jobs(db, jobs, face, min_quality, sources, detector, embedder, workers)
 
     raise typer.Exit(guard(run))
 
@@ -167,6 +173,7 @@ def _enroll_jobs(
     folders: list[Path] | None,
     detector: str | None = None,
     embedder: str | None = None,
+    workers: int | None = None,
 ) -> int:
     """Enrol each person of ``jobs``; prints every report and what happened. ``folders``: the
     folders of people the names came from (None: --person)."""
@@ -176,10 +183,10 @@ def _enroll_jobs(
     refused: list[str] = []
     unreadable = False
     with _open(db, min_quality=min_quality, detector=detector, embedder=embedder) as gallery:
-        for name, files in jobs.items():
-            try:
-                report = gallery.enroll(name, [str(f) for f in files], face=face)
-            except NothingEnrolledError as exc:
+        people = {name: [str(f) for f in files] for name, files in jobs.items()}
+        for name, report in gallery.enroll_many(people, face=face, workers=workers):
+            if isinstance(report, NothingEnrolledError):
+                exc = report
                 state = "unchanged" if exc.existed else "not created"
                 why = "every image was passed over" if exc.skipped else "no images"
                 err(f"{name}: nothing enrolled ({state}): {why}")

@@ -32,10 +32,11 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
+import itertools
 import json
 import math
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Self
@@ -237,7 +238,9 @@ class Gallery:
     ``scoring``: how a person's score is formed from their faces — ``"template"`` (the default:
     quality-weighted mean of their normalised embeddings), ``"max"`` (best face) or ``"topk"``
     (mean of their best three). ``fpir`` is the default open-set operating point. ``min_quality`` is
-    the floor below which a face is not enrolled.
+    the floor below which a face is not enrolled. ``analyzer``: a ``FaceAnalyzer`` (or anything
+    with ``analyze`` and ``embedder``), a zero-argument factory of one (a class, ``functools.partial``:
+    then :meth:`enroll_many` can analyse in worker processes), or None for the default.
     """
 
     def __init__(
@@ -253,6 +256,7 @@ class Gallery:
             raise InvalidArgumentError(f"scoring must be 'max', 'template' or 'topk', got {scoring!r}")
         self.store = store
         self._analyzer = analyzer
+        self._built: Any = None  # what ``analyzer`` built, when it is a factory
         self.scoring: Scoring = scoring
         self.fpir = fpir
         self.min_quality = min_quality
@@ -294,6 +298,10 @@ class Gallery:
             from faceatlas.pipeline import FaceAnalyzer
 
             self._analyzer = FaceAnalyzer(**analyzer_options(self.store.model(), where="the gallery"))
+        elif _is_factory(self._analyzer):  # a class or functools.partial: built once, here
+            if self._built is None:
+                self._built = self._analyzer()
+            return self._built
         return self._analyzer
 
     @property
@@ -338,19 +346,79 @@ class Gallery:
         given), NothingEnrolledError carries the reasons and the gallery is unchanged (a new
         person is not created). Images that were all enrolled already are no error (a re-run).
         """
+        return self._enroll_analysed(
+            person,
+            ((_source_name(image), _analysed(self.analyzer, image)) for image in images),
+            metadata,
+            face,
+            min_quality,
+        )
+
+    def enroll_many(
+        self,
+        people: Mapping[str, Sequence[Any]],
+        *,
+        face: int | None = None,
+        min_quality: float | None = None,
+        workers: int | None = 1,
+    ) -> Iterator[tuple[str, EnrollReport | NothingEnrolledError]]:
+        """:meth:`enroll` each person of ``{name: images}``, analysing every image of them all
+        through one pool of ``workers`` processes (None: one per core within the memory budget,
+        ``faceatlas.parallel``); yields (name, report) as each person is enrolled, or (name, the
+        NothingEnrolledError) for a person with nothing to enrol, and goes on with the others.
+
+        Worker processes need a picklable analyzer factory: the gallery's own default, or a
+        class or ``functools.partial`` given as ``analyzer``; an analyzer object is used here alone.
+        """
+        from faceatlas.parallel import map_ordered, resolve_workers
+
+        names = [validate_person_name(name) for name in people]  # every name checked before anyone is enrolled
+        items = [(name, image) for name, images in zip(names, people.values(), strict=True) for image in images]
+        factory = self._factory()
+        count = 1 if factory is None else resolve_workers(workers, len(items))
+        results = map_ordered(factory, _analysed_item, items, count, local=self.analyzer if count == 1 else None)
+        for name, group in itertools.groupby(zip(items, results, strict=True), key=lambda pair: pair[0][0]):
+            analysed = ((_source_name(image), result) for (_, image), result in group)
+            try:
+                yield name, self._enroll_analysed(name, analysed, None, face, min_quality)
+            except NothingEnrolledError as exc:
+                yield name, exc
+        for name, images in zip(names, people.values(), strict=True):
+            if not images:  # no images at all: groupby never saw this person
+                yield name, NothingEnrolledError(name, (), existed=self._find_person(name) is not None)
+
+    def _factory(self) -> Callable[[], Any] | None:
+        """A picklable zero-argument factory of this gallery's analyzer, or None for an analyzer object."""
+        if self._analyzer is None:
+            from faceatlas.models.catalog import analyzer_options
+            from faceatlas.pipeline import FaceAnalyzer
+
+            return functools.partial(FaceAnalyzer, **analyzer_options(self.store.model(), where="the gallery"))
+        if _is_factory(self._analyzer):
+            return self._analyzer
+        return None
+
+    def _enroll_analysed(
+        self,
+        person: str,
+        analysed: Iterable[tuple[str, tuple[str, list[Face]] | InvalidImageError]],
+        metadata: dict | None,
+        face: int | None,
+        min_quality: float | None,
+    ) -> EnrollReport:
+        """Enrol ``person`` from (source name, (pixel digest, faces largest first) or the image's error)."""
         name = validate_person_name(person)
         self._bind()
         floor = self.min_quality if min_quality is None else min_quality
         existing = self._find_person(name)
         report = EnrollReport(name, created=existing is None)
         records: list[FaceRecord] = []
-        for index, image in enumerate(images):
-            source = _source_name(image)
-            try:
-                chosen, digest = self._one_face(image, face)
-            except InvalidImageError as exc:
-                report.skips.append(Skipped(source, "unreadable", index, detail=str(exc)))
+        for index, (source, result) in enumerate(analysed):
+            if isinstance(result, InvalidImageError):
+                report.skips.append(Skipped(source, "unreadable", index, detail=str(result)))
                 continue
+            try:
+                chosen, digest = _one_face(result, face)
             except _Skip as skip:
                 report.skips.append(dataclasses.replace(skip.skipped, source=source, index=index))
                 continue
@@ -402,21 +470,6 @@ class Gallery:
             return self.store.get_person(name)
         except PersonNotFoundError:
             return None
-
-    def _one_face(self, image: Any, face: int | None) -> tuple[Face, str]:
-        from faceatlas.image import load_image
-
-        pixels = load_image(image)
-        digest = hashlib.sha256(pixels.tobytes()).hexdigest()  # the pixels, so a re-encoded copy still dedups
-        faces = sorted(self.analyzer.analyze(pixels), key=lambda f: -f.box.area)
-        if not faces:
-            raise _Skip(Skipped("", "no_face", -1))
-        if face is None and len(faces) > 1:
-            raise _Skip(Skipped("", "several_faces", -1, faces=len(faces)))
-        index = face or 0
-        if index >= len(faces):
-            raise _Skip(Skipped("", "no_such_face", -1, faces=len(faces), asked=index))
-        return faces[index], digest
 
     # -- identification --------------------------------------------------------------------------
 
@@ -508,13 +561,21 @@ class Gallery:
     def _rank_with_index(
         self, matrix: FaceMatrix, vectors: np.ndarray, k: int
     ) -> tuple[list[list[str]], list[list[float]]]:
-        """Large galleries: the approximate index's best faces (re-ranked exactly), best per person."""
-        index = self._face_index(matrix)
-        scores, face_ids = index.search(vectors, max(ANN_CANDIDATES, 20 * k))
-        found = face_ids >= 0
-        persons = matrix.person_ids[
-            np.searchsorted(matrix.face_ids, np.where(found, face_ids, 0)).clip(0, len(matrix) - 1)
-        ]
+        """Large galleries: the approximate index's best faces (re-ranked exactly), best per person.
+
+        A store with its own index (PostgreSQL: pgvector's HNSW) is searched there, so no index
+        over every face is built (minutes at 1M faces) or held in this process.
+        """
+        wanted = max(ANN_CANDIDATES, 20 * k)
+        store_search = getattr(self.store, "search", None)
+        if store_search is not None:
+            scores, face_ids = store_search(vectors, wanted)
+        else:
+            scores, face_ids = self._face_index(matrix).search(vectors, wanted)
+        at = np.searchsorted(matrix.face_ids, np.where(face_ids >= 0, face_ids, 0)).clip(0, len(matrix) - 1)
+        # a face the store gained after `matrix` was read is not ranked: its person may be unknown here
+        found = (face_ids >= 0) & (matrix.face_ids[at] == face_ids)
+        persons = matrix.person_ids[at]
         names, best = [], []
         for row_scores, row_persons, row_found in zip(scores, persons, found, strict=True):
             per_person: dict[int, float] = {}
@@ -715,6 +776,41 @@ class Gallery:
             self.store.bind_model(ModelTag(**header["model"]))
         self.store.import_rows(rows)
         return len(rows)
+
+
+def _analysed(analyzer: Any, image: Any) -> tuple[str, list[Face]] | InvalidImageError:
+    """(digest of the pixels, faces largest first) of one image, or the error that it cannot be read."""
+    from faceatlas.image import load_image
+
+    try:
+        pixels = load_image(image)
+    except InvalidImageError as exc:
+        return exc
+    digest = hashlib.sha256(pixels.tobytes()).hexdigest()  # the pixels, so a re-encoded copy still dedups
+    try:
+        return digest, sorted(analyzer.analyze(pixels), key=lambda f: -f.box.area)
+    except InvalidImageError as exc:
+        return exc
+
+
+def _analysed_item(analyzer: Any, item: tuple[str, Any]) -> tuple[str, list[Face]] | InvalidImageError:
+    return _analysed(analyzer, item[1])
+
+
+def _one_face(analysed: tuple[str, list[Face]], face: int | None) -> tuple[Face, str]:
+    digest, faces = analysed
+    if not faces:
+        raise _Skip(Skipped("", "no_face", -1))
+    if face is None and len(faces) > 1:
+        raise _Skip(Skipped("", "several_faces", -1, faces=len(faces)))
+    index = face or 0
+    if index >= len(faces):
+        raise _Skip(Skipped("", "no_such_face", -1, faces=len(faces), asked=index))
+    return faces[index], digest
+
+
+def _is_factory(analyzer: Any) -> bool:
+    return isinstance(analyzer, type) or not hasattr(analyzer, "analyze")
 
 
 class _Skip(Exception):
