@@ -95,3 +95,8 @@ class FaceNotFoundError(GalleryError, CollectionError, KeyError):
 
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0]) if self.args else ""
+
+
+class ClusterError(FaceAtlasError, RuntimeError):
+    """A Ray cluster could not be reached, or its workers failed (died, ran out of memory) in a
+    way retries did not mend; what was stored before stays, and a re-run resumes (docs/RAY.md)."""
