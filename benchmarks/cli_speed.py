@@ -1,6 +1,6 @@
 """Whole-process speed of the default `faceatlas embed FOLDER/` against face_recognition, all cores.
 
-    python benchmarks/cli_speed.py [--lfw 400] [--repeat 1] [--configs default,workers1]
+    python benchmarks/cli_speed.py [--lfw 400] [--repeat 1] [--int8]
 
 What the user runs, timed from the shell: each configuration is one fresh command over a folder
 of images, start-up, model loading and JSON output included, wall clock, with the peak memory of
@@ -10,7 +10,9 @@ its whole process tree (sampled every 50 ms). Side by side in one run, as ratios
   per core (dlib is single-threaded), HOG detection (its default, one upsampling) and
   `face_encodings`, one JSON line per image, as faceatlas prints;
 - faceatlas's default `faceatlas embed FOLDER/` (one process per core), and `--workers 1` (one
-  process with one ONNX Runtime thread per core) to show what the pool buys.
+  process with one ONNX Runtime thread per core) to show what the pool buys;
+- with ``--int8``: the default command with `FACEATLAS_INT8=1`, after `faceatlas models quantize
+  dlib_resnet` calibrated on the WIDER photos (so never on the LFW images it is timed on).
 
 Datasets (../shared/data): LFW-size images (250×250, `--lfw` of them) and group photos (WIDER
 FACE Handshaking, 121 images up to 1024 px, plus dlib's 9 example group photos). faces/s counts
@@ -113,6 +115,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--lfw", type=int, default=400, help="LFW images in the LFW-size set")
     parser.add_argument("--repeat", type=int, default=1, help="runs of each configuration (the best is kept)")
+    parser.add_argument("--int8", action="store_true", help="also time the int8 embedder")
     args = parser.parse_args()
     lfw = sorted(require(SHARED_DATA / "lfw_devtest" / "images", "LFW DevTest").rglob("*.jpg"))[: args.lfw]
     groups = sorted(require(SHARED_DATA / "wider_train" / "images", "WIDER subset").rglob("*.jpg"))
@@ -128,6 +131,12 @@ def main() -> None:
         "faceatlas embed (default: one process per core)": [faceatlas, "embed"],
         "faceatlas embed --workers 1 (one process, all cores as threads)": [faceatlas, "embed", "--workers", "1"],
     }
+    envs = {name: env for name in configs}
+    if args.int8:
+        wider = SHARED_DATA / "wider_train" / "images"
+        subprocess.run([faceatlas, "models", "quantize", "dlib_resnet", "--images", str(wider)], check=True)
+        configs["faceatlas embed, FACEATLAS_INT8=1"] = [faceatlas, "embed"]
+        envs["faceatlas embed, FACEATLAS_INT8=1"] = {**env, "FACEATLAS_INT8": "1"}
     print(f"machine: {machine()}; load average before: {os.getloadavg()}")
     for label, paths in (("LFW-size (250x250)", lfw), ("group photos (WIDER Handshaking + dlib)", groups)):
         folder = folder_of(paths, tmp / label.split()[0])
@@ -137,7 +146,8 @@ def main() -> None:
         base = None
         for name, command in configs.items():
             best = min(
-                (run([*command, str(folder)], tmp / "out.jsonl", env) for _ in range(args.repeat)), key=lambda r: r[0]
+                (run([*command, str(folder)], tmp / "out.jsonl", envs[name]) for _ in range(args.repeat)),
+                key=lambda r: r[0],
             )
             seconds, peak, images, faces = best
             rates = (images / seconds, faces / seconds)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from face_photos import varied_photos
 from PIL import Image
 
 from faceatlas import parallel
@@ -94,23 +95,8 @@ def test_a_worker_that_dies_is_a_clear_error(monkeypatch):
 
 
 def _photos(folder: Path, n: int) -> list[Path]:
-    """``n`` different real-face photos: crops, flips and scales of two photos that ship in packages."""
-    skimage_data = pytest.importorskip("skimage.data", reason="scikit-image provides the test photo")
-    import matplotlib.cbook
-
-    hopper = np.asarray(Image.open(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)))
-    sources = [skimage_data.astronaut(), hopper]
-    folder.mkdir()
-    paths = []
-    for k in range(n):
-        image = sources[k % 2]
-        scale = 0.5 + 0.1 * (k % 5)
-        h, w = image.shape[:2]
-        picture = Image.fromarray(image[: h - 4 * k, 2 * k :]).resize((int(w * scale), int(h * scale)))
-        if k % 3 == 0:
-            picture = picture.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-        paths.append(folder / f"{k:02d}.jpg")
-        picture.save(paths[-1], quality=90)
+    """``n`` real-face photos and one broken file, ``05_broken.jpg``, among them."""
+    paths = varied_photos(folder, n)
     (folder / "05_broken.jpg").write_bytes(b"not a jpeg")
     return paths
 
@@ -161,3 +147,29 @@ def test_enroll_many_in_workers_enrols_what_one_process_enrols(tmp_path):
     assert type(reports[1]["nobody"]).__name__ == type(reports[2]["nobody"]).__name__ == "NothingEnrolledError"
     assert len(matrices[1].embeddings) == len(matrices[2].embeddings) >= 6
     assert np.allclose(matrices[1].embeddings, matrices[2].embeddings, atol=1e-5)  # the same faces, in order
+
+
+def test_a_batch_too_big_for_memory_is_retried_image_by_image(tmp_path):
+    from faceatlas._image_job import ImageTask, analyse_chunk
+
+    class Cramped:
+        """Runs out of memory on batches of several images, and on one image wider than 300 px."""
+
+        def detect_batch(self, images):
+            if len(images) > 1:
+                raise MemoryError
+            return [self.detect(images[0])]
+
+        def detect(self, image):
+            if image.shape[1] > 300:
+                raise MemoryError
+            return []
+
+    paths = []
+    for k, width in enumerate((200, 400, 250)):
+        paths.append(tmp_path / f"{k}.png")
+        Image.fromarray(np.zeros((100, width, 3), np.uint8)).save(paths[-1])
+    records = analyse_chunk(Cramped(), [ImageTask(p) for p in paths], embed=False)
+    assert [r["path"] for r in records] == [str(p) for p in paths]
+    assert records[0]["faces"] == [] and records[2]["faces"] == []  # done one by one
+    assert "out of memory analysing this 400x100 image" in records[1]["error"] and "faces" not in records[1]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from PIL import Image
+from face_photos import varied_photos
 
 from faceatlas.embedders.dlib_resnet import DlibResNetEmbedder
 from faceatlas.errors import InvalidArgumentError, ModelError
@@ -14,31 +14,11 @@ from faceatlas.quantization import quantize_embedder
 skimage_data = pytest.importorskip("skimage.data", reason="scikit-image provides the test photo")
 
 
-def photos(folder, n):
-    """``n`` photos with one face each: crops, flips and rescales of two photos that ship in packages."""
-    import matplotlib.cbook
-
-    hopper = np.asarray(Image.open(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)))
-    sources = [skimage_data.astronaut(), hopper]
-    folder.mkdir()
-    paths = []
-    for k in range(n):
-        image = sources[k % 2]
-        h, w = image.shape[:2]
-        picture = Image.fromarray(image[: h - 3 * k, 2 * k :])
-        picture = picture.resize((int(picture.width * (0.6 + 0.05 * (k % 7))), int(picture.height * 0.7)))
-        if k % 3 == 0:
-            picture = picture.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-        paths.append(folder / f"{k:02d}.jpg")
-        picture.save(paths[-1], quality=85 + k % 10)
-    return paths
-
-
 @pytest.fixture(scope="module")
 def quantized(tmp_path_factory):
     root = tmp_path_factory.mktemp("int8")
     cache = root / "cache"
-    report = quantize_embedder("dlib_resnet", photos(root / "photos", 30), cache_dir=cache)
+    report = quantize_embedder("dlib_resnet", varied_photos(root / "photos", 30), cache_dir=cache)
     return cache, report
 
 
@@ -77,7 +57,7 @@ def test_asking_for_int8_before_quantizing_says_how(tmp_path, quantized, monkeyp
 
 def test_too_few_faces_or_another_model_is_refused(tmp_path):
     with pytest.raises(InvalidArgumentError, match="at least 20"):
-        quantize_embedder("dlib_resnet", photos(tmp_path / "few", 4), cache_dir=tmp_path / "c")
+        quantize_embedder("dlib_resnet", varied_photos(tmp_path / "few", 4), cache_dir=tmp_path / "c")
     with pytest.raises(InvalidArgumentError, match="only dlib_resnet"):
         quantize_embedder("facenet", [], cache_dir=tmp_path / "c")
 

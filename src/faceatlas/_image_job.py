@@ -77,17 +77,22 @@ def _analyse(
     analyzer: Any, batch: list[tuple[int, ImageTask, Any]], records: list[dict[str, Any]], embed: bool
 ) -> None:
     images = [image for _, _, image in batch]
+    analyse_one = analyzer.analyze if embed else analyzer.detect
     try:
         found = analyzer.analyze_batch(images) if embed else analyzer.detect_batch(images)
-    except InvalidImageError:
-        if len(batch) == 1:
-            raise
-        found = None  # one image the models refuse: analyse one by one so only it is reported
+    except (InvalidImageError, MemoryError):
+        found = None  # an image the models refuse, or a batch too big: one by one, so only that image fails
     for k, (index, task, image) in enumerate(batch):
         try:
-            faces = found[k] if found is not None else (analyzer.analyze if embed else analyzer.detect)(image)
+            faces = found[k] if found is not None else analyse_one(image)
         except InvalidImageError as exc:
             records[index]["error"] = str(exc)
+            continue
+        except MemoryError:
+            records[index]["error"] = (
+                f"out of memory analysing this {image.shape[1]}x{image.shape[0]} image: "
+                "run it again with fewer workers (--workers) or more memory"
+            )
             continue
         records[index]["faces"] = [face_json(face, with_embedding=embed) for face in faces]
         if task.draw_to is not None:
