@@ -778,3 +778,28 @@ def test_no_error_names_the_servers_gallery_or_collection_file(service, tmp_path
         message = answer.json()["error"]["message"]
         assert str(tmp_path) not in message and ".db" not in message, message
     assert "the gallery" in answers[0].json()["error"]["message"]
+
+
+def test_an_index_job_on_several_processes_indexes_like_one(tmp_path):
+    """FACEATLAS_INDEX_WORKERS=2: the job analyses in this process and a spawned one, with the real
+    models (the settings' factory), and stores what a one-process index stores."""
+    from face_photos import varied_photos
+
+    from faceatlas.collection import CollectionStore, index_folder
+
+    root = tmp_path / "photos"
+    varied_photos(root, 18)
+    settings = Settings(data_dir=tmp_path / "data", rate_limit_per_minute=0, photo_roots=[root], index_workers=2)
+    app = create_app(settings)
+    token = app.state.keys.create("test", "write")[1]
+    svc = Service(TestClient(app, raise_server_exceptions=False), {"write": token, "read": token}, root)
+    with svc.client:
+        job = svc.index()
+    assert job["state"] == "done", job
+    with CollectionStore.open(tmp_path / "one.db") as alone:
+        index_folder(root, alone, workers=1)
+        expected = alone.face_table()
+    with CollectionStore.open(settings.collection_path, create=False) as served:
+        got = served.face_table()
+    assert len(got.face_ids) == len(expected.face_ids) >= 17
+    assert np.allclose(got.embeddings, expected.embeddings, atol=1e-5)

@@ -37,6 +37,13 @@ class Settings(BaseSettings):
     rate_limit_per_minute: int = Field(600, ge=0, description="requests per key per minute; 0 = unlimited")
     max_waiting: int = Field(16, ge=1, description="image requests allowed to wait for the model; more get 503")
     analysis_threads: int = Field(1, ge=1, le=64, description="requests analysed at once")
+    index_workers: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="processes an index job analyses photos in: 1 uses the service's own models (shared with "
+        "requests); more spawns that many less one, each loading the models (~700 MB each)",
+    )
     cors_origins: list[str] = Field(default_factory=list, description="origins allowed by CORS; empty = CORS off")
     metrics_public: bool = Field(False, description="serve /metrics without a key (for a scraper on a private net)")
     detector: str = Field(

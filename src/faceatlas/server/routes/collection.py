@@ -265,13 +265,14 @@ def submit_index(request: Request, _: Writer, body: IndexJobRequest) -> JobOut:
 
     settings, engine = settings_of(request), engine_of(request)
     folder = _allowed_folder(settings.photo_roots, body.folder)
+    workers = settings.index_workers
+    # one process: the service's loaded models; more: a picklable factory each worker process builds from
+    factory = engine.model_factory() if workers > 1 else (lambda: engine.analyzer())
     job = jobs_of(request).submit(
         "index",
         {"folder": str(folder)},
         # the one shared store; files linking outside the roots are skipped
-        index_job(
-            engine.collection, folder, analyzer_factory=lambda: engine.analyzer(), photo_roots=settings.photo_roots
-        ),
+        index_job(engine.collection, folder, factory, workers=workers, photo_roots=settings.photo_roots),
     )
     return JobOut(**job.to_dict())
 
