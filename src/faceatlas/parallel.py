@@ -11,9 +11,14 @@ How many workers (``default_workers``): every usable core, within a memory budge
 than there is work for. The budget is ``$FACEATLAS_MEMORY_BUDGET`` (``4G``, ``1500M``) or else
 half of the memory available when the job starts; a worker is counted at ``WORKER_BYTES``.
 
-Workers share the converted-model cache (each opens the same ONNX files; the first run ever
-converts once, under a file lock), and they die with their parent, even when it is killed with
-``kill -9``: a worker left behind would hold its models' memory for nothing.
+Workers share the converted-model cache: each opens the same ONNX files, which this process
+converts (the first run ever) before any worker starts, as it loads its own models first
+(:func:`map_ordered`). They die with their parent, even when it is killed with ``kill -9``: a
+worker left behind would hold its models' memory for nothing.
+
+Within a process the stages run one after the other (decode, detect, align, embed, a batch of
+images at a time); they overlap across processes, which is what keeps every core busy when each
+process has one core's worth of threads.
 """
 
 from __future__ import annotations
