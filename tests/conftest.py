@@ -109,3 +109,19 @@ def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def pg_url(pg_server: str) -> str:
     """A fresh schema on the session's server."""
     return with_schema(pg_server, f"t_{uuid.uuid4().hex[:12]}")
+
+
+# -- the photo collection's two backends (issue 14): a store test runs on both --
+
+COLLECTION_BACKENDS = [
+    "sqlite",
+    pytest.param("postgres", marks=pytest.mark.skipif(bool(PG_MISSING), reason=PG_MISSING or "testable")),
+]
+
+
+@pytest.fixture(params=COLLECTION_BACKENDS)
+def collection_target(request: pytest.FixtureRequest, tmp_path: Path) -> str | Path:
+    """Where a new collection goes: a SQLite file, or a fresh schema on the session's PostgreSQL server."""
+    if request.param == "sqlite":
+        return tmp_path / "collection.db"
+    return request.getfixturevalue("pg_url")

@@ -130,8 +130,8 @@ def tree(tmp_path: Path) -> tuple[Path, dict[str, int]]:
 
 
 @pytest.fixture
-def store(tmp_path: Path):
-    with CollectionStore.open(tmp_path / "collection.db") as s:
+def store(collection_target):  # a SQLite file, and a PostgreSQL schema (tests/conftest.py)
+    with CollectionStore.open(collection_target) as s:
         yield s
 
 
@@ -215,9 +215,9 @@ def test_unreadable_file_is_reported_and_not_retried_until_it_changes(tmp_path, 
     assert (second.unreadable, second.unchanged, second.problems) == (0, 3, [])
 
 
-def test_a_subfolder_and_its_parent_share_their_photos(tree, tmp_path):
+def test_a_subfolder_and_its_parent_share_their_photos(tree, collection_target):
     root, expected = tree
-    with CollectionStore.open(tmp_path / "sub-first.db") as store:
+    with CollectionStore.open(collection_target) as store:
         index_folder(root / "trip", store, FakeAnalyzer())
         assert {p.path for p in store.photos()} == {"c.png", "d.bmp", "deep/e.tif", "deep/f.webp"}
         report = index_folder(root, store, FakeAnalyzer())
@@ -278,6 +278,37 @@ def test_one_transaction_per_photo(tree, store, monkeypatch):
     monkeypatch.setattr(store_module, "_insert_face", real_insert)
     index_folder(root, store, FakeAnalyzer())
     assert faces_per_photo(store) == expected
+
+
+def test_a_batch_of_photos_is_one_transaction_all_or_nothing(store, monkeypatch):
+    import faceatlas.collection.store as store_module
+    from faceatlas.collection.store import NewPhoto, model_tag
+
+    store.bind_model(model_tag(FakeAnalyzer()))
+    faces = [FakeAnalyzer._face(k, who=k) for k in range(3)]
+    batch = [NewPhoto(f"p{i}.png", "/r", f"{i:064x}", 10 + i, i, SIDE, SIDE, faces[: i + 1]) for i in range(3)]
+    ids = store.add_photos(batch)
+    assert [store.photo(i).path for i in ids] == ["p0.png", "p1.png", "p2.png"]
+    assert [store.photo(i).n_faces for i in ids] == [1, 2, 3] and len(store.face_table()) == 6
+
+    wide = dataclasses.replace(faces[0], embedding=np.ones(DIM + 1, np.float32) / np.sqrt(DIM + 1))
+    again = [batch[0]._replace(faces=faces[:2]), NewPhoto("q.png", "/r", "f" * 64, 1, 1, SIDE, SIDE, [wide])]
+    with pytest.raises(ModelMismatchError):
+        store.add_photos(again)  # the second photo is refused: the first is not replaced either
+    assert store.photo(ids[0]).n_faces == 1 and "q.png" not in {p.path for p in store.photos()}
+
+    real_insert = store_module._insert_face
+
+    def failing_insert(conn, photo_id, idx, values):
+        if idx == 1:
+            raise RuntimeError("disk on fire")
+        return real_insert(conn, photo_id, idx, values)
+
+    monkeypatch.setattr(store_module, "_insert_face", failing_insert)
+    with pytest.raises(RuntimeError):
+        store.add_photos([NewPhoto("r.png", "/r", "e" * 64, 1, 1, SIDE, SIDE, faces[:1]), batch[1]])
+    assert {p.path for p in store.photos()} == {"p0.png", "p1.png", "p2.png"} and len(store.face_table()) == 6
+    assert store.add_photos([]) == []
 
 
 def _index_and_die(db: str, root: str, die_at_face: int) -> None:

@@ -30,6 +30,7 @@ from faceatlas.collection.store import (
     ModelMismatchError,
     NameTakenError,
     PhotoNotFoundError,
+    SqliteCollectionStore,
     model_tag,
 )
 from faceatlas.models.cards import DLIB_RESNET_CARD
@@ -115,8 +116,8 @@ def count_constraints(store: CollectionStore) -> tuple[int, int]:
 
 
 @pytest.fixture
-def store(tmp_path):
-    with CollectionStore.open(tmp_path / "collection.db") as s:
+def store(collection_target):  # a SQLite file, and a PostgreSQL schema (tests/conftest.py)
+    with CollectionStore.open(collection_target) as s:
         yield s
 
 
@@ -367,6 +368,8 @@ class Statements:
     """The SQL a store's connection runs (its transactions, as BEGIN and COMMIT)."""
 
     def __init__(self, store: CollectionStore) -> None:
+        if not isinstance(store, SqliteCollectionStore):
+            pytest.skip("counts the statements of SQLite's connection")
         self.seen: list[str] = []
         store._conn.set_trace_callback(self.seen.append)
 

@@ -228,7 +228,7 @@ def test_a_job_stopped_by_the_driver_keeps_what_it_stored_and_resumes(ray_cluste
     want = reference[1]
     with CollectionStore.open(tmp_path / "c.db") as store:
         with pytest.raises(Stop):  # the caller's own error passes as it is
-            index_folder_ray(photos, store, workers=2, batch_size=1, progress=stop_after_two)
+            index_folder_ray(photos, store, workers=2, batch_size=1, write_batch=1, progress=stop_after_two)
         stored = len(store.photos())
         assert stored == 2
         report = index_folder_ray(photos, store, workers=2)  # the stopped job's actors were released
@@ -283,3 +283,14 @@ def test_cli_index_with_ray(ray_cluster, photos, reference, tmp_path):
     assert "ray: connected to the cluster at" in done.stderr
     with CollectionStore.open(db) as store:
         assert_same_collection(snapshot(store), reference[1])
+
+
+def test_the_ray_index_into_postgres_equals_the_local_one(ray_cluster, photos, reference, pg_url):
+    """The shared store a cluster needs: the driver writes a PostgreSQL collection (issue 14)."""
+    want_report, want = reference
+    with CollectionStore.open(pg_url) as store:
+        report = index_folder_ray(photos, store, workers=2, batch_size=1)
+        assert counts(report) == counts(want_report) and report.faces_added == want_report.faces_added
+        assert_same_collection(snapshot(store), want)
+        again = index_folder_ray(photos, store, workers=2)
+        assert counts(again) == (0, 0, len(want), 0, 0, 0) and again.faces_added == 0

@@ -41,6 +41,7 @@ _EXPORTS = {
             "InvalidCorrectionError",
             "ModelMismatchError",
             "NameTakenError",
+            "NewPhoto",
             "PhotoNotFoundError",
             "PhotoRecord",
             "PhotoState",

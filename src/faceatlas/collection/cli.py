@@ -1,7 +1,8 @@
 """`faceatlas index PHOTO_DIR` and `faceatlas export --html OUT_DIR`: thin layers over the collection.
 
-The collection is ``--db PATH``, else ``$FACEATLAS_COLLECTION``, else ``collection.db`` in the
-user data folder.
+The collection is ``--db``, else ``$FACEATLAS_COLLECTION``, else ``collection.db`` in the user
+data folder: a file path (SQLite), or a ``postgresql://`` URL (PostgreSQL + pgvector, the store
+the machines of a Ray cluster share; docs/COLLECTION.md).
 """
 
 from __future__ import annotations
@@ -27,12 +28,17 @@ from faceatlas._cli_util import (
     progress,
 )
 
-Db = Annotated[Path | None, typer.Option(help="Collection file. Default $FACEATLAS_COLLECTION.", readable=False)]
+Db = Annotated[
+    str | None,
+    typer.Option(help="Collection: a file (SQLite) or a postgresql:// URL. Default $FACEATLAS_COLLECTION."),
+]
+_POSTGRES = ("postgresql://", "postgres://")  # store.POSTGRES_SCHEMES, without importing the store
 
 
-def collection_location(db: Path | None) -> Path:
+def collection_location(db: str | os.PathLike[str] | None) -> Path:
+    """The collection file: --db, else $FACEATLAS_COLLECTION, else the user's collection.db."""
     if db is not None:
-        return db
+        return Path(db)
     if os.environ.get("FACEATLAS_COLLECTION"):
         return Path(os.environ["FACEATLAS_COLLECTION"])
     import platformdirs
@@ -40,13 +46,21 @@ def collection_location(db: Path | None) -> Path:
     return Path(platformdirs.user_data_dir("faceatlas")) / "collection.db"
 
 
-def _open(db: Path | None, create: bool):
+def collection_target(db: str | None) -> str | Path:
+    """What --db (else $FACEATLAS_COLLECTION) names: a postgresql:// URL as it is, else the file."""
+    named = db if db is not None else os.environ.get("FACEATLAS_COLLECTION") or None
+    if named is not None and named.startswith(_POSTGRES):
+        return named
+    return collection_location(db).expanduser()
+
+
+def _open(db: str | None, create: bool):
     from faceatlas.collection.store import CollectionStore
 
-    location = collection_location(db).expanduser()
-    if create:
-        output_folder(location.parent, f"the folder of --db {location}", announce=False)
-    return CollectionStore.open(location, create=create)
+    target = collection_target(db)
+    if create and isinstance(target, Path):
+        output_folder(target.parent, f"the folder of --db {target}", announce=False)
+    return CollectionStore.open(target, create=create)
 
 
 def index_command(
@@ -210,7 +224,7 @@ def name_command(
     def run() -> int:
         with _open(db, create=False) as store:
             if cluster not in {info.id for info in store.clusters()}:
-                err(f"no cluster {cluster} in {collection_location(db)}")
+                err(f"no cluster {cluster} in {store.location}")
                 return EXIT_BAD_INPUT
             store.name_cluster(cluster, name)
             typer.echo(f"cluster {cluster} is {name!r}")
@@ -232,7 +246,7 @@ GalleryOption = Annotated[
 ]
 
 
-def _correct(db: Path | None, gallery: str | None, fix) -> int:
+def _correct(db: str | None, gallery: str | None, fix) -> int:
     """Run one correction on the collection (and the gallery, if given); report its outcome."""
 
     def run() -> int:

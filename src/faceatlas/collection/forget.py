@@ -87,7 +87,7 @@ def forget_person(
             raise missing
         if collection is None:
             raise PersonNotFoundError(f"cannot delete {name!r}: no gallery or collection to delete from")
-        raise PersonNotFoundError(f"no cluster of collection {collection.path} is named {name!r} (and no gallery)")
+        raise PersonNotFoundError(f"no cluster of collection {collection.location} is named {name!r} (and no gallery)")
     erased: list[str] = []
     kept: list[str] = []
     if faces is not None:
@@ -96,10 +96,9 @@ def forget_person(
         erased += compaction.erased
         kept += compaction.kept
     if forgotten is not None and clusters:
-        if forgotten.wal_kept is None:
-            erased.append("SQLite's secure_delete zeroed the cluster names in the collection file; its WAL was emptied")
-        else:
-            erased.append("SQLite's secure_delete zeroed the cluster names in the collection file")
+        if forgotten.erased:
+            erased.append(forgotten.erased)
+        if forgotten.wal_kept is not None:
             kept.append(forgotten.wal_kept)
     if forgotten is not None and forgotten.photo_paths:
         kept.append(
@@ -110,7 +109,7 @@ def forget_person(
         name=name,
         gallery=None if gallery is None else _where(gallery.store),
         faces=faces,
-        collection=None if collection is None else str(collection.path),
+        collection=None if collection is None else collection.location,
         clusters=clusters,
         erased=tuple(erased),
         kept=tuple(kept),

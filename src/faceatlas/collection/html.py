@@ -168,7 +168,7 @@ def _page(store: CollectionStore, rows: list[_Row], thumbs: dict[int, str | None
     photos = store.photos()
     n_faces = sum(p.n_faces for p in photos)
     unreadable = sum(p.status != "ok" for p in photos)
-    meta = f"{store.path} · {len(photos)} photos · {n_faces} faces"
+    meta = f"{store.location} · {len(photos)} photos · {n_faces} faces"
     meta += f" · {unreadable} unreadable" if unreadable else ""
     body = "\n".join(_section(row, thumbs, out) for row in rows)
     return (

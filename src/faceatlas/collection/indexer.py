@@ -21,6 +21,7 @@ import functools
 import hashlib
 import itertools
 import os
+import time
 from collections.abc import Callable, Generator, Sequence
 from contextlib import closing
 from dataclasses import dataclass, field
@@ -29,7 +30,7 @@ from stat import S_ISREG
 from typing import Any, Literal
 
 from faceatlas._files import sha256_file
-from faceatlas.collection.store import CollectionError, CollectionStore, model_tag
+from faceatlas.collection.store import CollectionError, CollectionStore, NewPhoto, model_tag
 from faceatlas.errors import InvalidArgumentError, InvalidImageError, ModelError
 from faceatlas.image import heif_available, iter_image_files
 from faceatlas.parallel import WorkerError, map_ordered, resolve_workers
@@ -149,14 +150,40 @@ class _IndexJob:
     tick: Callable[[], None]
     factory: Callable[[], Any] | None  # for analyzers built elsewhere (worker processes, Ray actors)
     analyzer: Any  # this process's
+    # photos per write transaction: 1 = each photo committed as it comes. More (the Ray driver, whose
+    # outcomes arrive faster than one commit each can keep up with) holds analysed photos back until
+    # ``batch`` are ready or the oldest waited ``max_wait_s``: a kill loses those too (still "in flight")
+    batch: int = 1
+    max_wait_s: float = 1.0
+    _pending: list[_Outcome] = field(default_factory=list)
+    _since: float = 0.0  # when the oldest pending outcome arrived (time.monotonic)
 
     def store_outcome(self, outcome: _Outcome) -> None:
-        _store_outcome(outcome, self.store, self.base, self.report)
-        self.tick()
+        if self.batch <= 1 or outcome.error is not None:
+            self.flush()  # in order: a problem is reported after the photos analysed before it
+            _store_outcome(outcome, self.store, self.base, self.report)
+            self.tick()
+            return
+        if not self._pending:
+            self._since = time.monotonic()
+        self._pending.append(outcome)
+        if len(self._pending) >= self.batch or time.monotonic() - self._since >= self.max_wait_s:
+            self.flush()
+
+    def flush(self) -> None:
+        """Store the photos held back, in one transaction."""
+        pending, self._pending = self._pending, []
+        if not pending:
+            return
+        self.store.add_photos([_new_photo(outcome, self.base) for outcome in pending])
+        for outcome in pending:
+            _count_stored(outcome, self.report)
+            self.tick()
 
     def finish(self) -> IndexReport:
         """Forget the files gone from the folder, last: a run killed before keeps them, so the next
         run still sees a file moved meanwhile as moved."""
+        self.flush()
         self.report.removed = self.store.remove_photos(self.vanished, self.base)
         return self.report
 
@@ -327,6 +354,17 @@ def _store_outcome(outcome: _Outcome, store: CollectionStore, root: str, report:
         outcome.rel, root, outcome.sha256, outcome.size, outcome.mtime_ns,
         outcome.width, outcome.height, outcome.faces, outcome.status,
     )  # fmt: skip
+    _count_stored(outcome, report)
+
+
+def _new_photo(outcome: _Outcome, root: str) -> NewPhoto:
+    return NewPhoto(
+        outcome.rel, root, outcome.sha256, outcome.size, outcome.mtime_ns,
+        outcome.width, outcome.height, outcome.faces, outcome.status,
+    )  # fmt: skip
+
+
+def _count_stored(outcome: _Outcome, report: IndexReport) -> None:
     report.faces_added += len(outcome.faces)
     if outcome.status != "ok":  # counted apart from new/changed: the user has something to fix
         report.unreadable += 1

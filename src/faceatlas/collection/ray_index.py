@@ -2,8 +2,8 @@
 
 The job is the local one's (``indexer``): the same walk, the same cheap settling of unchanged and
 moved files (``_settle_cheap``), the same per-photo analysis (``analyse_file``: read, hash, decode,
-detect, embed) and the same per-photo transaction (``_store_outcome``). Only where the analysis
-runs differs:
+detect, embed) and the same storing, each photo whole (``_IndexJob.store_outcome``; in batches of
+photos here, see below). Only where the analysis runs differs:
 
     plan (driver) ─▶ ray.data.from_items ─▶ map_batches(_AnalyseBatch actors) ─▶ driver writes the store
 
@@ -12,9 +12,13 @@ runs differs:
   on every node (a shared filesystem); an actor on a node without it refuses to start, saying so.
   Reading on the workers keeps the driver's disk and network out of the way (a photo's bytes
   cross the network once, from the shared filesystem, never through the driver).
-- Only the driver writes the store, one photo per transaction, as results arrive (not in folder
-  order), so the SQLite file works as it does locally, and a job stopped anywhere (Ctrl-C, a lost
-  cluster, a worker that kept dying) keeps every photo stored so far; a re-run resumes.
+- Only the driver writes the store, as results arrive (not in folder order), so the SQLite file
+  works as it does locally (a PostgreSQL collection works too: the shared store of a cluster). It
+  commits ``write_batch`` photos per transaction (``add_photos``), or fewer once the oldest waited
+  a second: one commit per photo would cap the driver near 200-250 photos/s on SQLite
+  (docs/BENCHMARKS.md). A job stopped anywhere (Ctrl-C, a lost cluster, a worker that kept dying)
+  stores what it holds and keeps every photo stored so far; a re-run resumes. A killed driver loses
+  at most the photos it held back (one batch, or a second's worth).
 - A crashed actor is restarted and its batch retried (``_TASK_RETRIES`` times); a batch that
   keeps killing its actor (a file that crashes a decoder, memory) ends the job with ClusterError.
 
@@ -46,6 +50,7 @@ if TYPE_CHECKING:
 
 Log = Callable[[str], None]
 
+DEFAULT_WRITE_BATCH = 32  # photos per write transaction of the driver (1 = each photo committed alone)
 DEFAULT_BATCH_SIZE = 8  # photos per Ray task: 0.2 s (LFW) to seconds of work, so Ray's per-task cost stays small
 CONNECT_TIMEOUT_S = 10.0  # for an ADDRESS: how long a host:port may take to answer a TCP connect
 _TASK_RETRIES = 3  # a batch whose actor died is retried on a restarted actor this many times
@@ -66,6 +71,7 @@ def index_folder_ray(
     allowed_roots: Sequence[str | os.PathLike[str]] | None = None,
     log: Log | None = None,
     connect_timeout_s: float = CONNECT_TIMEOUT_S,
+    write_batch: int = DEFAULT_WRITE_BATCH,
 ) -> IndexReport:
     """Index every photo under ``root`` into ``store`` as ``index_folder`` does, analysing the photos
     in ``workers`` Ray actors (default: one per CPU of the cluster, no more than there are batches).
@@ -79,8 +85,8 @@ def index_folder_ray(
 
     ``analyzer_factory``: a zero-argument factory (a class, ``functools.partial``) each actor calls
     once; None for ``FaceAnalyzer`` with the collection's embedder. An analyzer object is refused:
-    it cannot be shared by actors. ``batch_size``: photos per Ray task. ``progress``,
-    ``allowed_roots``: as for ``index_folder``.
+    it cannot be shared by actors. ``batch_size``: photos per Ray task. ``write_batch``: photos per
+    write transaction (see the module docstring). ``progress``, ``allowed_roots``: as for ``index_folder``.
 
     Raises ClusterError when the cluster cannot be reached or its workers fail beyond retries, and
     ModelError when the models cannot run (every photo would fail); what was stored stays.
@@ -89,6 +95,8 @@ def index_folder_ray(
         raise InvalidArgumentError(f"workers must be at least 1, got {workers}")
     if batch_size < 1:
         raise InvalidArgumentError(f"batch_size must be at least 1, got {batch_size}")
+    if write_batch < 1:
+        raise InvalidArgumentError(f"write_batch must be at least 1, got {write_batch}")
     if not isinstance(analyzer_factory, type) and hasattr(analyzer_factory, "analyze"):
         raise CollectionError(
             "with Ray each actor builds its own analyzer: pass a factory (e.g. "
@@ -99,6 +107,7 @@ def index_folder_ray(
     say = log if log is not None else logger.info
     with _connected(address, connect_timeout_s, say) as ray:  # first: a cluster that is not there writes nothing
         job = _start_job(root, store, analyzer_factory, 1, progress, allowed_roots)
+        job.batch = write_batch
         if job.plan:
             actors = _actor_count(ray, workers, len(job.plan), batch_size)
             say(f"ray: analysing {len(job.plan)} photo(s) in {actors} actor(s)")
@@ -257,9 +266,12 @@ def _analyse_on_ray(ray: Any, job: _IndexJob, actors: int, batch_size: int) -> N
             max_restarts=-1,  # an actor that died (memory, a crash) is replaced...
             max_task_retries=_TASK_RETRIES,  # ...and its batch retried, a bounded number of times
         )
-        with closing(_outcomes(analysed, job)) as outcomes:
-            for outcome in outcomes:
-                job.store_outcome(outcome)  # its errors (a progress callback's, the store's) pass as they are
+        try:
+            with closing(_outcomes(analysed, job)) as outcomes:
+                for outcome in outcomes:
+                    job.store_outcome(outcome)  # its errors (a progress callback's, the store's) pass as they are
+        finally:
+            job.flush()  # what was analysed is kept, whatever stopped the job
 
 
 def _outcomes(analysed: ray.data.Dataset, job: _IndexJob) -> Generator[_Outcome]:

@@ -1,6 +1,11 @@
 """A photo collection: every photo of some folders, the faces in them, and how they cluster.
 
-One SQLite file, kept the way gallery files are (see ``gallery/sqlite_store.py``):
+``CollectionStore`` holds what a collection does (the SQL, the checks); two backends keep it:
+``SqliteCollectionStore`` (a file, below; one machine) and ``PostgresCollectionStore``
+(``postgres_store.py``: a PostgreSQL schema with pgvector, shared by the machines of a cluster).
+``CollectionStore.open(target)`` picks one: a ``postgresql://`` URL or a file path.
+
+The SQLite file is kept the way gallery files are (see ``gallery/sqlite_store.py``):
 
 - WAL journal + a busy timeout, and every write is one ``BEGIN IMMEDIATE`` transaction. A photo
   and all of its faces are written in one transaction, so a killed index job leaves each photo
@@ -23,14 +28,16 @@ import os
 import sqlite3
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal, NamedTuple
+from typing import Any, ClassVar, Literal, NamedTuple, Self, cast
 
 import numpy as np
 
-from faceatlas._sqlite import Migration, SqliteFile, inserted_rowid
+from faceatlas._connection import ConnectionLifecycle
+from faceatlas._sqlite import Migration, SqliteFile
 from faceatlas.errors import CollectionError, FaceNotFoundError, ModelMismatchError  # also importable from here
 from faceatlas.gallery.store import ModelTag, embedder_option, reembed_hint  # the same tag as galleries
 from faceatlas.types import Face, FaceMatrix
@@ -98,6 +105,20 @@ class PhotoState(NamedTuple):
     mtime_ns: int
 
 
+class NewPhoto(NamedTuple):
+    """A photo to store (``add_photos``): ``add_photo``'s arguments."""
+
+    rel_path: str  # relative to root, posix
+    root: str
+    sha256: str
+    size: int
+    mtime_ns: int
+    width: int | None
+    height: int | None
+    faces: Sequence[Face]
+    status: str = "ok"
+
+
 @dataclass(frozen=True, slots=True)
 class PhotoRecord:
     id: int
@@ -129,6 +150,7 @@ class NameForgotten(NamedTuple):
     clusters: tuple[int, ...]  # the clusters that carried the name, now unnamed
     photo_paths: int  # photos whose folder or file name contains the name: kept (they are the files' names)
     wal_kept: str | None  # why the WAL could not be emptied (the old page may linger), or None
+    erased: str = ""  # how the name was erased from the store's files (a sentence), when clusters carried it
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,32 +248,73 @@ def _now() -> str:
 # --- the store ------------------------------------------------------------------------------------
 
 
-class CollectionStore(SqliteFile):
-    """A photo collection in one SQLite file; see the module docstring.
+#: a connection as the shared SQL sees it: sqlite3's, or ``postgres_store``'s adapter of a psycopg
+#: one; both take ``?`` placeholders and return cursors with fetchone/fetchall/rowcount
+Sql = Any
 
-    >>> with CollectionStore.open("collection.db") as store:
+#: the URL schemes that name a PostgreSQL collection; anything else is a file path
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+
+
+def is_postgres_url(target: str | os.PathLike[str]) -> bool:
+    return isinstance(target, str) and target.startswith(POSTGRES_SCHEMES)
+
+
+class CollectionStore(ConnectionLifecycle):
+    """A photo collection; see the module docstring. ``CollectionStore(target)`` and
+    ``CollectionStore.open(target)`` give the backend that ``target`` names: a ``postgresql://``
+    URL opens a ``PostgresCollectionStore``, anything else is the path of a ``SqliteCollectionStore``.
+
+    >>> with CollectionStore.open("collection.db") as store:   # or "postgresql://host/db?schema=photos"
     ...     table = store.face_table()          # what a clusterer consumes
     ...     store.set_clusters(table.face_ids, labels)
+
+    A backend gives the transactions (``_transaction``, ``_photo_transaction``) and the few
+    statements SQL dialects spell differently; every method is written here, once.
     """
 
-    kind = "collection"
-    application_id = APPLICATION_ID
-    tables = frozenset({"collection", "photos", "faces", "clusters", "constraints"})
-    error = CollectionError
-    missing_hint = "check the path or --db"
-    elsewhere_hint = "move it away, or pass another --db"
-    restore_hint = "restore it from a backup, or index the photos into a new collection"
+    url: str  # the file's path, or the URL as given (with its password: ``location`` is for messages)
+    path: Path | None  # the SQLite file; None in memory and on PostgreSQL
+    #: SQL true when the parameter occurs in the text ``{text}`` (PostgreSQL has no instr)
+    _contains_sql: ClassVar[str] = "instr({text}, ?) > 0"
 
-    def migrations(self) -> list[Migration]:
-        return MIGRATIONS
+    def __new__(cls, target: str | os.PathLike[str], *args: Any, **kwargs: Any) -> Self:
+        backend = _backend(target) if cls is CollectionStore else cls  # a backend class opens its own kind
+        return cast(Self, object.__new__(backend))
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str], create: bool = True) -> CollectionStore:
-        """Open a collection file, creating it if missing (unless ``create=False``)."""
-        return cls(path, create=create)
+    def open(cls, target: str | os.PathLike[str], create: bool = True) -> CollectionStore:
+        """Open a collection (a file path, or a ``postgresql://`` URL), creating it if missing
+        (unless ``create=False``)."""
+        return cls(target, create=create)
 
-    def __repr__(self) -> str:
-        return f"CollectionStore({str(self.path)!r})"
+    @property
+    def location(self) -> str:
+        """Where the collection is, for a person to read (never a password)."""
+        return str(self.path)
+
+    # --- what a backend gives ---
+
+    def _transaction(self, write: bool) -> AbstractContextManager[Sql]:
+        """One transaction; a write one excludes every other write to the collection."""
+        raise NotImplementedError
+
+    def _photo_transaction(self, photos: Sequence[tuple[str, str]]) -> AbstractContextManager[Sql]:
+        """A write transaction that changes only these ``(root, path)`` photos (and their faces):
+        PostgreSQL runs those of different photos side by side; SQLite has one writer anyway."""
+        return self._transaction(write=True)
+
+    def _bind_embeddings(self, conn: Sql, tag: ModelTag) -> None:
+        """The collection was just bound to ``tag``: make room for its embeddings (SQLite: a blob, nothing to do)."""
+
+    def _update_clusters(self, conn: Sql, pairs: list[tuple[int, int]]) -> int:
+        """Set ``(label, face id)`` pairs; returns how many faces there were."""
+        return sum(conn.execute("UPDATE faces SET cluster = ? WHERE id = ?", pair).rowcount for pair in pairs)
+
+    def _erase_forgotten(self) -> tuple[str, str | None]:
+        """After a name was deleted: erase what still holds it. (what was erased, what may still keep
+        it or None), both sentences naming no path."""
+        raise NotImplementedError
 
     # --- model ---
 
@@ -266,10 +329,11 @@ class CollectionStore(SqliteFile):
                     "UPDATE collection SET model_name = ?, model_version = ?, model_dim = ?",
                     (tag.name, tag.version, int(tag.dim)),
                 )
+                self._bind_embeddings(conn, tag)
             elif bound != tag:
                 raise ModelMismatchError(
-                    f"collection {self.path} holds faces embedded by {bound}, not {tag}: two models' embeddings "
-                    f"never mix. {reembed_hint(str(self.path), bound, tag)}; or index these photos into another "
+                    f"collection {self.location} holds faces embedded by {bound}, not {tag}: two models' embeddings "
+                    f"never mix. {reembed_hint(self.location, bound, tag)}; or index these photos into another "
                     "collection (--db)"
                 )
 
@@ -278,7 +342,7 @@ class CollectionStore(SqliteFile):
             return self._model(conn)
 
     @staticmethod
-    def _model(conn: sqlite3.Connection) -> ModelTag | None:
+    def _model(conn: Sql) -> ModelTag | None:
         name, version, dim = conn.execute("SELECT model_name, model_version, model_dim FROM collection").fetchone()
         return None if name is None else ModelTag(name, version, int(dim))
 
@@ -318,25 +382,39 @@ class CollectionStore(SqliteFile):
         A photo already stored at (root, rel_path) is replaced, with its faces (and so their
         clusters and constraints), in the same transaction. Faces are numbered largest first.
         """
-        rows = self._face_rows(faces)
-        with self._transaction(write=True) as conn:
-            if rows:
-                self._check_dim(conn, rows)
-            conn.execute("DELETE FROM photos WHERE root = ? AND path = ?", (root, rel_path))
-            photo_id = inserted_rowid(
-                conn.execute(
-                    "INSERT INTO photos (root, path, sha256, size, mtime_ns, width, height, status, indexed_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (root, rel_path, sha256, int(size), int(mtime_ns), width, height, status, _now()),
-                )
-            )
-            for idx, row in enumerate(rows):
-                _insert_face(conn, photo_id, idx, row)
+        (photo_id,) = self.add_photos([NewPhoto(rel_path, root, sha256, size, mtime_ns, width, height, faces, status)])
         return photo_id
+
+    def add_photos(self, photos: Sequence[NewPhoto]) -> list[int]:
+        """``add_photo`` for several photos in one transaction, so one commit (a commit, not the rows,
+        is most of a photo's cost): all of them are stored or, if one is refused, none. Returns their
+        ids, in order; a photo listed twice ends as the later one."""
+        rows = [self._face_rows(photo.faces) for photo in photos]  # checked before any transaction
+        if not photos:
+            return []
+        ids = []
+        with self._photo_transaction([(photo.root, photo.rel_path) for photo in photos]) as conn:
+            if any(rows):
+                self._check_dim(conn, [row for face_rows in rows for row in face_rows])
+            for photo, face_rows in zip(photos, rows, strict=True):
+                where = (photo.root, photo.rel_path)
+                conn.execute("DELETE FROM photos WHERE root = ? AND path = ?", where)
+                photo_id = int(
+                    conn.execute(
+                        "INSERT INTO photos (root, path, sha256, size, mtime_ns, width, height, status, indexed_at)"
+                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                        (*where, photo.sha256, int(photo.size), int(photo.mtime_ns), photo.width, photo.height,
+                         photo.status, _now()),
+                    ).fetchone()[0]
+                )  # fmt: skip
+                for idx, row in enumerate(face_rows):
+                    _insert_face(conn, photo_id, idx, row)
+                ids.append(photo_id)
+        return ids
 
     def touch_photo(self, rel_path: str, root: str, size: int, mtime_ns: int) -> None:
         """The file's bytes are unchanged (same hash) but its size/mtime moved: remember the new ones."""
-        with self._transaction(write=True) as conn:
+        with self._photo_transaction([(root, rel_path)]) as conn:
             conn.execute(
                 "UPDATE photos SET size = ?, mtime_ns = ? WHERE root = ? AND path = ?",
                 (int(size), int(mtime_ns), root, rel_path),
@@ -344,7 +422,7 @@ class CollectionStore(SqliteFile):
 
     def move_photo(self, old_path: str, new_path: str, root: str, size: int, mtime_ns: int) -> None:
         """A file moved within ``root`` (same bytes): keep its faces, clusters and constraints."""
-        with self._transaction(write=True) as conn:
+        with self._photo_transaction([(root, old_path), (root, new_path)]) as conn:
             conn.execute("DELETE FROM photos WHERE root = ? AND path = ?", (root, new_path))
             conn.execute(
                 "UPDATE photos SET path = ?, size = ?, mtime_ns = ? WHERE root = ? AND path = ?",
@@ -353,9 +431,12 @@ class CollectionStore(SqliteFile):
 
     def remove_photos(self, rel_paths: Iterable[str], root: str) -> int:
         """Forget photos (their faces and constraints go with them) in one transaction; returns how many."""
-        with self._transaction(write=True) as conn:
+        paths = list(rel_paths)
+        if not paths:
+            return 0
+        with self._photo_transaction([(root, path) for path in paths]) as conn:
             return sum(
-                conn.execute("DELETE FROM photos WHERE root = ? AND path = ?", (root, p)).rowcount for p in rel_paths
+                conn.execute("DELETE FROM photos WHERE root = ? AND path = ?", (root, p)).rowcount for p in paths
             )
 
     _PHOTO_SELECT = (
@@ -375,7 +456,7 @@ class CollectionStore(SqliteFile):
         with self._transaction(write=False) as conn:
             row = conn.execute(f"{self._PHOTO_SELECT} WHERE p.id = ?", (int(photo_id),)).fetchone()
         if row is None:
-            raise PhotoNotFoundError(f"no photo {photo_id} in collection {self.path}", photo_id)
+            raise PhotoNotFoundError(f"no photo {photo_id} in collection {self.location}", photo_id)
         return PhotoRecord(*row)
 
     def roots(self) -> list[str]:
@@ -396,14 +477,14 @@ class CollectionStore(SqliteFile):
         ordered = sorted(faces, key=lambda f: -f.box.area)  # stable: ties keep the detector's order
         return [_face_values(face) for face in ordered]
 
-    def _check_dim(self, conn: sqlite3.Connection, rows: list[tuple]) -> None:
+    def _check_dim(self, conn: Sql, rows: list[tuple]) -> None:
         tag = self._model(conn)
         if tag is None:
-            raise CollectionError(f"collection {self.path} is bound to no model yet; call bind_model first")
+            raise CollectionError(f"collection {self.location} is bound to no model yet; call bind_model first")
         for row in rows:
             if len(row[-1]) != 4 * tag.dim:
                 raise ModelMismatchError(
-                    f"collection {self.path} holds {tag} embeddings, but the embedder returned a "
+                    f"collection {self.location} holds {tag} embeddings, but the embedder returned a "
                     f"{len(row[-1]) // 4}-d one: it is not the model its card says; check the model file, or pass "
                     f"the collection's model: --embedder {embedder_option(tag)}"
                 )
@@ -415,14 +496,12 @@ class CollectionStore(SqliteFile):
             rows = conn.execute("SELECT id, photo_id, quality, cluster, embedding FROM faces ORDER BY id").fetchall()
         dim = 0 if tag is None else tag.dim
         ids, photos, qualities, clusters, blobs = zip(*rows, strict=True) if rows else ((), (), (), (), ())
-        embeddings = np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(rows), dim)
-        return FaceMatrix(
-            face_ids=_readonly(np.array(ids, dtype=np.int64)),
-            person_ids=_readonly(np.full(len(rows), -1, dtype=np.int64)),  # a collection has no gallery people
-            embeddings=embeddings,  # frombuffer over bytes is read-only already
-            qualities=_readonly(np.array([1.0 if q is None else q for q in qualities], dtype=np.float32)),
-            photo_ids=_readonly(np.array(photos, dtype=np.int64)),
-            clusters=_readonly(np.array([NOT_CLUSTERED if c is None else c for c in clusters], dtype=np.int64)),
+        return face_matrix(
+            ids,
+            photos,
+            [1.0 if q is None else q for q in qualities],
+            [NOT_CLUSTERED if c is None else c for c in clusters],
+            np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(rows), dim),
         )
 
     _FACE_COLUMNS = "f.id, f.photo_id, p.root, p.path, p.sha256, f.idx, f.box, f.score, f.quality, f.cluster"
@@ -442,7 +521,7 @@ class CollectionStore(SqliteFile):
         with self._transaction(write=False) as conn:
             row = conn.execute(f"{self._FACE_SELECT} WHERE f.id = ?", (int(face_id),)).fetchone()
         if row is None:
-            raise FaceNotFoundError(f"no face {face_id} in collection {self.path}", face_id)
+            raise FaceNotFoundError(f"no face {face_id} in collection {self.location}", face_id)
         return _face_info(row)
 
     def faces_of_photo(self, photo_id: int) -> list[FaceInfo]:
@@ -469,8 +548,8 @@ class CollectionStore(SqliteFile):
         pairs = [(int(label), int(face)) for face, label in zip(ids, labs, strict=True)]
         with self._transaction(write=True) as conn:
             new = sorted({label for label, _ in pairs if label >= 0})
-            conn.executemany("INSERT OR IGNORE INTO clusters (id) VALUES (?)", [(label,) for label in new])
-            updated = sum(conn.execute("UPDATE faces SET cluster = ? WHERE id = ?", pair).rowcount for pair in pairs)
+            conn.executemany("INSERT INTO clusters (id) VALUES (?) ON CONFLICT DO NOTHING", [(label,) for label in new])
+            updated = self._update_clusters(conn, pairs)
             conn.execute(
                 "DELETE FROM clusters WHERE name IS NULL AND id NOT IN (SELECT cluster FROM faces WHERE cluster >= 0)"
             )
@@ -494,7 +573,7 @@ class CollectionStore(SqliteFile):
                 (int(cluster_id),),
             ).fetchone()
         if row is None:
-            raise ClusterNotFoundError(f"no cluster {cluster_id} in collection {self.path}", cluster_id)
+            raise ClusterNotFoundError(f"no cluster {cluster_id} in collection {self.location}", cluster_id)
         return ClusterInfo(int(row[0]), row[1], int(row[2]))
 
     def name_cluster(self, cluster_id: int, name: str | None) -> None:
@@ -504,7 +583,7 @@ class CollectionStore(SqliteFile):
             raise CollectionError(f"a cluster's name must be a non-empty string, got {name!r}")
         with self._transaction(write=True) as conn:
             if conn.execute("SELECT 1 FROM clusters WHERE id = ?", (int(cluster_id),)).fetchone() is None:
-                raise ClusterNotFoundError(f"no cluster {cluster_id} in collection {self.path}", cluster_id)
+                raise ClusterNotFoundError(f"no cluster {cluster_id} in collection {self.location}", cluster_id)
             other = conn.execute(
                 "SELECT id FROM clusters WHERE name = ? AND id != ?", (name, int(cluster_id))
             ).fetchone()
@@ -533,9 +612,10 @@ class CollectionStore(SqliteFile):
                     "DELETE FROM clusters WHERE name IS NULL"
                     " AND id NOT IN (SELECT cluster FROM faces WHERE cluster >= 0)"
                 )
-            query = "SELECT COUNT(*) FROM photos WHERE instr(root || '/' || path, ?) > 0"
+            query = "SELECT COUNT(*) FROM photos WHERE " + self._contains_sql.format(text="root || '/' || path")
             paths = int(conn.execute(query, (name,)).fetchone()[0])
-        return NameForgotten(tuple(clusters), paths, self.empty_wal() if clusters else None)
+        erased, kept = self._erase_forgotten() if clusters else ("", None)
+        return NameForgotten(tuple(clusters), paths, kept, erased)
 
     # --- constraints ---
 
@@ -580,14 +660,16 @@ class CollectionStore(SqliteFile):
         with self._transaction(write=True) as conn:
             missing = _missing_faces(conn, faces)
             if missing:
-                raise FaceNotFoundError(f"no face {missing[0]} in collection {self.path}", missing[0])
+                raise FaceNotFoundError(f"no face {missing[0]} in collection {self.location}", missing[0])
+            removed = 0
             if gone:
-                before = conn.total_changes
-                conn.executemany("DELETE FROM constraints WHERE face_a = ? AND face_b = ?", gone)
-                removed = conn.total_changes - before
-            else:
-                removed = 0
-            conn.executemany("INSERT OR REPLACE INTO constraints (face_a, face_b, kind) VALUES (?, ?, ?)", rows)
+                removed = conn.executemany("DELETE FROM constraints WHERE face_a = ? AND face_b = ?", gone).rowcount
+            if rows:
+                conn.executemany(
+                    "INSERT INTO constraints (face_a, face_b, kind) VALUES (?, ?, ?)"
+                    " ON CONFLICT (face_a, face_b) DO UPDATE SET kind = excluded.kind",
+                    rows,
+                )
         return len(rows), removed
 
     def constraints(self) -> tuple[np.ndarray, np.ndarray]:
@@ -650,6 +732,42 @@ class CollectionStore(SqliteFile):
         return [(_face_info(row[:-1]), np.frombuffer(row[-1], dtype=np.float32)) for row in rows]
 
 
+class SqliteCollectionStore(SqliteFile, CollectionStore):
+    """A photo collection in one SQLite file; see the module docstring."""
+
+    kind = "collection"
+    application_id = APPLICATION_ID
+    tables = frozenset({"collection", "photos", "faces", "clusters", "constraints"})
+    error = CollectionError
+    missing_hint = "check the path or --db"
+    elsewhere_hint = "move it away, or pass another --db"
+    restore_hint = "restore it from a backup, or index the photos into a new collection"
+
+    def migrations(self) -> list[Migration]:
+        return MIGRATIONS
+
+    def _erase_forgotten(self) -> tuple[str, str | None]:
+        kept = self.empty_wal()  # secure_delete zeroed the row; the WAL still holds the page from before
+        erased = "SQLite's secure_delete zeroed the cluster names in the collection file"
+        return (erased if kept else erased + "; its WAL was emptied"), kept
+
+    def __repr__(self) -> str:
+        return f"CollectionStore({str(self.path)!r})"
+
+
+def _backend(target: str | os.PathLike[str]) -> type[CollectionStore]:
+    """The store class for a collection at ``target``: a ``postgresql://`` URL, or a file path."""
+    if is_postgres_url(target):
+        try:
+            from faceatlas.collection.postgres_store import PostgresCollectionStore
+        except ImportError as exc:  # psycopg missing
+            raise CollectionError(
+                f"{exc}; a PostgreSQL collection needs psycopg: pip install 'faceatlas[postgres]'"
+            ) from exc
+        return PostgresCollectionStore
+    return SqliteCollectionStore
+
+
 # --- rows ---------------------------------------------------------------------------------------
 
 
@@ -677,13 +795,13 @@ def _face_values(face: Face) -> tuple:
     )
 
 
-def _insert_face(conn: sqlite3.Connection, photo_id: int, idx: int, values: tuple) -> int:
+def _insert_face(conn: Sql, photo_id: int, idx: int, values: tuple) -> int:
     cursor = conn.execute(
         "INSERT INTO faces (photo_id, idx, box, score, landmarks, yaw, pitch, roll, quality, embedding)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
         (photo_id, idx, *values),
     )
-    return inserted_rowid(cursor)
+    return int(cursor.fetchone()[0])
 
 
 def _pair(face_a: int, face_b: int) -> tuple[int, int]:
@@ -694,7 +812,7 @@ def _pair(face_a: int, face_b: int) -> tuple[int, int]:
     return a, b
 
 
-def _missing_faces(conn: sqlite3.Connection, faces: list[int], chunk: int = 500) -> list[int]:
+def _missing_faces(conn: Sql, faces: list[int], chunk: int = 500) -> list[int]:
     """Those of ``faces`` (ascending) that the collection does not hold."""
     found: set[int] = set()
     for start in range(0, len(faces), chunk):
@@ -716,6 +834,24 @@ def _gallery_person(store: Any, name: str) -> int | None:
         return int(store.get_person(name).id)
     except PersonNotFoundError:
         return None
+
+
+def face_matrix(
+    face_ids: Sequence[int] | np.ndarray,
+    photo_ids: Sequence[int] | np.ndarray,
+    qualities: Sequence[float] | np.ndarray,
+    clusters: Sequence[int] | np.ndarray,
+    embeddings: np.ndarray,
+) -> FaceMatrix:
+    """``face_table``'s answer from its columns (None quality as 1.0, None cluster as NOT_CLUSTERED already)."""
+    return FaceMatrix(
+        face_ids=_readonly(np.array(face_ids, dtype=np.int64)),
+        person_ids=_readonly(np.full(len(face_ids), -1, dtype=np.int64)),  # a collection has no gallery people
+        embeddings=_readonly(embeddings),
+        qualities=_readonly(np.array(qualities, dtype=np.float32)),
+        photo_ids=_readonly(np.array(photo_ids, dtype=np.int64)),
+        clusters=_readonly(np.array(clusters, dtype=np.int64)),
+    )
 
 
 def _readonly(array: np.ndarray) -> np.ndarray:

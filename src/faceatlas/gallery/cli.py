@@ -302,10 +302,10 @@ def people_delete(
     name: str,
     db: Db = None,
     collection: Annotated[
-        Path | None,
+        str | None,
         typer.Option(
-            help="Also take the name off this collection's clusters. Default $FACEATLAS_COLLECTION, else the "
-            "default collection if there is one."
+            help="Also take the name off this collection's clusters (a file or postgresql:// URL). Default "
+            "$FACEATLAS_COLLECTION, else the default collection if there is one."
         ),
     ] = None,
     compact: Annotated[
@@ -323,20 +323,20 @@ def people_delete(
     def run() -> int:
         from contextlib import ExitStack
 
-        from faceatlas.collection.cli import collection_location
+        from faceatlas.collection.cli import collection_target
         from faceatlas.collection.forget import forget_person
         from faceatlas.collection.store import CollectionStore
 
         # a store named by --db / --collection must be there; one found by default (or $FACEATLAS_…) may be
         # missing: the name may be stored in the other one only (the output says where nothing was found)
         location = gallery_location(db)
-        where = collection_location(collection).expanduser()
+        where = collection_target(collection)  # a PostgreSQL URL as it is, else the file
         with ExitStack() as stack:
             gallery = None
             if db or "://" in location or Path(location).exists():
                 gallery = stack.enter_context(_open(db, create=False))
             store = None
-            if collection is not None or where.exists():
+            if collection is not None or isinstance(where, str) or where.exists():
                 store = stack.enter_context(CollectionStore.open(where, create=False))
             if gallery is None and store is None:
                 err(f"cannot delete {name!r}: no gallery at {location} and no collection at {where}")

@@ -810,7 +810,9 @@ def _one_face(analysed: tuple[str, list[Face]], face: int | None) -> tuple[Face,
 
 
 def _is_factory(analyzer: Any) -> bool:
-    return isinstance(analyzer, type) or not hasattr(analyzer, "analyze")
+    """A class or a zero-argument callable (``functools.partial``), not an analyzer object (which
+    may offer only what the caller needs of it, such as ``embedder``)."""
+    return isinstance(analyzer, type) or (callable(analyzer) and not hasattr(analyzer, "analyze"))
 
 
 class _Skip(Exception):

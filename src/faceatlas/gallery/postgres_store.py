@@ -6,7 +6,9 @@
   galleries share a database. A schema that exists but is not a gallery is a GalleryError, never
   reused; ``create=False`` on a missing one is a GalleryError too.
 - Embeddings are a ``vector(dim)`` column, added by ``bind_model`` with an HNSW index
-  (``vector_cosine_ops``); ``search`` asks the database for the nearest faces.
+  (``vector_cosine_ops``); ``search`` asks the database for the nearest faces and re-scores them
+  exactly (float32 dot products, as ``faceatlas.vector_index``). A large "max"-scoring Gallery on
+  this store searches here, so it builds and holds no index of its own.
 - Every write appends to the ``changes`` log (ids only) in its transaction, under the version
   row's lock, so log order is commit order; ``changes_since`` reads it in one snapshot.
 - ``delete_person`` deletes every row of the person, but PostgreSQL keeps the dead row versions
@@ -36,6 +38,7 @@ from psycopg.adapt import Dumper
 from psycopg.pq import Format
 from psycopg.types import TypeInfo
 
+from faceatlas.errors import FaceAtlasError
 from faceatlas.gallery.store import (
     ADDED,
     FORMAT,
@@ -140,6 +143,49 @@ def _migrate_1_to_2(cur: psycopg.Cursor, schema: str) -> None:
 MIGRATIONS: list[Callable[[psycopg.Cursor, str], None]] = [_migrate_0_to_1, _migrate_1_to_2]
 
 
+def create_vector_extension(
+    conn: psycopg.Connection, cur: psycopg.Cursor, where: str, error: type[FaceAtlasError]
+) -> None:
+    """``CREATE EXTENSION vector`` inside ``cur``'s transaction, or ``error`` saying what to do."""
+    try:
+        with conn.transaction():  # a savepoint: the error message beats "transaction aborted"
+            cur.execute("CREATE EXTENSION IF NOT EXISTS vector")
+    except psycopg.Error as exc:
+        raise error(
+            f"{where} lacks the pgvector extension and it could not be created ({exc}); "
+            "install pgvector on the server or have an administrator run CREATE EXTENSION vector"
+        ) from exc
+
+
+def migrate_schema(
+    cur: psycopg.Cursor,
+    schema: str,
+    kind: str,
+    fmt: str,
+    migrations: Sequence[Callable[[psycopg.Cursor, str], None]],
+    exists: bool,
+    where: str,
+    error: type[FaceAtlasError],
+) -> None:
+    """Bring a store's schema to the latest version: its settings table, named ``kind`` ("gallery",
+    "collection"), holds ``format`` and ``schema_version``; each step runs in the caller's transaction."""
+    s = f'"{schema}"'
+    current = 0
+    if exists:
+        row = cur.execute(f"SELECT format, schema_version FROM {s}.{kind}").fetchone()
+        if row is None or row[0] != fmt:
+            raise error(f"schema {schema!r} at {where} is not a faceatlas {kind}")
+        current = row[1]
+    if current > len(migrations):
+        raise error(
+            f"{kind} {where} has schema version {current}, newer than this faceatlas knows "
+            f"({len(migrations)}); upgrade faceatlas"
+        )
+    for step in range(current, len(migrations)):
+        migrations[step](cur, s)
+        cur.execute(f"UPDATE {s}.{kind} SET schema_version = %s", (step + 1,))
+
+
 def redact(url: str) -> str:
     """The URL without its password, for messages."""
     parts = urlsplit(url)
@@ -179,6 +225,17 @@ def _unit_queries(queries: np.ndarray, tag: ModelTag) -> list[np.ndarray]:
     if not np.all(np.isfinite(norms)) or np.any(norms == 0):
         raise GalleryError("search queries must be finite, non-zero vectors")
     return list(vectors / norms[:, None])
+
+
+def _exact_order(query: np.ndarray, rows: list[tuple], dim: int) -> tuple[np.ndarray, np.ndarray]:
+    """(scores, ids) of ``(id, embedding)`` rows read in binary mode: float32 dot products with
+    the unit query, sorted by score descending, then id ascending."""
+    face_ids = np.array([r[0] for r in rows], dtype=np.int64)
+    raw = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.uint8).reshape(len(rows), 4 + 4 * dim)
+    embeddings = np.ascontiguousarray(raw[:, 4:]).view(">f4").astype(np.float32)
+    scores = embeddings @ np.asarray(query, dtype=np.float32)
+    order = np.lexsort((face_ids, -scores))
+    return scores[order], face_ids[order]
 
 
 class _VectorDumper(Dumper):
@@ -243,30 +300,10 @@ class PostgresStore(ConnectionLifecycle):
         return {row[0] for row in rows}
 
     def _create_extension(self, cur: psycopg.Cursor) -> None:
-        try:
-            with self._db.transaction():  # a savepoint: the error message beats "transaction aborted"
-                cur.execute("CREATE EXTENSION IF NOT EXISTS vector")
-        except psycopg.Error as exc:
-            raise GalleryError(
-                f"{redact(self.url)} lacks the pgvector extension and it could not be created ({exc}); "
-                "install pgvector on the server or have an administrator run CREATE EXTENSION vector"
-            ) from exc
+        create_vector_extension(self._db, cur, redact(self.url), GalleryError)
 
     def _migrate(self, cur: psycopg.Cursor, tables: set[str]) -> None:
-        current = 0
-        if tables:
-            row = cur.execute(f"SELECT format, schema_version FROM {self._s}.gallery").fetchone()
-            if row is None or row[0] != FORMAT:
-                raise GalleryError(f"schema {self.schema!r} at {redact(self.url)} is not a faceatlas gallery")
-            current = row[1]
-        if current > len(MIGRATIONS):
-            raise GalleryError(
-                f"gallery {redact(self.url)} has schema version {current}, newer than this faceatlas knows "
-                f"({len(MIGRATIONS)}); upgrade faceatlas"
-            )
-        for step in range(current, len(MIGRATIONS)):
-            MIGRATIONS[step](cur, self._s)
-            cur.execute(f"UPDATE {self._s}.gallery SET schema_version = %s", (step + 1,))
+        migrate_schema(cur, self.schema, "gallery", FORMAT, MIGRATIONS, bool(tables), redact(self.url), GalleryError)
 
     def _register_vector(self) -> None:
         info = TypeInfo.fetch(self._db, "vector")
@@ -617,12 +654,17 @@ class PostgresStore(ConnectionLifecycle):
         ``query`` is one embedding (dim,) -> (k,) scores and face ids, or a batch (m, dim) -> (m, k).
         Missing results (fewer than ``k`` faces) have id -1 and score -inf. ``ef_search`` trades
         speed for recall (default ``self.ef_search``, at least ``k``, at most 1000).
+
+        pgvector finds the candidates; their scores are then recomputed here as float32 dot
+        products of the unit query with the stored (unit) embeddings and sorted by (score
+        descending, id ascending): the same numbers and order as ``faceatlas.vector_index``, so
+        thresholds calibrated in memory hold on the server.
         """
         if isinstance(k, bool) or int(k) < 1:
             raise GalleryError(f"k must be a positive integer, got {k!r}")
         k = int(k)
         single = np.ndim(query) == 1
-        with self._transaction() as cur:
+        with self._transaction(binary=True) as cur:
             tag = self._model(cur)
             queries = np.atleast_2d(np.asarray(query))
             if queries.ndim != 2:
@@ -632,14 +674,11 @@ class PostgresStore(ConnectionLifecycle):
             if tag is not None:
                 vectors = _unit_queries(queries, tag)
                 self._tune_search(cur, k, ef_search)
-                sql = (
-                    f"SELECT id, 1 - (embedding <=> %(q)s) FROM {self._s}.faces"
-                    " ORDER BY embedding <=> %(q)s LIMIT %(k)s"
-                )
+                sql = f"SELECT id, embedding FROM {self._s}.faces ORDER BY embedding <=> %(q)s LIMIT %(k)s"
                 for row, vec in enumerate(vectors):
                     found = cur.execute(sql, {"q": vec, "k": k}).fetchall()
-                    for col, (face_id, score) in enumerate(found):
-                        ids[row, col], scores[row, col] = face_id, score
+                    if found:
+                        scores[row, : len(found)], ids[row, : len(found)] = _exact_order(vec, found, tag.dim)
         return (scores[0], ids[0]) if single else (scores, ids)
 
     def _tune_search(self, cur: psycopg.Cursor, k: int, ef_search: int | None) -> None:

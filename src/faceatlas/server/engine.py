@@ -186,7 +186,7 @@ class Engine:
         yield self._collection_store()
 
     def _collection_store(self) -> CollectionStore:
-        path = self.settings.collection_path
+        path = self.settings.collection_location  # a PostgreSQL URL has no file id: opened once
         store = self._collection
         if store is not None and _file_id(path) == self._collection_file:
             return store

@@ -143,9 +143,13 @@ def _without_store_paths(message: str, request: Request) -> str:
     settings = getattr(request.app.state, "settings", None)
     if settings is None:
         return message
-    places = [("collection", settings.collection_path), ("gallery", settings.gallery_location)]
+    places = [("collection", settings.collection_location), ("gallery", settings.gallery_location)]
     for kind, where in places:
-        shown_as = [str(where)] if isinstance(where, str) and "://" in where else []
+        shown_as = []
+        if isinstance(where, str) and "://" in where:
+            from faceatlas.gallery.postgres_store import redact  # as the PostgreSQL stores name themselves
+
+            shown_as = [redact(where), where]
         path = Path(where)
         shown_as += [str(path.absolute()), str(path)]
         for shown in dict.fromkeys(shown_as):

@@ -26,7 +26,9 @@ class Settings(BaseSettings):
 
     data_dir: Path = Field(default_factory=default_data_dir, description="where keys.db and the SQLite stores live")
     gallery: str | None = Field(None, description="gallery path or postgresql:// URL; default <data_dir>/gallery.db")
-    collection: Path | None = Field(None, description="photo collection file; default <data_dir>/collection.db")
+    collection: Path | str | None = Field(
+        None, description="photo collection file or postgresql:// URL; default <data_dir>/collection.db"
+    )
     photo_roots: list[Path] = Field(
         default_factory=list,
         description="folders an index job may read (none: index jobs are refused); a JSON list",
@@ -102,8 +104,16 @@ class Settings(BaseSettings):
         return self.gallery or str(self.data_dir.expanduser() / "gallery.db")
 
     @property
+    def collection_location(self) -> Path | str:
+        """The collection: a postgresql:// URL as it is, else its file (``collection_path``)."""
+        if isinstance(self.collection, str) and self.collection.startswith(("postgresql://", "postgres://")):
+            return self.collection
+        return self.collection_path
+
+    @property
     def collection_path(self) -> Path:
-        return (self.collection or self.data_dir / "collection.db").expanduser()
+        """The collection's file (for a PostgreSQL collection, see ``collection_location``)."""
+        return Path(self.collection or self.data_dir / "collection.db").expanduser()
 
     @property
     def keys_path(self) -> Path:

@@ -132,7 +132,8 @@ def delete_person(request: Request, _: Writer, name: Name) -> DeletedResponse:
 
     engine = engine_of(request)
     gallery = engine.gallery()
-    has_collection = engine.settings.collection_path.exists()  # none yet: nothing to clear, and none is created
+    where = engine.settings.collection_location
+    has_collection = isinstance(where, str) or where.exists()  # no file yet: nothing to clear, and none is created
     # the collection lock first, then the gallery's, as corrections take them (a named cluster is a person)
     collection = engine.collection() if has_collection else nullcontext()
     with engine.collection_lock, collection as store, engine.gallery_lock:
