@@ -557,3 +557,65 @@ def test_cli_corrections_hold_through_a_full_recluster(tmp_path, monkeypatch):
     assert frozenset((before[a] | before[b]) - set(split_off)) in holding  # so does the merge
     # and "not this person": the face is with none of its former cluster's faces (alone is fine)
     assert all(not (leaving in faces and faces & (before[c] - {leaving})) for faces in after.values())
+
+
+def test_hnsw_graph_finds_the_exact_neighbours_on_separated_people(monkeypatch):
+    """Above HNSW_FROM the graph is clustering's own light HNSW: on well separated people it
+    finds the same close neighbours as exact search, and the clusters are the same."""
+    from faceatlas.clustering import graph
+
+    x, people = identities(40, 6, seed=11)
+    exact = graph.Neighbours(x)
+    monkeypatch.setattr(graph, "HNSW_FROM", 1)
+    approx = graph.Neighbours(x)
+    rows = np.arange(len(x))
+    (exact_ids, _), (ids, sims) = exact.of_rows(rows, 5), approx.of_rows(rows, 5)
+    assert ids.shape == exact_ids.shape == (len(x), 5) and sims.dtype == np.float32
+    assert (ids != rows[:, None]).all()  # a face is never its own neighbour
+    assert (people[ids] == people[:, None]).all()  # 5 neighbours, all of the face's own person
+    assert np.mean([set(a) == set(b) for a, b in zip(ids, exact_ids, strict=True)]) > 0.95
+    np.testing.assert_allclose(sims, np.einsum("id,ikd->ik", x, x[ids]), atol=1e-5)
+    labels = FaceClusterer(threshold=0.9).fit(x).labels_
+    monkeypatch.setattr(graph, "HNSW_FROM", 1_000_000)
+    assert same_partition(labels, FaceClusterer(threshold=0.9).fit(x).labels_)
+
+
+@pytest.mark.parametrize("hnsw", [False, True])
+def test_neighbours_of_new_vectors(monkeypatch, hnsw):
+    from faceatlas.clustering import graph
+
+    monkeypatch.setattr(graph, "HNSW_FROM", 1 if hnsw else 1_000_000)
+    x, _ = identities(10, 5, seed=12)
+    known, new = x[::2], x[1::2]
+    ids, sims = graph.Neighbours(known).of_vectors(new, 3)
+    truth = np.argsort(-(new @ known.T), axis=1)[:, :3]
+    assert ids.shape == (len(new), 3) and (ids == truth).mean() > 0.95
+    np.testing.assert_allclose(sims, np.einsum("id,ikd->ik", new, known[ids]), atol=1e-5)
+    wide, wide_sims = graph.Neighbours(known[:2]).of_vectors(new, 3)  # fewer rows than k: all of them
+    assert wide.shape == (len(new), 2) and set(wide[0].tolist()) == {0, 1} and np.isfinite(wide_sims).all()
+
+
+def test_gated_faces_attach_alike_whether_scored_against_all_clusters_or_their_neighbours(monkeypatch):
+    """Past ATTACH_EXACT_UP_TO (gated faces × clusters) a gated face is scored only against the
+    clusters its nearest faces are in: the same attachments where those hold the answer."""
+    from faceatlas.clustering import clusterer
+
+    x, people = identities(12, 6, seed=13)
+    rng = np.random.default_rng(13)
+    gated = rng.choice(len(x), 20, replace=False)
+    a, b = x[people == 0].mean(axis=0), x[people == 1].mean(axis=0)
+    between = ((a + b) / 2 / np.linalg.norm((a + b) / 2)).astype(np.float32)
+    data = np.vstack([x, between])  # halfway between two people: stays unassigned either way
+    quality = np.ones(len(data))
+    quality[[*gated, len(x)]] = 0.1
+    groups = np.arange(len(data))
+    mate = next(i for i in np.flatnonzero(people == people[gated[0]]) if i not in gated)
+    groups[gated[0]] = groups[mate]  # in one photo with a face of its own person: may not join it
+    fit = FaceClusterer(threshold=0.8, attach_margin=0.05)
+    exact = fit.fit(data, qualities=quality, groups=groups).labels_
+    monkeypatch.setattr(clusterer, "ATTACH_EXACT_UP_TO", 0)
+    near = fit.fit(data, qualities=quality, groups=groups).labels_
+    assert (near == exact).all()
+    assert exact[-1] == -1 and (exact[gated] >= 0).sum() >= 15  # most gated faces found their person
+    assert exact[gated[0]] != exact[mate]
+    assert same_partition(exact[: len(x)][exact[: len(x)] >= 0], people[exact[: len(x)] >= 0])

@@ -789,6 +789,33 @@ def test_postgres_search(pg_url: str) -> None:
 
 
 @pg_only
+def test_postgres_search_equals_exact_search(pg_url: str) -> None:
+    """pgvector's HNSW finds the faces; scores and order are the in-memory ExactIndex's."""
+    from faceatlas.vector_index import ExactIndex
+
+    rng = np.random.default_rng(3)
+    vectors = rng.standard_normal((300, DIM)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    vectors[1] = vectors[0]  # a tie: broken by ascending face id, as ExactIndex breaks it
+    with open_store(pg_url) as store:
+        store.bind_model(TAG)
+        face_ids = np.array(
+            store.add_faces(store.add_person("ada"), [FaceRecord(v, 0.5, str(i)) for i, v in enumerate(vectors)])
+        )
+        exact = ExactIndex(DIM)
+        exact.add(face_ids, vectors)
+        queries = np.concatenate([vectors[:1], rng.standard_normal((40, DIM)).astype(np.float32)])
+        queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+        scores, ids = store.search(queries, 10, ef_search=400)  # ef above the size: HNSW is exact here
+        want_scores, want_ids = exact.search(queries, 10)
+        np.testing.assert_array_equal(ids, want_ids)
+        np.testing.assert_allclose(scores, want_scores, rtol=0, atol=1e-6)
+        assert ids[0, :2].tolist() == sorted(face_ids[:2].tolist())
+        store.remove_face(int(face_ids[0]))
+        assert face_ids[0] not in store.search(queries[:1], 10)[1]
+
+
+@pg_only
 def test_postgres_refuses_a_foreign_schema(pg_server: str) -> None:
     import psycopg
 

@@ -260,8 +260,9 @@ def test_an_analyzer_object_is_refused(photos, tmp_path):
         index_folder_ray(photos, store, FaceAnalyzer())
 
 
-def test_an_actor_on_a_node_without_the_folder_says_so(tmp_path):
+def test_an_actor_on_a_node_without_the_folder_says_so(tmp_path, monkeypatch):
     """What a node without the shared folder answers (one machine cannot host such a node)."""
+    monkeypatch.setenv("FACEATLAS_NUM_THREADS", "1")  # what the actor sets in its process: undone after the test
     missing = tmp_path / "not-mounted-here"
     actor = ray_index._AnalyseBatch(None, str(missing), True)
     batch = {"rel": np.array(["a.jpg"]), "path": np.array([str(missing / "a.jpg")]), "kind": np.array(["new"])}

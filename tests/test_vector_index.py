@@ -10,6 +10,7 @@ from faceatlas.vector_index import (
     AUTO_HNSW_THRESHOLD,
     ExactIndex,
     HNSWIndex,
+    IVFPQIndex,
     VectorIndex,
     create_index,
 )
@@ -190,6 +191,93 @@ def test_hnsw_pads_when_k_exceeds_size() -> None:
     assert {*ids[0, :2]} == {1, 3} and (ids[:, 2:] == -1).all() and np.isneginf(scores[:, 2:]).all()
 
 
+# -- IVFPQIndex -----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def ivfpq_gallery() -> tuple[np.ndarray, np.ndarray, np.ndarray, IVFPQIndex]:
+    """6k faces of 1.2k identities, trained after the first 2k (64 lists), and 300 fresh queries."""
+    rng = np.random.default_rng(8)
+    x, _ = _faces(rng, 1200, 5)
+    ids = np.arange(len(x), dtype=np.int64) * 3 + 1
+    index = IVFPQIndex(128, nlist=64, min_train=2000)
+    index.add(ids[:1500], x[:1500])
+    assert not index.trained  # exact until min_train vectors are stored
+    index.add(ids[1500:], x[1500:])
+    assert index.trained and len(index) == len(x)
+    src = rng.choice(len(x), 300, replace=False)
+    q = _unit(x[src] + rng.normal(0, np.sqrt(0.047 / 128), (300, 128)))
+    return x, ids, q, index
+
+
+def test_ivfpq_recall_and_exact_scores(ivfpq_gallery) -> None:
+    x, ids, q, index = ivfpq_gallery
+    exact = ExactIndex(128)
+    exact.add(ids, x)
+    _, want = exact.search(q, 10)
+    index.nprobe = 64  # every list: only the product quantizer approximates, and re-ranking repairs it
+    scores, got = index.search(q, 10)
+    assert (got[:, 0] == want[:, 0]).mean() >= 0.99
+    np.testing.assert_allclose(scores, np.einsum("md,mkd->mk", q, x[(got - 1) // 3]), rtol=0, atol=1e-6)
+    assert (np.diff(scores, axis=1) <= 0).all()
+    index.nprobe = None  # the default fraction of the lists
+    _, got = index.search(q, 1)
+    assert (got[:, 0] == want[:, 0]).mean() >= 0.9
+
+
+def test_ivfpq_before_training_is_exact_with_ties_by_id() -> None:
+    rng = np.random.default_rng(9)
+    x = _unit(rng.standard_normal((500, 32)))
+    x[10] = x[3]  # equal vectors: ordered by ascending id
+    ids = rng.permutation(10**5)[:500]
+    index = IVFPQIndex(32)
+    index.add(ids, x)
+    assert not index.trained
+    scores, got = index.search(x[:20], 7)
+    ref_scores, ref_ids = _brute(x[:20], x, ids, 7)
+    np.testing.assert_array_equal(got, ref_ids)
+    np.testing.assert_allclose(scores, ref_scores, atol=1e-6)
+    assert got[3, :2].tolist() == sorted([ids[3], ids[10]])
+
+
+def test_ivfpq_removed_ids_never_returned_and_padding(tmp_path) -> None:
+    rng = np.random.default_rng(10)
+    x, labels = _faces(rng, 600, 5)
+    ids = np.arange(len(x), dtype=np.int64)
+    path = tmp_path / "copy.f32"
+    index = IVFPQIndex(128, nlist=32, min_train=1000, path=path)  # the re-rank copy is a memory-mapped file
+    for s in range(0, len(x), 700):  # grows the file several times
+        index.add(ids[s : s + 700], x[s : s + 700])
+    assert index.trained and path.stat().st_size >= x.nbytes
+    gone = ids[labels < 150]
+    index.remove(gone)
+    assert len(index) == len(x) - len(gone)
+    _, got = index.search(x[labels < 150], 20)
+    assert not np.isin(got, gone).any() and (got >= 0).all()
+    with pytest.raises(ValueError, match="not in the index"):
+        index.remove(gone[:3])
+    index.add(gone[:1], x[:1])  # a removed id may come back
+    assert index.search(x[:1], 1)[1][0, 0] == gone[0]
+    small = IVFPQIndex(16)
+    q = _unit(rng.standard_normal((2, 16)))
+    assert (small.search(q, 3)[1] == -1).all()
+    small.add(np.array([1, 2, 3]), _unit(rng.standard_normal((3, 16))))
+    small.remove(np.array([2]))
+    scores, got = small.search(q, 5)
+    assert {*got[0, :2]} == {1, 3} and (got[:, 2:] == -1).all() and np.isneginf(scores[:, 2:]).all()
+
+
+def test_ivfpq_float16_copy_moves_scores_by_little(ivfpq_gallery) -> None:
+    x, ids, q, _ = ivfpq_gallery
+    index = IVFPQIndex(128, nlist=64, min_train=2000, store_dtype=np.float16)
+    index.add(ids, x)
+    index.nprobe = 64
+    scores, got = index.search(q[:50], 5)
+    np.testing.assert_allclose(scores, np.einsum("md,mkd->mk", q[:50], x[(got - 1) // 3]), rtol=0, atol=2e-3)
+    with pytest.raises(ValueError, match="store_dtype"):
+        IVFPQIndex(8, store_dtype=np.float64)
+
+
 # -- create_index and input checks ----------------------------------------------------------------
 
 
@@ -199,7 +287,8 @@ def test_create_index_picks_by_size() -> None:
     assert isinstance(create_index(AUTO_HNSW_THRESHOLD, 128), HNSWIndex)
     assert isinstance(create_index(10, 128, kind="hnsw"), HNSWIndex)
     assert isinstance(create_index(10**7, 128, kind="exact"), ExactIndex)
-    for index in (create_index(0, 64), create_index(0, 64, kind="hnsw")):
+    assert isinstance(create_index(10**7, 128, kind="ivfpq"), IVFPQIndex)
+    for index in (create_index(0, 64), create_index(0, 64, kind="hnsw"), create_index(0, 64, kind="ivfpq")):
         assert isinstance(index, VectorIndex) and index.dim == 64 and len(index) == 0
     with pytest.raises(ValueError, match="kind must be"):
         create_index(10, 128, kind="ivf")
@@ -225,7 +314,7 @@ def _bad_adds(rng: np.random.Generator) -> list[tuple[str, np.ndarray, np.ndarra
     ]
 
 
-@pytest.mark.parametrize("kind", ["exact", "hnsw"])
+@pytest.mark.parametrize("kind", ["exact", "hnsw", "ivfpq"])
 def test_bad_input_is_rejected_and_changes_nothing(kind: str) -> None:
     rng = np.random.default_rng(7)
     index = create_index(10, 8, kind=kind)

@@ -1,46 +1,61 @@
-"""Nearest-neighbour search over face embeddings: exact (numpy/BLAS) and approximate (FAISS HNSW).
+"""Nearest-neighbour search over face embeddings: exact (numpy/BLAS), approximate in memory
+(FAISS HNSW) and compressed (FAISS IVF-PQ, re-ranked from a copy that may be memory-mapped).
 
 Scores are inner products of L2-normalised vectors (cosine similarity): higher means more
 similar. Every index answers ``search(queries, k) -> (scores (m, k) float32, ids (m, k) int64)``
 with rows sorted by score (ties by ascending id) and padded with ``-inf`` / ``-1`` when fewer
-than ``k`` vectors are stored. Both kinds return float32 dot products computed by numpy (equal
-to ~1e-7), so thresholds calibrated on one hold for the other.
+than ``k`` vectors are stored. Every kind returns float32 dot products computed by numpy from
+float32 vectors (equal to ~1e-7), so thresholds calibrated on one hold for the others.
 
 Indexes are never persisted: a gallery rebuilds its index from its store, so an index is never
-the only copy of anything. None of them is safe to mutate while another thread searches.
+the only copy of anything (IVFPQIndex's memory-mapped copy is scratch, never read back). None
+of them is safe to mutate while another thread searches.
 
-Why these defaults (measured on this project's 2-core machine, ``benchmarks/index_search.py``):
-face galleries are hard for HNSW because each person contributes several near-identical faces.
-HNSW M=32 needs efSearch 256 at 100k and 768 at 1M for recall@1 >= 0.99 (64 gives 0.987 and
-0.923), and builds for 22 s at 100k and 6.3 min at 1M, whereas exact search needs no build and
-answers one query in 5.6 ms at 100k (45 ms at 1M).
+Why these defaults (``benchmarks/index_search.py``, docs/BENCHMARKS.md "Vector index"): face
+galleries are hard for HNSW because each person contributes several near-identical faces. The
+former defaults (efConstruction 80, efSearch 768 at 1M) reached recall@1 0.997 on the fitted
+synthetic faces but 0.975 on held-out data, so they are now chosen on a harder generator too
+(``--hard``: per-person spread, heavy-tailed faces per person, near-duplicate photos, people
+closer together), with real LFW faces mixed in: see the constants below.
 """
 
 from __future__ import annotations
 
 import operator
-from typing import Protocol, runtime_checkable
+import os
+from collections.abc import Callable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
 from faceatlas.errors import FaceAtlasError, InvalidArgumentError
 
 # "auto" switches to HNSW at this many faces. Below it exact search needs no build and is exact,
-# at ~11 ms per query (5.6 ms at 100k, 45 ms at 1M); HNSW would answer in ~2 ms but first
-# build for ~1 min (22 s at 100k, 6.3 min at 1M), and every start-up rebuilds it.
+# at ~11 ms per query (5.6 ms at 100k, 45 ms at 1M, idle machine); HNSW would answer in ~1-2 ms
+# but first build for minutes (~10 min at 1M with efConstruction 160), and every start-up rebuilds it.
 AUTO_HNSW_THRESHOLD = 200_000
 HNSW_M = 32
-# faiss' default 40 needed about twice the efSearch for the same recall at 100k, for ~20% less build
-HNSW_EF_CONSTRUCTION = 80
-# (gallery size up to, efSearch) for recall@1 >= 0.99 on face-like data (measured: 0.998 at 100k
-# with 256, 0.997 at 1M with 768 where 256 gives 0.982); beyond the last step: a guess, not measured.
-HNSW_EF_SEARCH_STEPS: tuple[tuple[int, int], ...] = ((20_000, 128), (300_000, 256), (2_000_000, 768))
-HNSW_EF_SEARCH_LARGE = 1024
+# Graph quality is what held-out data lacked: at 200k on the harder generator, efConstruction 200
+# against 80 raised recall@1 at efSearch 256 from 0.982 to 0.995 for about twice the build.
+HNSW_EF_CONSTRUCTION = 160
+# (gallery size up to, efSearch) for recall@1 >= 0.99 with margin, on fitted synthetic faces and
+# on the harder generator, real LFW faces mixed into both. Measured at 1M with efSearch 1024:
+# recall@1 1.000 (fitted) and 0.996 (hard), CPU p99 5.1 and 4.3 ms on 2 cores; 768 gave 0.992 on
+# the hard data. At 200k (hard, efConstruction 200) 384 gave 0.998. Beyond 2M: a guess, not measured.
+HNSW_EF_SEARCH_STEPS: tuple[tuple[int, int], ...] = ((20_000, 128), (300_000, 384), (2_000_000, 1024))
+HNSW_EF_SEARCH_LARGE = 1536
 # Candidates re-scored per query: spares for the belt-and-braces tombstone filter, and costs ~0.1 ms.
 HNSW_RERANK = 32
 # Rebuild once this fraction of HNSW nodes are deleted: dead nodes keep their memory (~840 B each)
 # and beam slots; recall and latency were unchanged up to 60% deleted at 100k.
 TOMBSTONE_REBUILD_FRACTION = 0.5
+# IVF-PQ (the compressed kind), measured at 1M: nprobe = nlist / 8 gives recall@1 1.000 (fitted)
+# and 0.996 (hard) with 256 re-ranked; nlist / 16 gives 0.995 and 0.988. The re-rank pool costs
+# little next to the list scan, and the coarse lists, not the codes, limit recall.
+IVFPQ_RERANK = 256
+IVFPQ_MIN_TRAIN = 50_000  # below it search is exact over the copy (~5 ms at 50k): no training on too little
+IVFPQ_TRAIN_PER_LIST = 40  # k-means sample: faiss warns below 39 points per list
+IVFPQ_NPROBE_FRACTION = 1 / 8
 _UNIT_TOLERANCE = 1e-3
 _BLOCK_BYTES = 64 << 20  # score matrix per block in ExactIndex.search
 
@@ -188,6 +203,29 @@ def _top_k(scores: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.
 
 def _empty_result(m: int, k: int) -> tuple[np.ndarray, np.ndarray]:
     return np.full((m, k), -np.inf, np.float32), np.full((m, k), -1, np.int64)
+
+
+def _rescore(
+    q: np.ndarray,
+    pos: np.ndarray,
+    alive: np.ndarray,
+    ids_of: np.ndarray,
+    vectors_of: Callable[[np.ndarray], np.ndarray],
+    k: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact float32 scores of an approximate index's candidates (positions ``pos``, -1 = none),
+    sorted as ExactIndex sorts; drops anything not alive (belt and braces)."""
+    valid = pos >= 0
+    valid[valid] = alive[pos[valid]]
+    rows, cols = np.nonzero(valid)
+    scores = np.full(pos.shape, -np.inf, np.float32)
+    scores[rows, cols] = np.einsum("ij,ij->i", q[rows], vectors_of(pos[rows, cols]))
+    ids = np.full(pos.shape, -1, np.int64)
+    ids[rows, cols] = ids_of[pos[rows, cols]]
+    out_scores, out_ids = _empty_result(len(q), k)
+    top = _sort_rows(scores, ids, k)
+    out_scores[:, : top[0].shape[1]], out_ids[:, : top[1].shape[1]] = top
+    return out_scores, out_ids
 
 
 # -- exact ---------------------------------------------------------------------------------------
@@ -376,22 +414,10 @@ class HNSWIndex:
         return self._rerank(q, pos, k)
 
     def _rerank(self, q: np.ndarray, pos: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Exact float32 scores of the candidates, sorted; drops anything not alive (belt and braces)."""
-        valid = pos >= 0
-        valid[valid] = self._alive[pos[valid]]
-        rows, cols = np.nonzero(valid)
         # get_xb is on IndexFlat (what downcast_index returns); the stubs type storage as a plain Index
         xb = self._storage.get_xb()  # type: ignore[attr-defined]
-        stored = self._faiss.rev_swig_ptr(xb, self._index.ntotal * self.dim)
-        vecs = np.asarray(stored).reshape(-1, self.dim)[pos[rows, cols]]
-        scores = np.full(pos.shape, -np.inf, np.float32)
-        scores[rows, cols] = np.einsum("ij,ij->i", q[rows], vecs)
-        ids = np.full(pos.shape, -1, np.int64)
-        ids[rows, cols] = self._ids[pos[rows, cols]]
-        out_scores, out_ids = _empty_result(len(q), k)
-        top = _sort_rows(scores, ids, k)
-        out_scores[:, : top[0].shape[1]], out_ids[:, : top[1].shape[1]] = top
-        return out_scores, out_ids
+        stored = np.asarray(self._faiss.rev_swig_ptr(xb, self._index.ntotal * self.dim)).reshape(-1, self.dim)
+        return _rescore(q, pos, self._alive, self._ids, lambda p: stored[p], k)
 
     def _tombstone_filter(self) -> object:
         if self._selector is None:
@@ -399,6 +425,176 @@ class HNSWIndex:
             sel = self._faiss.IDSelectorBitmap(len(self._alive), self._faiss.swig_ptr(bitmap))
             self._selector = (bitmap, sel)
         return self._selector[1]
+
+
+# -- IVF-PQ --------------------------------------------------------------------------------------
+
+
+def _pq_subquantizers(dim: int) -> int:
+    """The largest divisor of dim up to dim / 4: 8-bit codes of dim / 4 bytes (128-d: 32, 512-d: 128)."""
+    return max(m for m in range(1, max(1, dim // 4) + 1) if dim % m == 0)
+
+
+def default_nlist(n: int) -> int:
+    """IVF lists for n vectors: about 4 sqrt(n), a power of two (1M: 4096), 64 at least."""
+    return 1 << max(6, int(np.ceil(np.log2(4 * np.sqrt(max(n, 1))))))
+
+
+class IVFPQIndex:
+    """Compressed approximate search for galleries too large for memory: FAISS ``IndexIVFPQ``
+    codes in memory (``dim / 4`` bytes per vector, 32 B at 128-d), candidates re-ranked exactly
+    from a copy of the vectors that may live in a memory-mapped file (``path``).
+
+    - Scores are exact float32 dot products of the stored copy, as with :class:`ExactIndex`
+      (``store_dtype=np.float16`` halves the copy and moves scores by up to ~1e-3).
+    - IVF needs training: until ``min_train`` vectors are stored, search is exact over the copy;
+      at that size the coarse lists (``nlist``, default :func:`default_nlist`) and the product
+      quantizer are trained on what is stored, and every later vector is encoded with them.
+    - ``nprobe``: lists visited per query (default ``nlist * IVFPQ_NPROBE_FRACTION``);
+      ``rerank``: candidates re-scored exactly per query (at least ``k``).
+    - ``path``: the copy is a scratch file there (created, overwritten, grown; never read back
+      after a restart): the store stays the only copy that matters. Without it, in memory.
+    - Removal deletes the codes from their lists; the copy keeps the dead row until a rebuild.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        *,
+        n_expected: int = 0,
+        nlist: int | None = None,
+        nprobe: int | None = None,
+        rerank: int = IVFPQ_RERANK,
+        min_train: int = IVFPQ_MIN_TRAIN,
+        store_dtype: type[np.floating] = np.float32,
+        path: str | os.PathLike[str] | None = None,
+    ) -> None:
+        try:
+            import faiss
+        except ImportError as exc:
+            raise ImportError("IVFPQIndex needs FAISS: pip install faiss-cpu") from exc
+        self.dim = _check_dim(dim)
+        self.nlist = nlist
+        self.nprobe = nprobe
+        self.rerank = rerank
+        self._faiss = faiss
+        self._n_expected = max(0, n_expected)
+        self._min_train = max(256, min_train)  # the product quantizer has 256 centroids per part
+        self._dtype = np.dtype(store_dtype)
+        if self._dtype not in (np.dtype(np.float32), np.dtype(np.float16)):
+            raise IndexInputError(f"store_dtype must be float32 or float16, got {self._dtype}")
+        self._path = None if path is None else os.fspath(path)
+        self._vectors = self._allocate(0)
+        self._ids = np.empty(0, np.int64)  # row -> id
+        self._alive = np.empty(0, bool)
+        self._rows: dict[int, int] = {}
+        self._ivf: Any = None  # faiss.IndexIVFPQ once trained
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def __repr__(self) -> str:
+        state = f"nlist={self.nlist}" if self._ivf is not None else "exact until trained"
+        return f"IVFPQIndex(dim={self.dim}, n={len(self)}, {state})"
+
+    @property
+    def trained(self) -> bool:
+        return self._ivf is not None
+
+    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        ids, vecs = _check_batch(ids, vectors, self.dim)
+        _check_new(ids, self._rows)
+        start, end = len(self._ids), len(self._ids) + len(ids)
+        self._reserve(end)
+        self._vectors[start:end] = vecs
+        self._ids = np.concatenate([self._ids, ids])
+        self._alive = np.concatenate([self._alive, np.ones(len(ids), bool)])
+        self._rows.update(zip(ids.tolist(), range(start, end), strict=True))
+        if self._ivf is not None:
+            self._encode(start, end)
+        elif len(self) >= self._min_train:
+            self._train()
+
+    def remove(self, ids: np.ndarray, *, missing_ok: bool = False) -> None:
+        """Delete these ids: their codes leave the lists, so they can never be returned again."""
+        found, rows = _lookup(_check_ids(ids), self._rows, missing_ok)
+        if not found:
+            return
+        self._alive[rows] = False
+        for i in found:
+            del self._rows[i]
+        if self._ivf is not None:
+            self._ivf.remove_ids(self._faiss.IDSelectorBatch(rows))
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        q = _check_vectors(queries, self.dim, "queries")
+        k = _check_k(k)
+        if len(self) == 0 or len(q) == 0:
+            return _empty_result(len(q), k)
+        if self._ivf is None:  # small: exact over the live rows of the copy
+            rows = np.flatnonzero(self._alive)
+            scores, ids = _empty_result(len(q), k)
+            top = _top_k(q @ self._vectors[rows].astype(np.float32).T, self._ids[rows], min(k, len(rows)))
+            scores[:, : top[0].shape[1]], ids[:, : top[1].shape[1]] = top
+            return scores, ids
+        fetch = max(k, self.rerank)
+        params = self._faiss.SearchParametersIVF()
+        params.nprobe = min(self.nlist or 1, self.nprobe or default_nprobe(self.nlist or 1))
+        _, pos = self._ivf.search(q, fetch, params=params)
+        return _rescore(q, pos, self._alive, self._ids, lambda p: self._vectors[p].astype(np.float32), k)
+
+    def _train(self) -> None:
+        faiss = self._faiss
+        n = len(self._ids)
+        # at least IVFPQ_TRAIN_PER_LIST training points per list unless asked otherwise
+        self.nlist = min(self.nlist or min(default_nlist(max(n, self._n_expected)), n // IVFPQ_TRAIN_PER_LIST), n)
+        coarse = faiss.IndexFlatL2(self.dim)
+        # L2 on unit vectors ranks as inner product does; faiss' PQ is best tuned for L2
+        ivf = faiss.IndexIVFPQ(coarse, self.dim, self.nlist, _pq_subquantizers(self.dim), 8)
+        ivf.cp.niter = 10  # k-means iterations: 10 reach the recall of faiss' 25 here, in 40% of the time
+        rng = np.random.default_rng(0)
+        sample = np.sort(rng.choice(n, min(n, IVFPQ_TRAIN_PER_LIST * self.nlist), replace=False))
+        ivf.train(np.ascontiguousarray(self._vectors[sample], dtype=np.float32))
+        self._coarse = coarse  # the IVF holds a raw pointer to it: keep it alive as long
+        self._ivf = ivf
+        self._encode(0, n)
+
+    def _encode(self, start: int, end: int) -> None:
+        for s in range(start, end, 100_000):
+            e = min(end, s + 100_000)
+            rows = np.arange(s, e, dtype=np.int64)[self._alive[s:e]]
+            vecs = np.ascontiguousarray(self._vectors[rows], dtype=np.float32)
+            self._ivf.add_with_ids(vecs, rows)
+
+    def _allocate(self, capacity: int) -> np.ndarray:
+        if self._path is None:
+            return np.empty((capacity, self.dim), self._dtype)
+        with open(self._path, "wb") as f:
+            f.truncate(max(1, capacity) * self.dim * self._dtype.itemsize)
+        return np.memmap(self._path, self._dtype, "r+", shape=(max(1, capacity), self.dim))
+
+    def _reserve(self, n: int) -> None:
+        if n <= len(self._vectors) and (n or self._path is None):
+            return
+        cap = max(n, int(len(self._vectors) * 1.5) + 1024)
+        if self._path is None:
+            vectors = np.empty((cap, self.dim), self._dtype)
+            vectors[: len(self._ids)] = self._vectors[: len(self._ids)]
+            self._vectors = vectors
+            return
+        old = self._vectors
+        if isinstance(old, np.memmap):
+            old.flush()
+        del old
+        self._vectors = np.empty(0)  # drop the old mapping before the file grows
+        with open(self._path, "r+b") as f:
+            f.truncate(cap * self.dim * self._dtype.itemsize)
+        self._vectors = np.memmap(self._path, self._dtype, "r+", shape=(cap, self.dim))
+
+
+def default_nprobe(nlist: int) -> int:
+    """Lists visited per query: a fixed fraction of nlist (see ``IVFPQ_NPROBE_FRACTION``)."""
+    return max(1, round(nlist * IVFPQ_NPROBE_FRACTION))
 
 
 # -- choice --------------------------------------------------------------------------------------
@@ -422,4 +618,6 @@ def create_index(n_expected: int, dim: int, kind: str = "auto") -> VectorIndex:
         return ExactIndex(dim, capacity=n_expected)
     if kind == "hnsw":
         return HNSWIndex(dim)
-    raise IndexInputError(f"kind must be 'auto', 'exact' or 'hnsw', got {kind!r}")
+    if kind == "ivfpq":
+        return IVFPQIndex(dim, n_expected=n_expected)
+    raise IndexInputError(f"kind must be 'auto', 'exact', 'hnsw' or 'ivfpq', got {kind!r}")

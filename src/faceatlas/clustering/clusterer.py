@@ -49,6 +49,7 @@ from faceatlas.errors import InvalidArgumentError, ModelError
 NOT_CLUSTERED = -2  # in initial_labels: a face no earlier run has seen
 UNASSIGNED = -1
 EDGE_SLACK = 0.05  # k-NN edges this far below the threshold cannot start a merge: dropped
+ATTACH_EXACT_UP_TO = 4_000_000  # gated faces × clusters scored exactly; above, only the clusters near each face
 
 
 def default_card() -> Any:
@@ -132,7 +133,7 @@ class FaceClusterer(ClusterMixin, BaseEstimator):
             root = _union(n, must, initial)
             gated[np.isin(root, root[must.ravel()])] = False  # a user's must-link outranks the gate
         active = np.flatnonzero(~gated)  # gated faces sit out of merging
-        neighbours = Neighbours(x[active])
+        neighbours = Neighbours(x if len(active) == n else x[active])  # no copy of a million faces when none sit out
 
         # the faces this run must place (all, or the new ones and the clusters they reopen)
         incremental = bool((initial >= 0).any())
@@ -166,12 +167,11 @@ class FaceClusterer(ClusterMixin, BaseEstimator):
             _join_by_consensus(labels, searching, active[ids], sims, self.threshold_, self.k, group, cannot)
         placed = np.flatnonzero(labels >= 0)
         sizes = np.bincount(labels[placed], minlength=len(clusters))
-        sums = np.zeros((len(clusters), x.shape[1]))
-        np.add.at(sums, labels[placed], x[placed])
+        sums = _sum_by(x[placed], labels[placed], len(clusters))
         photos: list[set[int]] = [set() for _ in clusters]
         for face in placed[group[placed] >= 0].tolist():
             photos[labels[face]].add(int(group[face]))
-        self._attach(x, np.flatnonzero(gated), labels, sums, sizes, photos, group, cannot)
+        self._attach(x, np.flatnonzero(gated), labels, sums, sizes, photos, group, cannot, neighbours, active)
         self.labels_ = _renumber(labels, earlier)
         self.n_clusters_ = len(np.unique(self.labels_[self.labels_ >= 0]))
         return self
@@ -231,27 +231,34 @@ class FaceClusterer(ClusterMixin, BaseEstimator):
         photos: list[set[int]],
         group: np.ndarray,
         cannot: np.ndarray,
+        neighbours: Neighbours,
+        active: np.ndarray,
     ) -> None:
-        """Gated faces join the cluster they clearly belong to (clusters as merged, not updated)."""
+        """Gated faces join the cluster they clearly belong to (clusters as merged, not updated).
+
+        Each face is scored against every cluster while faces × clusters is small; beyond
+        ``ATTACH_EXACT_UP_TO`` (gated faces × clusters grows as n²), against the clusters its
+        ``k`` nearest active faces are in: a cluster whose average passes the threshold (or
+        comes within the margin of the best) has a face at least that similar, so those are the
+        clusters that can decide, unless more than ``k`` faces are closer still."""
         if not len(faces) or not len(sums):
             return
+        if len(faces) * len(sums) <= ATTACH_EXACT_UP_TO:
+            best, top, runner_up = _best_clusters_exact(x[faces], sums, sizes)
+        else:
+            near, _ = neighbours.of_vectors(x[faces], self.k)
+            near_labels = np.where(near >= 0, labels[active[near.clip(0)]], UNASSIGNED)
+            best, top, runner_up = _best_clusters_among(x[faces], near_labels, sums, sizes)
+        clear = (top >= self.threshold_) & (top - runner_up >= self.attach_margin)
         banned = _partners(cannot)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            averages = (x[faces].astype(np.float64) @ sums.T) / sizes[None, :]
-        averages[:, sizes == 0] = -np.inf  # clusters emptied by a consensus join
-        for face, row in zip(faces.tolist(), averages, strict=True):
-            order = np.argsort(-row)
-            best = int(order[0])
-            runner_up = float(row[order[1]]) if len(order) > 1 else -np.inf
-            if row[best] < self.threshold_ or row[best] - runner_up < self.attach_margin:
+        for face, target in zip(faces[clear].tolist(), best[clear].tolist(), strict=True):
+            if group[face] >= 0 and group[face] in photos[target]:
                 continue
-            if group[face] >= 0 and group[face] in photos[best]:
+            if banned.get(face) and (labels[list(banned[face])] == target).any():
                 continue
-            if banned.get(face) and np.isin(list(banned[face]), np.flatnonzero(labels == best)).any():
-                continue
-            labels[face] = best
+            labels[face] = target
             if group[face] >= 0:
-                photos[best].add(int(group[face]))
+                photos[target].add(int(group[face]))
 
 
 # --- helpers ---------------------------------------------------------------------------------
@@ -356,11 +363,19 @@ def _partners(cannot: np.ndarray) -> dict[int, set[int]]:
     return partners
 
 
+def _sum_by(rows: np.ndarray, into: np.ndarray, m: int) -> np.ndarray:
+    """(m, d) float64 sums of ``rows`` by ``into`` (0..m-1): one bincount per dimension, the same
+    sums as ``np.add.at`` (in row order) and ~5x faster over a million rows."""
+    sums = np.zeros((m, rows.shape[1]))
+    for j in range(rows.shape[1]):
+        sums[:, j] = np.bincount(into, weights=rows[:, j], minlength=m)
+    return sums
+
+
 def _nodes(
     x: np.ndarray, active: np.ndarray, node_of_active: np.ndarray, m: int, group: np.ndarray, cannot: np.ndarray
 ) -> Nodes:
-    sums = np.zeros((m, x.shape[1]))
-    np.add.at(sums, node_of_active, x[active])
+    sums = _sum_by(x[active], node_of_active, m)
     sizes = np.bincount(node_of_active, minlength=m).astype(np.float64)
     members: list[list[int]] = [[] for _ in range(m)]
     for face, node in zip(active.tolist(), node_of_active.tolist(), strict=True):
@@ -428,7 +443,8 @@ class _Nearest:
 
     def __init__(self, neighbours: Neighbours, active: np.ndarray, rows: np.ndarray, ids: np.ndarray, sims: np.ndarray):
         self.neighbours = neighbours
-        self.row_of = {face: row for row, face in enumerate(active.tolist())}
+        self.row_of = np.full(int(active[-1]) + 1 if len(active) else 0, -1, np.int64)  # face -> active row
+        self.row_of[active] = np.arange(len(active))
         m = len(active)
         self.ids = np.full((m, 2), -1, np.int64)  # active rows of the two nearest; -1: none
         self.sims = np.full((m, 2), -np.inf)
@@ -443,7 +459,7 @@ class _Nearest:
 
     def complete(self, faces: list[int]) -> None:
         """Look up the faces whose neighbours were not searched (earlier runs' single faces)."""
-        rows = np.array([self.row_of[f] for f in faces], dtype=np.int64)
+        rows = self.row_of[np.asarray(faces, dtype=np.int64)]
         rows = rows[~self.known[rows]] if len(rows) else rows
         if len(rows):
             self._keep(rows, *self.neighbours.of_rows(rows, 2))
@@ -454,9 +470,48 @@ class _Nearest:
 
     def mutual(self, face_a: int, face_b: int) -> bool:
         """Are faces a and b each other's nearest neighbour (ties count)?"""
-        a, b = self.row_of[face_a], self.row_of[face_b]
+        a, b = int(self.row_of[face_a]), int(self.row_of[face_b])
         score = float(self.neighbours.x[a] @ self.neighbours.x[b])
         return score >= self._best_other(a, b) and score >= self._best_other(b, a)
+
+
+def _best_clusters_exact(
+    faces: np.ndarray, sums: np.ndarray, sizes: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per face: the cluster with the highest average similarity, that average, the runner-up's
+    average (-inf if none), over every cluster (emptied ones left out)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        averages = (faces.astype(np.float64) @ sums.T) / sizes[None, :]
+    averages[:, sizes == 0] = -np.inf  # clusters emptied by a consensus join
+    best = np.argmax(averages, axis=1)
+    top = averages[np.arange(len(faces)), best]
+    averages[np.arange(len(faces)), best] = -np.inf
+    return best, top, averages.max(axis=1, initial=-np.inf)
+
+
+def _best_clusters_among(
+    faces: np.ndarray, candidates: np.ndarray, sums: np.ndarray, sizes: np.ndarray, chunk: int = 4096
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """As ``_best_clusters_exact``, over each face's ``candidates`` (cluster labels, -1 = none;
+    repeats allowed), a chunk of faces at a time: (faces, candidates, d) float64 stays bounded."""
+    best = np.zeros(len(faces), np.int64)
+    top = np.full(len(faces), -np.inf)
+    runner_up = np.full(len(faces), -np.inf)
+    for start in range(0, len(faces), chunk):
+        f, c = faces[start : start + chunk].astype(np.float64), candidates[start : start + chunk]
+        valid = c >= 0
+        valid[valid] = sizes[c[valid]] > 0  # clusters emptied by a consensus join
+        cc = c.clip(0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            scores = np.einsum("id,ijd->ij", f, sums[cc]) / sizes[cc]
+        scores[~valid] = -np.inf
+        slot = np.argmax(scores, axis=1)
+        rows = np.arange(len(f))
+        best[start : start + len(f)] = cc[rows, slot]
+        top[start : start + len(f)] = scores[rows, slot]
+        others = np.where(cc != cc[rows, slot][:, None], scores, -np.inf)
+        runner_up[start : start + len(f)] = others.max(axis=1, initial=-np.inf)
+    return best, top, runner_up
 
 
 def _renumber(labels: np.ndarray, initial: np.ndarray) -> np.ndarray:
