@@ -231,21 +231,28 @@ class ProcessPool:
         todo = iter(items)
         ahead = ahead or 4 * self.workers
         try:
-            # each entry: a worker's future, or a result this process computed
-            pending: deque[Future[Result] | _Done[Result]] = deque(
-                self._executor.submit(_call, fn, item) for item in itertools.islice(todo, ahead)
-            )
-            while pending:
+            # each entry: a worker's future, or a result this process computed; the workers are kept
+            # ``ahead`` items busy at every turn, so this process's own work never starves them
+            pending: deque[Future[Result] | _Done[Result]] = deque()
+            queued = 0  # workers' futures not yet taken from ``pending``
+            while True:
+                for item in itertools.islice(todo, max(0, ahead - queued)):
+                    pending.append(self._executor.submit(_call, fn, item))
+                    queued += 1
+                if not pending:
+                    return
                 head = pending[0]
                 if helper is not None and isinstance(head, Future) and not head.done():
-                    item = next(todo, _END)
-                    if item is not _END:
-                        pending.append(_Done(fn(helper[0], item)))  # type: ignore[arg-type]
+                    mine = next(todo, _END)
+                    if mine is not _END:
+                        pending.append(_Done(fn(helper[0], mine)))  # type: ignore[arg-type]
                         continue
                 pending.popleft()
-                result = head.value if isinstance(head, _Done) else head.result()
-                for item in itertools.islice(todo, 1):
-                    pending.append(self._executor.submit(_call, fn, item))
+                if isinstance(head, _Done):
+                    result = head.value
+                else:
+                    result = head.result()
+                    queued -= 1
                 yield result
         except BrokenProcessPool as exc:
             raise WorkerError(
