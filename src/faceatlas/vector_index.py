@@ -168,6 +168,17 @@ def _check_new(ids: np.ndarray, known: dict[int, int]) -> None:
         raise IndexInputError(f"ids already in the index: {clash[:5]} (remove them first to replace)")
 
 
+def _tombstone(ids: np.ndarray, rows_of: dict[int, int], alive: np.ndarray, missing_ok: bool) -> np.ndarray | None:
+    """Mark these ids' rows dead and forget them; their rows, or None when none was there."""
+    found, rows = _lookup(_check_ids(ids), rows_of, missing_ok)
+    if not found:
+        return None
+    alive[rows] = False
+    for i in found:
+        del rows_of[i]
+    return rows
+
+
 def _lookup(ids: np.ndarray, known: dict[int, int], missing_ok: bool) -> tuple[list[int], np.ndarray]:
     """(the ids found, their rows); unknown ids raise unless missing_ok. Checks all before any change."""
     found = [i for i in dict.fromkeys(ids.tolist()) if i in known]
@@ -388,13 +399,8 @@ class HNSWIndex:
 
     def remove(self, ids: np.ndarray, *, missing_ok: bool = False) -> None:
         """Tombstone these ids: they are never returned again (the graph keeps the node)."""
-        found, rows = _lookup(_check_ids(ids), self._rows, missing_ok)
-        if not found:
-            return
-        self._alive[rows] = False
-        for i in found:
-            del self._rows[i]
-        self._selector = None
+        if _tombstone(ids, self._rows, self._alive, missing_ok) is not None:
+            self._selector = None
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         q = _check_vectors(queries, self.dim, "queries")
@@ -517,13 +523,8 @@ class IVFPQIndex:
 
     def remove(self, ids: np.ndarray, *, missing_ok: bool = False) -> None:
         """Delete these ids: their codes leave the lists, so they can never be returned again."""
-        found, rows = _lookup(_check_ids(ids), self._rows, missing_ok)
-        if not found:
-            return
-        self._alive[rows] = False
-        for i in found:
-            del self._rows[i]
-        if self._ivf is not None:
+        rows = _tombstone(ids, self._rows, self._alive, missing_ok)
+        if rows is not None and self._ivf is not None:
             self._ivf.remove_ids(self._faiss.IDSelectorBatch(rows))
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
