@@ -30,6 +30,7 @@ NEVER = {
     "faceatlas.gallery": {"faceatlas.collection", "faceatlas.server", "faceatlas.cli"},
     "faceatlas.collection": {"faceatlas.server", "faceatlas.cli"},
     "faceatlas.eval": {"faceatlas.server", "faceatlas.collection"},
+    "faceatlas.video": {"faceatlas.gallery", "faceatlas.collection", "faceatlas.server", "faceatlas.cli"},
 }
 
 

@@ -22,6 +22,8 @@ _EXPORTS = {
     "detect_batch": "faceatlas.api",
     "embed": "faceatlas.api",
     "verify": "faceatlas.api",
+    "track": "faceatlas.video.tracking",
+    "Track": "faceatlas.video.tracking",
     "default_analyzer": "faceatlas.api",
     "FaceAnalyzer": "faceatlas.pipeline",
     "Gallery": "faceatlas.gallery.gallery",
@@ -86,3 +88,4 @@ if TYPE_CHECKING:  # for type checkers and IDEs only
     from faceatlas.models.catalog import ModelInfo, list_models
     from faceatlas.pipeline import FaceAnalyzer
     from faceatlas.types import Box, Face, Landmarks, Match, Pose, Quality
+    from faceatlas.video.tracking import Track, track

@@ -62,6 +62,7 @@ from faceatlas.gallery.cli import people_app
 from faceatlas.models.cli import models_app
 from faceatlas.server.cli import openapi_command, serve_command
 from faceatlas.server.keys_cli import app as keys_app
+from faceatlas.video.cli import video_command
 
 app = typer.Typer(
     cls=FaceAtlasGroup,  # maps every error of every subcommand to a message and an exit code
@@ -81,6 +82,7 @@ app.command("index")(index_command)
 app.command("export")(export_command)
 app.command("cluster")(cluster_command)
 app.command("reembed")(reembed_command)
+app.command("video")(video_command)
 people_app.command("clusters")(clusters_command)
 people_app.command("name")(name_command)
 people_app.command("merge-clusters")(merge_clusters_command)
