@@ -193,3 +193,20 @@ def test_cli_prints_one_line_per_track(tmp_path, gallery):
     lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
     assert sorted(line["person"] or "" for line in lines) == ["", "astronaut"]
     assert all(line["end"] > line["start"] >= 0 for line in lines)
+
+
+def test_a_stream_that_gives_up_still_yields_its_open_tracks(analyzer):
+    """A stream that fails for good mid-way: the tracks still open are closed and yielded before
+    the error, so nothing seen is lost."""
+    from faceatlas.errors import StreamError
+    from faceatlas.video.tracking import track
+
+    def dying_stream():
+        yield from walking_clip(12)
+        raise StreamError("the camera stopped answering")
+
+    seen = []
+    with pytest.raises(StreamError, match="stopped answering"):
+        for t in track(dying_stream(), analyzer=analyzer):
+            seen.append(t)
+    assert len(seen) == 2

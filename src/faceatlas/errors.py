@@ -100,3 +100,18 @@ class FaceNotFoundError(GalleryError, CollectionError, KeyError):
 class ClusterError(FaceAtlasError, RuntimeError):
     """A Ray cluster could not be reached, or its workers failed (died, ran out of memory) in a
     way retries did not mend; what was stored before stays, and a re-run resumes (docs/RAY.md)."""
+
+
+class VideoError(FaceAtlasError):
+    """A video file, stream or camera could not be opened or read (see :mod:`faceatlas.video.source`)."""
+
+
+class InvalidVideoError(VideoError, ValueError):
+    """The input is not a video faceatlas can decode: missing, empty, not a video (an image, a text
+    file), corrupt, truncated before its first frame, or in a codec this build cannot decode; the
+    message names the file, says which and what to do. A ``ValueError`` too, like ``InvalidImageError``."""
+
+
+class StreamError(VideoError, ConnectionError):
+    """A live source (RTSP/HTTP URL, camera) did not answer within ``open_timeout``, or it dropped and
+    every reconnect failed. Frames read before the drop were delivered first."""

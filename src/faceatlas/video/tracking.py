@@ -29,7 +29,7 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 
-from faceatlas.errors import InvalidArgumentError
+from faceatlas.errors import InvalidArgumentError, VideoError
 from faceatlas.types import Face
 
 EventKind = Literal["track_started", "person_seen", "unknown_person", "track_closed"]
@@ -435,21 +435,27 @@ def track(
         tracker=tracker,
     )
     writer = None
+    failure: VideoError | None = None
     try:
-        for frame in frames:
-            events = tracker_.feed(frame)
-            if draw is not None:
-                if writer is None:
-                    from faceatlas.video.draw import AnnotatedWriter
+        try:
+            for frame in frames:
+                events = tracker_.feed(frame)
+                if draw is not None:
+                    if writer is None:
+                        from faceatlas.video.draw import AnnotatedWriter
 
-                    writer = AnnotatedWriter(draw, fps=_output_fps(frames, fps), size=frame.pixels.shape[1::-1])
-                writer.write(frame.pixels, tracker_.boxes, tracker_.labels())
-            for event in events:
-                if event.kind == "track_closed" and event.track is not None:
-                    yield event.track
+                        writer = AnnotatedWriter(draw, fps=_output_fps(frames, fps), size=frame.pixels.shape[1::-1])
+                    writer.write(frame.pixels, tracker_.boxes, tracker_.labels())
+                for event in events:
+                    if event.kind == "track_closed" and event.track is not None:
+                        yield event.track
+        except VideoError as exc:  # a stream gave up: the tracks still open are closed and kept first
+            failure = exc
         for event in tracker_.finish():
             if event.kind == "track_closed" and event.track is not None:
                 yield event.track
+        if failure is not None:
+            raise failure
     finally:
         close()
         if writer is not None:
