@@ -43,7 +43,8 @@ def build_app():
     photos = data_dir / "photos"
     photos.mkdir()
     app = create_app(
-        Settings(data_dir=data_dir, rate_limit_per_minute=0, photo_roots=[photos], max_upload_mb=2),
+        # no streams: a generated URL must never make the service connect anywhere
+        Settings(data_dir=data_dir, rate_limit_per_minute=0, photo_roots=[photos], max_upload_mb=2, max_streams=0),
         analyzer_factory=OneFace,
     )
     return app, app.state.keys.create("fuzz", "admin")[1]

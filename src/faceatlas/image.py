@@ -31,7 +31,7 @@ from __future__ import annotations
 import io
 import os
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -120,7 +120,10 @@ def image_extensions() -> frozenset[str]:
 
 
 def iter_image_files(
-    folder: str | os.PathLike, recursive: bool = True, on_error: Callable[[OSError], None] | None = None
+    folder: str | os.PathLike,
+    recursive: bool = True,
+    on_error: Callable[[OSError], None] | None = None,
+    extensions: Collection[str] | None = None,
 ) -> Iterator[Path]:
     """Iterate over the image files in ``folder`` (and its subfolders if ``recursive``), sorted by path.
 
@@ -130,12 +133,13 @@ def iter_image_files(
     ``.``) are skipped: they are mostly thumbnails and macOS ``._*`` metadata
     files that only look like images. Symlinked folders are not followed.
     A folder that cannot be listed is skipped; ``on_error(exc)`` is told of each (``exc.filename``).
+    ``extensions``: other endings to list instead (lower case, with the dot; the collection adds videos).
     """
     root = Path(os.fspath(folder))
     if not root.is_dir():
         what = "a file (use load_image for a single image)" if root.exists() else "missing"
         raise InvalidImageError(f"Expected a folder of images, but {str(root)!r} is {what}. Pass an existing folder.")
-    extensions = image_extensions()
+    extensions = image_extensions() if extensions is None else frozenset(extensions)
     found: list[Path] = []  # collected eagerly so a bad folder fails at the call, not mid-loop
     for dirpath, dirnames, filenames in os.walk(root, onerror=on_error):
         dirnames[:] = [d for d in dirnames if not d.startswith(".")] if recursive else []

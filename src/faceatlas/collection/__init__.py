@@ -1,4 +1,5 @@
-"""Photo collections: index folders of photos, cluster their faces by person, export a contact sheet.
+"""Photo collections: index folders of photos (and videos: one face per track, with its time),
+cluster their faces by person, export a contact sheet.
 
 >>> from faceatlas.collection import CollectionStore, index_folder, export_html, merge_clusters
 >>> with CollectionStore.open("collection.db") as store:
@@ -45,8 +46,11 @@ _EXPORTS = {
             "PhotoNotFoundError",
             "PhotoRecord",
             "PhotoState",
+            "VideoMoment",
         )
     },
+    "VIDEO_EXTENSIONS": "faceatlas.collection.video",
+    "read_frame": "faceatlas.collection.video",
 }
 
 __all__ = sorted(_EXPORTS)  # noqa: PLE0605 - a list, built from the one table of names

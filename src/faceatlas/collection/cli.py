@@ -79,10 +79,17 @@ def index_command(
             "(default: the cluster's CPUs). The photos must be at the same path on every node. See docs/RAY.md.",
         ),
     ] = None,
+    video_fps: Annotated[
+        float,
+        typer.Option(
+            "--video-fps", min=0.01, max=120, help="Frames analysed per second of a video (its faces are tracks)."
+        ),
+    ] = 2.0,  # collection.video.DEFAULT_VIDEO_FPS (not imported here: the CLI starts light)
 ) -> None:
-    """Index a folder of photos: new and changed files are analysed, deleted ones forgotten.
+    """Index a folder of photos and videos: new and changed files are analysed, deleted ones forgotten.
 
-    Safe to interrupt: a re-run resumes, and unchanged files are not even read.
+    Safe to interrupt: a re-run resumes, and unchanged files are not even read. A video's faces are
+    tracks, each stored once with the time it appears.
     """
 
     def run() -> int:
@@ -112,13 +119,16 @@ def index_command(
 
             # workers=None: one process per core (none spawned for a few photos)
             if ray is None:
-                report = index_folder(photo_dir, store, analyzer, workers=workers, progress=advance)
+                report = index_folder(
+                    photo_dir, store, analyzer, workers=workers, progress=advance, video_fps=video_fps
+                )
             else:
                 from faceatlas.collection.ray_index import index_folder_ray
 
                 report = index_folder_ray(
-                    photo_dir, store, analyzer, address=ray, workers=workers, progress=advance, log=err
-                )
+                    photo_dir, store, analyzer, address=ray, workers=workers, progress=advance, log=err,
+                    video_fps=video_fps,
+                )  # fmt: skip
         typer.echo(str(report))
         return EXIT_BAD_INPUT if report.problems else EXIT_OK
 

@@ -196,8 +196,12 @@ def merge_clusters(store: CollectionStore, source: int, into: int, gallery: Any 
             target,
         )
     moving, staying = store.cluster_faces(src.id), store.cluster_faces(target.id)
-    shared = {f.photo_id: f.id for f in staying}
-    both = [(f.photo_id, shared[f.photo_id], f.id) for f in moving if f.photo_id in shared]
+    by_photo: dict[int, list[FaceInfo]] = {}
+    for face in staying:
+        by_photo.setdefault(face.photo_id, []).append(face)
+    both = [  # a video's tracks apart in time may be one person: only those seen together clash
+        (f.photo_id, g.id, f.id) for f in moving for g in by_photo.get(f.photo_id, ()) if g.same_moment(f)
+    ]
     if both:
         photo, a, b = both[0]
         raise SharedPhotoError(

@@ -1,7 +1,9 @@
 """Cluster a collection's faces, incrementally, honouring photos, names and the user's corrections.
 
 What every run keeps, whatever changed since the last one:
-- a face is never in a cluster with another face of its photo;
+- a face is never in a cluster with another face of its photo, nor with a face of its video seen
+  at the same time (two tracks that overlap in time); tracks of one video apart in time may be
+  one person;
 - the user's corrections (``CollectionStore.add_constraint``: "must" = same person, "cannot" =
   not this person) hold;
 - clusters keep their ids, so a name stays on its person; two differently named clusters are
@@ -64,11 +66,12 @@ def cluster_collection(
     initial = np.where(previous >= 0, previous, NOT_CLUSTERED)  # unassigned faces get another chance
     if full:  # start over, but named clusters stay whole (and named)
         initial = np.where(np.isin(previous, list(names)), previous, NOT_CLUSTERED)
-    cannot = np.concatenate([cannot, _between_names(initial, names)])
+    groups, together = occasions(table.face_ids, table.photo_ids, store.video_tracks(), row_of)
+    cannot = np.concatenate([cannot, _between_names(initial, names), together])
     labels = clusterer.fit(
         table.embeddings,
         qualities=table.qualities,
-        groups=table.photo_ids,
+        groups=groups,
         must_link=must,
         cannot_link=cannot,
         initial_labels=initial,
@@ -105,6 +108,32 @@ def with_bound_card(
     bound = clone(clusterer)
     bound.set_params(card=card)
     return bound
+
+
+def occasions(
+    face_ids: np.ndarray,
+    photo_ids: np.ndarray,
+    tracks: list[tuple[int, int, float, float]],
+    row_of: dict[int, int],
+) -> tuple[np.ndarray, np.ndarray]:
+    """(group per face, cannot-link row pairs): "once per photo" for photos and videos alike.
+
+    A photo's faces share its group (the clusterer keeps a group's faces apart). A video's faces
+    (``tracks``: face id, video, start, end, by video and start) each get a group of their own,
+    and a cannot-link to every other track of the video that overlaps it in time: two faces on
+    screen together are two people, one face that left and came back may be the same."""
+    groups = np.asarray(photo_ids, dtype=np.int64).copy()
+    pairs: list[tuple[int, int]] = []
+    open_: list[tuple[float, int, int]] = []  # (end, row, video) of the tracks not yet over
+    for face, video, start, end in tracks:
+        row = row_of.get(face)
+        if row is None:
+            continue
+        groups[row] = -1 - int(face)  # photo ids are >= 1: never one of these
+        open_ = [item for item in open_ if item[2] == video and item[0] >= start]
+        pairs.extend((other, row) for _end, other, _video in open_)
+        open_.append((end, row, video))
+    return groups, np.array(pairs, dtype=np.int64).reshape(-1, 2)
 
 
 def _rows(pairs: np.ndarray, row_of: dict[int, int]) -> np.ndarray:

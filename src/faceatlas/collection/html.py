@@ -87,19 +87,17 @@ def _rows(store: CollectionStore, max_faces: int) -> list[_Row]:
 
 def _thumbnails(faces: list[FaceInfo], folder: Path) -> tuple[dict[int, str | None], int, list[str]]:
     """(face id -> thumbnail file name or None if its photo is missing, number written, missing photos)."""
-    from faceatlas.image import load_image
-
-    by_photo: dict[Path, list[FaceInfo]] = {}
+    by_photo: dict[tuple[Path, float | None], list[FaceInfo]] = {}  # a video's faces: one frame each
     for face in faces:
-        by_photo.setdefault(face.file, []).append(face)
+        by_photo.setdefault((face.file, face.time), []).append(face)
     names: dict[int, str | None] = {}
     written, missing = 0, []
-    for file, group in by_photo.items():
+    for (file, time), group in by_photo.items():
         todo = [f for f in group if not (folder / _thumb_name(f)).exists()]
         present, image = file.is_file(), None
         if present and todo:
             try:
-                image = load_image(file)
+                image = _pixels(file, time)
             except InvalidImageError:
                 pass  # changed into something unreadable since it was indexed: shown as missing
         if not present or image is None and todo:
@@ -113,8 +111,19 @@ def _thumbnails(faces: list[FaceInfo], folder: Path) -> tuple[dict[int, str | No
     return names, written, missing
 
 
+def _pixels(file: Path, time: float | None) -> np.ndarray:
+    """The photo, or the frame of the video at ``time`` (a video face's)."""
+    if time is not None:
+        from faceatlas.collection.video import read_frame
+
+        return read_frame(file, time)
+    from faceatlas.image import load_image
+
+    return load_image(file)
+
+
 def _thumb_name(face: FaceInfo) -> str:
-    key = f"{face.sha256}:{face.box}".encode()
+    key = f"{face.sha256}:{face.box}{'' if face.time is None else f'@{face.time}'}".encode()
     return hashlib.sha256(key).hexdigest()[:24] + ".jpg"
 
 
@@ -191,10 +200,13 @@ def _section(row: _Row, thumbs: dict[int, str | None], out: Path) -> str:
 
 def _tile(face: FaceInfo, thumb: str | None, out: Path) -> str:
     label = _e(f"{face.path} (face {face.idx}, id {face.id})")
+    if face.time is not None:
+        label = _e(f"{face.path} at {face.time:.1f} s (face {face.idx}, id {face.id})")
     if thumb is None:
         return f'<span class="missing" title="{label}">missing<br>{_e(PurePath(face.path).name)}</span>'
     src = f"{FACES_DIR}/{urllib.parse.quote(thumb)}"
-    return f'<a href="{_e(photo_href(face.file, out))}" title="{label}"><img src="{src}" alt="{label}"></a>'
+    href = photo_href(face.file, out) + ("" if face.time is None else f"#t={face.time:.2f}")  # a media fragment
+    return f'<a href="{_e(href)}" title="{label}"><img src="{src}" alt="{label}"></a>'
 
 
 def photo_href(file: Path, out: Path) -> str:

@@ -10,6 +10,10 @@ A re-run does only what changed since the last one:
 - files gone from the folder are forgotten with their faces;
 - an image that cannot be decoded gets a row saying so, so it is not retried until it changes.
 
+Videos (``collection.video.VIDEO_EXTENSIONS``) are indexed with the photos, under the same rules
+(one row, of kind "video"; a corrupt one is stored as unreadable): their faces are tracks, one
+face per track, with the time it was seen at (``collection.video``).
+
 Every photo is written in one transaction (photo row and all its faces), so a job killed at any
 moment loses at most the photo it was analysing, and the next run picks it up.
 """
@@ -30,9 +34,10 @@ from stat import S_ISREG
 from typing import Any, Literal
 
 from faceatlas._files import sha256_file
-from faceatlas.collection.store import CollectionError, CollectionStore, NewPhoto, model_tag
-from faceatlas.errors import InvalidArgumentError, InvalidImageError, ModelError
-from faceatlas.image import heif_available, iter_image_files
+from faceatlas.collection.store import CollectionError, CollectionStore, MediaKind, NewPhoto, VideoMoment, model_tag
+from faceatlas.collection.video import DEFAULT_VIDEO_FPS, VIDEO_EXTENSIONS, check_fps, is_video, video_faces
+from faceatlas.errors import FaceAtlasError, InvalidArgumentError, InvalidImageError, ModelError
+from faceatlas.image import heif_available, image_extensions, iter_image_files
 from faceatlas.parallel import WorkerError, map_ordered, resolve_workers
 from faceatlas.types import Face
 
@@ -52,6 +57,8 @@ class IndexReport:
     removed: int = 0
     unreadable: int = 0  # new or changed files found unreadable (stored as such: not retried until they change)
     faces_added: int = 0
+    videos: int = 0  # of the files stored this run (new, changed, unreadable), the videos
+    tracks: int = 0  # faces added from videos: one per track
     problems: list[tuple[str, str]] = field(default_factory=list)
 
     def __str__(self) -> str:
@@ -60,6 +67,8 @@ class IndexReport:
             f"{self.moved} moved, {self.removed} removed; {self.faces_added} face(s) added; "
             f"{len(self.problems)} problem(s) ({self.unreadable} unreadable)"
         )  # every unreadable photo is one of the problems listed below: the counts agree
+        if self.videos:
+            summary += f"; videos: {self.videos}, with {self.tracks} face track(s)"
         lines = [summary]
         lines += [f"  {path}: {why}" for path, why in self.problems]
         return "\n".join(lines)
@@ -79,6 +88,10 @@ class _Outcome:
     faces: tuple[Face, ...] = ()
     status: str = "ok"
     error: str | None = None
+    media: MediaKind = "photo"
+    duration: float | None = None
+    moments: tuple[VideoMoment, ...] | None = None  # a video's: one per face
+    damage: tuple[str, ...] = ()  # a video read only up to some damage: what it said (the faces before are kept)
 
 
 # --- the job --------------------------------------------------------------------------------------
@@ -92,8 +105,9 @@ def index_folder(
     workers: int | None = 1,
     progress: Progress | None = None,
     allowed_roots: Sequence[str | os.PathLike[str]] | None = None,
+    video_fps: float = DEFAULT_VIDEO_FPS,
 ) -> IndexReport:
-    """Index every photo under ``root`` into ``store``; see the module docstring.
+    """Index every photo (and video) under ``root`` into ``store``; see the module docstring.
 
     ``analyzer``: a ``FaceAnalyzer`` (or anything with ``analyze(image) -> list[Face]`` and
     ``embedder.card``), a zero-argument factory of one (a class, ``functools.partial``), or None
@@ -111,17 +125,22 @@ def index_folder(
     ``root`` must lie inside one, and a file whose real path (symlinks resolved) leads outside them
     is skipped and listed in ``problems``; it is read through its real path, never through a link
     swapped in since. None (the CLI): the folder named is trusted, and links are followed.
+
+    ``video_fps``: frames analysed per second of a video (sampled by time).
     """
     if workers is not None and workers < 1:
         raise InvalidArgumentError(f"workers must be at least 1, got {workers}")
     job = _start_job(root, store, analyzer, workers or 1, progress, allowed_roots)
+    job.video_fps = check_fps(video_fps)
     factory, local, plan, folder = job.factory, job.analyzer, job.plan, job.folder
     if workers is None:  # automatic: an analyzer object cannot be sent to other processes
         workers = 1 if factory is None else resolve_workers(None, len(plan))
     try:
-        follow = job.follow
+        follow, fps = job.follow, job.video_fps
         outcomes = (
-            _analyse_here(local, plan, follow) if workers == 1 else _analyse_in_pool(factory, plan, workers, follow)
+            _analyse_here(local, plan, follow, fps)
+            if workers == 1
+            else _analyse_in_pool(factory, plan, workers, follow, fps)
         )
         with closing(outcomes):
             for outcome in outcomes:
@@ -155,6 +174,7 @@ class _IndexJob:
     # ``batch`` are ready or the oldest waited ``max_wait_s``: a kill loses those too (still "in flight")
     batch: int = 1
     max_wait_s: float = 1.0
+    video_fps: float = DEFAULT_VIDEO_FPS
     _pending: list[_Outcome] = field(default_factory=list)
     _since: float = 0.0  # when the oldest pending outcome arrived (time.monotonic)
 
@@ -227,10 +247,10 @@ def _start_job(
 
 
 def list_photos(folder: Path, on_error: Callable[[OSError], None] | None = None) -> list[Path]:
-    """Image files under ``folder``, sorted: the same walk as every other command's
+    """Image and video files under ``folder``, sorted: the same walk as every other command's
     (``faceatlas.image.iter_image_files``). A folder that cannot be listed is skipped;
     ``on_error(exc)`` is told of each."""
-    return list(iter_image_files(folder, on_error=on_error))
+    return list(iter_image_files(folder, on_error=on_error, extensions=image_extensions() | VIDEO_EXTENSIONS))
 
 
 def _inside(path: Path, roots: Sequence[Path]) -> bool:
@@ -350,10 +370,7 @@ def _store_outcome(outcome: _Outcome, store: CollectionStore, root: str, report:
     if outcome.error is not None:
         report.problems.append((outcome.rel, outcome.error))
         return
-    store.add_photo(
-        outcome.rel, root, outcome.sha256, outcome.size, outcome.mtime_ns,
-        outcome.width, outcome.height, outcome.faces, outcome.status,
-    )  # fmt: skip
+    store.add_photos([_new_photo(outcome, root)])
     _count_stored(outcome, report)
 
 
@@ -361,11 +378,16 @@ def _new_photo(outcome: _Outcome, root: str) -> NewPhoto:
     return NewPhoto(
         outcome.rel, root, outcome.sha256, outcome.size, outcome.mtime_ns,
         outcome.width, outcome.height, outcome.faces, outcome.status,
+        outcome.media, outcome.duration, outcome.moments,
     )  # fmt: skip
 
 
 def _count_stored(outcome: _Outcome, report: IndexReport) -> None:
     report.faces_added += len(outcome.faces)
+    if outcome.media == "video":
+        report.videos += 1
+        report.tracks += len(outcome.faces)
+        report.problems.extend((outcome.rel, f"partly read: {why}") for why in outcome.damage)
     if outcome.status != "ok":  # counted apart from new/changed: the user has something to fix
         report.unreadable += 1
         report.problems.append((outcome.rel, outcome.status))
@@ -378,11 +400,16 @@ def _count_stored(outcome: _Outcome, report: IndexReport) -> None:
 # --- analysis, here or in worker processes ------------------------------------------------------
 
 
-def analyse_file(analyzer: Any, rel: str, path: Path, kind: Kind, follow: bool = True) -> _Outcome:
+def analyse_file(
+    analyzer: Any, rel: str, path: Path, kind: Kind, follow: bool = True, video_fps: float = DEFAULT_VIDEO_FPS
+) -> _Outcome:
     """Read, hash, decode and analyse one file. The hash and the faces come from the same bytes.
-    ``follow=False``: ``path`` is a real path, and a symlink found there now is refused, not read."""
+    ``follow=False``: ``path`` is a real path, and a symlink found there now is refused, not read.
+    A video is analysed by ``analyse_video``."""
     from faceatlas.image import load_image
 
+    if is_video(path):
+        return analyse_video(analyzer, rel, path, kind, follow, video_fps)
     try:
         stat, data = _read(path, follow)
     except OSError as exc:
@@ -400,34 +427,87 @@ def analyse_file(analyzer: Any, rel: str, path: Path, kind: Kind, follow: bool =
     return _replace(found, width=image.shape[1], height=image.shape[0], faces=faces)
 
 
+def analyse_video(
+    analyzer: Any, rel: str, path: Path, kind: Kind, follow: bool = True, fps: float = DEFAULT_VIDEO_FPS
+) -> _Outcome:
+    """Hash and analyse one video, through one descriptor (never read whole into memory): its
+    tracks become its faces (``collection.video.video_faces``). A file that is no video this
+    faceatlas reads is stored as unreadable, as an undecodable photo is."""
+    try:
+        fh = _open(path, follow)
+    except OSError as exc:
+        return _Outcome(rel, kind, error=f"cannot read: {exc}")
+    with fh:
+        try:
+            stat = os.fstat(fh.fileno())
+            digest = hashlib.sha256()
+            while block := fh.read(1 << 20):
+                digest.update(block)
+        except OSError as exc:
+            return _Outcome(rel, kind, error=f"cannot read: {exc}")
+        found = _Outcome(rel, kind, digest.hexdigest(), stat.st_size, stat.st_mtime_ns, media="video")
+        # confined (the service): decode the file hashed, not whatever the path leads to by now
+        opened = f"/proc/self/fd/{fh.fileno()}"
+        source = opened if not follow and os.path.exists(opened) else str(path)
+        try:
+            seen = video_faces(analyzer, source, fps)
+        except ModelError:
+            raise  # every file would fail: end the job
+        except FaceAtlasError as exc:  # InvalidVideoError: not a video, corrupt, a codec not supported
+            return _replace(found, status=f"unreadable: {str(exc).replace(source, path.name)}")
+        except Exception as exc:  # noqa: BLE001 - as for photos: one odd video must not end a job; retried
+            return _replace(found, error=f"analysis failed: {type(exc).__name__}: {exc}")
+    return _replace(
+        found,
+        width=seen.width,
+        height=seen.height,
+        duration=seen.duration,
+        faces=seen.faces,
+        moments=seen.moments,
+        damage=tuple(why.replace(source, path.name) for why in seen.problems),
+    )
+
+
+def _open(path: Path, follow: bool) -> Any:
+    """``path`` opened for reading, a regular file (see ``_read``)."""
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | (0 if follow else getattr(os, "O_NOFOLLOW", 0))
+    fh = os.fdopen(os.open(path, flags), "rb")
+    if not S_ISREG(os.fstat(fh.fileno()).st_mode):
+        fh.close()
+        raise OSError(f"{path.name} is not a regular file")
+    return fh
+
+
 def _read(path: Path, follow: bool) -> tuple[os.stat_result, bytes]:
     """(stat, bytes) of one regular file, through one descriptor: the stat is taken before reading,
     so a file changing meanwhile gets a new mtime and is redone. Non-blocking open: a FIFO named
     like a photo is refused, not waited on."""
-    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | (0 if follow else getattr(os, "O_NOFOLLOW", 0))
-    with os.fdopen(os.open(path, flags), "rb") as fh:
-        stat = os.fstat(fh.fileno())
-        if not S_ISREG(stat.st_mode):
-            raise OSError(f"{path.name} is not a regular file")
-        return stat, fh.read()
+    with _open(path, follow) as fh:
+        return os.fstat(fh.fileno()), fh.read()
 
 
 def _replace(outcome: _Outcome, **changes: Any) -> _Outcome:
     return dataclasses.replace(outcome, **changes)
 
 
-def _analyse_here(analyzer: Any, plan: list[tuple[str, Path, Kind]], follow: bool) -> Generator[_Outcome]:
+def _analyse_here(
+    analyzer: Any, plan: list[tuple[str, Path, Kind]], follow: bool, fps: float = DEFAULT_VIDEO_FPS
+) -> Generator[_Outcome]:
     for rel, path, kind in plan:
-        yield analyse_file(analyzer, rel, path, kind, follow)
+        yield analyse_file(analyzer, rel, path, kind, follow, fps)
 
 
-def _analyse_in_worker(analyzer: Any, item: tuple[str, Path, Kind, bool]) -> _Outcome:
-    rel, path, kind, follow = item
-    return analyse_file(analyzer, rel, path, kind, follow)
+def _analyse_in_worker(analyzer: Any, item: tuple[str, Path, Kind, bool, float]) -> _Outcome:
+    rel, path, kind, follow, fps = item
+    return analyse_file(analyzer, rel, path, kind, follow, fps)
 
 
 def _analyse_in_pool(
-    factory: Callable[[], Any] | None, plan: list[tuple[str, Path, Kind]], workers: int, follow: bool
+    factory: Callable[[], Any] | None,
+    plan: list[tuple[str, Path, Kind]],
+    workers: int,
+    follow: bool,
+    fps: float = DEFAULT_VIDEO_FPS,
 ) -> Generator[_Outcome]:
     """Outcomes in plan order, computed a few files ahead by ``workers`` processes: this one and
     ``workers - 1`` spawned ones (``faceatlas.parallel.map_ordered``)."""
@@ -435,7 +515,7 @@ def _analyse_in_pool(
         return
     from faceatlas.pipeline import FaceAnalyzer
 
-    items = ((rel, path, kind, follow) for rel, path, kind in plan)
+    items = ((rel, path, kind, follow, fps) for rel, path, kind in plan)
     yield from map_ordered(
         functools.partial(_worker_analyzer, factory or FaceAnalyzer), _analyse_in_worker, items, workers
     )

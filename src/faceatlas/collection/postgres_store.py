@@ -50,6 +50,7 @@ from psycopg.types import TypeInfo
 from faceatlas.collection.store import (
     FORMAT,
     NOT_CLUSTERED,
+    VIDEO_COLUMNS,
     CollectionError,
     CollectionStore,
     FaceMatrix,
@@ -108,8 +109,14 @@ def _migrate_0_to_1(cur: psycopg.Cursor, s: str) -> None:
     cur.execute(f"INSERT INTO {s}.collection (id, format, schema_version) VALUES (1, %s, 0)", (FORMAT,))
 
 
+def _migrate_1_to_2(cur: psycopg.Cursor, s: str) -> None:
+    """Videos, as in the SQLite store: a photo's ``kind`` and ``duration``, a face's time in its video."""
+    for statement in VIDEO_COLUMNS:
+        cur.execute(statement.format(s=f"{s}.", real="double precision", int="bigint"))
+
+
 #: MIGRATIONS[i] turns schema version i into i + 1 (inside the caller's transaction)
-MIGRATIONS = [_migrate_0_to_1]
+MIGRATIONS = [_migrate_0_to_1, _migrate_1_to_2]
 
 
 def split_collection_url(url: str) -> tuple[str, str]:

@@ -19,6 +19,8 @@ photos here, see below). Only where the analysis runs differs:
   (docs/BENCHMARKS.md). A job stopped anywhere (Ctrl-C, a lost cluster, a worker that kept dying)
   stores what it holds and keeps every photo stored so far; a re-run resumes. A killed driver loses
   at most the photos it held back (one batch, or a second's worth).
+- Videos are analysed by the actors too, each whole on one actor (``indexer.analyse_video``: its
+  tracks are its faces); a long video holds its actor (and its batch) until it is done.
 - A crashed actor is restarted and its batch retried (``_TASK_RETRIES`` times); a batch that
   keeps killing its actor (a file that crashes a decoder, memory) ends the job with ClusterError.
 
@@ -43,6 +45,7 @@ import numpy as np
 
 from faceatlas.collection.indexer import IndexReport, Progress, _IndexJob, _Outcome, _start_job, analyse_file
 from faceatlas.collection.store import CollectionError, CollectionStore
+from faceatlas.collection.video import DEFAULT_VIDEO_FPS, check_fps
 from faceatlas.errors import ClusterError, FaceAtlasError, InvalidArgumentError
 
 if TYPE_CHECKING:
@@ -72,6 +75,7 @@ def index_folder_ray(
     log: Log | None = None,
     connect_timeout_s: float = CONNECT_TIMEOUT_S,
     write_batch: int = DEFAULT_WRITE_BATCH,
+    video_fps: float = DEFAULT_VIDEO_FPS,
 ) -> IndexReport:
     """Index every photo under ``root`` into ``store`` as ``index_folder`` does, analysing the photos
     in ``workers`` Ray actors (default: one per CPU of the cluster, no more than there are batches).
@@ -86,7 +90,8 @@ def index_folder_ray(
     ``analyzer_factory``: a zero-argument factory (a class, ``functools.partial``) each actor calls
     once; None for ``FaceAnalyzer`` with the collection's embedder. An analyzer object is refused:
     it cannot be shared by actors. ``batch_size``: photos per Ray task. ``write_batch``: photos per
-    write transaction (see the module docstring). ``progress``, ``allowed_roots``: as for ``index_folder``.
+    write transaction (see the module docstring). ``progress``, ``allowed_roots``, ``video_fps``: as for
+    ``index_folder``.
 
     Raises ClusterError when the cluster cannot be reached or its workers fail beyond retries, and
     ModelError when the models cannot run (every photo would fail); what was stored stays.
@@ -97,6 +102,7 @@ def index_folder_ray(
         raise InvalidArgumentError(f"batch_size must be at least 1, got {batch_size}")
     if write_batch < 1:
         raise InvalidArgumentError(f"write_batch must be at least 1, got {write_batch}")
+    video_fps = check_fps(video_fps)
     if not isinstance(analyzer_factory, type) and hasattr(analyzer_factory, "analyze"):
         raise CollectionError(
             "with Ray each actor builds its own analyzer: pass a factory (e.g. "
@@ -107,7 +113,7 @@ def index_folder_ray(
     say = log if log is not None else logger.info
     with _connected(address, connect_timeout_s, say) as ray:  # first: a cluster that is not there writes nothing
         job = _start_job(root, store, analyzer_factory, 1, progress, allowed_roots)
-        job.batch = write_batch
+        job.batch, job.video_fps = write_batch, video_fps
         if job.plan:
             actors = _actor_count(ray, workers, len(job.plan), batch_size)
             say(f"ray: analysing {len(job.plan)} photo(s) in {actors} actor(s)")
@@ -208,8 +214,10 @@ class _Fatal:
 class _AnalyseBatch:
     """A Ray Data actor: builds the analyzer once, then analyses batches of (rel, path, kind)."""
 
-    def __init__(self, factory: Callable[[], Any] | None, folder: str, follow: bool) -> None:
-        self.follow = follow
+    def __init__(
+        self, factory: Callable[[], Any] | None, folder: str, follow: bool, video_fps: float = DEFAULT_VIDEO_FPS
+    ) -> None:
+        self.follow, self.video_fps = follow, video_fps
         self.failed: FaceAtlasError | None = None
         try:
             self.analyzer = self._build(factory, folder)
@@ -239,7 +247,7 @@ class _AnalyseBatch:
             if self.failed is not None:
                 raise self.failed
             outcomes: list[_Outcome | _Fatal] = [
-                analyse_file(self.analyzer, str(rel), Path(str(path)), kind, self.follow)
+                analyse_file(self.analyzer, str(rel), Path(str(path)), kind, self.follow, self.video_fps)
                 for rel, path, kind in zip(batch["rel"], batch["path"], batch["kind"], strict=True)
             ]
         except FaceAtlasError as exc:  # ModelError: every photo would fail
@@ -258,7 +266,7 @@ def _analyse_on_ray(ray: Any, job: _IndexJob, actors: int, batch_size: int) -> N
         data = ray.data.from_items(rows, override_num_blocks=math.ceil(len(rows) / size))
         analysed = data.map_batches(
             _AnalyseBatch,
-            fn_constructor_args=(job.factory, str(job.folder), job.follow),
+            fn_constructor_args=(job.factory, str(job.folder), job.follow, job.video_fps),
             batch_size=size,
             batch_format="numpy",
             compute=ray.data.ActorPoolStrategy(size=actors),

@@ -16,6 +16,9 @@ The SQLite file is kept the way gallery files are (see ``gallery/sqlite_store.py
 - The collection is bound to one embedding model (name, version, dimension); faces of another
   model are refused, never mixed.
 - Paths are stored relative to their indexed root (posix), so (root, path) names a file.
+- A video is a photo row of ``kind`` "video" (with its ``duration``): one face per track, the
+  track's best frame's box and pose, its quality-weighted template as embedding, and its
+  ``time`` (that frame's, seconds), ``start_time``/``end_time`` and ``track`` id (schema 2).
 - Deleting a face deletes its user constraints (foreign keys, ``ON DELETE CASCADE``);
   ``secure_delete`` zeroes what was deleted, as faces are biometric data.
 """
@@ -50,6 +53,7 @@ NOT_CLUSTERED = -2  # FaceTable.clusters for a face never clustered (NULL in the
 _NORM_TOLERANCE = 1e-3  # as the gallery: further from 1 means the vector was not L2-normalised
 
 ConstraintKind = Literal["must", "cannot"]
+MediaKind = Literal["photo", "video"]
 
 
 class ClusterNotFoundError(CollectionError, KeyError):
@@ -105,8 +109,18 @@ class PhotoState(NamedTuple):
     mtime_ns: int
 
 
+class VideoMoment(NamedTuple):
+    """Where in a video a face is: the track it stands for (seconds from the video's start)."""
+
+    time: float  # of the track's best frame, whose box, landmarks and pose the face row holds
+    start: float  # the track's first detection
+    end: float  # and its last
+    track: int  # the tracker's id, unique within the video
+
+
 class NewPhoto(NamedTuple):
-    """A photo to store (``add_photos``): ``add_photo``'s arguments."""
+    """A photo to store (``add_photos``): ``add_photo``'s arguments. A video is a "photo" of
+    ``kind`` "video": one face per track, ``moments[i]`` saying where ``faces[i]`` is."""
 
     rel_path: str  # relative to root, posix
     root: str
@@ -117,6 +131,9 @@ class NewPhoto(NamedTuple):
     height: int | None
     faces: Sequence[Face]
     status: str = "ok"
+    kind: MediaKind = "photo"
+    duration: float | None = None  # seconds (videos)
+    moments: Sequence[VideoMoment] | None = None  # one per face (videos)
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +149,8 @@ class PhotoRecord:
     status: str  # "ok" or "unreadable: <reason>"
     indexed_at: str  # ISO 8601, UTC
     n_faces: int
+    kind: MediaKind = "photo"  # or "video": its faces are tracks, each with a time
+    duration: float | None = None  # seconds (videos)
 
     @property
     def file(self) -> Path:
@@ -167,10 +186,23 @@ class FaceInfo:
     score: float
     quality: float | None
     cluster: int | None  # None = not clustered yet, -1 = unassigned
+    time: float | None = None  # seconds into the video of the frame the box is in (None: a photo's face)
+    start: float | None = None  # a video face's track: first and last detection (seconds)
+    end: float | None = None
+    track: int | None = None
 
     @property
     def file(self) -> Path:
         return Path(self.root, self.path)
+
+    def same_moment(self, other: FaceInfo) -> bool:
+        """Whether the two faces were seen together, so they cannot be one person: two faces of one
+        photo, or two tracks of one video that overlap in time (tracks apart in time may be one person)."""
+        if self.photo_id != other.photo_id or self.id == other.id:
+            return False
+        if None in (self.start, self.end, other.start, other.end):
+            return True
+        return self.start <= other.end and other.start <= self.end  # type: ignore[operator]
 
 
 #: what ``face_table`` returns: the one face matrix type, with ``photo_ids`` and ``clusters`` filled
@@ -237,8 +269,24 @@ def _migrate_0_to_1(conn: sqlite3.Connection) -> None:
     conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
 
 
+def _migrate_1_to_2(conn: sqlite3.Connection) -> None:
+    """Videos: a photo row may be a video (``kind``, ``duration``), its faces tracks with a time."""
+    for statement in VIDEO_COLUMNS:
+        conn.execute(statement.format(s="", real="REAL", int="INTEGER"))
+
+
+#: the columns videos added (schema 2), for either backend: ``s`` the schema prefix, then SQL types
+VIDEO_COLUMNS = (
+    "ALTER TABLE {s}photos ADD COLUMN kind TEXT NOT NULL DEFAULT 'photo' CHECK (kind IN ('photo', 'video'))",
+    "ALTER TABLE {s}photos ADD COLUMN duration {real}",
+    "ALTER TABLE {s}faces ADD COLUMN time {real}",  # NULL for a photo's face
+    "ALTER TABLE {s}faces ADD COLUMN start_time {real}",
+    "ALTER TABLE {s}faces ADD COLUMN end_time {real}",
+    "ALTER TABLE {s}faces ADD COLUMN track {int}",
+)
+
 #: MIGRATIONS[i] turns a schema of version i into version i + 1 (inside the caller's transaction)
-MIGRATIONS: list[Migration] = [_migrate_0_to_1]
+MIGRATIONS: list[Migration] = [_migrate_0_to_1, _migrate_1_to_2]
 
 
 def _now() -> str:
@@ -389,7 +437,7 @@ class CollectionStore(ConnectionLifecycle):
         """``add_photo`` for several photos in one transaction, so one commit (a commit, not the rows,
         is most of a photo's cost): all of them are stored or, if one is refused, none. Returns their
         ids, in order; a photo listed twice ends as the later one."""
-        rows = [self._face_rows(photo.faces) for photo in photos]  # checked before any transaction
+        rows = [self._face_rows(photo.faces, photo.moments) for photo in photos]  # checked before any transaction
         if not photos:
             return []
         ids = []
@@ -401,10 +449,10 @@ class CollectionStore(ConnectionLifecycle):
                 conn.execute("DELETE FROM photos WHERE root = ? AND path = ?", where)
                 photo_id = int(
                     conn.execute(
-                        "INSERT INTO photos (root, path, sha256, size, mtime_ns, width, height, status, indexed_at)"
-                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                        "INSERT INTO photos (root, path, sha256, size, mtime_ns, width, height, status, indexed_at,"
+                        " kind, duration) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
                         (*where, photo.sha256, int(photo.size), int(photo.mtime_ns), photo.width, photo.height,
-                         photo.status, _now()),
+                         photo.status, _now(), _media_kind(photo.kind), _seconds(photo.duration)),
                     ).fetchone()[0]
                 )  # fmt: skip
                 for idx, row in enumerate(face_rows):
@@ -441,7 +489,7 @@ class CollectionStore(ConnectionLifecycle):
 
     _PHOTO_SELECT = (
         "SELECT p.id, p.root, p.path, p.sha256, p.size, p.mtime_ns, p.width, p.height, p.status,"
-        " p.indexed_at, (SELECT COUNT(*) FROM faces f WHERE f.photo_id = p.id) FROM photos p"
+        " p.indexed_at, (SELECT COUNT(*) FROM faces f WHERE f.photo_id = p.id), p.kind, p.duration FROM photos p"
     )
 
     def photos(self, root: str | None = None) -> list[PhotoRecord]:
@@ -472,20 +520,28 @@ class CollectionStore(ConnectionLifecycle):
     # --- faces ---
 
     @staticmethod
-    def _face_rows(faces: Sequence[Face]) -> list[tuple]:
-        """Faces as row values, largest first; validated before any transaction starts."""
-        ordered = sorted(faces, key=lambda f: -f.box.area)  # stable: ties keep the detector's order
-        return [_face_values(face) for face in ordered]
+    def _face_rows(faces: Sequence[Face], moments: Sequence[VideoMoment] | None = None) -> list[tuple]:
+        """Faces as row values (their moment's last), largest first, a video's by time; validated
+        before any transaction starts."""
+        if moments is None:
+            ordered = sorted(faces, key=lambda f: -f.box.area)  # stable: ties keep the detector's order
+            return [(*_face_values(face), None, None, None, None) for face in ordered]
+        if len(moments) != len(faces):
+            raise CollectionError(
+                f"a video's faces need one moment each, got {len(faces)} faces, {len(moments)} moments"
+            )
+        pairs = sorted(zip(faces, moments, strict=True), key=lambda pair: (pair[1].start, pair[1].track))
+        return [(*_face_values(face), *_moment_values(moment)) for face, moment in pairs]
 
     def _check_dim(self, conn: Sql, rows: list[tuple]) -> None:
         tag = self._model(conn)
         if tag is None:
             raise CollectionError(f"collection {self.location} is bound to no model yet; call bind_model first")
         for row in rows:
-            if len(row[-1]) != 4 * tag.dim:
+            if len(row[_EMBEDDING]) != 4 * tag.dim:
                 raise ModelMismatchError(
                     f"collection {self.location} holds {tag} embeddings, but the embedder returned a "
-                    f"{len(row[-1]) // 4}-d one: it is not the model its card says; check the model file, or pass "
+                    f"{len(row[_EMBEDDING]) // 4}-d one: it is not the model its card says; check the model file, or pass "
                     f"the collection's model: --embedder {embedder_option(tag)}"
                 )
 
@@ -504,7 +560,10 @@ class CollectionStore(ConnectionLifecycle):
             np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(rows), dim),
         )
 
-    _FACE_COLUMNS = "f.id, f.photo_id, p.root, p.path, p.sha256, f.idx, f.box, f.score, f.quality, f.cluster"
+    _FACE_COLUMNS = (
+        "f.id, f.photo_id, p.root, p.path, p.sha256, f.idx, f.box, f.score, f.quality, f.cluster,"
+        " f.time, f.start_time, f.end_time, f.track"
+    )
     _FACE_SELECT = f"SELECT {_FACE_COLUMNS} FROM faces f JOIN photos p ON p.id = f.photo_id"
 
     def cluster_faces(self, cluster_id: int | None) -> list[FaceInfo]:
@@ -523,6 +582,16 @@ class CollectionStore(ConnectionLifecycle):
         if row is None:
             raise FaceNotFoundError(f"no face {face_id} in collection {self.location}", face_id)
         return _face_info(row)
+
+    def video_tracks(self) -> list[tuple[int, int, float, float]]:
+        """(face id, video's photo id, track start, track end) of every face found in a video, by
+        video and start: what clustering needs to tell tracks seen together from tracks apart in time."""
+        with self._transaction(write=False) as conn:
+            rows = conn.execute(
+                "SELECT id, photo_id, start_time, end_time FROM faces WHERE start_time IS NOT NULL"
+                " ORDER BY photo_id, start_time, id"
+            ).fetchall()
+        return [(int(f), int(p), float(s), float(e)) for f, p, s, e in rows]
 
     def faces_of_photo(self, photo_id: int) -> list[FaceInfo]:
         with self._transaction(write=False) as conn:
@@ -714,7 +783,10 @@ class CollectionStore(ConnectionLifecycle):
                 ):
                     summary.already_enrolled += 1  # a copy of a photo in the same cluster counts once too
                 else:
-                    records.append(FaceRecord(embedding, quality, source, face.box, {"photo": str(face.file)}))
+                    meta: dict[str, Any] = {"photo": str(face.file)}
+                    if face.time is not None:
+                        meta["time"] = face.time  # the moment of the video it was seen at
+                    records.append(FaceRecord(embedding, quality, source, face.box, meta))
             if records:  # a person is created only with faces: no empty people in the gallery
                 if person_id is None:
                     person_id = store.add_person(name)
@@ -795,10 +867,36 @@ def _face_values(face: Face) -> tuple:
     )
 
 
+_EMBEDDING = 7  # the embedding's place in a face row (``_face_values``); the moment's four values follow
+
+
+def _moment_values(moment: VideoMoment) -> tuple:
+    """(time, start, end, track) of a video face, checked."""
+    time, start, end = (_seconds(v) for v in (moment.time, moment.start, moment.end))
+    if time is None or start is None or end is None or not start <= end:
+        raise CollectionError(f"a video face's times must be finite seconds with start <= end, got {moment}")
+    return time, start, end, int(moment.track)
+
+
+def _seconds(value: float | None) -> float | None:
+    if value is None:
+        return None
+    seconds = float(value)
+    if not math.isfinite(seconds) or seconds < 0:
+        raise CollectionError(f"a time in a video must be finite seconds >= 0, got {value!r}")
+    return seconds
+
+
+def _media_kind(kind: str) -> str:
+    if kind not in ("photo", "video"):
+        raise CollectionError(f"a photo's kind is 'photo' or 'video', got {kind!r}")
+    return kind
+
+
 def _insert_face(conn: Sql, photo_id: int, idx: int, values: tuple) -> int:
     cursor = conn.execute(
-        "INSERT INTO faces (photo_id, idx, box, score, landmarks, yaw, pitch, roll, quality, embedding)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        "INSERT INTO faces (photo_id, idx, box, score, landmarks, yaw, pitch, roll, quality, embedding,"
+        " time, start_time, end_time, track) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
         (photo_id, idx, *values),
     )
     return int(cursor.fetchone()[0])
@@ -823,8 +921,11 @@ def _missing_faces(conn: Sql, faces: list[int], chunk: int = 500) -> list[int]:
 
 
 def _face_info(row: tuple) -> FaceInfo:
-    face_id, photo_id, root, path, sha, idx, box, score, quality, cluster = row
-    return FaceInfo(face_id, photo_id, root, path, sha, idx, tuple(json.loads(box)), score, quality, cluster)
+    face_id, photo_id, root, path, sha, idx, box, score, quality, cluster, time, start, end, track = row
+    return FaceInfo(
+        face_id, photo_id, root, path, sha, idx, tuple(json.loads(box)), score, quality, cluster,
+        time=time, start=start, end=end, track=track,
+    )  # fmt: skip
 
 
 def _gallery_person(store: Any, name: str) -> int | None:

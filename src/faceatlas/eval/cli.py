@@ -438,3 +438,63 @@ def pose_command(
         return _finish(out, written, notes)
 
     raise typer.Exit(guard(run))
+
+
+@eval_app.command("liveness")
+def liveness_command(
+    bona_fide: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--bona-fide",
+            help="Real face video (files or folders; repeatable): judged whole (passive) and cut into "
+            "challenge answers from its real head movements.",
+            readable=False,
+        ),
+    ] = None,
+    photos: Annotated[
+        list[Path] | None,
+        typer.Option(
+            help="Face photos (files or folders; repeatable) to print as attacks (flat and bent).", readable=False
+        ),
+    ] = None,
+    attacks: Annotated[
+        list[Path] | None,
+        typer.Option(
+            help="Attack clips of your own (folders; the type is the sub-folder's name; NAME.json "
+            '{"challenge": [...]} gives the challenge a clip answers, else it is judged passively).',
+            readable=False,
+        ),
+    ] = None,
+    length: Annotated[int, typer.Option(min=1, max=8, help="Actions per challenge.")] = 3,
+    min_depth: Annotated[float, typer.Option(min=0.0, help="Depth threshold (nose parallax / a 3D face's).")] = 0.4,
+    max_photos: Annotated[int, typer.Option(min=1, help="At most this many photos (a seeded sample).")] = 20,
+    seed: Annotated[int, typer.Option(help="Seed of the challenges and the attacks' jitter.")] = 0,
+    out: Out = Path("eval-liveness"),
+    detector: Detector = DEFAULT_DETECTOR,
+    embedder: Embedder = DEFAULT_EMBEDDER,
+) -> None:
+    """Challenge-response liveness: APCER per attack type (and the worst), BPCER and ACER (ISO/IEC 30107-3)."""
+
+    def run() -> int:
+        from faceatlas.eval.liveness import evaluate, write
+        from faceatlas.pipeline import FaceAnalyzer
+        from faceatlas.video.liveness import LivenessThresholds
+
+        if not (bona_fide or photos or attacks):
+            err("give --bona-fide clips, --photos to build attacks from, or --attacks clips (any of them)")
+            return EXIT_USAGE
+        output_folder(out, f"--out folder {out}")  # before the models load
+        report = evaluate(
+            bona_fide or [],
+            photos=photos or [],
+            attacks=attacks or [],
+            analyzer=FaceAnalyzer(detector, embedder),
+            thresholds=LivenessThresholds(min_depth=min_depth),
+            length=length,
+            max_photos=max_photos,
+            seed=seed,
+            progress=err,
+        )
+        return _finish(out, write(report, out), [])
+
+    raise typer.Exit(guard(run))

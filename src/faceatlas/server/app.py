@@ -34,17 +34,22 @@ class BodyLimit:
     by Content-Length at once; a chunked body that announces no length is read up to the limit
     (refused as soon as it passes it) and then handed on."""
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
+    def __init__(self, app: ASGIApp, limit: int, paths: dict[str, tuple[int, str]] | None = None) -> None:
         self.app, self.limit = app, limit
+        self.paths = paths or {}  # path -> (its own limit, the message refusing it): video clips
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        path = scope.get("path", "")  # under a root_path (a proxy's prefix) too
+        limit, text = next(
+            (own for end, own in self.paths.items() if path.endswith(end)), (self.limit, _too_large_text(self.limit))
+        )
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None:
-            if declared.isdigit() and int(declared) > self.limit:
-                await _too_large(send, self.limit)
+            if declared.isdigit() and int(declared) > limit:
+                await _too_large(send, text)
                 return
             await self.app(scope, receive, send)
             return
@@ -55,8 +60,8 @@ class BodyLimit:
                 await self.app(scope, _replay([message]), send)
                 return
             seen += len(message.get("body", b""))
-            if seen > self.limit:
-                await _too_large(send, self.limit)
+            if seen > limit:
+                await _too_large(send, text)
                 return
             parts.append(message.get("body", b""))
             if not message.get("more_body", False):
@@ -86,8 +91,8 @@ def _too_large_text(limit: int) -> str:
     )
 
 
-async def _too_large(send: Send, limit: int) -> None:
-    response = errors.problem(413, "too_large", _too_large_text(limit))
+async def _too_large(send: Send, text: str) -> None:
+    response = errors.problem(413, "too_large", text)
     await send({"type": "http.response.start", "status": 413, "headers": response.raw_headers})
     await send({"type": "http.response.body", "body": response.body})
 
@@ -103,8 +108,15 @@ def create_app(
     from faceatlas.server.jobs import JobManager
     from faceatlas.server.keys import KeyStore
     from faceatlas.server.ratelimit import RateLimiter
+    from faceatlas.server.streams import StreamManager, service_tracker
 
     engine = Engine(settings, analyzer_factory)
+
+    def stream_manager() -> StreamManager:  # live streams: a thread each, on the engine's models and gallery
+        return StreamManager(
+            make_tracker=service_tracker(engine), max_streams=settings.max_streams, hosts=settings.stream_hosts
+        )
+
     metrics = Metrics()
     engine.on_model_load = metrics.model_load.set
     engine.on_faces = metrics.faces.inc
@@ -115,7 +127,9 @@ def create_app(
             log.warning("no API keys yet: create one with `faceatlas keys create NAME --scope admin`")
         if app.state.jobs_stopped:  # served before (tests serve one app several times)
             app.state.jobs, app.state.jobs_stopped = JobManager(), False
+            app.state.streams = stream_manager()
         yield
+        app.state.streams.shutdown()  # each stream's open tracks are closed and published first
         app.state.jobs.shutdown(timeout=10)  # a running index job stops between photos: nothing is lost
         app.state.jobs_stopped = True
         engine.close()  # the gallery reopens if the app serves again; the key store lives with the app
@@ -142,14 +156,16 @@ def create_app(
     app.state.limiter = RateLimiter(settings.rate_limit_per_minute)
     app.state.jobs = JobManager()
     app.state.jobs_stopped = False
+    app.state.streams = stream_manager()
     errors.install(app)
 
-    from faceatlas.server.routes import collection, images, people, system
+    from faceatlas.server.routes import collection, images, people, system, video
 
     app.include_router(system.router)
     app.include_router(images.router)
     app.include_router(people.router)
     app.include_router(collection.router)
+    app.include_router(video.router)
     from faceatlas.server.web import mount_web
 
     mount_web(app)
@@ -178,7 +194,16 @@ def create_app(
             allow_methods=["GET", "POST", "PATCH", "DELETE"],
             allow_headers=["Authorization", "X-API-Key", "Content-Type"],
         )
-    app.add_middleware(BodyLimit, limit=settings.max_upload_bytes * 2 + MULTIPART_OVERHEAD)
+    video_limit = settings.max_video_bytes + MULTIPART_OVERHEAD
+    video_text = (
+        f"the request body is over {video_limit / 1024 / 1024:.1f} MB (FACEATLAS_MAX_VIDEO_MB); send a shorter "
+        "or smaller clip"
+    )
+    app.add_middleware(
+        BodyLimit,
+        limit=settings.max_upload_bytes * 2 + MULTIPART_OVERHEAD,
+        paths={"/v1/videos": (video_limit, video_text)},
+    )
     return app
 
 

@@ -40,7 +40,8 @@ def serve_command(
         app.state.engine.load()
     typer.echo(f"faceatlas {app.version}: http://{host}:{port}/ (data in {settings.data_dir})", err=True)
     try:
-        uvicorn.run(app, host=host, port=port, log_level="info", server_header=False)
+        # an open event stream (SSE) would hold a graceful shutdown forever: 5 s, then it is cut
+        uvicorn.run(app, host=host, port=port, log_level="info", server_header=False, timeout_graceful_shutdown=5)
     except SystemExit as exc:  # uvicorn exits 1 when it cannot listen (it said why): 1 means "not the same person"
         if exc.code not in (0, None):
             raise typer.Exit(EXIT_BAD_INPUT) from None

@@ -216,6 +216,11 @@ class CollectionFace(BaseModel):
     )
     quality: float | None = Field(description="usefulness for recognition, 0..1")
     cluster_id: int | None = Field(description="its cluster; -1 = unassigned, null = not clustered yet")
+    time: float | None = Field(
+        None, description="a video's face: seconds into the video of the frame its box is in (null: a photo's)"
+    )
+    start: float | None = Field(None, description="a video's face: when its track starts and ends (seconds)")
+    end: float | None = None
 
 
 class PhotoFace(CollectionFace):
@@ -289,6 +294,8 @@ class PhotoOut(BaseModel):
     height: int | None
     faces: int
     status: str = Field(description="'ok', or 'unreadable: <why>'")
+    kind: Literal["photo", "video"] = Field("photo", description="a video's faces are tracks, each with a time")
+    duration: float | None = Field(None, description="a video's length in seconds")
 
 
 class PhotosResponse(BaseModel):
@@ -301,8 +308,18 @@ class PhotoDetail(BaseModel):
     path: str
     width: int | None
     height: int | None
-    faces: list[PhotoFace] = Field(description="largest first")
+    faces: list[PhotoFace] = Field(description="largest first (a video's: by time)")
     status: str
+    kind: Literal["photo", "video"] = "photo"
+    duration: float | None = None
+
+
+class VideoLink(BaseModel):
+    url: str = Field(
+        description="the path of the video's file (from the service's root), playable by a <video> element "
+        "without an API key; add '#t=SECONDS' to start there"
+    )
+    expires: int = Field(description="Unix time after which the link is refused")
 
 
 class IndexJobRequest(BaseModel):
@@ -321,10 +338,12 @@ class ClusterJobRequest(BaseModel):
 
 class JobOut(BaseModel):
     id: str
-    kind: str = Field(description="'index' or 'cluster'")
+    kind: str = Field(description="'index', 'cluster' or 'video'")
     params: dict[str, Any]
     state: Literal["queued", "running", "done", "failed", "cancelled"]
-    done: int = Field(description="units done (files for an index job, faces for a cluster job)")
+    done: int = Field(
+        description="units done (files for an index job, faces for a cluster job, frames read for a video job)"
+    )
     total: int | None = Field(description="units in all, once known")
     message: str
     result: dict[str, Any] | None = Field(description="what a finished job did (its report's counts)")
@@ -337,3 +356,91 @@ class JobOut(BaseModel):
 
 class JobsResponse(BaseModel):
     jobs: list[JobOut] = Field(description="newest first")
+
+
+# -- video: clips and live streams (routes/video.py) -------------------------------------------------
+
+EventKindName = Literal["track_started", "person_seen", "unknown_person", "track_closed"]
+
+
+def _every_event_kind() -> list[EventKindName]:
+    return ["track_started", "person_seen", "unknown_person", "track_closed"]
+
+
+class StreamRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    url: str = Field(
+        min_length=1,
+        max_length=4096,
+        description="the camera or stream: rtsp://, rtsps://, rtmp://, rtmps://, srt://, http:// or https:// "
+        "(MJPEG, HLS...); never a file path. A password in it is never shown back",
+    )
+    fps: float | None = Field(5.0, gt=0, le=60, description="frames analysed per second (null: every frame)")
+    detect_every: int = Field(1, ge=1, le=30, description="detect faces in one analysed frame in N, track between")
+    fpir: float | None = Field(
+        None, gt=0, lt=1, description="false-positive identification rate per track (default: the gallery's)"
+    )
+    webhook: str | None = Field(
+        None, min_length=1, max_length=4096, description="http(s) URL each event is POSTed to as JSON (optional)"
+    )
+    events: list[EventKindName] = Field(
+        default_factory=_every_event_kind,
+        min_length=1,
+        description="the event kinds to publish (server-sent events and webhook)",
+    )
+    max_reconnects: int | None = Field(
+        None, ge=0, le=1_000_000, description="failed reconnects in a row before the stream fails; null: forever"
+    )
+
+
+class StreamEventOut(BaseModel):
+    """One event, as the webhook receives it and as each server-sent event's data."""
+
+    model_config = ConfigDict(extra="allow")
+    id: int = Field(description="increasing within the stream (the SSE id; Last-Event-ID resumes after it)")
+    kind: str = Field(description="track_started, person_seen, unknown_person, track_closed or stream_state")
+    stream: str
+    time: float | None = Field(None, description="video time, seconds since the stream started")
+    wall_time: str = Field(description="ISO 8601, UTC")
+    track: int | None = Field(None, description="the track's id, unique within the stream")
+    person: str | None = Field(None, description='the decision: a name, or null for "unknown"')
+    score: float | None = None
+    box: list[float] | None = Field(None, description="[x1, y1, x2, y2] pixels of the track's best frame")
+    summary: dict[str, Any] | None = Field(None, description="on track_closed: the whole track (as a clip's tracks)")
+
+
+class WebhookOut(BaseModel):
+    url: str
+    sent: int = Field(description="events delivered (HTTP 2xx)")
+    failed: int = Field(description="events given up after every retry")
+    dropped: int = Field(description="events dropped unsent: the receiver was slower than the stream, or it stopped")
+    errors: int = Field(description="failed attempts, retries included")
+    pending: int
+    last_error: str | None
+
+
+class StreamOut(BaseModel):
+    id: str
+    url: str = Field(description="the URL, its password hidden")
+    state: Literal["connecting", "running", "reconnecting", "stopped", "failed"]
+    fps: float | None
+    detect_every: int
+    fpir: float | None
+    events: list[str]
+    max_reconnects: int | None
+    started_at: str = Field(description="ISO 8601, UTC")
+    stopped_at: str | None
+    frames: int = Field(description="frames analysed")
+    dropped: int = Field(description="frames dropped because analysis was slower than the stream")
+    reconnects: int = Field(description="times the URL was opened again after a drop, a stall or a failed open")
+    tracks: int = Field(description="faces tracked so far")
+    last_error: str | None = Field(description="why the stream last dropped or failed to open")
+    last_frame_at: str | None
+    subscribers: int = Field(description="server-sent-events clients connected")
+    published: int = Field(description="events published so far (the last event id)")
+    recent_events: list[StreamEventOut] = Field(description="the latest events, oldest first")
+    webhook: WebhookOut | None
+
+
+class StreamsResponse(BaseModel):
+    streams: list[StreamOut] = Field(description="newest first")

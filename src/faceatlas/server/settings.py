@@ -36,6 +36,17 @@ class Settings(BaseSettings):
     auth: bool = Field(True, description="require an API key (Authorization: Bearer fa_...) on /v1")
     max_upload_mb: float = Field(20.0, gt=0, le=1024, description="largest accepted upload, in MB")
     max_pixels: int = Field(40_000_000, gt=0, description="largest accepted image, in pixels (decoded)")
+    max_video_mb: float = Field(
+        500.0, gt=0, le=65536, description="largest accepted video clip upload (POST /v1/videos), in MB"
+    )
+    max_streams: int = Field(
+        4, ge=0, le=64, description="live streams (POST /v1/streams) run at once, each on its own thread"
+    )
+    stream_hosts: list[str] = Field(
+        default_factory=lambda: ["*"],
+        description="hosts a stream URL or a webhook may name (shell patterns such as camera-*.local or 10.0.0.*; "
+        "a JSON list); ['*'] = any host, [] = streams and webhooks refused",
+    )
     rate_limit_per_minute: int = Field(600, ge=0, description="requests per key per minute; 0 = unlimited")
     max_waiting: int = Field(16, ge=1, description="image requests allowed to wait for the model; more get 503")
     analysis_threads: int = Field(1, ge=1, le=64, description="requests analysed at once")
@@ -122,3 +133,7 @@ class Settings(BaseSettings):
     @property
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * 1024 * 1024)
+
+    @property
+    def max_video_bytes(self) -> int:
+        return int(self.max_video_mb * 1024 * 1024)

@@ -101,7 +101,7 @@ class Track:
             "person": self.person,
             "score": None if self.score is None else round(self.score, 4),
             "threshold": None if self.threshold is None else round(self.threshold, 4),
-            "box": None if face is None else [round(v, 1) for v in face.box.as_xywh()],
+            "box": None if face is None else [round(v, 1) for v in face.box.as_xyxy()],
             "time": None if top is None else round(top.time, 3),
             "quality": None if face is None or face.quality is None else round(face.quality.score, 3),
             "candidates": [{"person": p, "score": round(s, 4)} for p, s in self.candidates],
@@ -131,7 +131,7 @@ class TrackEvent:
             "track": self.track_id,
             "person": self.person,
             "score": None if self.score is None else round(self.score, 4),
-            "box": None if top is None else [round(v, 1) for v in top.face.box.as_xywh()],
+            "box": None if top is None else [round(v, 1) for v in top.face.box.as_xyxy()],
         }
 
 

@@ -13,24 +13,36 @@ so does a cluster job, so a clustering never overwrites a correction made while 
 Photos are read only inside FACEATLAS_PHOTO_ROOTS, checked at every read on the file's real path
 as it is then (``_open_photo``): a photo indexed by the CLI from elsewhere, or a file swapped for
 a symlink since it was indexed, is refused (403 ``photo_not_allowed``), never read.
+
+Videos are photos of kind "video": their faces are tracks with a ``time``, cropped from the frame
+at that time. ``/video`` serves the file with HTTP Range requests (206), so a ``<video>`` element
+seeks without loading it whole; since a ``<video>`` sends no API key, ``/video-link`` hands out a
+link signed for that one video (HMAC, a key of this process, an hour), which ``/video`` takes
+instead of a key.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
+import re
+import secrets
 import stat
+import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path as FsPath
 from typing import Annotated, Any, BinaryIO
 
-from fastapi import APIRouter, Body, Header, Path, Query, Request, Response
+from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request, Response
 from fastapi.responses import FileResponse, StreamingResponse
 
 from faceatlas.collection import corrections
 from faceatlas.collection.html import face_thumbnail as thumbnail_jpeg
-from faceatlas.server.auth import Reader, Writer
-from faceatlas.server.errors import ServiceError
+from faceatlas.server.auth import Reader, Writer, bearer, header_key, require
+from faceatlas.server.errors import ServiceError, problem
 from faceatlas.server.schemas import (
     MAX_ID,
     ClusterChanged,
@@ -51,6 +63,7 @@ from faceatlas.server.schemas import (
     PhotoFace,
     PhotoOut,
     PhotosResponse,
+    VideoLink,
 )
 from faceatlas.server.state import engine_of, jobs_of, settings_of
 from faceatlas.server.uploads import sniff
@@ -74,6 +87,9 @@ MEDIA_TYPES = {
     "tiff": "image/tiff",
     "heif": "image/heif",
 }
+VIDEO_LINK_S = 3600  # how long a signed video link plays
+_RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+_link_key_lock = threading.Lock()
 
 
 # --- clusters -------------------------------------------------------------------------------------
@@ -190,6 +206,8 @@ def get_photo(request: Request, _: Reader, photo_id: PhotoId) -> PhotoDetail:
             PhotoFace(**_face_out(f).model_dump(), cluster_name=None if f.cluster is None else names.get(f.cluster))
             for f in faces
         ],
+        kind=photo.kind,
+        duration=photo.duration,
     )
 
 
@@ -241,17 +259,85 @@ def face_thumbnail(
     with engine_of(request).collection() as store:
         face = store.face(face_id)
     roots, what = settings_of(request).photo_roots, f"the photo of face {face.id} ({face.path})"
-    _photo_path(roots, face.root, face.path, what)  # even a 304 only for a photo the service may read
+    file = _photo_path(roots, face.root, face.path, what)  # even a 304 only for a photo the service may read
     etag = f'"{face.sha256[:16]}-{face.id}-{size}"'
     headers = {"Cache-Control": CACHE, "ETag": etag}
     if if_none_match is not None and etag in {t.strip() for t in if_none_match.split(",")}:
         return Response(status_code=304, headers=headers)
     try:
         with _open_photo(roots, face.root, face.path, what) as fh:
-            pixels = load_image(fh)
+            pixels = load_image(fh) if face.time is None else _frame(fh, face.time, file)
     except (InvalidImageError, OSError) as exc:
         raise ServiceError(404, "not_found", f"{what} can no longer be read") from exc
     return Response(thumbnail_jpeg(pixels, face.box, size, THUMB_MARGIN), media_type="image/jpeg", headers=headers)
+
+
+@router.get(
+    "/collection/photos/{photo_id}/video-link",
+    response_model=VideoLink,
+    summary="A link that plays a video without an API key",
+)
+def video_link(request: Request, _: Reader, photo_id: PhotoId) -> VideoLink:
+    """A `<video>` element sends no API key: this link to `/video` is signed for this one video
+    and plays for an hour (until the service restarts). Append `#t=SECONDS` to start at a face."""
+    with engine_of(request).collection() as store:
+        photo = store.photo(photo_id)
+    if photo.kind != "video":
+        raise ServiceError(404, "not_found", f"photo {photo.id} ({photo.path}) is not a video")
+    expires = int(time.time()) + VIDEO_LINK_S
+    sig = _signature(request, photo.id, expires)
+    return VideoLink(url=f"/v1/collection/photos/{photo.id}/video?expires={expires}&sig={sig}", expires=expires)
+
+
+def _video_reader(
+    request: Request,
+    photo_id: PhotoId,
+    credentials: Annotated[Any, Depends(bearer)],
+    api_key: Annotated[str | None, Depends(header_key)],
+    expires: Annotated[int | None, Query(ge=0, le=MAX_ID, description="from /video-link")] = None,
+    sig: Annotated[str | None, Query(max_length=128, description="from /video-link")] = None,
+) -> None:
+    """A signed link (``video_link``) for this video, still valid; else an API key with read scope."""
+    if sig is not None and expires is not None:
+        expected = _signature(request, photo_id, expires).encode()
+        if expires >= time.time() and hmac.compare_digest(sig.encode(), expected):  # bytes: any text compares
+            return
+        raise ServiceError(401, "unauthorized", "the video link has expired or is not valid; ask /video-link again")
+    require("read")(request, credentials, api_key)
+
+
+@router.get(
+    "/collection/photos/{photo_id}/video",
+    response_class=FileResponse,  # what the schema says; the answer streams the file opened once checked
+    summary="The video file (HTTP Range requests answered)",
+    dependencies=[Depends(_video_reader)],
+    responses={
+        200: {"content": {"video/*": {}}, "description": "the video's bytes as stored on disk"},
+        206: {"description": "the bytes of the range asked for"},
+        416: {"description": "a range beyond the file's end"},
+    },
+)
+def photo_video(
+    request: Request, photo_id: PhotoId, range_: Annotated[str | None, Header(alias="Range")] = None
+) -> Response:
+    """The video as it is on disk, inside FACEATLAS_PHOTO_ROOTS (403 `photo_not_allowed` if not);
+    one byte range (`Range: bytes=a-b`) is answered with 206, so players seek. An API key, or the
+    `expires` and `sig` of a `/video-link`."""
+    from faceatlas.collection.video import MEDIA_TYPES as VIDEO_TYPES
+
+    with engine_of(request).collection() as store:
+        photo = store.photo(photo_id)
+    what = f"photo {photo.id} ({photo.path})"
+    if photo.kind != "video":
+        raise ServiceError(404, "not_found", f"{what} is not a video; GET /image serves photos")
+    fh = _open_photo(settings_of(request).photo_roots, photo.root, photo.path, what)
+    try:
+        size = os.fstat(fh.fileno()).st_size
+        media_type = VIDEO_TYPES.get(FsPath(photo.path).suffix.lower(), "application/octet-stream")
+        return _ranged(fh, size, range_, media_type)
+    except BaseException:
+        fh.close()
+        raise
 
 
 # --- jobs -----------------------------------------------------------------------------------------
@@ -347,6 +433,9 @@ def _face_out(face: Any) -> CollectionFace:
         box=[float(v) for v in face.box],
         quality=face.quality,
         cluster_id=face.cluster,
+        time=face.time,
+        start=face.start,
+        end=face.end,
     )
 
 
@@ -365,7 +454,14 @@ def _changed(result: corrections.ClusterChange) -> ClusterChanged:
 
 def _photo_out(photo: Any) -> PhotoOut:
     return PhotoOut(
-        id=photo.id, path=photo.path, width=photo.width, height=photo.height, faces=photo.n_faces, status=photo.status
+        id=photo.id,
+        path=photo.path,
+        width=photo.width,
+        height=photo.height,
+        faces=photo.n_faces,
+        status=photo.status,
+        kind=photo.kind,
+        duration=photo.duration,
     )
 
 
@@ -423,10 +519,64 @@ def _path_of(fd: int) -> FsPath | None:
         return None
 
 
-def _chunks(fh: BinaryIO) -> Iterator[bytes]:
+def _chunks(fh: BinaryIO, length: int | None = None) -> Iterator[bytes]:
+    """The file's bytes from where it stands (``length`` of them, or to its end); closes it."""
     with fh:
-        while chunk := fh.read(CHUNK):
+        left = length
+        while left is None or left > 0:
+            chunk = fh.read(CHUNK if left is None else min(CHUNK, left))
+            if not chunk:
+                return
+            if left is not None:
+                left -= len(chunk)
             yield chunk
+
+
+def _ranged(fh: BinaryIO, size: int, header: str | None, media_type: str) -> Response:
+    """The open file whole (200), or the one range ``header`` asks for (206; 416 beyond its end).
+    A header this does not read (several ranges, another unit) is ignored, as HTTP allows."""
+    headers = {"Cache-Control": CACHE, "Accept-Ranges": "bytes"}
+    match = _RANGE.fullmatch(header.strip()) if header else None
+    start, end = 0, size - 1
+    if match is not None and match[1] and match[2] and int(match[2]) < int(match[1]):
+        match = None  # last before first: not a valid range, so ignored (RFC 9110, 14.1.1)
+    if match is not None and (match[1] or match[2]):
+        if not match[1]:  # bytes=-N: the last N bytes
+            start = max(0, size - int(match[2]))
+        else:
+            start, end = int(match[1]), min(size - 1, int(match[2])) if match[2] else size - 1
+        if start >= size or end < start:
+            fh.close()
+            return problem(
+                416,
+                "range_not_satisfiable",
+                f"the range {header} is not within the file's {size} bytes",
+                {"Content-Range": f"bytes */{size}"},
+            )
+        headers["Content-Range"] = f"bytes {start}-{end}/{size}"
+    headers["Content-Length"] = str(end - start + 1)
+    fh.seek(start)
+    status = 206 if "Content-Range" in headers else 200
+    return StreamingResponse(_chunks(fh, end - start + 1), status_code=status, media_type=media_type, headers=headers)
+
+
+def _frame(fh: BinaryIO, at: float, file: FsPath) -> Any:
+    """The frame at ``at`` seconds of the open video ``file``, read through its descriptor where the
+    system names one (the file checked, not whatever its path leads to by now)."""
+    from faceatlas.collection.video import read_frame
+
+    opened = f"/proc/self/fd/{fh.fileno()}"
+    return read_frame(opened if os.path.exists(opened) else file, at)
+
+
+def _signature(request: Request, photo_id: int, expires: int) -> str:
+    """The signature of a video link: HMAC-SHA256 under a key this process made (links die with it)."""
+    state = request.app.state
+    with _link_key_lock:
+        key = getattr(state, "video_link_key", None)
+        if key is None:
+            key = state.video_link_key = secrets.token_bytes(32)
+    return hmac.new(key, f"{int(photo_id)}:{int(expires)}".encode(), hashlib.sha256).hexdigest()
 
 
 def _allowed_folder(roots: list[FsPath], folder: str) -> FsPath:

@@ -198,9 +198,12 @@ export async function request(method, path, options = {}) {
  * @typedef {Object} CollectionFace
  * @property {Array<number>} box [x1, y1, x2, y2] pixels of the EXIF-rotated photo
  * @property {number|null} cluster_id its cluster; -1 = unassigned, null = not clustered yet
+ * @property {number|null} [end]
  * @property {number} id a collection face id (not a gallery face id)
  * @property {number} photo_id
  * @property {number|null} quality usefulness for recognition, 0..1
+ * @property {number|null} [start] a video's face: when its track starts and ends (seconds)
+ * @property {number|null} [time] a video's face: seconds into the video of the frame its box is in (null: a photo's)
  */
 /**
  * @typedef {Object} DeletedResponse
@@ -267,11 +270,11 @@ export async function request(method, path, options = {}) {
  * @typedef {Object} JobOut
  * @property {boolean} cancel_requested a cancel was asked while it ran; it stops at its next step
  * @property {number} created_at Unix time, seconds
- * @property {number} done units done (files for an index job, faces for a cluster job)
+ * @property {number} done units done (files for an index job, faces for a cluster job, frames read for a video job)
  * @property {string|null} error one line, when it failed
  * @property {number|null} finished_at
  * @property {string} id
- * @property {string} kind 'index' or 'cluster'
+ * @property {string} kind 'index', 'cluster' or 'video'
  * @property {string} message
  * @property {Object} params
  * @property {Object|null} result what a finished job did (its report's counts)
@@ -343,9 +346,11 @@ export async function request(method, path, options = {}) {
  */
 /**
  * @typedef {Object} PhotoDetail
- * @property {Array<PhotoFace>} faces largest first
+ * @property {number|null} [duration]
+ * @property {Array<PhotoFace>} faces largest first (a video's: by time)
  * @property {number|null} height
  * @property {number} id
+ * @property {"photo"|"video"} [kind]
  * @property {string} path
  * @property {string} status
  * @property {number|null} width
@@ -355,15 +360,20 @@ export async function request(method, path, options = {}) {
  * @property {Array<number>} box [x1, y1, x2, y2] pixels of the EXIF-rotated photo
  * @property {number|null} cluster_id its cluster; -1 = unassigned, null = not clustered yet
  * @property {string|null} cluster_name the name of its cluster, if named
+ * @property {number|null} [end]
  * @property {number} id a collection face id (not a gallery face id)
  * @property {number} photo_id
  * @property {number|null} quality usefulness for recognition, 0..1
+ * @property {number|null} [start] a video's face: when its track starts and ends (seconds)
+ * @property {number|null} [time] a video's face: seconds into the video of the frame its box is in (null: a photo's)
  */
 /**
  * @typedef {Object} PhotoOut
+ * @property {number|null} [duration] a video's length in seconds
  * @property {number} faces
  * @property {number|null} height
  * @property {number} id
+ * @property {"photo"|"video"} [kind] a video's faces are tracks, each with a time
  * @property {string} path relative to the folder it was indexed from, with '/'
  * @property {string} status 'ok', or 'unreadable: <why>'
  * @property {number|null} width after EXIF rotation; null if unreadable
@@ -405,11 +415,76 @@ export async function request(method, path, options = {}) {
  * @property {string} source
  */
 /**
+ * @typedef {Object} StreamEventOut One event, as the webhook receives it and as each server-sent event's data.
+ * @property {Array<number>|null} [box] [x1, y1, x2, y2] pixels of the track's best frame
+ * @property {number} id increasing within the stream (the SSE id; Last-Event-ID resumes after it)
+ * @property {string} kind track_started, person_seen, unknown_person, track_closed or stream_state
+ * @property {string|null} [person] the decision: a name, or null for "unknown"
+ * @property {number|null} [score]
+ * @property {string} stream
+ * @property {Object|null} [summary] on track_closed: the whole track (as a clip's tracks)
+ * @property {number|null} [time] video time, seconds since the stream started
+ * @property {number|null} [track] the track's id, unique within the stream
+ * @property {string} wall_time ISO 8601, UTC
+ */
+/**
+ * @typedef {Object} StreamOut
+ * @property {number} detect_every
+ * @property {number} dropped frames dropped because analysis was slower than the stream
+ * @property {Array<string>} events
+ * @property {number|null} fpir
+ * @property {number|null} fps
+ * @property {number} frames frames analysed
+ * @property {string} id
+ * @property {string|null} last_error why the stream last dropped or failed to open
+ * @property {string|null} last_frame_at
+ * @property {number|null} max_reconnects
+ * @property {number} published events published so far (the last event id)
+ * @property {Array<StreamEventOut>} recent_events the latest events, oldest first
+ * @property {number} reconnects times the URL was opened again after a drop, a stall or a failed open
+ * @property {string} started_at ISO 8601, UTC
+ * @property {"connecting"|"running"|"reconnecting"|"stopped"|"failed"} state
+ * @property {string|null} stopped_at
+ * @property {number} subscribers server-sent-events clients connected
+ * @property {number} tracks faces tracked so far
+ * @property {string} url the URL, its password hidden
+ * @property {WebhookOut|null} webhook
+ */
+/**
+ * @typedef {Object} StreamRequest
+ * @property {number} [detect_every] detect faces in one analysed frame in N, track between
+ * @property {Array<"track_started"|"person_seen"|"unknown_person"|"track_closed">} [events] the event kinds to publish (server-sent events and webhook)
+ * @property {number|null} [fpir] false-positive identification rate per track (default: the gallery's)
+ * @property {number|null} [fps] frames analysed per second (null: every frame)
+ * @property {number|null} [max_reconnects] failed reconnects in a row before the stream fails; null: forever
+ * @property {string} url the camera or stream: rtsp://, rtsps://, rtmp://, rtmps://, srt://, http:// or https:// (MJPEG, HLS...); never a file path. A password in it is never shown back
+ * @property {string|null} [webhook] http(s) URL each event is POSTed to as JSON (optional)
+ */
+/**
+ * @typedef {Object} StreamsResponse
+ * @property {Array<StreamOut>} streams newest first
+ */
+/**
  * @typedef {Object} VerifyResponse
  * @property {number|null} far false-accept rate the threshold was calibrated for
  * @property {boolean} is_match
  * @property {number} similarity cosine similarity of the two faces
  * @property {number} threshold
+ */
+/**
+ * @typedef {Object} VideoLink
+ * @property {number} expires Unix time after which the link is refused
+ * @property {string} url the path of the video's file (from the service's root), playable by a <video> element without an API key; add '#t=SECONDS' to start there
+ */
+/**
+ * @typedef {Object} WebhookOut
+ * @property {number} dropped events dropped unsent: the receiver was slower than the stream, or it stopped
+ * @property {number} errors failed attempts, retries included
+ * @property {number} failed events given up after every retry
+ * @property {string|null} last_error
+ * @property {number} pending
+ * @property {number} sent events delivered (HTTP 2xx)
+ * @property {string} url
  */
 
 /**
@@ -586,6 +661,31 @@ export async function getPhoto(photoId, options = {}) {
  */
 export async function photoImage(photoId, options = {}) {
   return request("GET", `/v1/collection/photos/${pathPart("photo_id", photoId)}/image`, { expect: "blob", signal: options.signal });
+}
+
+/**
+ * The video file (HTTP Range requests answered)
+ * The video as it is on disk, inside FACEATLAS_PHOTO_ROOTS (403 `photo_not_allowed` if not); one byte range (`Range: bytes=a-b`) is answered with 206, so players seek. An API key, or the `expires` and `sig` of a `/video-link`.
+ * `GET /v1/collection/photos/{photo_id}/video`
+ * @param {number} photoId a collection photo id
+ * @param {{query?: {expires?: number|null, sig?: string|null}, signal?: AbortSignal}} [options]
+ * @returns {Promise<Blob>}
+ */
+export async function photoVideo(photoId, options = {}) {
+  const qs = queryString(options.query, ["expires", "sig"], []);
+  return request("GET", `/v1/collection/photos/${pathPart("photo_id", photoId)}/video${qs}`, { expect: "blob", signal: options.signal });
+}
+
+/**
+ * A link that plays a video without an API key
+ * A `<video>` element sends no API key: this link to `/video` is signed for this one video and plays for an hour (until the service restarts). Append `#t=SECONDS` to start at a face.
+ * `GET /v1/collection/photos/{photo_id}/video-link`
+ * @param {number} photoId a collection photo id
+ * @param {{signal?: AbortSignal}} [options]
+ * @returns {Promise<VideoLink>}
+ */
+export async function videoLink(photoId, options = {}) {
+  return request("GET", `/v1/collection/photos/${pathPart("photo_id", photoId)}/video-link`, { expect: "json", signal: options.signal });
 }
 
 /**
@@ -796,6 +896,67 @@ export async function merge(name, options = {}) {
 }
 
 /**
+ * Live streams, newest first
+ * `GET /v1/streams`
+ * @param {{signal?: AbortSignal}} [options]
+ * @returns {Promise<StreamsResponse>}
+ */
+export async function listStreams(options = {}) {
+  return request("GET", `/v1/streams`, { expect: "json", signal: options.signal });
+}
+
+/**
+ * Track a live camera or stream
+ * The URL is read on a thread of its own until `DELETE /v1/streams/{id}`, reconnecting with back-off when it drops, stalls or does not answer. Its events: `GET /v1/streams/{id}/events` (server-sent events), and the `webhook`, if given, POSTed each event as JSON.
+ * `POST /v1/streams`
+ * @param {{body: StreamRequest, signal?: AbortSignal}} options
+ * @returns {Promise<StreamOut>}
+ */
+export async function startStream(options = {}) {
+  if (options.body === undefined || options.body === null) {
+    throw new TypeError("startStream needs a body");
+  }
+  return request("POST", `/v1/streams`, { json: options.body, expect: "json", signal: options.signal });
+}
+
+/**
+ * One live stream's state
+ * Its state (`connecting`, `running`, `reconnecting`, `stopped`, `failed`), counts, last error and latest events.
+ * `GET /v1/streams/{stream_id}`
+ * @param {string} streamId
+ * @param {{signal?: AbortSignal}} [options]
+ * @returns {Promise<StreamOut>}
+ */
+export async function getStream(streamId, options = {}) {
+  return request("GET", `/v1/streams/${pathPart("stream_id", streamId)}`, { expect: "json", signal: options.signal });
+}
+
+/**
+ * Stop a live stream
+ * Stops its thread; the tracks still open are closed first (`track_closed` events to its subscribers and webhook). Returns its final state; it is then forgotten.
+ * `DELETE /v1/streams/{stream_id}`
+ * @param {string} streamId
+ * @param {{signal?: AbortSignal}} [options]
+ * @returns {Promise<StreamOut>}
+ */
+export async function stopStream(streamId, options = {}) {
+  return request("DELETE", `/v1/streams/${pathPart("stream_id", streamId)}`, { expect: "json", signal: options.signal });
+}
+
+/**
+ * A live stream's events (server-sent events)
+ * Each event as it happens: `track_started`, `person_seen`, `unknown_person`, `track_closed` and `stream_state`; the data is JSON (`kind`, `stream`, `time`, `wall_time`, `track`, `person`, `score`, `box`). Resuming (`Last-Event-ID` or `after`) replays the recent events after that id.
+ * `GET /v1/streams/{stream_id}/events`
+ * @param {string} streamId
+ * @param {{query?: {after?: number|null}, signal?: AbortSignal}} [options]
+ * @returns {Promise<string>}
+ */
+export async function streamEvents(streamId, options = {}) {
+  const qs = queryString(options.query, ["after"], []);
+  return request("GET", `/v1/streams/${pathPart("stream_id", streamId)}/events${qs}`, { expect: "text", signal: options.signal });
+}
+
+/**
  * Are two faces the same person?
  * Each side is an uploaded image (its largest face) or an enrolled face's id.
  * `POST /v1/verify`
@@ -804,6 +965,21 @@ export async function merge(name, options = {}) {
  */
 export async function verify(options = {}) {
   return request("POST", `/v1/verify`, { form: formData(options.body, {"face_a": "value", "face_b": "value", "far": "value", "image_a": "file", "image_b": "file"}), expect: "json", signal: options.signal });
+}
+
+/**
+ * Track the faces of a video clip (a job)
+ * The clip is tracked in the background (one job at a time, with index and cluster jobs): follow it at `GET /v1/jobs/{id}` (progress counts the video's frames); its result lists every track (`start`, `end` seconds, `frames`, `person` or null, `score`, `box` of its best frame). A clip the decoder cannot read fails the job with the reason.
+ * `POST /v1/videos`
+ * @param {{query?: {detect_every?: number, fpir?: number|null, fps?: number|null}, body: {video: Blob}|FormData, signal?: AbortSignal}} options
+ * @returns {Promise<JobOut>}
+ */
+export async function uploadVideo(options = {}) {
+  const qs = queryString(options.query, ["detect_every", "fpir", "fps"], []);
+  if (options.body === undefined || options.body === null) {
+    throw new TypeError("uploadVideo needs a body");
+  }
+  return request("POST", `/v1/videos${qs}`, { form: formData(options.body, {"video": "file"}), expect: "json", signal: options.signal });
 }
 
 /** Every operation, by method and path (path parameters as {}). */
@@ -822,6 +998,8 @@ export const routes = Object.freeze({
   "GET /v1/collection/photos": listPhotos,
   "GET /v1/collection/photos/{}": getPhoto,
   "GET /v1/collection/photos/{}/image": photoImage,
+  "GET /v1/collection/photos/{}/video": photoVideo,
+  "GET /v1/collection/photos/{}/video-link": videoLink,
   "DELETE /v1/faces/{}": removeFace,
   "POST /v1/identify": identify,
   "GET /v1/jobs": listJobs,
@@ -839,5 +1017,11 @@ export const routes = Object.freeze({
   "GET /v1/people/{}/faces": personFaces,
   "POST /v1/people/{}/faces": enroll,
   "POST /v1/people/{}/merge": merge,
+  "GET /v1/streams": listStreams,
+  "POST /v1/streams": startStream,
+  "GET /v1/streams/{}": getStream,
+  "DELETE /v1/streams/{}": stopStream,
+  "GET /v1/streams/{}/events": streamEvents,
   "POST /v1/verify": verify,
+  "POST /v1/videos": uploadVideo,
 });

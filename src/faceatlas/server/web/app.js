@@ -244,7 +244,7 @@ const ROUTES = [
   [/^#\/people\/?$/, pagePeople, "people"],
   [/^#\/people\/(-?\d+)$/, pageCluster, "people"],
   [/^#\/search\/?$/, pageSearch, "search"],
-  [/^#\/photos\/(\d+)$/, pagePhoto, "people"],
+  [/^#\/photos\/(\d+)(?:\?t=(\d+(?:\.\d+)?))?$/, pagePhoto, "people"], // ?t=: a video, from that second
   [/^#\/jobs\/?$/, pageJobs, "jobs"],
 ];
 
@@ -725,7 +725,9 @@ async function pageCluster(view, idText) {
       h(
         "div",
         { class: "face-actions" },
-        h("a", { href: `#/photos/${face.photo_id}` }, "Photo"),
+        typeof face.time === "number"
+          ? h("a", { href: momentHref(face), title: "Play the video where this face appears" }, `Video ${clock(face.time)}`)
+          : h("a", { href: `#/photos/${face.photo_id}` }, "Photo"),
         h(
           "button",
           {
@@ -1158,24 +1160,30 @@ function boxEl(tag, box, width, height, text, kind, attrs = {}) {
 
 // --- a photo, its faces boxed and named ----------------------------------------------------------------
 
-async function pagePhoto(view, idText) {
+/** What a face of a photo or video is called: its cluster's name, or how far grouping got. */
+const nameOf = (face) =>
+  face.cluster_name ||
+  (face.cluster_id === null || face.cluster_id === undefined
+    ? "Not grouped yet"
+    : face.cluster_id < 0
+      ? "Unassigned"
+      : `Unnamed #${face.cluster_id}`);
+const inCluster = (face) => face.cluster_id !== null && face.cluster_id !== undefined && face.cluster_id >= 0;
+
+async function pagePhoto(view, idText, atText) {
   const id = Number(idText);
   setPage("Photo", h("p", { class: "loading" }, "Loading…"));
   const photo = await call("GET /v1/collection/photos/{}", id, { signal: view.signal });
   if (!view.active) return;
+  if (photo.kind === "video") {
+    await pageVideo(view, photo, atText === undefined ? null : Number(atText));
+    return;
+  }
   const faces = listOf(photo.faces, "faces");
   const name = photo.path || `Photo ${photo.id ?? id}`;
   const img = h("img", { alt: `Photo ${name}` });
   const frame = h("div", { class: "photo-frame" }, img);
   const status = h("div");
-  const nameOf = (face) =>
-    face.cluster_name ||
-    (face.cluster_id === null || face.cluster_id === undefined
-      ? "Not grouped yet"
-      : face.cluster_id < 0
-        ? "Unassigned"
-        : `Unnamed #${face.cluster_id}`);
-  const inCluster = (face) => face.cluster_id !== null && face.cluster_id !== undefined && face.cluster_id >= 0;
 
   const placeBoxes = () => {
     const w = photo.width || img.naturalWidth;
@@ -1233,6 +1241,75 @@ async function pagePhoto(view, idText) {
   } catch (error) {
     if (isAbort(error)) return;
     status.replaceChildren(errorBox(error, "Could not load the photo"));
+  }
+}
+
+// --- a video, its faces (one per track) and the moments they appear --------------------------------
+
+/** Seconds as m:ss (h:mm:ss past an hour). */
+function clock(seconds) {
+  const total = Math.max(0, Math.floor(seconds));
+  const s = String(total % 60).padStart(2, "0");
+  const m = Math.floor(total / 60);
+  return m >= 60 ? `${Math.floor(m / 60)}:${String(m % 60).padStart(2, "0")}:${s}` : `${m}:${s}`;
+}
+
+/** The UI's page of the video of a face, starting where the face appears. */
+const momentHref = (face) => `#/photos/${face.photo_id}?t=${Number(face.time).toFixed(2)}`;
+
+/** A path of the service (e.g. a signed video link) as a URL from this page (the UI may live under a prefix). */
+const servicePath = (path) => `${new URL(".", document.baseURI).pathname.replace(/\/$/, "")}${path}`;
+
+async function pageVideo(view, photo, at) {
+  const faces = listOf(photo.faces, "faces");
+  const name = photo.path || `Video ${photo.id}`;
+  // a <video> sends no API key: it plays a link signed for this video (GET .../video-link)
+  const video = h("video", { class: "video", controls: true, preload: "metadata", playsinline: true, "aria-label": `Video ${name}` });
+  const status = h("div");
+  const playFrom = (time) => {
+    video.currentTime = time;
+    video.play().catch(() => {}); // autoplay may be refused: the frame is shown, the user presses play
+  };
+  const list = faces.length
+    ? h(
+        "ul",
+        { class: "face-links", "aria-label": "Faces in this video" },
+        faces.map((face, i) => {
+          const when = typeof face.time === "number" ? face.time : 0;
+          const span = typeof face.start === "number" && typeof face.end === "number" ? ` (${clock(face.start)}–${clock(face.end)})` : "";
+          const label = `${i + 1}. ${nameOf(face)} at ${clock(when)}${span}`;
+          return h(
+            "li",
+            { dataset: { time: when.toFixed(2) } },
+            faceThumb(view, face.id, ""),
+            inCluster(face) ? h("a", { href: `#/people/${face.cluster_id}` }, label) : h("span", {}, label),
+            h("button", { type: "button", class: "small quiet", onclick: () => playFrom(when) }, `Play from ${clock(when)}`),
+          );
+        }),
+      )
+    : h("p", { class: "empty" }, "No face was found in this video.");
+  const length = typeof photo.duration === "number" ? ` · ${clock(photo.duration)}` : "";
+  const size = photo.width && photo.height ? ` · ${photo.width} × ${photo.height}` : "";
+  setPage(
+    name,
+    h("nav", { class: "crumbs", "aria-label": "Breadcrumb" }, h("a", { href: "#/people" }, "People"), " › Video"),
+    h("h1", { tabindex: -1 }, name.split("/").pop()),
+    h(
+      "div",
+      { class: "photo-layout" },
+      h("figure", { class: "photo" }, video, h("figcaption", {}, `${name}${size}${length} · ${plural(faces.length, "face")}`), status),
+      h("section", { "aria-labelledby": "video-faces" }, h("h2", { id: "video-faces" }, "Faces"), list),
+    ),
+  );
+  if (photo.status && photo.status !== "ok") status.replaceChildren(h("p", { class: "error" }, photo.status));
+  try {
+    const link = await call("GET /v1/collection/photos/{}/video-link", photo.id, { signal: view.signal });
+    if (!view.active) return;
+    const start = Number.isFinite(at) ? at : 0;
+    video.src = `${servicePath(link.url)}#t=${start.toFixed(2)}`; // a media fragment: the player starts there
+  } catch (error) {
+    if (isAbort(error)) return;
+    status.replaceChildren(errorBox(error, "Could not load the video"));
   }
 }
 
