@@ -246,7 +246,8 @@ def test_calibrate_on_a_folder_then_verify_uses_it(
     again = invoke("models", "calibrate", "--embedder", "dlib_resnet", "--pairs", people.parent / "pairs.csv",
                    "--detector", "mtcnn")  # fmt: skip
     assert again.exit_code == 0 and "it replaced your earlier calibration" in again.output, again.output
-    assert get_card("dlib_resnet").thresholds[0].similarity == threshold
+    # equal up to float32 rounding: the two runs batch the same faces differently
+    assert get_card("dlib_resnet").thresholds[0].similarity == pytest.approx(threshold, abs=1e-6)
 
     a, b = sorted((people / min(p.name for p in people.iterdir())).iterdir())[:2]
     same = invoke("verify", a, b, "--far", "1e-2", "--detector", "mtcnn")
