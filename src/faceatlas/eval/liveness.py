@@ -399,33 +399,28 @@ def evaluate(
         track = observe(clip.frames, analyzer, fps=clip.fps)
         passive_side.append(Presentation(path.name, "bona_fide", None, track))
         ramps = find_ramps(track, th)
-        built = 0
-        for challenge in rng.sample(every, len(every)):
-            if built >= answers_per_clip:
-                break
-            answer = build_answer(clip, track, challenge, ramps)
+
+        def add(name: str, challenge: Challenge, used: list[Any]) -> bool:
+            """Build the answer to ``challenge`` from the ramps ``used``; whether one could be built."""
+            answer = build_answer(clip, track, challenge, used)  # noqa: B023 - only called in this iteration
             if answer is None:
-                continue
-            built += 1
-            name = f"{path.name}#{challenge}"
+                return False
             answers.append((name, answer, challenge))
             challenge_side.append(
                 Presentation(name, "bona_fide", challenge, observe(answer.frames, analyzer, fps=answer.fps))
             )
+            return True
+
+        built = 0
+        for challenge in rng.sample(every, len(every)):
+            if built >= answers_per_clip:
+                break
+            built += add(f"{path.name}#{challenge}", challenge, ramps)
         # every real movement also answers the one-action challenge it performs (and, mirrored, its opposite)
         for ramp in ramps:
             opposite = {"turn_left": "turn_right", "turn_right": "turn_left", "nod": "nod"}[ramp.action]
             for action in dict.fromkeys((ramp.action, opposite)):
-                single = Challenge((action,))
-                answer = build_answer(clip, track, single, [ramp])
-                if answer is None:
-                    continue
-                built += 1
-                name = f"{path.name}#{ramp.start}-{ramp.stop}:{action}"
-                answers.append((name, answer, single))
-                challenge_side.append(
-                    Presentation(name, "bona_fide", single, observe(answer.frames, analyzer, fps=answer.fps))
-                )
+                built += add(f"{path.name}#{ramp.start}-{ramp.stop}:{action}", Challenge((action,)), [ramp])
         if not built:
             notes.append(
                 f"{path.name}: no real turn or nod of {th.turn_deg + 4:g}/{th.nod_deg + 4:g} deg from rest to build answers from"

@@ -7,33 +7,14 @@ from typing import Any
 
 import numpy as np
 
+from faceatlas._formats import image_format as sniff
 from faceatlas.errors import FaceAtlasError, ImageTooLargeError, UnsupportedImageError
 
-_HEIF_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1", b"avif", b"avis"}
 CHUNK = 1 << 20
 
 
 class UploadTooLarge(ImageTooLargeError):
     """The upload is bigger than the service accepts (before decoding)."""
-
-
-def sniff(head: bytes) -> str | None:
-    """The image format the first bytes announce, or None for anything else."""
-    if head.startswith(b"\xff\xd8\xff"):
-        return "jpeg"
-    if head.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "png"
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return "webp"
-    if head[:6] in (b"GIF87a", b"GIF89a"):
-        return "gif"
-    if head[:2] == b"BM":
-        return "bmp"
-    if head[:4] in (b"II*\x00", b"MM\x00*"):
-        return "tiff"
-    if head[4:8] == b"ftyp" and head[8:12] in _HEIF_BRANDS:
-        return "heif"
-    return None
 
 
 def read_limited(file: Any, limit: int, field: str) -> bytes:

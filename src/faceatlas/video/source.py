@@ -37,6 +37,7 @@ from typing import Any, Protocol, Self
 
 import numpy as np
 
+from faceatlas._formats import NAMES, image_format
 from faceatlas.errors import FaceAtlasError, InvalidArgumentError, InvalidVideoError, StreamError, VideoError
 
 log = logging.getLogger(__name__)
@@ -264,24 +265,11 @@ class _NoDecoder(Exception):
 
 # --- what is wrong with a file neither library opens --------------------------------------------
 
-_IMAGE_SIGNATURES = (
-    (b"\xff\xd8\xff", "a JPEG image"),
-    (b"\x89PNG\r\n\x1a\n", "a PNG image"),
-    (b"BM", "a BMP image"),
-    (b"II*\0", "a TIFF image"),
-    (b"MM\0*", "a TIFF image"),
-)
-
 
 def _sniff_image(head: bytes) -> str | None:
-    for signature, what in _IMAGE_SIGNATURES:
-        if head.startswith(signature):
-            return what
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return "a WebP image"
-    if head[4:8] == b"ftyp" and head[8:12] in (b"heic", b"heix", b"mif1", b"avif"):
-        return "a HEIF/AVIF image"
-    return None
+    """The still image the bytes announce, named for a message; GIF passes (FFmpeg plays an animated one)."""
+    kind = image_format(head)
+    return None if kind is None or kind == "gif" else NAMES[kind]
 
 
 def _is_text(head: bytes) -> bool:
@@ -754,7 +742,8 @@ def _target(source: str | int | os.PathLike[str]) -> tuple[str | int, str, bool]
         raise InvalidVideoError(f"{label} is an empty (0-byte) file, not a video. Re-copy or re-download it.")
     if not os.access(path, os.R_OK):
         raise InvalidVideoError(f"Video file {label} is not readable by this user. Check its permissions.")
-    head = path.open("rb").read(16)
+    with path.open("rb") as f:
+        head = f.read(16)
     image = _sniff_image(head)
     if image:  # FFmpeg would read a still image as a one-frame video
         raise InvalidVideoError(
