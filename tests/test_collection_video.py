@@ -238,6 +238,37 @@ def _face(direction: int) -> Face:
     )
 
 
+def test_reembed_moves_video_faces_to_another_model_from_their_frames(folder, analyzer, tmp_path):
+    """`faceatlas reembed` re-embeds a video's faces in the frames they were seen at: none is
+    listed as unreadable, none would be dropped."""
+    import byo_graphs
+
+    from faceatlas.pipeline import FaceAnalyzer
+    from faceatlas.reembed.collection import plan_collection, reembed_collection
+
+    toy = FaceAnalyzer(embedder=str(byo_graphs.arcface(tmp_path / "toy512.onnx"))).load()
+    clips = tmp_path / "photos"
+    shutil.copytree(folder / "clips", clips / "clips", ignore=shutil.ignore_patterns("broken.*"))
+    with CollectionStore.open(tmp_path / "c.db") as store:
+        index_folder(clips, store, analyzer)
+        video_faces = [f for p in store.photos() for f in store.faces_of_photo(p.id)]
+        assert video_faces and all(f.time is not None for f in video_faces)
+        assert not plan_collection(store, toy).unusable
+        report = reembed_collection(store, toy)
+        assert report.switched and report.embedded == len(video_faces) and not report.removed
+        table = store.face_table()
+        assert table.embeddings.shape == (len(video_faces), 512)
+        np.testing.assert_allclose(np.linalg.norm(table.embeddings, axis=1), 1.0, atol=1e-5)
+        # each face embedded in its own frame: what the new model gives that frame's face
+        face = store.face(int(table.face_ids[0]))
+        photo = next(p for p in store.photos() if p.id == face.photo_id)
+        from faceatlas.collection.video import read_frame
+
+        frame = read_frame(clips / photo.path, face.time)
+        fresh = max(toy.analyze(frame), key=lambda f: f.box.iou(Box(*face.box)))
+        assert float(table.embeddings[0] @ fresh.embedding) > 0.99
+
+
 def test_tracks_seen_together_are_two_people_tracks_apart_in_time_may_be_one(collection_target):
     """One person in three tracks of one video: the first two overlap (on screen together: two
     people, whatever their faces say), the third comes later; a photo of them too."""

@@ -54,20 +54,22 @@ class _StoredFace:
     box: tuple[float, float, float, float]
     score: float
     landmarks: np.ndarray
+    time: float | None = None  # a video's face: the time of the frame it was seen at (None: a photo)
 
 
 def _faces(store: CollectionStore) -> list[_StoredFace]:
     """Every face with its photo, grouped by photo (photo id, then face id)."""
     with store._transaction(write=False) as conn:
         rows = conn.execute(
-            "SELECT f.id, f.photo_id, p.root, p.path, p.sha256, p.size, p.mtime_ns, f.box, f.score, f.landmarks"
+            "SELECT f.id, f.photo_id, p.root, p.path, p.sha256, p.size, p.mtime_ns, f.box, f.score, f.landmarks,"
+            " CASE WHEN p.kind = 'video' THEN f.time END"
             " FROM faces f JOIN photos p ON p.id = f.photo_id ORDER BY f.photo_id, f.id"
         ).fetchall()
     return [_stored(row) for row in rows]
 
 
 def _stored(row: tuple) -> _StoredFace:
-    face_id, photo_id, root, path, sha, size, mtime, box, score, points = row
+    face_id, photo_id, root, path, sha, size, mtime, box, score, points, time = row
     x1, y1, x2, y2 = (float(v) for v in json.loads(box))
     landmarks = np.asarray(json.loads(points), dtype=np.float32)
     return _StoredFace(
@@ -80,6 +82,7 @@ def _stored(row: tuple) -> _StoredFace:
         (x1, y1, x2, y2),
         float(score),
         landmarks,
+        None if time is None else float(time),
     )
 
 
@@ -147,12 +150,29 @@ def _embed_photo(analyzer: Any, photo: list[_StoredFace]) -> tuple[str | None, A
         return f"cannot read: {exc.strerror or exc}", None
     if hashlib.sha256(data).hexdigest() != first.sha256:
         return "changed since it was indexed (its bytes differ)", None
+    if first.time is not None:  # a video: each face in the frame it was seen at
+        return _embed_video_faces(analyzer, photo)
     try:
         pixels = load_image(data)
     except InvalidImageError as exc:
         return f"unreadable: {exc}", None
     faces = [Face(Box(*f.box), f.score, Landmarks(f.landmarks)) for f in photo]
     return None, analyzer.embed_faces(pixels, faces)
+
+
+def _embed_video_faces(analyzer: Any, video: list[_StoredFace]) -> tuple[str | None, Any]:
+    """A video's faces (one per track) re-embedded in their best frames. The index stored each track's
+    template over all its frames; the new model sees the best frame only (the others are not kept)."""
+    from faceatlas.collection.video import read_frame
+
+    vectors = []
+    for f in video:
+        try:
+            pixels = read_frame(f.file, f.time or 0.0)
+        except InvalidImageError as exc:
+            return f"unreadable: {exc}", None
+        vectors.append(analyzer.embed_faces(pixels, [Face(Box(*f.box), f.score, Landmarks(f.landmarks))])[0])
+    return None, np.stack(vectors)
 
 
 def reembed_collection(
