@@ -22,7 +22,7 @@ import numpy as np
 
 from faceatlas.collection.store import VideoMoment
 from faceatlas.errors import InvalidArgumentError, InvalidImageError
-from faceatlas.types import Box, Face
+from faceatlas.types import Face
 
 #: file name endings (any case) indexed as videos
 VIDEO_EXTENSIONS = frozenset({".mp4", ".mov", ".m4v", ".avi", ".mkv", ".webm"})
@@ -73,23 +73,11 @@ def video_faces(analyzer: Any, path: str | os.PathLike[str], fps: float = DEFAUL
         tracks = _tracks(video, analyzer)
         problems = tuple(str(p) for p in getattr(video, "errors", ()) or ())
     faces, moments = faces_of_tracks(tracks)
+    # frames over max_pixels were analysed downscaled; the tracks' boxes are in the video's own
+    # pixels already (as ``read_frame`` gives them), and so is the size stored
     scale = float(getattr(info, "scale", 1.0) or 1.0)
-    if scale == 1.0:
-        return VideoFaces(info.width, info.height, info.duration, faces, moments, problems)
-    # frames over max_pixels were analysed downscaled: store boxes in the video's own pixels, as
-    # ``read_frame`` (and a photo's EXIF-rotated full size) gives them
-    native = tuple(_rescaled(face, 1.0 / scale) for face in faces)
     width, height = round(info.width / scale), round(info.height / scale)
-    return VideoFaces(width, height, info.duration, native, moments, problems)
-
-
-def _rescaled(face: Face, factor: float) -> Face:
-    box = face.box
-    return dataclasses.replace(
-        face,
-        box=Box(box.x1 * factor, box.y1 * factor, box.x2 * factor, box.y2 * factor),
-        landmarks=dataclasses.replace(face.landmarks, points=np.asarray(face.landmarks.points) * factor),
-    )
+    return VideoFaces(width, height, info.duration, faces, moments, problems)
 
 
 def _tracks(frames: Iterable[Any], analyzer: Any) -> list[Any]:

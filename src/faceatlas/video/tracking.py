@@ -20,6 +20,8 @@ match; corrected by a later ``person_seen`` if more evidence names someone) and 
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import heapq
 import math
 import os
@@ -30,7 +32,7 @@ from typing import Any, Literal, Protocol
 import numpy as np
 
 from faceatlas.errors import InvalidArgumentError, VideoError
-from faceatlas.types import Face
+from faceatlas.types import Box, Face
 
 EventKind = Literal["track_started", "person_seen", "unknown_person", "track_closed"]
 
@@ -434,6 +436,9 @@ def track(
         source=name,
         tracker=tracker,
     )
+    # frames over the source's max_pixels arrive downscaled: tracks are reported in the video's own pixels
+    scale = float(getattr(getattr(frames, "info", None), "scale", 1.0) or 1.0)
+    native = (lambda t: t) if scale == 1.0 else functools.partial(_in_source_pixels, factor=1.0 / scale)
     writer = None
     failure: VideoError | None = None
     try:
@@ -448,18 +453,33 @@ def track(
                     writer.write(frame.pixels, tracker_.boxes, tracker_.labels())
                 for event in events:
                     if event.kind == "track_closed" and event.track is not None:
-                        yield event.track
+                        yield native(event.track)
         except VideoError as exc:  # a stream gave up: the tracks still open are closed and kept first
             failure = exc
         for event in tracker_.finish():
             if event.kind == "track_closed" and event.track is not None:
-                yield event.track
+                yield native(event.track)
         if failure is not None:
             raise failure
     finally:
         close()
         if writer is not None:
             writer.close()
+
+
+def _in_source_pixels(track: Track, factor: float) -> Track:
+    """The track with its best frames' boxes and landmarks scaled by ``factor``."""
+
+    def scaled(face: Face) -> Face:
+        box = face.box
+        return dataclasses.replace(
+            face,
+            box=Box(box.x1 * factor, box.y1 * factor, box.x2 * factor, box.y2 * factor),
+            landmarks=dataclasses.replace(face.landmarks, points=np.asarray(face.landmarks.points) * factor),
+        )
+
+    best = tuple(dataclasses.replace(f, face=scaled(f.face)) for f in track.best)
+    return dataclasses.replace(track, best=best)
 
 
 def _output_fps(frames: Any, fps: float | None) -> float:
