@@ -246,7 +246,7 @@ def test_forgetting_a_name_rewrites_the_clusters_table_and_says_what_the_wal_kee
         table = store.face_table()
         store.set_clusters(table.face_ids, np.zeros(len(table), np.int64))
         store.name_cluster(0, "Ada Lovelace")
-        report = forget_person("Ada Lovelace", None, store)
+        report = forget_person("Ada Lovelace", None, store, keep_faces=True)
         assert report.clusters == (0,) and store.cluster(0).name is None and report.collection == store.location
         assert any("VACUUM FULL rewrote" in line for line in report.erased)
         assert any("write-ahead log" in line for line in report.kept) and any("photo path" in line for line in report.kept)

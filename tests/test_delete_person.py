@@ -132,7 +132,7 @@ def test_delete_leaves_no_trace_in_the_gallery_or_the_collection(gallery_url: st
         assert name.encode() in collection_path.read_bytes()
         assert name.encode() in collection_path.with_name("collection.db-wal").read_bytes()
 
-        report = forget_person(name, gallery, collection)
+        report = forget_person(name, gallery, collection, keep_faces=True)
 
         assert (report.faces, report.clusters) == (2, (photos.cluster,))
         assert [p.name for p in gallery.people()] == ["keep"] and gallery.store.get_person("keep").n_faces == 3
@@ -158,21 +158,22 @@ def test_delete_leaves_no_trace_in_the_gallery_or_the_collection(gallery_url: st
 def test_a_name_only_in_the_collection_or_nowhere(tmp_path: Path) -> None:
     with CollectionStore.open(tmp_path / "c.db") as collection, Gallery(open_store(tmp_path / "g.db")) as gallery:
         Photos(collection, None, "only clustered", seed=3)  # named, never enrolled
-        report = forget_person("only clustered", gallery, collection)
+        report = forget_person("only clustered", gallery, collection, keep_faces=True)
         assert (report.faces, report.clusters) == (None, (7,))
         assert report.lines()[0] == f"'only clustered' was not in gallery {tmp_path / 'g.db'}"
         with pytest.raises(PersonNotFoundError, match="no person named 'nobody'"):
-            forget_person("nobody", gallery, collection)
+            forget_person("nobody", gallery, collection, keep_faces=True)
         with pytest.raises(PersonNotFoundError, match="no cluster of collection"):
-            forget_person("nobody", None, collection)
-        assert forget_person("keep", None, collection).clusters == (8,)  # no gallery: the collection alone
+            forget_person("nobody", None, collection, keep_faces=True)
+        alone = forget_person("keep", None, collection, keep_faces=True)  # no gallery: the collection alone
+        assert alone.clusters == (8,)
 
 
 def test_photo_paths_that_contain_the_name_are_kept_and_said(tmp_path: Path) -> None:
     with CollectionStore.open(tmp_path / "c.db") as collection:
         Photos(collection, None, "Ada", seed=5)
         collection.add_photo("Ada/beach.jpg", "/photos", "ab" * 32, 1, 1, 64, 64, [fake_face(99)])
-        report = forget_person("Ada", None, collection)
+        report = forget_person("Ada", None, collection, keep_faces=True)
     assert report.clusters == (7,)
     assert report.kept == (
         (
@@ -192,7 +193,7 @@ def test_a_busy_collection_wal_is_said(tmp_path: Path) -> None:
         reader = sqlite3.connect(path, isolation_level=None)
         reader.execute("BEGIN")
         reader.execute("SELECT COUNT(*) FROM clusters").fetchone()  # holds its snapshot
-        report = forget_person("Ada", None, collection)
+        report = forget_person("Ada", None, collection, keep_faces=True)
         assert report.clusters == (7,) and len(report.kept) == 1
         assert "kept its WAL in use" in report.kept[0] and str(tmp_path) not in report.kept[0]
         reader.execute("COMMIT")
@@ -211,7 +212,7 @@ def test_postgres_without_full_compaction_the_name_goes_and_the_faces_wait(pg_ur
     name = unique_name()
     with CollectionStore.open(tmp_path / "c.db") as collection, Gallery(open_store(pg_url)) as gallery:
         photos = Photos(collection, gallery, name, seed=21)
-        report = forget_person(name, gallery, collection, full=False)
+        report = forget_person(name, gallery, collection, full=False, keep_faces=True)
         on_disk = postgres_bytes(pg_url)
         assert name.encode() not in on_disk  # people were rewritten
         assert photos.embedding.tobytes() in on_disk  # the faces table was not: as the report says
@@ -233,7 +234,7 @@ def test_postgres_compaction_says_what_an_older_transaction_kept(pg_url: str, tm
         with psycopg.connect(split_schema(pg_url)[0], autocommit=True) as other, other.transaction():
             other.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
             other.execute("SELECT 1").fetchone()  # a snapshot from before the delete (no table touched)
-            report = forget_person(name, gallery, collection)
+            report = forget_person(name, gallery, collection, keep_faces=True)
             assert any("could still see them" in line and "people" in line for line in report.kept)
             assert name.encode() in postgres_bytes(pg_url)  # the report was right
         assert len(gallery.store.compact().kept) == 1  # that transaction has ended: only the WAL remains
@@ -256,7 +257,7 @@ def test_postgres_compaction_gives_up_on_a_table_in_use(
         other = psycopg.connect(postgres_store.split_schema(pg_url)[0], autocommit=True)
         with other, other.transaction():
             other.execute(f'SELECT COUNT(*) FROM "{gallery.store.schema}".faces').fetchone()  # holds its lock
-            report = forget_person(name, gallery)
+            report = forget_person(name, gallery, keep_faces=True)
         assert report.kept[0] == (
             "the faces table was not rewritten: another session held it for over 0.2 s; the next compaction "
             "erases its deleted rows"

@@ -31,6 +31,8 @@ NEVER = {
     "faceatlas.collection": {"faceatlas.server", "faceatlas.cli"},
     "faceatlas.eval": {"faceatlas.server", "faceatlas.collection"},
     "faceatlas.video": {"faceatlas.gallery", "faceatlas.collection", "faceatlas.server", "faceatlas.cli"},
+    # a pure metadata library: the collection imports it, never the other way round
+    "faceatlas.xmp": {"faceatlas.gallery", "faceatlas.collection", "faceatlas.server", "faceatlas.cli"},
 }
 
 

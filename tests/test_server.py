@@ -138,7 +138,7 @@ def test_enrol_identify_verify_rename_merge_delete(service, photos):
     )
     service.call("POST", "/v1/people/Eileen/faces", scope="write", files={"images": ("e.jpg", photos["astronaut"])})
     merged = service.call("POST", "/v1/people/Eileen/merge", scope="write", json={"into": "Grace"}).json()
-    assert merged == {"name": "Grace", "faces": 2, "metadata": {}}
+    assert merged == {"name": "Grace", "faces": 2, "metadata": {}, "private": False}
     assert service.call("GET", "/v1/people/Eileen", scope="read").status_code == 404
     deleted = service.call("DELETE", "/v1/people/Grace", scope="write").json()
     assert deleted == {"deleted": "Grace", "faces": 2, "clusters": [], "kept": []}

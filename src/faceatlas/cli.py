@@ -45,6 +45,7 @@ from faceatlas._cli_util import (
     progress as _progress,
 )
 from faceatlas._reembed_cli import reembed_command
+from faceatlas.collection.blur_cli import blur_command
 from faceatlas.collection.cli import (
     cluster_command,
     clusters_command,
@@ -53,8 +54,12 @@ from faceatlas.collection.cli import (
     merge_clusters_command,
     name_command,
     not_this_person_command,
+    private_command,
     split_command,
 )
+from faceatlas.collection.faces_cli import faces_app
+from faceatlas.collection.privacy_cli import export_person_command, forget_command
+from faceatlas.collection.search_cli import search_command
 from faceatlas.eval.cli import eval_app
 from faceatlas.gallery.cli import enroll as enroll_command
 from faceatlas.gallery.cli import identify as identify_command
@@ -74,6 +79,7 @@ app.add_typer(eval_app, name="eval")
 app.add_typer(people_app, name="people")
 app.add_typer(keys_app, name="keys", help="API keys for `faceatlas serve`.")
 app.add_typer(models_app, name="models")
+app.add_typer(faces_app, name="faces")
 app.command("serve")(serve_command)
 app.command("openapi")(openapi_command)
 app.command("enroll")(enroll_command)
@@ -83,11 +89,16 @@ app.command("export")(export_command)
 app.command("cluster")(cluster_command)
 app.command("reembed")(reembed_command)
 app.command("video")(video_command)
+app.command("blur")(blur_command)
+app.command("search")(search_command)
+app.command("forget")(forget_command)
+app.command("export-person")(export_person_command)
 people_app.command("clusters")(clusters_command)
 people_app.command("name")(name_command)
 people_app.command("merge-clusters")(merge_clusters_command)
 people_app.command("split")(split_command)
 people_app.command("not-this-person")(not_this_person_command)
+people_app.command("private")(private_command)
 
 
 def _expand(inputs: list[Path], unlisted: list[OSError]) -> Iterator[Path]:

@@ -104,6 +104,31 @@ def load_image(source: ImageSource, *, max_pixels: int | None = DEFAULT_MAX_PIXE
     )
 
 
+def capture_time(data: bytes) -> str | None:
+    """When a photo was taken, from its EXIF (``DateTimeOriginal``, else ``DateTimeDigitized``), as
+    "YYYY-MM-DDTHH:MM:SS" on the camera's clock (EXIF has no time zone unless ``OffsetTime*`` says,
+    and cameras' clocks are local); None when absent or not a date (cameras write "0000:00:00 ...",
+    blanks, garbage). Reads the header only."""
+    from datetime import datetime
+
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            exif = im.getexif().get_ifd(ExifTags.IFD.Exif)
+    except Exception:  # noqa: BLE001 - no readable EXIF is no capture time, never an error
+        return None
+    for tag in (ExifTags.Base.DateTimeOriginal, ExifTags.Base.DateTimeDigitized):
+        value = exif.get(tag)
+        if isinstance(value, bytes):
+            value = value.decode("ascii", "replace")
+        if not isinstance(value, str):
+            continue
+        try:
+            return datetime.strptime(value.strip().strip("\x00")[:19], "%Y:%m:%d %H:%M:%S").isoformat()
+        except ValueError:
+            continue
+    return None
+
+
 def heif_available() -> bool:
     """Teach Pillow HEIC/HEIF when the optional ``pillow-heif`` package is installed."""
     try:

@@ -16,7 +16,7 @@ from faceatlas.errors import InvalidArgumentError
 from faceatlas.image import load_image
 from faceatlas.pose import estimate_pose
 from faceatlas.quality import assess_quality
-from faceatlas.types import Face
+from faceatlas.types import Box, Face, Landmarks
 
 ImageSource = Any  # a path, bytes, file object, PIL image or numpy array: see load_image
 
@@ -120,6 +120,54 @@ class FaceAnalyzer:
             return self.embedder.embed(crops)
         return self._fused([pixels], [list(faces)], crops)
 
+    def face_at(self, image: ImageSource, box: Sequence[float]) -> Face:
+        """The face inside a box someone drew (``xyxy`` pixels of the EXIF-rotated image), embedded:
+        a face the detector missed. Its landmarks are those of a detection found in the box's
+        neighbourhood (the crop around it, enlarged to the detector's favourite size) that overlaps
+        the box, else placed in the box as ArcFace's template places them; ``score`` is that
+        detection's (0.0: none found, and the face is aligned from the box alone).
+        InvalidArgumentError: a box that is not four finite numbers, or has no area in the image."""
+        pixels = load_image(image)
+        height, width = pixels.shape[:2]
+        x1, y1, x2, y2 = _drawn_box(box, width, height)
+        found = self._detect_near(pixels, (x1, y1, x2, y2))
+        drawn = Box(x1, y1, x2, y2)
+        best = max(found, key=lambda face: face.box.iou(drawn), default=None)
+        if best is not None and best.box.iou(drawn) >= _DRAWN_MATCH_IOU:
+            landmarks, score = best.landmarks, float(best.score)
+        else:
+            template = np.asarray(_BOX_TEMPLATE, dtype=np.float32)
+            points = np.stack([x1 + template[:, 0] * (x2 - x1), y1 + template[:, 1] * (y2 - y1)], axis=1)
+            landmarks, score = Landmarks(points), 0.0
+        face = Face(drawn, score, landmarks)
+        crop = self.aligner.align(pixels, [face])[0]
+        pose = estimate_pose(landmarks, (width, height))
+        # the person who drew it is sure it is a face: the detector's doubt is not the quality's
+        quality = assess_quality(crop, landmarks, pose, max(score, 0.5))
+        face = dataclasses.replace(face, pose=pose, quality=quality)
+        return dataclasses.replace(face, embedding=self.embed_faces(pixels, [face])[0])
+
+    def _detect_near(self, pixels: np.ndarray, box: tuple[float, float, float, float]) -> list[Face]:
+        """Detections in the neighbourhood of ``box``, in the image's pixels: the crop around it is
+        scaled so the box is ~160 pixels, where detectors find faces best, small ones included."""
+        import cv2
+
+        x1, y1, x2, y2 = box
+        height, width = pixels.shape[:2]
+        side = max(x2 - x1, y2 - y1)
+        margin = 0.6 * side
+        cx1, cy1 = int(max(0, x1 - margin)), int(max(0, y1 - margin))
+        cx2, cy2 = int(min(width, x2 + margin + 1)), int(min(height, y2 + margin + 1))
+        scale = float(np.clip(160.0 / max(side, 1.0), 0.25, 6.0))
+        crop = cv2.resize(pixels[cy1:cy2, cx1:cx2], None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR)
+        out = []
+        for face in self.detector.detect_batch([np.ascontiguousarray(crop)])[0]:
+            b = face.box
+            back = Box(b.x1 / scale + cx1, b.y1 / scale + cy1, b.x2 / scale + cx1, b.y2 / scale + cy1)
+            points = np.asarray(face.landmarks.points) / scale + np.array([cx1, cy1], dtype=np.float32)
+            out.append(Face(back, face.score, Landmarks(points)))
+        return out
+
     def _fused(self, pixels: Sequence[np.ndarray], faces: Sequence[Sequence[Face]], first: np.ndarray) -> np.ndarray:
         """A fused embedder's vectors: each part embeds the faces aligned its own way."""
         embedder: Any = self.embedder
@@ -154,6 +202,33 @@ class FaceAnalyzer:
             all_faces.append(faces)
             all_crops.append(crops)
         return all_faces, all_crops
+
+
+#: ArcFace's five points in its 112-pixel crop, as fractions of the crop: where landmarks go in a
+#: drawn box when no detection is found there (the crop is about a face box, loosely)
+_BOX_TEMPLATE = (
+    (0.3419, 0.4616), (0.6565, 0.4598), (0.5003, 0.6405), (0.3710, 0.8247), (0.6315, 0.8232),
+)  # fmt: skip
+_DRAWN_MATCH_IOU = 0.3  # a detection this close to a drawn box is the face drawn (boxes are drawn loosely)
+
+
+def _drawn_box(box: Sequence[float], width: int, height: int) -> tuple[float, float, float, float]:
+    """A drawn box checked and clipped to the image: four finite numbers with area inside it."""
+    try:
+        x1, y1, x2, y2 = (float(v) for v in box)
+    except (TypeError, ValueError):
+        raise InvalidArgumentError(f"a box is four numbers x1, y1, x2, y2, got {box!r}") from None
+    if not all(np.isfinite([x1, y1, x2, y2])):
+        raise InvalidArgumentError(f"a box's coordinates must be finite, got {box!r}")
+    x1, x2 = sorted((x1, x2))
+    y1, y2 = sorted((y1, y2))
+    cx1, cy1, cx2, cy2 = max(x1, 0.0), max(y1, 0.0), min(x2, float(width)), min(y2, float(height))
+    if cx2 - cx1 < 4 or cy2 - cy1 < 4:
+        raise InvalidArgumentError(
+            f"the box {x1:g},{y1:g},{x2:g},{y2:g} has no face-sized area inside the {width}x{height} image "
+            "(boxes are x1,y1,x2,y2 pixels of the photo as displayed)"
+        )
+    return cx1, cy1, cx2, cy2
 
 
 def primary_face(

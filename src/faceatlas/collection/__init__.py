@@ -38,6 +38,7 @@ _EXPORTS = {
             "FaceInfo",
             "FaceTable",
             "CorrectionConflictError",
+            "FaceExistsError",
             "FaceNotFoundError",
             "InvalidCorrectionError",
             "ModelMismatchError",
@@ -49,6 +50,11 @@ _EXPORTS = {
             "VideoMoment",
         )
     },
+    **{name: "faceatlas.collection.search" for name in ("FaceFilter", "FaceSearcher", "search_faces")},
+    **{name: "faceatlas.collection.manual" for name in ("add_face", "remove_face")},
+    "export_regions": "faceatlas.collection.xmp_export",
+    "forget_person": "faceatlas.collection.forget",
+    "export_person": "faceatlas.collection.export_person",
     "VIDEO_EXTENSIONS": "faceatlas.collection.video",
     "read_frame": "faceatlas.collection.video",
 }

@@ -85,12 +85,24 @@ def index_command(
             "--video-fps", min=0.01, max=120, help="Frames analysed per second of a video (its faces are tracks)."
         ),
     ] = 2.0,  # collection.video.DEFAULT_VIDEO_FPS (not imported here: the CLI starts light)
+    names_from: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--names-from",
+            metavar="picasa[:CONTACTS_XML]|takeout:FOLDER",
+            help="Also take people's names from Picasa's .picasa.ini files (with the profile's contacts.xml, if "
+            "given), or from a Google Takeout folder's per-photo JSON. Repeatable. Face regions in the photos' XMP "
+            "and .xmp sidecars are always read.",
+        ),
+    ] = None,
 ) -> None:
     """Index a folder of photos and videos: new and changed files are analysed, deleted ones forgotten.
 
     Safe to interrupt: a re-run resumes, and unchanged files are not even read. A video's faces are
-    tracks, each stored once with the time it appears.
+    tracks, each stored once with the time it appears. Names in the photos' face regions (XMP, as
+    digiKam, Lightroom, Picasa and Immich write them) become people, as your own corrections.
     """
+    sources = [_names_source(value) for value in names_from or ()]
 
     def run() -> int:
         from faceatlas.collection.indexer import index_folder
@@ -98,6 +110,10 @@ def index_command(
         if not photo_dir.is_dir():  # before --db is opened: no new, empty collection for a mistyped folder
             err(f"{photo_dir} is not a folder; pass the folder of photos to index")
             return EXIT_BAD_INPUT
+        for kind, where in sources:
+            if where is not None and not (where.is_dir() if kind == "takeout" else where.is_file()):
+                err(f"--names-from {kind}:{where}: no such {'folder' if kind == 'takeout' else 'file'}")
+                return EXIT_BAD_INPUT
         with _open(db, create=True) as store, progress(2) as bar:
             analyzer = None  # None: the collection's own embedder (the default for a new one)
             if detector is not None or embedder is not None:
@@ -129,10 +145,35 @@ def index_command(
                     photo_dir, store, analyzer, address=ray, workers=workers, progress=advance, log=err,
                     video_fps=video_fps,
                 )  # fmt: skip
-        typer.echo(str(report))
+            typer.echo(str(report))
+            for kind, where in sources:
+                typer.echo(str(_import_names(store, photo_dir, kind, where)))
         return EXIT_BAD_INPUT if report.problems else EXIT_OK
 
     raise typer.Exit(guard(run))
+
+
+def _names_source(value: str) -> tuple[str, Path | None]:
+    """``--names-from``'s value: ("picasa", contacts.xml or None) or ("takeout", folder)."""
+    kind, _, where = value.partition(":")
+    if kind not in ("picasa", "takeout") or (kind == "takeout" and not where):
+        raise typer.BadParameter(
+            f"{value!r}: use picasa, picasa:/path/to/contacts.xml or takeout:/path/to/Takeout",
+            param_hint="--names-from",
+        )
+    return kind, Path(where).expanduser() if where else None
+
+
+def _import_names(store, folder: Path, kind: str, where: Path | None):
+    from faceatlas.collection.names_import import import_picasa, import_takeout
+
+    if kind == "takeout":
+        assert where is not None
+        return import_takeout(store, where, folder if not folder.resolve().is_relative_to(where.resolve()) else None)
+    from faceatlas.models.catalog import analyzer_options
+    from faceatlas.pipeline import FaceAnalyzer
+
+    return import_picasa(store, folder, FaceAnalyzer(**analyzer_options(store.model(), where="the collection")), where)
 
 
 def export_command(
@@ -142,22 +183,49 @@ def export_command(
     ] = None,
     db: Db = None,
     max_faces: Annotated[int, typer.Option(min=1, help="Faces shown per person.")] = 24,
+    xmp: Annotated[
+        bool,
+        typer.Option(
+            "--xmp",
+            help="Write named faces as MWG face regions into each photo's .xmp sidecar (digiKam, Lightroom...).",
+        ),
+    ] = False,
+    write_originals: Annotated[
+        bool,
+        typer.Option(
+            "--write-originals", help="With --xmp: write into the JPEGs themselves (their XMP only), not sidecars."
+        ),
+    ] = False,
+    include_private: Annotated[
+        bool, typer.Option("--include-private", help="With --xmp: write the names of private people too.")
+    ] = False,
 ) -> None:
-    """Export the collection; --html writes a contact sheet: one row of faces per person."""
+    """Export the collection: --html writes a contact sheet (one row of faces per person); --xmp
+    writes the names into the photos' sidecars, where other photo tools read them."""
 
     def run() -> int:
         from faceatlas.collection.html import export_html
+        from faceatlas.collection.xmp_export import export_regions
 
-        if html is None:
-            err("pass --html OUT_DIR (the only export format so far)")
+        if html is None and not xmp:
+            err("pass --html OUT_DIR (a contact sheet) or --xmp (names into the photos' sidecars), or both")
             return EXIT_USAGE
+        if write_originals and not xmp:
+            err("--write-originals goes with --xmp")
+            return EXIT_USAGE
+        code = EXIT_OK
         with _open(db, create=False) as store:
-            output_folder(html, f"--html folder {html}")  # once the collection opened: none made for a wrong --db
-            result = export_html(store, html, max_faces=max_faces)
-        typer.echo(str(result))
-        for missing in result.missing:
-            err(f"missing photo: {missing}")
-        return EXIT_OK
+            if html is not None:
+                output_folder(html, f"--html folder {html}")  # once the collection opened: none made for a wrong --db
+                result = export_html(store, html, max_faces=max_faces)
+                typer.echo(str(result))
+                for missing in result.missing:
+                    err(f"missing photo: {missing}")
+            if xmp:
+                written = export_regions(store, in_place=write_originals, include_private=include_private)
+                typer.echo(str(written))
+                code = EXIT_BAD_INPUT if any(why.startswith("nothing") for _, why in written.problems) else code
+        return code
 
     raise typer.Exit(guard(run))
 
@@ -318,3 +386,43 @@ def not_this_person_command(
         return f"face {face} left cluster {result.former_id}"
 
     raise typer.Exit(_correct(db, gallery, fix))
+
+
+def private_command(
+    name: Annotated[str, typer.Argument(help="The person: a gallery name, or a named cluster's.")],
+    off: Annotated[bool, typer.Option("--off", help="Make the person no longer private.")] = False,
+    db: Db = None,
+    gallery: Annotated[
+        str | None,
+        typer.Option(help="The gallery (file or postgresql:// URL). Default $FACEATLAS_GALLERY, else the user's."),
+    ] = None,
+) -> None:
+    """Mark a person private: the service shows them only to keys allowed to see private people
+    (both the gallery person and the collection's cluster of that name, whichever exist)."""
+    from contextlib import ExitStack
+
+    from faceatlas.collection.privacy import set_person_private
+    from faceatlas.gallery.cli import gallery_location
+
+    def exists(where: str | Path) -> bool:
+        return isinstance(where, str) and where.startswith(_POSTGRES) or Path(where).expanduser().exists()
+
+    def run() -> int:
+        collection, people = collection_target(db), gallery_location(gallery)
+        if not exists(collection) and not exists(people):
+            err(f"no collection ({collection}) and no gallery ({people}): nobody to mark private")
+            return EXIT_BAD_INPUT
+        with ExitStack() as stack:
+            store = stack.enter_context(_open(db, create=False)) if exists(collection) else None
+            opened = None
+            if exists(people):
+                from faceatlas.gallery.gallery import Gallery
+
+                opened = stack.enter_context(Gallery.open(people, create=False))
+            change = set_person_private(name, not off, opened, store)
+        where = [f"cluster {c}" for c in change.clusters] + (["the gallery"] if change.gallery else [])
+        state = "private" if change.private else "not private"
+        typer.echo(f"{name!r} is {state} ({', '.join(where)})")
+        return EXIT_OK
+
+    raise typer.Exit(guard(run))

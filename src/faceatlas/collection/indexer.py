@@ -29,12 +29,21 @@ import time
 from collections.abc import Callable, Generator, Sequence
 from contextlib import closing
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from stat import S_ISREG
 from typing import Any, Literal
 
 from faceatlas._files import sha256_file
-from faceatlas.collection.store import CollectionError, CollectionStore, MediaKind, NewPhoto, VideoMoment, model_tag
+from faceatlas.collection.store import (
+    CollectionError,
+    CollectionStore,
+    FaceOrigin,
+    MediaKind,
+    NewPhoto,
+    VideoMoment,
+    model_tag,
+)
 from faceatlas.collection.video import DEFAULT_VIDEO_FPS, VIDEO_EXTENSIONS, check_fps, is_video, video_faces
 from faceatlas.errors import FaceAtlasError, InvalidArgumentError, InvalidImageError, ModelError
 from faceatlas.image import heif_available, image_extensions, iter_image_files
@@ -59,7 +68,9 @@ class IndexReport:
     faces_added: int = 0
     videos: int = 0  # of the files stored this run (new, changed, unreadable), the videos
     tracks: int = 0  # faces added from videos: one per track
+    named: int = 0  # faces named by their photo's metadata (face regions) and put in that person's cluster
     problems: list[tuple[str, str]] = field(default_factory=list)
+    notes: list[tuple[str, str]] = field(default_factory=list)  # (path, what was odd in its metadata): not failures
 
     def __str__(self) -> str:
         summary = (
@@ -69,8 +80,11 @@ class IndexReport:
         )  # every unreadable photo is one of the problems listed below: the counts agree
         if self.videos:
             summary += f"; videos: {self.videos}, with {self.tracks} face track(s)"
+        if self.named:
+            summary += f"; {self.named} face(s) named by the photos' face regions"
         lines = [summary]
         lines += [f"  {path}: {why}" for path, why in self.problems]
+        lines += [f"  {path}: note: {what}" for path, what in self.notes]
         return "\n".join(lines)
 
 
@@ -92,6 +106,10 @@ class _Outcome:
     duration: float | None = None
     moments: tuple[VideoMoment, ...] | None = None  # a video's: one per face
     damage: tuple[str, ...] = ()  # a video read only up to some damage: what it said (the faces before are kept)
+    taken_at: str | None = None  # EXIF capture time
+    names: tuple[str | None, ...] = ()  # per face, the name its photo's metadata gives it (empty: none named)
+    origins: tuple[FaceOrigin, ...] | None = None  # per face; None: all detected
+    notes: tuple[str, ...] = ()  # what was odd in the photo's metadata (regions skipped...)
 
 
 # --- the job --------------------------------------------------------------------------------------
@@ -175,6 +193,7 @@ class _IndexJob:
     batch: int = 1
     max_wait_s: float = 1.0
     video_fps: float = DEFAULT_VIDEO_FPS
+    sidecars_due: list[tuple[str, Path]] = field(default_factory=list)  # unchanged photos, edited sidecars
     _pending: list[_Outcome] = field(default_factory=list)
     _since: float = 0.0  # when the oldest pending outcome arrived (time.monotonic)
 
@@ -195,8 +214,9 @@ class _IndexJob:
         pending, self._pending = self._pending, []
         if not pending:
             return
-        self.store.add_photos([_new_photo(outcome, self.base) for outcome in pending])
-        for outcome in pending:
+        ids = self.store.add_photos([_new_photo(outcome, self.base) for outcome in pending])
+        for photo_id, outcome in zip(ids, pending, strict=True):
+            _name_faces(self.store, photo_id, outcome, self.report)
             _count_stored(outcome, self.report)
             self.tick()
 
@@ -204,8 +224,34 @@ class _IndexJob:
         """Forget the files gone from the folder, last: a run killed before keeps them, so the next
         run still sees a file moved meanwhile as moved."""
         self.flush()
+        self._reread_sidecars()
         self.report.removed = self.store.remove_photos(self.vanished, self.base)
         return self.report
+
+    def _reread_sidecars(self) -> None:
+        """Name the faces of unchanged photos whose sidecar was edited since (another photo tool
+        tagged them): their regions are read again, their faces not analysed again."""
+        if not self.sidecars_due:
+            return
+        from faceatlas.collection.names_import import NamesImport, apply_regions
+        from faceatlas.xmp import read_regions
+
+        records = {p.path: p for p in self.store.photos(self.base)}
+        found = NamesImport("sidecars")
+        for rel, path in self.sidecars_due:
+            record = records.get(rel)
+            if record is None or record.kind != "photo" or record.status != "ok" or record.width is None:
+                continue
+            try:
+                regions = read_regions(path, size=(record.width, record.height or 0))
+            except FaceAtlasError as exc:
+                self.report.notes.append((rel, f"face regions: {exc}"))
+                continue
+            self.report.notes.extend((rel, problem) for problem in regions.problems)
+            apply_regions(self.store, record, regions.regions, self.analyzer, found)
+            self.store.mark_read(record.id)
+        self.report.named += found.tagged
+        self.report.notes.extend(found.problems)
 
 
 def _start_job(
@@ -242,8 +288,11 @@ def _start_job(
         if progress is not None:
             progress(next(done), len(files))
 
-    plan, vanished = _settle_cheap(files, store, base, prefix, report, tick, unread)
-    return _IndexJob(folder, store, base, plan, vanished, allowed is None, report, tick, factory, local)
+    due: list[tuple[str, Path]] = []
+    plan, vanished = _settle_cheap(files, store, base, prefix, report, tick, unread, due)
+    job = _IndexJob(folder, store, base, plan, vanished, allowed is None, report, tick, factory, local)
+    job.sidecars_due = due
+    return job
 
 
 def list_photos(folder: Path, on_error: Callable[[OSError], None] | None = None) -> list[Path]:
@@ -320,8 +369,10 @@ def _settle_cheap(
     report: IndexReport,
     tick: Callable[[], None],
     unread: Sequence[str] = (),
+    sidecars_due: list[tuple[str, Path]] | None = None,
 ) -> tuple[list[tuple[str, Path, Kind]], list[str]]:
     """Deal with every file that needs no analysis; returns (files to analyse, paths to forget).
+    Unchanged photos whose sidecar changed since they were indexed go to ``sidecars_due``.
 
     Photos stored under a folder that could not be listed (``unread``: path prefixes) are neither
     forgotten nor taken as the source of a move: the folder may be readable again next run."""
@@ -343,6 +394,8 @@ def _settle_cheap(
                 raise OSError(f"{path.name} is not a regular file")
             if old is not None and (old.size, old.mtime_ns) == (stat.st_size, stat.st_mtime_ns):
                 report.unchanged += 1
+                if sidecars_due is not None and _sidecar_newer(path, old.indexed_at):
+                    sidecars_due.append((rel, path))
             elif old is None and not moved_from:
                 plan.append((rel, path, "new"))  # nothing it could have moved from: no need to hash twice
                 continue
@@ -366,11 +419,26 @@ def _settle_cheap(
     return plan, list(vanished)
 
 
+def _sidecar_newer(photo: Path, indexed_at: str) -> bool:
+    """Whether one of the photo's sidecars was written after the photo was indexed."""
+    from faceatlas.xmp.regions import sidecar_candidates
+
+    sidecars = sidecar_candidates(photo)
+    if not sidecars or not indexed_at:
+        return False
+    try:
+        since = datetime.fromisoformat(indexed_at).timestamp()
+        return any(side.stat().st_mtime > since for side in sidecars)
+    except (OSError, ValueError):
+        return False
+
+
 def _store_outcome(outcome: _Outcome, store: CollectionStore, root: str, report: IndexReport) -> None:
     if outcome.error is not None:
         report.problems.append((outcome.rel, outcome.error))
         return
-    store.add_photos([_new_photo(outcome, root)])
+    (photo_id,) = store.add_photos([_new_photo(outcome, root)])
+    _name_faces(store, photo_id, outcome, report)
     _count_stored(outcome, report)
 
 
@@ -378,11 +446,29 @@ def _new_photo(outcome: _Outcome, root: str) -> NewPhoto:
     return NewPhoto(
         outcome.rel, root, outcome.sha256, outcome.size, outcome.mtime_ns,
         outcome.width, outcome.height, outcome.faces, outcome.status,
-        outcome.media, outcome.duration, outcome.moments,
+        outcome.media, outcome.duration, outcome.moments, outcome.taken_at, outcome.origins,
     )  # fmt: skip
 
 
+def _name_faces(store: CollectionStore, photo_id: int, outcome: _Outcome, report: IndexReport) -> None:
+    """The names the photo's face regions gave its faces, made corrections (``regions.tag_faces``)."""
+    if not any(outcome.names):
+        return
+    from faceatlas.collection.regions import tag_faces
+
+    stored: dict[tuple[float, ...], int] = {face.box: face.id for face in store.faces_of_photo(photo_id)}
+    tags = []
+    for face, name in zip(outcome.faces, outcome.names, strict=True):
+        face_id = stored.get(tuple(float(v) for v in face.box.as_xyxy()))
+        if name is not None and face_id is not None:  # None: a detection dropped where the user removed one
+            tags.append((face_id, name))
+    tagged = tag_faces(store, tags)
+    report.named += tagged.tagged
+    report.notes.extend((outcome.rel, problem) for problem in tagged.problems)
+
+
 def _count_stored(outcome: _Outcome, report: IndexReport) -> None:
+    report.notes.extend((outcome.rel, note) for note in outcome.notes)
     report.faces_added += len(outcome.faces)
     if outcome.media == "video":
         report.videos += 1
@@ -406,7 +492,7 @@ def analyse_file(
     """Read, hash, decode and analyse one file. The hash and the faces come from the same bytes.
     ``follow=False``: ``path`` is a real path, and a symlink found there now is refused, not read.
     A video is analysed by ``analyse_video``."""
-    from faceatlas.image import load_image
+    from faceatlas.image import capture_time, load_image
 
     if is_video(path):
         return analyse_video(analyzer, rel, path, kind, follow, video_fps)
@@ -418,13 +504,38 @@ def analyse_file(
     try:
         image = load_image(data)
         faces = tuple(analyzer.analyze(image))
+        named = _regions(analyzer, path, data, image, faces)
     except InvalidImageError as exc:
         return _replace(found, status=f"unreadable: {exc}")
     except ModelError:
         raise  # every photo would fail: end the job
     except Exception as exc:  # noqa: BLE001 - one odd photo must not end a job over thousands; not stored, so retried
         return _replace(found, error=f"analysis failed: {type(exc).__name__}: {exc}")
-    return _replace(found, width=image.shape[1], height=image.shape[0], faces=faces)
+    return _replace(
+        found,
+        width=image.shape[1],
+        height=image.shape[0],
+        faces=tuple(named.faces),
+        taken_at=capture_time(data),
+        names=tuple(named.names) if any(named.names) else (),
+        origins=tuple(named.origins),
+        notes=tuple(named.problems),
+    )
+
+
+def _regions(analyzer: Any, path: Path, data: bytes, image: Any, faces: tuple[Face, ...]) -> Any:
+    """The photo's faces with the names of its face regions (``collection.regions``); metadata that
+    cannot be read is a note, never a reason to lose the photo."""
+    from faceatlas.collection.regions import RegionFaces, attach_regions
+    from faceatlas.xmp import read_regions
+
+    try:
+        found = read_regions(path, data=data, size=(image.shape[1], image.shape[0]))
+    except FaceAtlasError as exc:
+        return RegionFaces(list(faces), [None] * len(faces), ["detected"] * len(faces), [f"face regions: {exc}"])
+    named = attach_regions(analyzer, image, faces, found.regions)
+    named.problems[:0] = list(found.problems)
+    return named
 
 
 def analyse_video(

@@ -49,6 +49,7 @@ from psycopg.types import TypeInfo
 
 from faceatlas.collection.store import (
     FORMAT,
+    LIBRARY_SCHEMA,
     NOT_CLUSTERED,
     VIDEO_COLUMNS,
     CollectionError,
@@ -115,8 +116,15 @@ def _migrate_1_to_2(cur: psycopg.Cursor, s: str) -> None:
         cur.execute(statement.format(s=f"{s}.", real="double precision", int="bigint"))
 
 
+def _migrate_2_to_3(cur: psycopg.Cursor, s: str) -> None:
+    """Photo libraries, as in the SQLite store: capture times, face origins, removed detections,
+    sidecars written, private people."""
+    for statement in LIBRARY_SCHEMA:
+        cur.execute(statement.format(s=f"{s}.", real="double precision", int="bigint"))
+
+
 #: MIGRATIONS[i] turns schema version i into i + 1 (inside the caller's transaction)
-MIGRATIONS = [_migrate_0_to_1, _migrate_1_to_2]
+MIGRATIONS = [_migrate_0_to_1, _migrate_1_to_2, _migrate_2_to_3]
 
 
 def split_collection_url(url: str) -> tuple[str, str]:

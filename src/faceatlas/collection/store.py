@@ -21,6 +21,14 @@ The SQLite file is kept the way gallery files are (see ``gallery/sqlite_store.py
   ``time`` (that frame's, seconds), ``start_time``/``end_time`` and ``track`` id (schema 2).
 - Deleting a face deletes its user constraints (foreign keys, ``ON DELETE CASCADE``);
   ``secure_delete`` zeroes what was deleted, as faces are biometric data.
+- Photo libraries (schema 3): a photo's capture time (``taken_at``, EXIF), a face's ``origin``
+  ("detected", "manual": drawn by the user, "region": from a named region of the photo's metadata
+  that no detection matched), the boxes of detections the user removed (``rejected``: later
+  analyses drop detections there), the sidecars faceatlas wrote (``sidecars``, so forgetting a
+  person can take them out), and private people (``clusters.private``). A photo analysed again
+  (its bytes changed, its size did not: an edit of its metadata, a re-save) keeps what the user
+  did to it: its drawn faces, its removed detections, and, for each new detection that is the old
+  face again (same place, same look), the cluster and constraints of the old one.
 """
 
 from __future__ import annotations
@@ -54,6 +62,13 @@ _NORM_TOLERANCE = 1e-3  # as the gallery: further from 1 means the vector was no
 
 ConstraintKind = Literal["must", "cannot"]
 MediaKind = Literal["photo", "video"]
+FaceOrigin = Literal["detected", "manual", "region"]
+FACE_ORIGINS: tuple[str, ...] = ("detected", "manual", "region")
+#: a new detection is the old face again (its cluster and constraints carry over) at this overlap
+#: and cosine: an unchanged image gives ~1.0 for both, a re-encoded one > 0.95; another person, far less
+CARRY_IOU, CARRY_COSINE = 0.7, 0.9
+#: a detection overlapping a removed detection or a drawn face this much is that face again
+SAME_FACE_IOU = 0.5
 
 
 class ClusterNotFoundError(CollectionError, KeyError):
@@ -90,6 +105,14 @@ class NameTakenError(CorrectionConflictError):
         self.cluster_id, self.name, self.other_id = int(cluster_id), name, int(other_id)
 
 
+class FaceExistsError(CollectionError):
+    """A face added by hand where the photo already has one (their boxes overlap)."""
+
+    def __init__(self, message: str, face_id: int) -> None:
+        super().__init__(message)
+        self.face_id = face_id
+
+
 class InvalidCorrectionError(CollectionError, ValueError):
     """A correction's arguments are wrong (a cluster merged into itself, faces that are not the
     cluster's, a split that would leave nothing, a blank name)."""
@@ -107,6 +130,7 @@ class PhotoState(NamedTuple):
     sha256: str
     size: int
     mtime_ns: int
+    indexed_at: str = ""  # ISO 8601, UTC: when its faces (and its metadata's names) were last read
 
 
 class VideoMoment(NamedTuple):
@@ -134,6 +158,8 @@ class NewPhoto(NamedTuple):
     kind: MediaKind = "photo"
     duration: float | None = None  # seconds (videos)
     moments: Sequence[VideoMoment] | None = None  # one per face (videos)
+    taken_at: str | None = None  # capture time, "YYYY-MM-DDTHH:MM:SS" as the camera's clock said (EXIF)
+    origins: Sequence[FaceOrigin] | None = None  # one per face; None: all "detected"
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +177,7 @@ class PhotoRecord:
     n_faces: int
     kind: MediaKind = "photo"  # or "video": its faces are tracks, each with a time
     duration: float | None = None  # seconds (videos)
+    taken_at: str | None = None  # capture time, "YYYY-MM-DDTHH:MM:SS" (camera clock; EXIF), None: unknown
 
     @property
     def file(self) -> Path:
@@ -161,6 +188,7 @@ class ClusterInfo(NamedTuple):
     id: int
     name: str | None  # None = not named yet
     n_faces: int
+    private: bool = False  # a private person: shown only to those allowed to see private people
 
 
 class NameForgotten(NamedTuple):
@@ -190,6 +218,7 @@ class FaceInfo:
     start: float | None = None  # a video face's track: first and last detection (seconds)
     end: float | None = None
     track: int | None = None
+    origin: FaceOrigin = "detected"  # "manual": drawn by the user; "region": from the photo's metadata
 
     @property
     def file(self) -> Path:
@@ -285,8 +314,35 @@ VIDEO_COLUMNS = (
     "ALTER TABLE {s}faces ADD COLUMN track {int}",
 )
 
+#: what photo libraries added (schema 3), for either backend (see the module doc)
+LIBRARY_SCHEMA = (
+    "ALTER TABLE {s}photos ADD COLUMN taken_at TEXT",
+    (
+        "ALTER TABLE {s}faces ADD COLUMN origin TEXT NOT NULL DEFAULT 'detected'"
+        " CHECK (origin IN ('detected', 'manual', 'region'))"
+    ),
+    "ALTER TABLE {s}clusters ADD COLUMN private {int} NOT NULL DEFAULT 0",
+    (
+        "CREATE TABLE {s}rejected ("
+        " photo_id {int} NOT NULL REFERENCES {s}photos(id) ON DELETE CASCADE, box TEXT NOT NULL)"
+    ),
+    "CREATE INDEX rejected_photo ON {s}rejected (photo_id)",
+    (
+        "CREATE TABLE {s}sidecars ("
+        " photo_id {int} NOT NULL REFERENCES {s}photos(id) ON DELETE CASCADE, path TEXT NOT NULL,"
+        " PRIMARY KEY (photo_id, path))"
+    ),
+)
+
+
+def _migrate_2_to_3(conn: sqlite3.Connection) -> None:
+    """Photo libraries: capture times, drawn and metadata faces, removed detections, sidecars, privacy."""
+    for statement in LIBRARY_SCHEMA:
+        conn.execute(statement.format(s="", real="REAL", int="INTEGER"))
+
+
 #: MIGRATIONS[i] turns a schema of version i into version i + 1 (inside the caller's transaction)
-MIGRATIONS: list[Migration] = [_migrate_0_to_1, _migrate_1_to_2]
+MIGRATIONS: list[Migration] = [_migrate_0_to_1, _migrate_1_to_2, _migrate_2_to_3]
 
 
 def _now() -> str:
@@ -408,10 +464,15 @@ class CollectionStore(ConnectionLifecycle):
         """Every stored photo of ``root`` whose path starts with ``prefix``: one read for a whole folder."""
         with self._transaction(write=False) as conn:
             rows = conn.execute(
-                "SELECT path, sha256, size, mtime_ns FROM photos WHERE root = ? AND substr(path, 1, ?) = ?",
+                "SELECT path, sha256, size, mtime_ns, indexed_at FROM photos WHERE root = ? AND substr(path, 1, ?) = ?",
                 (root, len(prefix), prefix),
             ).fetchall()
-        return {path: PhotoState(sha, size, mtime) for path, sha, size, mtime in rows}
+        return {path: PhotoState(sha, size, mtime, when) for path, sha, size, mtime, when in rows}
+
+    def mark_read(self, photo_id: int) -> None:
+        """The photo's metadata was read again (its sidecar changed): now is its ``indexed_at``."""
+        with self._transaction(write=True) as conn:
+            conn.execute("UPDATE photos SET indexed_at = ? WHERE id = ?", (_now(), int(photo_id)))
 
     def add_photo(
         self,
@@ -437,7 +498,7 @@ class CollectionStore(ConnectionLifecycle):
         """``add_photo`` for several photos in one transaction, so one commit (a commit, not the rows,
         is most of a photo's cost): all of them are stored or, if one is refused, none. Returns their
         ids, in order; a photo listed twice ends as the later one."""
-        rows = [self._face_rows(photo.faces, photo.moments) for photo in photos]  # checked before any transaction
+        rows = [self._face_rows(photo.faces, photo.moments, photo.origins) for photo in photos]  # checked first
         if not photos:
             return []
         ids = []
@@ -446,17 +507,22 @@ class CollectionStore(ConnectionLifecycle):
                 self._check_dim(conn, [row for face_rows in rows for row in face_rows])
             for photo, face_rows in zip(photos, rows, strict=True):
                 where = (photo.root, photo.rel_path)
+                carried = _UserWork.read(conn, where, photo)
                 conn.execute("DELETE FROM photos WHERE root = ? AND path = ?", where)
                 photo_id = int(
                     conn.execute(
                         "INSERT INTO photos (root, path, sha256, size, mtime_ns, width, height, status, indexed_at,"
-                        " kind, duration) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                        " kind, duration, taken_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
                         (*where, photo.sha256, int(photo.size), int(photo.mtime_ns), photo.width, photo.height,
-                         photo.status, _now(), _media_kind(photo.kind), _seconds(photo.duration)),
+                         photo.status, _now(), _media_kind(photo.kind), _seconds(photo.duration),
+                         _taken_at(photo.taken_at)),
                     ).fetchone()[0]
                 )  # fmt: skip
-                for idx, row in enumerate(face_rows):
-                    _insert_face(conn, photo_id, idx, row)
+                if carried is not None:
+                    face_rows = carried.keep_detections(face_rows)
+                new_ids = [_insert_face(conn, photo_id, idx, row) for idx, row in enumerate(face_rows)]
+                if carried is not None:
+                    carried.restore(conn, photo_id, list(zip(new_ids, face_rows, strict=True)))
                 ids.append(photo_id)
         return ids
 
@@ -466,6 +532,15 @@ class CollectionStore(ConnectionLifecycle):
             conn.execute(
                 "UPDATE photos SET size = ?, mtime_ns = ? WHERE root = ? AND path = ?",
                 (int(size), int(mtime_ns), root, rel_path),
+            )
+
+    def refresh_photo(self, rel_path: str, root: str, sha256: str, size: int, mtime_ns: int) -> None:
+        """faceatlas itself changed the file's metadata only (``export --xmp`` into an original):
+        record its new bytes, so the next index does not analyse it again."""
+        with self._photo_transaction([(root, rel_path)]) as conn:
+            conn.execute(
+                "UPDATE photos SET sha256 = ?, size = ?, mtime_ns = ? WHERE root = ? AND path = ?",
+                (sha256, int(size), int(mtime_ns), root, rel_path),
             )
 
     def move_photo(self, old_path: str, new_path: str, root: str, size: int, mtime_ns: int) -> None:
@@ -489,7 +564,8 @@ class CollectionStore(ConnectionLifecycle):
 
     _PHOTO_SELECT = (
         "SELECT p.id, p.root, p.path, p.sha256, p.size, p.mtime_ns, p.width, p.height, p.status,"
-        " p.indexed_at, (SELECT COUNT(*) FROM faces f WHERE f.photo_id = p.id), p.kind, p.duration FROM photos p"
+        " p.indexed_at, (SELECT COUNT(*) FROM faces f WHERE f.photo_id = p.id), p.kind, p.duration, p.taken_at"
+        " FROM photos p"
     )
 
     def photos(self, root: str | None = None) -> list[PhotoRecord]:
@@ -520,18 +596,25 @@ class CollectionStore(ConnectionLifecycle):
     # --- faces ---
 
     @staticmethod
-    def _face_rows(faces: Sequence[Face], moments: Sequence[VideoMoment] | None = None) -> list[tuple]:
-        """Faces as row values (their moment's last), largest first, a video's by time; validated
-        before any transaction starts."""
+    def _face_rows(
+        faces: Sequence[Face],
+        moments: Sequence[VideoMoment] | None = None,
+        origins: Sequence[FaceOrigin] | None = None,
+    ) -> list[tuple]:
+        """Faces as row values (their moment's, then their origin, last), largest first, a video's
+        by time; validated before any transaction starts."""
+        kinds = [_origin(origin) for origin in origins] if origins is not None else ["detected"] * len(faces)
+        if len(kinds) != len(faces):
+            raise CollectionError(f"faces need one origin each, got {len(faces)} faces, {len(kinds)} origins")
         if moments is None:
-            ordered = sorted(faces, key=lambda f: -f.box.area)  # stable: ties keep the detector's order
-            return [(*_face_values(face), None, None, None, None) for face in ordered]
+            ordered = sorted(zip(faces, kinds, strict=True), key=lambda pair: -pair[0].box.area)  # stable
+            return [(*_face_values(face), None, None, None, None, kind) for face, kind in ordered]
         if len(moments) != len(faces):
             raise CollectionError(
                 f"a video's faces need one moment each, got {len(faces)} faces, {len(moments)} moments"
             )
-        pairs = sorted(zip(faces, moments, strict=True), key=lambda pair: (pair[1].start, pair[1].track))
-        return [(*_face_values(face), *_moment_values(moment)) for face, moment in pairs]
+        triples = sorted(zip(faces, moments, kinds, strict=True), key=lambda t: (t[1].start, t[1].track))
+        return [(*_face_values(face), *_moment_values(moment), kind) for face, moment, kind in triples]
 
     def _check_dim(self, conn: Sql, rows: list[tuple]) -> None:
         tag = self._model(conn)
@@ -562,7 +645,7 @@ class CollectionStore(ConnectionLifecycle):
 
     _FACE_COLUMNS = (
         "f.id, f.photo_id, p.root, p.path, p.sha256, f.idx, f.box, f.score, f.quality, f.cluster,"
-        " f.time, f.start_time, f.end_time, f.track"
+        " f.time, f.start_time, f.end_time, f.track, f.origin"
     )
     _FACE_SELECT = f"SELECT {_FACE_COLUMNS} FROM faces f JOIN photos p ON p.id = f.photo_id"
 
@@ -598,6 +681,77 @@ class CollectionStore(ConnectionLifecycle):
             rows = conn.execute(f"{self._FACE_SELECT} WHERE f.photo_id = ? ORDER BY f.idx", (int(photo_id),))
             return [_face_info(row) for row in rows]
 
+    def add_face(self, photo_id: int, face: Face, origin: FaceOrigin = "manual") -> FaceInfo:
+        """Add a face the detector missed (``origin`` "manual": drawn by the user; "region": a named
+        region of the photo's metadata) to a stored photo; it is kept in every later analysis of the
+        photo. Refused: PhotoNotFoundError, FaceExistsError (a face of the photo is already there),
+        ModelMismatchError (an embedding of another size). A face drawn where a detection had been
+        removed takes the removal back."""
+        if _origin(origin) == "detected":
+            raise InvalidCorrectionError("a face added by hand is 'manual' or 'region', not 'detected'")
+        row = (*_face_values(face), None, None, None, None, origin)
+        box = json.loads(row[_BOX])
+        with self._transaction(write=True) as conn:
+            photo = conn.execute("SELECT width, height, kind FROM photos WHERE id = ?", (int(photo_id),)).fetchone()
+            if photo is None:
+                raise PhotoNotFoundError(f"no photo {photo_id} in collection {self.location}", int(photo_id))
+            if photo[2] == "video":
+                raise InvalidCorrectionError(f"photo {photo_id} is a video: its faces are tracks, not drawn boxes")
+            self._check_dim(conn, [row])
+            for other_id, other_box in conn.execute("SELECT id, box FROM faces WHERE photo_id = ?", (int(photo_id),)):
+                if _iou(box, json.loads(other_box)) >= SAME_FACE_IOU:
+                    raise FaceExistsError(
+                        f"face {other_id} of photo {photo_id} is already there (the boxes overlap); "
+                        "correct that face instead of adding it again",
+                        int(other_id),
+                    )
+            rejected = conn.execute("SELECT box FROM rejected WHERE photo_id = ?", (int(photo_id),)).fetchall()
+            for (taken,) in rejected:
+                if _iou(box, json.loads(taken)) >= SAME_FACE_IOU:
+                    conn.execute("DELETE FROM rejected WHERE photo_id = ? AND box = ?", (int(photo_id), taken))
+            (idx,) = conn.execute(
+                "SELECT COALESCE(MAX(idx), -1) + 1 FROM faces WHERE photo_id = ?", (int(photo_id),)
+            ).fetchone()
+            face_id = _insert_face(conn, int(photo_id), int(idx), row)
+        return self.face(face_id)
+
+    def remove_face(self, face_id: int) -> FaceInfo:
+        """Remove a face: a false detection, or a drawn face drawn wrong. Its constraints go with it;
+        a detection's box is remembered (no embedding, no name), so analysing the photo again does
+        not bring it back. Returns the face as it was; FaceNotFoundError if there is none."""
+        face = self.face(face_id)
+        with self._transaction(write=True) as conn:
+            if not conn.execute("DELETE FROM faces WHERE id = ?", (int(face_id),)).rowcount:
+                raise FaceNotFoundError(f"no face {face_id} in collection {self.location}", int(face_id))
+            if face.origin == "detected" and face.time is None:  # a video's tracks are found anew each time
+                conn.execute(
+                    "INSERT INTO rejected (photo_id, box) VALUES (?, ?)", (face.photo_id, json.dumps(list(face.box)))
+                )
+            conn.execute(
+                "DELETE FROM clusters WHERE name IS NULL AND id NOT IN (SELECT cluster FROM faces WHERE cluster >= 0)"
+            )
+        return face
+
+    def rejected_boxes(self, photo_id: int) -> list[tuple[float, float, float, float]]:
+        """The boxes of detections removed from a photo (``remove_face``), which later analyses drop."""
+        with self._transaction(write=False) as conn:
+            rows = conn.execute("SELECT box FROM rejected WHERE photo_id = ?", (int(photo_id),)).fetchall()
+        return [tuple(json.loads(row[0])) for row in rows]
+
+    def record_sidecar(self, photo_id: int, path: str) -> None:
+        """Remember that faceatlas wrote the sidecar at ``path`` for this photo (forgetting a person
+        takes their regions out of it again)."""
+        with self._transaction(write=True) as conn:
+            conn.execute(
+                "INSERT INTO sidecars (photo_id, path) VALUES (?, ?) ON CONFLICT DO NOTHING", (int(photo_id), str(path))
+            )
+
+    def sidecars(self) -> list[tuple[int, str]]:
+        """(photo id, sidecar path) of every sidecar faceatlas wrote, by photo."""
+        with self._transaction(write=False) as conn:
+            rows = conn.execute("SELECT photo_id, path FROM sidecars ORDER BY photo_id, path").fetchall()
+        return [(int(photo), str(path)) for photo, path in rows]
+
     # --- clusters ---
 
     def set_clusters(self, face_ids: Sequence[int] | np.ndarray, labels: Sequence[int] | np.ndarray) -> int:
@@ -628,22 +782,66 @@ class CollectionStore(ConnectionLifecycle):
         """Every cluster with its number of faces, largest first (named clusters with no face too)."""
         with self._transaction(write=False) as conn:
             rows = conn.execute(
-                "SELECT c.id, c.name, (SELECT COUNT(*) FROM faces f WHERE f.cluster = c.id) AS n"
+                "SELECT c.id, c.name, (SELECT COUNT(*) FROM faces f WHERE f.cluster = c.id) AS n, c.private"
                 " FROM clusters c ORDER BY n DESC, c.id"
             ).fetchall()
-        return [ClusterInfo(int(i), name, int(n)) for i, name, n in rows]
+        return [ClusterInfo(int(i), name, int(n), bool(private)) for i, name, n, private in rows]
 
     def cluster(self, cluster_id: int) -> ClusterInfo:
         """One cluster by id; ClusterNotFoundError if there is none."""
         with self._transaction(write=False) as conn:
             row = conn.execute(
-                "SELECT c.id, c.name, (SELECT COUNT(*) FROM faces f WHERE f.cluster = c.id) FROM clusters c"
-                " WHERE c.id = ?",
+                "SELECT c.id, c.name, (SELECT COUNT(*) FROM faces f WHERE f.cluster = c.id), c.private"
+                " FROM clusters c WHERE c.id = ?",
                 (int(cluster_id),),
             ).fetchone()
         if row is None:
             raise ClusterNotFoundError(f"no cluster {cluster_id} in collection {self.location}", cluster_id)
-        return ClusterInfo(int(row[0]), row[1], int(row[2]))
+        return ClusterInfo(int(row[0]), row[1], int(row[2]), bool(row[3]))
+
+    def set_private(self, cluster_id: int, private: bool) -> None:
+        """Mark a cluster (a person) private or not: private people are shown only to readers allowed
+        to see them (the service's ``private`` permission); ClusterNotFoundError if there is none."""
+        with self._transaction(write=True) as conn:
+            if not conn.execute(
+                "UPDATE clusters SET private = ? WHERE id = ?", (int(bool(private)), int(cluster_id))
+            ).rowcount:
+                raise ClusterNotFoundError(f"no cluster {cluster_id} in collection {self.location}", cluster_id)
+
+    def new_cluster(self, name: str | None = None) -> int:
+        """A new, empty cluster (named ``name``: NameTakenError if another has it); its id. It lasts
+        while a face is in it or it has a name (``set_clusters`` drops unnamed empty clusters)."""
+        with self._transaction(write=True) as conn:
+            if name is not None:
+                other = conn.execute("SELECT id FROM clusters WHERE name = ?", (name,)).fetchone()
+                if other is not None:
+                    raise NameTakenError(f"cluster {other[0]} is already named {name!r}", -1, name, int(other[0]))
+            (top,) = conn.execute("SELECT COALESCE(MAX(id), -1) FROM clusters").fetchone()
+            (face_top,) = conn.execute("SELECT COALESCE(MAX(cluster), -1) FROM faces").fetchone()
+            cluster_id = max(int(top), int(face_top)) + 1
+            conn.execute("INSERT INTO clusters (id, name) VALUES (?, ?)", (cluster_id, name))
+        return cluster_id
+
+    def move_faces(self, face_ids: Iterable[int], cluster_id: int | None) -> int:
+        """Put faces into a cluster (``None``: not clustered yet), in one transaction; how many moved.
+        The caller records the correction (``update_constraints``) that makes it hold."""
+        ids = [int(face) for face in face_ids]
+        with self._transaction(write=True) as conn:
+            missing = _missing_faces(conn, sorted(set(ids)))
+            if missing:
+                raise FaceNotFoundError(f"no face {missing[0]} in collection {self.location}", missing[0])
+            if (
+                cluster_id is not None
+                and conn.execute("SELECT 1 FROM clusters WHERE id = ?", (int(cluster_id),)).fetchone() is None
+            ):
+                raise ClusterNotFoundError(f"no cluster {cluster_id} in collection {self.location}", int(cluster_id))
+            moved = conn.executemany(
+                "UPDATE faces SET cluster = ? WHERE id = ?", [(cluster_id, face) for face in ids]
+            ).rowcount
+            conn.execute(
+                "DELETE FROM clusters WHERE name IS NULL AND id NOT IN (SELECT cluster FROM faces WHERE cluster >= 0)"
+            )
+        return int(moved)
 
     def name_cluster(self, cluster_id: int, name: str | None) -> None:
         """Name a cluster (the person it shows); ``None`` clears the name. Names are unique
@@ -894,12 +1092,124 @@ def _media_kind(kind: str) -> str:
 
 
 def _insert_face(conn: Sql, photo_id: int, idx: int, values: tuple) -> int:
+    """Insert one face row (``_face_rows``' values: the face's, its moment's, its origin); its id."""
     cursor = conn.execute(
         "INSERT INTO faces (photo_id, idx, box, score, landmarks, yaw, pitch, roll, quality, embedding,"
-        " time, start_time, end_time, track) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        " time, start_time, end_time, track, origin) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        " RETURNING id",
         (photo_id, idx, *values),
     )
     return int(cursor.fetchone()[0])
+
+
+def _origin(origin: str) -> str:
+    if origin not in FACE_ORIGINS:
+        raise CollectionError(f"a face's origin is one of {', '.join(FACE_ORIGINS)}, got {origin!r}")
+    return origin
+
+
+def _taken_at(value: str | None) -> str | None:
+    """A capture time as stored: "YYYY-MM-DDTHH:MM:SS" (checked), or None."""
+    if value is None:
+        return None
+    try:
+        return datetime.fromisoformat(str(value)).replace(tzinfo=None).isoformat(timespec="seconds")
+    except ValueError:
+        raise CollectionError(f"a capture time is an ISO date and time, got {value!r}") from None
+
+
+def _iou(a: Sequence[float], b: Sequence[float]) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+_BOX, _ORIGIN = 0, 12  # places in a face row (``_face_rows``): the box's JSON, the origin
+
+
+@dataclass
+class _UserWork:
+    """What the user did to a photo that is about to be analysed again (``add_photos``), read before
+    its old row goes: drawn faces, removed detections, written sidecars, and the old detections
+    with their clusters and constraints. Kept only when the new version has the old one's size
+    (boxes point at the same place); a photo now unreadable keeps nothing."""
+
+    old_faces: list[tuple[int, list[float], np.ndarray, int | None]]  # detected: (id, box, embedding, cluster)
+    drawn: list[tuple[tuple, int | None]]  # manual and region faces: (row values, cluster)
+    rejected: list[str]  # box JSON
+    sidecars: list[str]
+    constraints: list[tuple[int, int, str]]
+
+    @classmethod
+    def read(cls, conn: Sql, where: tuple[str, str], photo: NewPhoto) -> _UserWork | None:
+        old = conn.execute("SELECT id, width, height FROM photos WHERE root = ? AND path = ?", where).fetchone()
+        if old is None or photo.status != "ok" or (old[1], old[2]) != (photo.width, photo.height):
+            return None
+        rows = conn.execute(
+            "SELECT id, box, score, landmarks, yaw, pitch, roll, quality, embedding, time, start_time, end_time,"
+            " track, origin, cluster FROM faces WHERE photo_id = ? ORDER BY idx",
+            (old[0],),
+        ).fetchall()
+        old_faces, drawn = [], []
+        for face_id, *values, origin, cluster in rows:
+            if origin == "detected":
+                old_faces.append((int(face_id), json.loads(values[0]), np.frombuffer(values[7], np.float32), cluster))
+            else:
+                drawn.append(((*values, origin), cluster))
+        ids = [face for face, *_ in old_faces]
+        constraints: list[tuple[int, int, str]] = []
+        if ids:
+            marks = ", ".join("?" * len(ids))
+            constraints = [
+                (int(a), int(b), kind)
+                for a, b, kind in conn.execute(
+                    f"SELECT face_a, face_b, kind FROM constraints WHERE face_a IN ({marks}) OR face_b IN ({marks})",
+                    ids + ids,
+                )
+            ]
+        rejected = [row[0] for row in conn.execute("SELECT box FROM rejected WHERE photo_id = ?", (old[0],))]
+        sidecars = [row[0] for row in conn.execute("SELECT path FROM sidecars WHERE photo_id = ?", (old[0],))]
+        if not (rows or rejected or sidecars):
+            return None
+        return cls(old_faces, drawn, rejected, sidecars, constraints)
+
+    def keep_detections(self, rows: list[tuple]) -> list[tuple]:
+        """The new rows, less detections where the user removed one or drew a face; drawn faces after them."""
+        taken = [json.loads(box) for box in self.rejected] + [json.loads(row[_BOX]) for row, _ in self.drawn]
+        kept = [row for row in rows if all(_iou(json.loads(row[_BOX]), box) < SAME_FACE_IOU for box in taken)]
+        return kept + [row for row, _ in self.drawn]
+
+    def restore(self, conn: Sql, photo_id: int, faces: list[tuple[int, tuple]]) -> None:
+        """Put the user's work back on the photo's new row and faces (``faces``: (new id, row values))."""
+        conn.executemany("INSERT INTO rejected (photo_id, box) VALUES (?, ?)", [(photo_id, b) for b in self.rejected])
+        conn.executemany("INSERT INTO sidecars (photo_id, path) VALUES (?, ?)", [(photo_id, p) for p in self.sidecars])
+        drawn = [(new_id, cluster) for (new_id, _), (_, cluster) in zip(faces[-len(self.drawn) :], self.drawn)]
+        detected = faces[: len(faces) - len(self.drawn)]
+        moved: dict[int, int] = {}  # old face id -> new face id
+        clusters = [pair for pair in drawn if pair[1] is not None]
+        unmatched = list(self.old_faces)
+        for new_id, row in detected:
+            box, vec = json.loads(row[_BOX]), np.frombuffer(row[_EMBEDDING], np.float32)
+            best = max(unmatched, key=lambda old: _iou(box, old[1]), default=None)
+            if best is None or _iou(box, best[1]) < CARRY_IOU or float(vec @ best[2]) < CARRY_COSINE:
+                continue
+            unmatched.remove(best)
+            moved[best[0]] = new_id
+            if best[3] is not None:
+                clusters.append((new_id, best[3]))
+        conn.executemany("UPDATE faces SET cluster = ? WHERE id = ?", [(c, f) for f, c in clusters])
+        old_ids = {face for face, *_ in self.old_faces}
+        kept = []
+        for a, b, kind in self.constraints:
+            a, b = moved.get(a, a), moved.get(b, b)
+            if a not in old_ids and b not in old_ids and a != b:  # both ends are faces that still exist
+                kept.append((*_pair(a, b), kind))
+        conn.executemany(
+            "INSERT INTO constraints (face_a, face_b, kind) VALUES (?, ?, ?) ON CONFLICT (face_a, face_b) DO NOTHING",
+            kept,
+        )
 
 
 def _pair(face_a: int, face_b: int) -> tuple[int, int]:
@@ -921,10 +1231,10 @@ def _missing_faces(conn: Sql, faces: list[int], chunk: int = 500) -> list[int]:
 
 
 def _face_info(row: tuple) -> FaceInfo:
-    face_id, photo_id, root, path, sha, idx, box, score, quality, cluster, time, start, end, track = row
+    face_id, photo_id, root, path, sha, idx, box, score, quality, cluster, time, start, end, track, origin = row
     return FaceInfo(
         face_id, photo_id, root, path, sha, idx, tuple(json.loads(box)), score, quality, cluster,
-        time=time, start=start, end=end, track=track,
+        time=time, start=start, end=end, track=track, origin=origin,
     )  # fmt: skip
 
 

@@ -268,10 +268,11 @@ def people_list(db: Db = None, as_json: Annotated[bool, typer.Option("--json")] 
     def run() -> int:
         with _open(db, create=False) as gallery:
             for p in gallery.people():
+                private = {"private": True} if p.private else {}  # said only of private people
                 typer.echo(
-                    json.dumps({"name": p.name, "faces": p.n_faces, **p.metadata})
+                    json.dumps({"name": p.name, "faces": p.n_faces, **p.metadata, **private})
                     if as_json
-                    else f"{p.name}\t{p.n_faces}"
+                    else f"{p.name}\t{p.n_faces}" + ("\tprivate" if p.private else "")
                 )
         return EXIT_OK
 
@@ -317,8 +318,9 @@ def people_delete(
         ),
     ] = True,
 ) -> None:
-    """Delete a person everywhere: from the gallery (every face and embedding) and from the names of the
-    collection's clusters (their faces stay clustered). Prints what went where, and what was kept and why."""
+    """Delete a person from the gallery (every face and embedding) and from the names of the collection's
+    clusters (their faces stay clustered). Prints what went where, and what was kept and why. To remove
+    the collection's faces of the person too, everywhere: `faceatlas forget NAME`."""
 
     def run() -> int:
         from contextlib import ExitStack
@@ -341,7 +343,7 @@ def people_delete(
             if gallery is None and store is None:
                 err(f"cannot delete {name!r}: no gallery at {location} and no collection at {where}")
                 return EXIT_BAD_INPUT
-            report = forget_person(name, gallery, store, full=compact)
+            report = forget_person(name, gallery, store, full=compact, keep_faces=True)  # `faceatlas forget`: all
         for line in report.lines():
             typer.echo(line)
         if gallery is None:

@@ -731,11 +731,24 @@ class Gallery:
             raise FaceNotFoundError(f"no face with id {face_id} in the gallery")
         return matrix.embeddings[row]
 
+    def person_of(self, face_id: int) -> str:
+        """The name of the person an enrolled face is of (FaceNotFoundError, as ``embedding_of``)."""
+        matrix = self._current()
+        row = int(np.searchsorted(matrix.face_ids, face_id))
+        if row >= len(matrix.face_ids) or matrix.face_ids[row] != face_id:
+            raise FaceNotFoundError(f"no face with id {face_id} in the gallery")
+        return self.store.person_by_id(int(matrix.person_ids[row])).name
+
     def rename(self, old: str, new: str) -> str:
         """Rename ``old`` (looked up as given) to ``new`` (checked by ``faceatlas.names``); returns the new name as stored."""
         name = validate_person_name(new)
         self.store.rename_person(old, name)
         return name
+
+    def set_private(self, person: str, private: bool = True) -> None:
+        """Mark a person private (or not): the service shows them only to keys allowed to see
+        private people. Looked up as given; PersonNotFoundError if there is none."""
+        self.store.set_private(person, bool(private))
 
     def merge(self, source: str, target: str) -> None:
         """Both are looked up as given, not checked: no name enters (a person with a name from

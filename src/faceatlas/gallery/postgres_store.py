@@ -139,8 +139,13 @@ def _migrate_1_to_2(cur: psycopg.Cursor, schema: str) -> None:
     cur.execute(f"CREATE INDEX changes_version ON {schema}.changes (version)")
 
 
+def _migrate_2_to_3(cur: psycopg.Cursor, schema: str) -> None:
+    """Private people: a flag per person (everyone enrolled before is not private)."""
+    cur.execute(f"ALTER TABLE {schema}.people ADD COLUMN private boolean NOT NULL DEFAULT false")
+
+
 #: MIGRATIONS[i] turns schema version i into i + 1 (inside the caller's transaction)
-MIGRATIONS: list[Callable[[psycopg.Cursor, str], None]] = [_migrate_0_to_1, _migrate_1_to_2]
+MIGRATIONS: list[Callable[[psycopg.Cursor, str], None]] = [_migrate_0_to_1, _migrate_1_to_2, _migrate_2_to_3]
 
 
 def create_vector_extension(
@@ -399,13 +404,13 @@ class PostgresStore(ConnectionLifecycle):
 
     def _person_select(self) -> str:
         return (
-            f"SELECT p.id, p.name, p.metadata, (SELECT count(*) FROM {self._s}.faces f WHERE f.person_id = p.id)"
-            f" FROM {self._s}.people p"
+            f"SELECT p.id, p.name, p.metadata, (SELECT count(*) FROM {self._s}.faces f WHERE f.person_id = p.id),"
+            f" p.private FROM {self._s}.people p"
         )
 
     @staticmethod
     def _person(row: tuple) -> PersonRecord:
-        return PersonRecord(int(row[0]), row[1], dict(row[2]), int(row[3]))
+        return PersonRecord(int(row[0]), row[1], dict(row[2]), int(row[3]), bool(row[4]))
 
     def _person_named(self, cur: psycopg.Cursor, name: str, lock: bool = False) -> PersonRecord:
         query = self._person_select() + " WHERE p.name = %s" + (" FOR UPDATE OF p" if lock else "")
@@ -419,14 +424,15 @@ class PostgresStore(ConnectionLifecycle):
         with self._transaction() as cur:
             return self._insert_person(cur, name, meta)
 
-    def _insert_person(self, cur: psycopg.Cursor, name: str, meta: str) -> int:
+    def _insert_person(self, cur: psycopg.Cursor, name: str, meta: str, private: bool = False) -> int:
         if cur.execute(f"SELECT 1 FROM {self._s}.people WHERE name = %s", (name,)).fetchone():
             raise GalleryError(
                 f"a person named {name!r} already exists in gallery {redact(self.url)}; pick another name"
             )
         row = self._one(
             cur.execute(
-                f"INSERT INTO {self._s}.people (name, metadata) VALUES (%s, %s::jsonb) RETURNING id", (name, meta)
+                f"INSERT INTO {self._s}.people (name, metadata, private) VALUES (%s, %s::jsonb, %s) RETURNING id",
+                (name, meta, bool(private)),
             )
         )
         self._bump(cur, (PERSON, int(row[0]), None, None))
@@ -459,6 +465,13 @@ class PostgresStore(ConnectionLifecycle):
             cur.execute(f"UPDATE {self._s}.people SET name = %s WHERE id = %s", (new, person.id))
             self._bump(cur, (PERSON, person.id, None, None))
 
+    def set_private(self, name: str, private: bool) -> None:
+        with self._transaction() as cur:
+            person = self._person_named(cur, name, lock=True)
+            if person.private != bool(private):
+                cur.execute(f"UPDATE {self._s}.people SET private = %s WHERE id = %s", (bool(private), person.id))
+                self._bump(cur, (PERSON, person.id, None, None))
+
     def merge_people(self, source: str, target: str) -> None:
         """Move ``source``'s faces to ``target`` and delete ``source``; ``target`` keeps its metadata."""
         with self._transaction() as cur:
@@ -466,6 +479,8 @@ class PostgresStore(ConnectionLifecycle):
             if src.id == dst.id:
                 raise GalleryError(f"cannot merge {source!r} into itself")
             cur.execute(f"UPDATE {self._s}.faces SET person_id = %s WHERE person_id = %s", (dst.id, src.id))
+            if src.private:  # the merged person shows the private person's faces: private too
+                cur.execute(f"UPDATE {self._s}.people SET private = true WHERE id = %s", (dst.id,))
             cur.execute(f"DELETE FROM {self._s}.people WHERE id = %s", (src.id,))
             self._bump(cur, (MERGED, src.id, None, dst.id))
 
@@ -717,9 +732,10 @@ class PostgresStore(ConnectionLifecycle):
             yield model_row(tag)
         names = {}
         with conn.cursor(name="faceatlas_people") as cur:  # server-side: streams, never all in memory
-            for person_id, name, meta in cur.execute(f"SELECT id, name, metadata FROM {self._s}.people ORDER BY id"):
+            query = f"SELECT id, name, metadata, private FROM {self._s}.people ORDER BY id"
+            for person_id, name, meta, private in cur.execute(query):
                 names[person_id] = name
-                yield person_row(person_id, name, dict(meta))
+                yield person_row(person_id, name, dict(meta), bool(private))
         if tag is None:
             return
         query = (
@@ -742,7 +758,7 @@ class PostgresStore(ConnectionLifecycle):
                         self._set_model(cur, item)
                         tag = item
                 elif kind == "person":
-                    ids[item[0]] = self._insert_person(cur, item[0], dump_metadata(item[1], "person"))
+                    ids[item[0]] = self._insert_person(cur, item[0], dump_metadata(item[1], "person"), item[2])
                 else:
                     person, face = item
                     (checked,) = check_faces([face], tag, redact(self.url))

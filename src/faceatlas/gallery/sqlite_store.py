@@ -104,8 +104,13 @@ def _migrate_1_to_2(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX changes_version ON changes(version)")
 
 
+def _migrate_2_to_3(conn: sqlite3.Connection) -> None:
+    """Private people: a flag per person (everyone enrolled before is not private)."""
+    conn.execute("ALTER TABLE people ADD COLUMN private INTEGER NOT NULL DEFAULT 0 CHECK (private IN (0, 1))")
+
+
 #: MIGRATIONS[i] turns a schema of version i into version i + 1 (inside the caller's transaction)
-MIGRATIONS: list[Migration] = [_migrate_0_to_1, _migrate_1_to_2]
+MIGRATIONS: list[Migration] = [_migrate_0_to_1, _migrate_1_to_2, _migrate_2_to_3]
 
 
 class SqliteStore(SqliteFile):
@@ -163,12 +168,13 @@ class SqliteStore(SqliteFile):
     # --- people ---
 
     _PERSON_SELECT = (
-        "SELECT p.id, p.name, p.metadata, (SELECT COUNT(*) FROM faces f WHERE f.person_id = p.id) FROM people p"
+        "SELECT p.id, p.name, p.metadata, (SELECT COUNT(*) FROM faces f WHERE f.person_id = p.id), p.private"
+        " FROM people p"
     )
 
     @staticmethod
     def _person(row: tuple) -> PersonRecord:
-        return PersonRecord(int(row[0]), row[1], json.loads(row[2]), int(row[3]))
+        return PersonRecord(int(row[0]), row[1], json.loads(row[2]), int(row[3]), bool(row[4]))
 
     def _person_named(self, conn: sqlite3.Connection, name: str) -> PersonRecord:
         row = conn.execute(self._PERSON_SELECT + " WHERE p.name = ?", (name,)).fetchone()
@@ -181,10 +187,14 @@ class SqliteStore(SqliteFile):
         with self._transaction(write=True) as conn:
             return self._insert_person(conn, name, meta)
 
-    def _insert_person(self, conn: sqlite3.Connection, name: str, meta: str) -> int:
+    def _insert_person(self, conn: sqlite3.Connection, name: str, meta: str, private: bool = False) -> int:
         if conn.execute("SELECT 1 FROM people WHERE name = ?", (name,)).fetchone():
             raise GalleryError(f"a person named {name!r} already exists in gallery {self.url}; pick another name")
-        person_id = inserted_rowid(conn.execute("INSERT INTO people (name, metadata) VALUES (?, ?)", (name, meta)))
+        person_id = inserted_rowid(
+            conn.execute(
+                "INSERT INTO people (name, metadata, private) VALUES (?, ?, ?)", (name, meta, int(bool(private)))
+            )
+        )
         self._bump(conn, (PERSON, person_id, None, None))
         return person_id
 
@@ -214,6 +224,13 @@ class SqliteStore(SqliteFile):
             conn.execute("UPDATE people SET name = ? WHERE id = ?", (new, person.id))
             self._bump(conn, (PERSON, person.id, None, None))
 
+    def set_private(self, name: str, private: bool) -> None:
+        with self._transaction(write=True) as conn:
+            person = self._person_named(conn, name)
+            if person.private != bool(private):
+                conn.execute("UPDATE people SET private = ? WHERE id = ?", (int(bool(private)), person.id))
+                self._bump(conn, (PERSON, person.id, None, None))
+
     def merge_people(self, source: str, target: str) -> None:
         """Move ``source``'s faces to ``target`` and delete ``source``; ``target`` keeps its metadata."""
         with self._transaction(write=True) as conn:
@@ -221,6 +238,8 @@ class SqliteStore(SqliteFile):
             if src.id == dst.id:
                 raise GalleryError(f"cannot merge {source!r} into itself")
             conn.execute("UPDATE faces SET person_id = ? WHERE person_id = ?", (dst.id, src.id))
+            if src.private:  # the merged person shows the private person's faces: private too
+                conn.execute("UPDATE people SET private = 1 WHERE id = ?", (dst.id,))
             conn.execute("DELETE FROM people WHERE id = ?", (src.id,))
             self._bump(conn, (MERGED, src.id, None, dst.id))
 
@@ -394,9 +413,11 @@ class SqliteStore(SqliteFile):
         if tag is not None:
             yield model_row(tag)
         names = {}
-        for person_id, name, meta in conn.execute("SELECT id, name, metadata FROM people ORDER BY id"):
+        for person_id, name, meta, private in conn.execute(
+            "SELECT id, name, metadata, private FROM people ORDER BY id"
+        ):
             names[person_id] = name
-            yield person_row(person_id, name, json.loads(meta))
+            yield person_row(person_id, name, json.loads(meta), bool(private))
         query = "SELECT id, person_id, embedding, quality, source, box, metadata FROM faces ORDER BY id"
         for face_id, person_id, blob, quality, source, box, meta in conn.execute(query):
             embedding = np.frombuffer(blob, dtype=np.float32)
@@ -416,7 +437,7 @@ class SqliteStore(SqliteFile):
                         self._set_model(conn, item)
                         tag = item
                 elif kind == "person":
-                    self._insert_person(conn, item[0], dump_metadata(item[1], "person"))
+                    self._insert_person(conn, item[0], dump_metadata(item[1], "person"), item[2])
                 else:
                     person, face = item
                     (checked,) = check_faces([face], tag, self.url)

@@ -69,6 +69,7 @@ class PersonRecord:
     name: str
     metadata: dict  # JSON-serialisable
     n_faces: int
+    private: bool = False  # shown only to those allowed to see private people (the service's keys)
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,6 +211,11 @@ class GalleryStore(Protocol):
     def list_people(self) -> list[PersonRecord]: ...
 
     def rename_person(self, old: str, new: str) -> None: ...
+
+    def set_private(self, name: str, private: bool) -> None:
+        """Mark a person private or not (PersonNotFoundError if there is none); a merge keeps the
+        target private if either was."""
+        ...
 
     def merge_people(self, source: str, target: str) -> None:
         """Move every face of ``source`` to ``target`` and delete ``source``, in one transaction."""
@@ -408,8 +414,11 @@ def model_row(tag: ModelTag) -> dict:
     return {"kind": "model", "name": tag.name, "version": tag.version, "dim": tag.dim}
 
 
-def person_row(person_id: int, name: str, metadata: dict) -> dict:
-    return {"kind": "person", "id": int(person_id), "name": name, "metadata": metadata}
+def person_row(person_id: int, name: str, metadata: dict, private: bool = False) -> dict:
+    row = {"kind": "person", "id": int(person_id), "name": name, "metadata": metadata}
+    if private:  # only when set: an export of a gallery with no private person reads as before
+        row["private"] = True
+    return row
 
 
 def face_row(
@@ -429,7 +438,7 @@ def face_row(
 
 
 def parse_rows(rows: Iterable[dict]) -> Iterator[tuple[str, Any]]:
-    """Import rows as ("model", ModelTag) | ("person", (name, metadata)) | ("face", (person, FaceRecord))."""
+    """Import rows as ("model", ModelTag) | ("person", (name, metadata, private)) | ("face", (person, FaceRecord))."""
     for number, row in enumerate(rows):
         try:
             kind = row["kind"]
@@ -440,7 +449,7 @@ def parse_rows(rows: Iterable[dict]) -> Iterator[tuple[str, Any]]:
             elif kind == "model":
                 yield "model", check_tag(ModelTag(row["name"], row["version"], row["dim"]))
             elif kind == "person":
-                yield "person", (check_name(row["name"]), dict(row.get("metadata") or {}))
+                yield "person", (check_name(row["name"]), dict(row.get("metadata") or {}), row.get("private") is True)
             elif kind == "face":
                 box = row.get("box")
                 face = FaceRecord(

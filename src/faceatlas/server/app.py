@@ -157,15 +157,28 @@ def create_app(
     app.state.jobs = JobManager()
     app.state.jobs_stopped = False
     app.state.streams = stream_manager()
+    from faceatlas.collection.search import FaceSearcherCache
+
+    app.state.face_searchers = FaceSearcherCache()  # one index per collection store, caught up before each search
     errors.install(app)
 
-    from faceatlas.server.routes import collection, images, people, system, video
+    from faceatlas.server.routes import collection, images, people, search, system, video
 
     app.include_router(system.router)
     app.include_router(images.router)
     app.include_router(people.router)
     app.include_router(collection.router)
     app.include_router(video.router)
+    app.include_router(search.router)
+    from faceatlas.server.routes import faces
+
+    app.include_router(faces.router)
+    from faceatlas.server.routes import private
+
+    app.include_router(private.router)
+    from faceatlas.server.routes import privacy
+
+    app.include_router(privacy.router)
     from faceatlas.server.web import mount_web
 
     mount_web(app)

@@ -3,6 +3,12 @@
 Scopes are ordered, read < write < admin. A missing or unknown key is 401, a key without the
 scope 403, a key over its rate 429 with Retry-After. With ``FACEATLAS_AUTH=false`` (a
 single-user machine) every request acts as an anonymous admin, still rate limited as one client.
+
+Seeing private people is a permission apart from the scope (``Principal.private``): a key made
+with it (``faceatlas keys create NAME --private``) or an admin key has it; with auth off, the
+anonymous admin has it only when ``FACEATLAS_SHOW_PRIVATE=true`` (the UI on a shared screen shows
+no private person by default). Each request's principal is kept in ``request.state.principal``
+for ``faceatlas.server.privacy``.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ class Principal:
     key_id: str  # "anonymous" when auth is off
     name: str
     scope: str
+    private: bool = False  # may see private people (faceatlas.server.privacy)
 
 
 def require(scope: str, public: Callable[[Any], bool] | None = None):
@@ -42,9 +49,10 @@ def require(scope: str, public: Callable[[Any], bool] | None = None):
 
         settings = settings_of(request)
         if public is not None and public(settings):
-            return Principal("anonymous", "anonymous", "read")
+            request.state.principal = Principal("anonymous", "anonymous", "read")
+            return request.state.principal
         if not settings.auth:
-            principal = Principal("anonymous", "anonymous", "admin")
+            principal = Principal("anonymous", "anonymous", "admin", private=settings.show_private)
         else:
             token = credentials.credentials if credentials is not None else api_key
             if not token:
@@ -54,7 +62,7 @@ def require(scope: str, public: Callable[[Any], bool] | None = None):
             key = keys_of(request).verify(token)
             if key is None:
                 raise ServiceError(401, "unauthorized", "the API key is not valid (unknown, malformed or revoked)")
-            principal = Principal(key.key_id, key.name, key.scope)
+            principal = Principal(key.key_id, key.name, key.scope, private=key.sees_private)
             if not allows(key.scope, scope):
                 raise ServiceError(403, "forbidden", f"this key has scope {key.scope!r}; this call needs {scope!r}")
         wait = limiter_of(request).check(principal.key_id)
@@ -67,6 +75,7 @@ def require(scope: str, public: Callable[[Any], bool] | None = None):
                 f"retry in {math.ceil(wait)} s",
                 retry_after=math.ceil(wait),
             )
+        request.state.principal = principal
         return principal
 
     return dependency

@@ -69,6 +69,7 @@ def rules() -> tuple[Rule, ...]:
         ClusterNotFoundError,
         CollectionError,
         CorrectionConflictError,
+        FaceExistsError,
         InvalidCorrectionError,
         NameTakenError,
         PhotoNotFoundError,
@@ -96,6 +97,7 @@ def rules() -> tuple[Rule, ...]:
         Rule(DifferentPeopleError, 409, "conflict", _different_people),
         Rule(SharedPhotoError, 409, "conflict", _shared_photo),
         Rule(CorrectionConflictError, 409, "conflict"),
+        Rule(FaceExistsError, 409, "face_exists"),  # a face drawn where the photo has one
         Rule(WholeClusterError, 422, "invalid_request", _whole_cluster),
         Rule(InvalidCorrectionError, 422, "invalid_request"),  # before CollectionError, which it also is
         Rule(GalleryError, 409, "conflict"),

@@ -9,11 +9,14 @@ One SQLite file (``keys.db``), kept as the gallery and collection files are (``f
 version (``MIGRATIONS``); anything else at the path is a KeyStoreError and is never touched.
 
 Scopes are ordered, ``read`` < ``write`` < ``admin``: a key may do what its scope or any lower one
-allows (``allows``).
+allows (``allows``). Apart from its scope, a key may or may not see private people (``private``,
+schema 2): a permission of its own, so a read key can be trusted with them and a write key not;
+an ``admin`` key sees everything.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import logging
@@ -78,10 +81,16 @@ class ApiKey:
     created_at: str
     last_used_at: str | None  # None = never used; may lag real use by up to a minute
     revoked_at: str | None  # None = active
+    private: bool = False  # may see private people (an admin key may, whatever this says)
 
     @property
     def active(self) -> bool:
         return self.revoked_at is None
+
+    @property
+    def sees_private(self) -> bool:
+        """Whether the key may see private people: its own permission, or the admin scope."""
+        return bool(self.private) or self.scope == "admin"
 
 
 def hash_token(token: str) -> bytes:
@@ -113,10 +122,20 @@ def _migrate_0_to_1(conn: sqlite3.Connection) -> None:
     conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
 
 
-#: MIGRATIONS[i] turns a schema of version i into version i + 1 (inside the caller's transaction)
-MIGRATIONS: list[Migration] = [_migrate_0_to_1]
+def _migrate_1_to_2(conn: sqlite3.Connection) -> None:
+    """Private people: whether a key may see them, apart from its scope (keys made before may not)."""
+    conn.execute("ALTER TABLE api_keys ADD COLUMN private INTEGER NOT NULL DEFAULT 0 CHECK (private IN (0, 1))")
 
-_COLUMNS = "key_id, name, scope, created_at, last_used_at, revoked_at"
+
+#: MIGRATIONS[i] turns a schema of version i into version i + 1 (inside the caller's transaction)
+MIGRATIONS: list[Migration] = [_migrate_0_to_1, _migrate_1_to_2]
+
+_COLUMNS = "key_id, name, scope, created_at, last_used_at, revoked_at, private"
+
+
+def _record(row: tuple | sqlite3.Row) -> ApiKey:
+    key_id, name, scope, created_at, last_used_at, revoked_at, private = row
+    return ApiKey(key_id, name, scope, created_at, last_used_at, revoked_at, bool(private))
 
 
 def _iso(epoch: float) -> str:
@@ -205,9 +224,12 @@ class KeyStore(SqliteFile):
 
     # --- managing keys ---
 
-    def create(self, name: str, scope: str) -> tuple[ApiKey, str]:
-        """A new key: its record, and the plaintext token, which is not stored and cannot be shown again."""
+    def create(self, name: str, scope: str, private: bool = False) -> tuple[ApiKey, str]:
+        """A new key: its record, and the plaintext token, which is not stored and cannot be shown again.
+        ``private``: the key may see private people (an admin key may anyway)."""
         name, scope = _check_name(name), _check_scope(scope)
+        if not isinstance(private, bool):
+            raise InvalidArgumentError(f"private must be True or False, got {private!r}")
         created = _iso(self._clock())
         with self._transaction(write=True) as conn:
             for _ in range(100):  # 2**32 ids: a clash is rare, many in a row mean something is broken
@@ -218,17 +240,18 @@ class KeyStore(SqliteFile):
                 raise KeyStoreError(f"could not find an unused key id in {self.url}")
             token = f"{PREFIX}{key_id}_{secrets.token_urlsafe(_SECRET_BYTES)}"
             conn.execute(
-                "INSERT INTO api_keys (key_id, name, scope, token_sha256, created_at) VALUES (?, ?, ?, ?, ?)",
-                (key_id, name, scope, hash_token(token), created),
+                "INSERT INTO api_keys (key_id, name, scope, token_sha256, created_at, private)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (key_id, name, scope, hash_token(token), created, int(private)),
             )
-        return ApiKey(key_id, name, scope, created, None, None), token
+        return ApiKey(key_id, name, scope, created, None, None, private), token
 
     def list(self, include_revoked: bool = True) -> list[ApiKey]:
         """Every key, in the order they were created (without hashes)."""
         where = "" if include_revoked else " WHERE revoked_at IS NULL"
         with self._transaction(write=False) as conn:
             rows = conn.execute(f"SELECT {_COLUMNS} FROM api_keys{where} ORDER BY rowid").fetchall()
-        return [ApiKey(*row) for row in rows]
+        return [_record(row) for row in rows]
 
     def get(self, key_id: str) -> ApiKey | None:
         """One key by id, revoked or not; None if there is none."""
@@ -236,7 +259,7 @@ class KeyStore(SqliteFile):
             return None
         with self._transaction(write=False) as conn:
             row = conn.execute(f"SELECT {_COLUMNS} FROM api_keys WHERE key_id = ?", (key_id,)).fetchone()
-        return None if row is None else ApiKey(*row)
+        return None if row is None else _record(row)
 
     def revoke(self, key_id: str) -> bool:
         """Revoke a key for good; False if there is no such key or it was revoked already."""
@@ -293,7 +316,7 @@ class KeyStore(SqliteFile):
                 ).fetchone()
             if row is None:
                 return None
-            record, stored = ApiKey(*row[:-1]), bytes(row[-1])
+            record, stored = _record(row[:-1]), bytes(row[-1])
             if not hmac.compare_digest(digest, stored) or record.revoked_at is not None:
                 return None
             with self._cache_lock:
@@ -320,4 +343,4 @@ class KeyStore(SqliteFile):
         except KeyStoreError as exc:  # a read-only or busy file must not turn a valid key away
             log.warning("could not record the use of API key %s: %s", record.key_id, exc)
             return record
-        return ApiKey(record.key_id, record.name, record.scope, record.created_at, used, record.revoked_at)
+        return dataclasses.replace(record, last_used_at=used)

@@ -65,6 +65,9 @@ def create_command(
     scope: Annotated[
         Scope, typer.Option(help="read < write < admin: a key may do what its scope and the lower ones allow.")
     ] = Scope.read,
+    private: Annotated[
+        bool, typer.Option("--private", help="The key may see private people (an admin key may anyway).")
+    ] = False,
     data_dir: DataDir = None,
 ) -> None:
     """Create a key and print its token, once: it is not stored and cannot be shown again."""
@@ -72,11 +75,12 @@ def create_command(
     def run() -> int:
         try:
             with _open(data_dir, create=True) as store:
-                record, token = store.create(name, scope.value)
+                record, token = store.create(name, scope.value, private=private)
         except ValueError as exc:
             err(str(exc))
             return EXIT_USAGE
-        err(f"created API key {record.key_id} ({record.name!r}, scope {record.scope}) in {keys_path(data_dir)}")
+        sees = ", sees private people" if record.sees_private else ""
+        err(f"created API key {record.key_id} ({record.name!r}, scope {record.scope}{sees}) in {keys_path(data_dir)}")
         err("Copy the token now: it is not stored and cannot be shown again.")
         typer.echo(token)
         return EXIT_OK
@@ -112,13 +116,15 @@ def list_command(
                             "created_at": key.created_at,
                             "last_used_at": key.last_used_at,
                             "revoked_at": key.revoked_at,
+                            "private": key.sees_private,
                         }
                     )
                 )
             else:
                 state = "active" if key.active else f"revoked {key.revoked_at}"
                 used = key.last_used_at or "never used"
-                typer.echo(f"{key.key_id}\t{key.scope}\t{key.created_at}\t{used}\t{state}\t{key.name}")
+                scope = f"{key.scope}+private" if key.private and key.scope != "admin" else key.scope
+                typer.echo(f"{key.key_id}\t{scope}\t{key.created_at}\t{used}\t{state}\t{key.name}")
         return EXIT_OK
 
     raise typer.Exit(guard(run))

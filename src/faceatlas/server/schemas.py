@@ -88,6 +88,7 @@ class PersonOut(BaseModel):
     name: str
     faces: int
     metadata: dict[str, Any]
+    private: bool = Field(False, description="a private person: shown only to keys allowed to see private people")
 
 
 class PeopleResponse(BaseModel):
@@ -158,6 +159,7 @@ class KeyCreateRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1, max_length=100)
     scope: Literal["read", "write", "admin"]
+    private: bool = Field(False, description="the key may see private people (an admin key may anyway)")
 
 
 class KeyOut(BaseModel):
@@ -167,6 +169,7 @@ class KeyOut(BaseModel):
     created_at: str = Field(description="ISO 8601, UTC")
     last_used_at: str | None = Field(description="updated at most once a minute")
     revoked_at: str | None
+    private: bool = Field(False, description="may see private people (admin keys may, whatever this says)")
 
 
 class KeyCreated(KeyOut):
@@ -221,6 +224,9 @@ class CollectionFace(BaseModel):
     )
     start: float | None = Field(None, description="a video's face: when its track starts and ends (seconds)")
     end: float | None = None
+    origin: Literal["detected", "manual", "region"] = Field(
+        "detected", description="detected; manual: drawn by a user; region: from a named region of the photo's metadata"
+    )
 
 
 class PhotoFace(CollectionFace):
@@ -232,6 +238,7 @@ class ClusterSummary(BaseModel):
     name: str | None = Field(description="null until named")
     faces: int = Field(description="how many faces it holds")
     cover_face_id: int | None = Field(description="its highest-quality face (null: no face)")
+    private: bool = Field(False, description="a private person: shown only to keys allowed to see private people")
 
 
 class ClustersResponse(BaseModel):
@@ -243,6 +250,7 @@ class ClusterOut(BaseModel):
     id: int
     name: str | None
     faces: list[CollectionFace] = Field(description="highest quality first")
+    private: bool = Field(False, description="a private person: shown only to keys allowed to see private people")
 
 
 class ClusterChanged(ClusterOut):

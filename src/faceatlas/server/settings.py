@@ -59,6 +59,11 @@ class Settings(BaseSettings):
     )
     cors_origins: list[str] = Field(default_factory=list, description="origins allowed by CORS; empty = CORS off")
     metrics_public: bool = Field(False, description="serve /metrics without a key (for a scraper on a private net)")
+    show_private: bool = Field(
+        False,
+        description="with FACEATLAS_AUTH=false, show private people (off: the local UI hides them, as from a "
+        "read key without the private permission); with keys, a key's own permission decides",
+    )
     detector: str = Field(
         "retinaface", description="face detector: a name (faceatlas models list) or the path of an .onnx / model pack"
     )

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from fastapi import Request
 
 if TYPE_CHECKING:
+    from faceatlas.collection.search import FaceSearcherCache
     from faceatlas.server.engine import Engine
     from faceatlas.server.jobs import JobManager
     from faceatlas.server.keys import KeyStore
@@ -48,3 +49,9 @@ def metrics_of(request: Request) -> Metrics:
 def limiter_of(request: Request) -> RateLimiter:
     limiter: RateLimiter = request.app.state.limiter
     return limiter
+
+
+def face_searchers_of(request: Request) -> FaceSearcherCache:
+    """One face searcher per collection store (``POST /v1/search/faces``), kept between requests."""
+    searchers: FaceSearcherCache = request.app.state.face_searchers
+    return searchers

@@ -43,6 +43,14 @@ from faceatlas.collection import corrections
 from faceatlas.collection.html import face_thumbnail as thumbnail_jpeg
 from faceatlas.server.auth import Reader, Writer, bearer, header_key, require
 from faceatlas.server.errors import ServiceError, problem
+from faceatlas.server.privacy import (
+    check_visible_cluster,
+    check_visible_face,
+    hidden_for,
+    hidden_names,
+    redact_people,
+    visible_faces,
+)
 from faceatlas.server.schemas import (
     MAX_ID,
     ClusterChanged,
@@ -99,11 +107,15 @@ _link_key_lock = threading.Lock()
 def list_clusters(request: Request, _: Reader, limit: Limit = 200, offset: Offset = 0) -> ClustersResponse:
     """Clusters with most faces first (then by id), each with its best face as a cover."""
     with engine_of(request).collection() as store:
-        infos = store.clusters()  # most faces first, then id
+        hide = hidden_for(request, store)  # private people, for a caller who may not see them
+        infos = [c for c in store.clusters() if c.id not in hide.clusters]  # most faces first, then id
         page = infos[offset : offset + limit]
         covers = {c.id: _cover(store, c) for c in page}
     return ClustersResponse(
-        clusters=[ClusterSummary(id=c.id, name=c.name, faces=c.n_faces, cover_face_id=covers[c.id]) for c in page],
+        clusters=[
+            ClusterSummary(id=c.id, name=c.name, faces=c.n_faces, cover_face_id=covers[c.id], private=c.private)
+            for c in page
+        ],
         total=len(infos),
     )
 
@@ -112,6 +124,7 @@ def list_clusters(request: Request, _: Reader, limit: Limit = 200, offset: Offse
 def get_cluster(request: Request, _: Reader, cluster_id: ClusterId) -> ClusterOut:
     with engine_of(request).collection() as store:
         info = store.cluster(cluster_id)
+        check_visible_cluster(request, info, store)
         return _cluster_out(info, store.cluster_faces(info.id))
 
 
@@ -125,6 +138,7 @@ def name_cluster(request: Request, _: Writer, cluster_id: ClusterId, body: Clust
     Removing the name takes the cluster's faces out of the gallery again (and the person, if that
     leaves it with no face)."""
     with _correcting(engine_of(request)) as (store, gallery):
+        check_visible_cluster(request, store.cluster(cluster_id), store)
         return _changed(corrections.name_cluster(store, cluster_id, body.name, gallery))
 
 
@@ -136,6 +150,9 @@ def merge_clusters(request: Request, _: Writer, cluster_id: ClusterId, body: Clu
     cluster's name if it has none); later cluster jobs keep the merged faces together. Two
     differently named clusters, or clusters with faces in one photo, are not merged (409)."""
     with _correcting(engine_of(request)) as (store, gallery):
+        hide = hidden_for(request, store)
+        check_visible_cluster(request, store.cluster(cluster_id), store, hide)
+        check_visible_cluster(request, store.cluster(body.into), store, hide)
         return _changed(corrections.merge_clusters(store, cluster_id, body.into, gallery))
 
 
@@ -147,6 +164,7 @@ def split_cluster(request: Request, _: Writer, cluster_id: ClusterId, body: Clus
     returned; later cluster jobs keep them together and apart from the faces that stayed. When the
     cluster is named, the faces moved are taken out of its gallery person."""
     with _correcting(engine_of(request)) as (store, gallery):
+        check_visible_cluster(request, store.cluster(cluster_id), store)
         result = corrections.split_cluster(store, cluster_id, body.faces, gallery)
     return ClusterSplit(**_cluster_out(result.cluster, result.faces).model_dump(), unenrolled=result.unenrolled)
 
@@ -160,6 +178,7 @@ def not_this_person(request: Request, _: Writer, face_id: FaceId) -> NotThisPers
     """The face becomes unassigned; later cluster jobs never put it back with its former cluster's
     faces. When that cluster is named, the face is taken out of its gallery person."""
     with _correcting(engine_of(request)) as (store, gallery):
+        check_visible_face(request, store.face(face_id), store)
         result = corrections.not_this_person(store, face_id, gallery)
     return NotThisPersonResponse(
         face_id=result.face_id, former_cluster_id=result.former_id, unenrolled=result.unenrolled
@@ -182,12 +201,19 @@ def list_photos(
 ) -> PhotosResponse:
     with engine_of(request).collection() as store:
         photos = store.photos()
+        hide = hidden_for(request, store)
         if cluster is not None:
             if cluster >= 0:
-                store.cluster(cluster)  # 404 if there is none
+                check_visible_cluster(request, store.cluster(cluster), store, hide)  # 404 if there is none
             wanted = {f.photo_id for f in store.cluster_faces(cluster)}
             photos = [p for p in photos if p.id in wanted]
-    return PhotosResponse(photos=[_photo_out(p) for p in photos[offset : offset + limit]], total=len(photos))
+        hidden_faces: dict[int, int] = {}  # photo id -> faces of hidden people in it, left out of its count
+        for hidden_id in hide.clusters:
+            for face in store.cluster_faces(hidden_id):
+                hidden_faces[face.photo_id] = hidden_faces.get(face.photo_id, 0) + 1
+    return PhotosResponse(
+        photos=[_photo_out(p, hidden_faces.get(p.id, 0)) for p in photos[offset : offset + limit]], total=len(photos)
+    )
 
 
 @router.get("/collection/photos/{photo_id}", response_model=PhotoDetail, summary="One photo and its faces")
@@ -195,7 +221,7 @@ def get_photo(request: Request, _: Reader, photo_id: PhotoId) -> PhotoDetail:
     with engine_of(request).collection() as store:
         photo = store.photo(photo_id)
         names = {c.id: c.name for c in store.clusters()}
-        faces = store.faces_of_photo(photo.id)
+        faces = visible_faces(request, store.faces_of_photo(photo.id), store)  # none of a hidden person
     return PhotoDetail(
         id=photo.id,
         path=photo.path,
@@ -258,6 +284,7 @@ def face_thumbnail(
 
     with engine_of(request).collection() as store:
         face = store.face(face_id)
+        check_visible_face(request, face, store)
     roots, what = settings_of(request).photo_roots, f"the photo of face {face.id} ({face.path})"
     file = _photo_path(roots, face.root, face.path, what)  # even a 304 only for a photo the service may read
     etag = f'"{face.sha256[:16]}-{face.id}-{size}"'
@@ -383,7 +410,9 @@ def submit_cluster(request: Request, _: Writer, body: Annotated[ClusterJobReques
 
 @router.get("/jobs", response_model=JobsResponse, tags=["jobs"], summary="Jobs, newest first")
 def list_jobs(request: Request, _: Reader) -> JobsResponse:
-    return JobsResponse(jobs=[JobOut(**job.to_dict()) for job in jobs_of(request).list()])
+    jobs = jobs_of(request).list()
+    hide = hidden_names(request) if any(job.kind == "video" for job in jobs) else frozenset()
+    return JobsResponse(jobs=[JobOut(**_job_dict(job, hide)) for job in jobs])
 
 
 @router.get("/jobs/{job_id}", response_model=JobOut, tags=["jobs"], summary="One job")
@@ -393,7 +422,7 @@ def get_job(request: Request, _: Reader, job_id: str) -> JobOut:
         raise ServiceError(
             404, "not_found", f"no job {job_id!r} (unknown, or finished long enough ago to be forgotten)"
         )
-    return JobOut(**job.to_dict())
+    return JobOut(**_job_dict(job, hidden_names(request) if job.kind == "video" else frozenset()))
 
 
 @router.delete("/jobs/{job_id}", response_model=JobOut, status_code=202, tags=["jobs"], summary="Cancel a job")
@@ -403,7 +432,7 @@ def cancel_job(request: Request, _: Writer, job_id: str) -> JobOut:
     job = jobs_of(request).cancel(job_id)
     if job is None:
         raise ServiceError(404, "not_found", f"no job {job_id!r}")
-    return JobOut(**job.to_dict())
+    return JobOut(**_job_dict(job, hidden_names(request) if job.kind == "video" else frozenset()))
 
 
 # --- helpers --------------------------------------------------------------------------------------
@@ -417,6 +446,14 @@ def _correcting(engine: Any) -> Iterator[tuple[Any, Any]]:
         gallery = engine.gallery()
         with engine.gallery_lock:
             yield store, gallery
+
+
+def _job_dict(job: Any, hide: frozenset[str]) -> dict[str, Any]:
+    """A job as JSON, naming no private person (a video job's tracks) to a caller who may not see them."""
+    data = job.to_dict()
+    if hide and job.kind == "video":
+        data["result"] = redact_people(data.get("result"), hide)
+    return data
 
 
 def _cover(store: Any, info: Any) -> int | None:
@@ -436,11 +473,12 @@ def _face_out(face: Any) -> CollectionFace:
         time=face.time,
         start=face.start,
         end=face.end,
+        origin=face.origin,
     )
 
 
 def _cluster_out(info: Any, faces: list[Any]) -> ClusterOut:
-    return ClusterOut(id=info.id, name=info.name, faces=[_face_out(f) for f in faces])
+    return ClusterOut(id=info.id, name=info.name, faces=[_face_out(f) for f in faces], private=info.private)
 
 
 def _changed(result: corrections.ClusterChange) -> ClusterChanged:
@@ -452,13 +490,13 @@ def _changed(result: corrections.ClusterChange) -> ClusterChanged:
     )
 
 
-def _photo_out(photo: Any) -> PhotoOut:
+def _photo_out(photo: Any, hidden_faces: int = 0) -> PhotoOut:
     return PhotoOut(
         id=photo.id,
         path=photo.path,
         width=photo.width,
         height=photo.height,
-        faces=photo.n_faces,
+        faces=photo.n_faces - hidden_faces,
         status=photo.status,
         kind=photo.kind,
         duration=photo.duration,

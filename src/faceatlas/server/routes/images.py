@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 
 from faceatlas.errors import FaceAtlasError, ModelError, NoFaceError
 from faceatlas.server.auth import Reader
+from faceatlas.server.privacy import hidden_names
 from faceatlas.server.schemas import (
     MAX_ID,
     AnalyzeResponse,
@@ -79,7 +80,12 @@ def _side(request: Request, side: UploadFile | int, name: str) -> np.ndarray:
     engine = engine_of(request)
     if isinstance(side, int):
         gallery = engine.gallery()
+        hide = hidden_names(request)  # a private person's face: as if there were none
         with engine.gallery_lock:
+            if hide and gallery.person_of(side) in hide:
+                from faceatlas.errors import FaceNotFoundError
+
+                raise FaceNotFoundError(f"no face with id {side} in the gallery")
             return np.asarray(gallery.embedding_of(side))
     faces = engine.analyze(pixels_of(request, side, f"image_{name}"))
     if not faces:
@@ -134,17 +140,30 @@ def identify(
     vectors = np.array([f.embedding for f in faces], dtype=np.float32)
     with engine.gallery_lock:
         found = gallery.identify(vectors, k=k, fpir=fpir)
+    hide = hidden_names(request)  # private people, for a caller who may not see them
     return IdentifyResponse(
-        results=[
-            IdentificationOut(
-                face=face_out(face),
-                person=result.person,
-                score=result.score,
-                threshold=result.threshold,
-                fpir=result.fpir,
-                candidates=[CandidateOut(person=c.person, score=c.score) for c in result.candidates],
-                notes=list(result.notes),
-            )
-            for face, result in zip(faces, found, strict=True)
-        ]
+        results=[_identification_out(face, result, hide) for face, result in zip(faces, found, strict=True)]
+    )
+
+
+def _identification_out(face: Any, result: Any, hide: frozenset[str]) -> IdentificationOut:
+    """One answer, with no private person named to a caller who may not see them.
+
+    A face whose best match is hidden is answered as unknown, with no score, and with only the
+    visible candidates below the threshold: a visible name above it next to "unknown" would
+    tell that someone hidden matched better. Hidden candidates of other faces are left out."""
+    candidates = [c for c in result.candidates if c.person not in hide]
+    person, score = result.person, result.score
+    top_hidden = bool(result.candidates) and result.candidates[0].person in hide
+    if top_hidden:
+        person, score = None, None
+        candidates = [c for c in candidates if c.score < result.threshold]
+    return IdentificationOut(
+        face=face_out(face),
+        person=person,
+        score=score,
+        threshold=result.threshold,
+        fpir=result.fpir,
+        candidates=[CandidateOut(person=c.person, score=c.score) for c in candidates],
+        notes=list(result.notes),
     )

@@ -14,6 +14,7 @@ from faceatlas.gallery.gallery import Skipped
 from faceatlas.names import validate_person_name
 from faceatlas.server.auth import Reader, Writer
 from faceatlas.server.errors import ServiceError
+from faceatlas.server.privacy import check_visible_person, hidden_names
 from faceatlas.server.routes.images import Admitted, pixels_of
 from faceatlas.server.schemas import (
     MAX_ID,
@@ -40,11 +41,13 @@ CHOOSE = "the query parameter face=i"  # how an API caller picks one face of sev
 @router.get("/people", response_model=PeopleResponse, summary="Everyone enrolled")
 def list_people(request: Request, _: Reader) -> PeopleResponse:
     people = engine_of(request).gallery().people()
-    return PeopleResponse(people=[_person_out(p) for p in sorted(people, key=lambda p: p.name)])
+    hide = hidden_names(request)  # private people, for a caller who may not see them
+    return PeopleResponse(people=[_person_out(p) for p in sorted(people, key=lambda p: p.name) if p.name not in hide])
 
 
 @router.get("/people/{name}", response_model=PersonOut, summary="One person")
 def get_person(request: Request, _: Reader, name: Name) -> PersonOut:
+    check_visible_person(request, name)
     person = engine_of(request).gallery().store.get_person(name)
     return _person_out(person)
 
@@ -97,6 +100,7 @@ def enroll(
 
 @router.get("/people/{name}/faces", response_model=PersonFacesResponse, summary="A person's faces")
 def person_faces(request: Request, _: Reader, name: Name) -> PersonFacesResponse:
+    check_visible_person(request, name)
     engine = engine_of(request)
     gallery = engine.gallery()
     with engine.gallery_lock:
@@ -106,6 +110,7 @@ def person_faces(request: Request, _: Reader, name: Name) -> PersonFacesResponse
 
 @router.patch("/people/{name}", response_model=PersonOut, summary="Rename a person")
 def rename(request: Request, _: Writer, name: Name, body: RenameRequest) -> PersonOut:
+    check_visible_person(request, name)
     gallery = engine_of(request).gallery()
     person = gallery.store.get_person(gallery.rename(name, body.name))  # the new name as stored (NFC, stripped)
     return _person_out(person)
@@ -114,6 +119,8 @@ def rename(request: Request, _: Writer, name: Name, body: RenameRequest) -> Pers
 @router.post("/people/{name}/merge", response_model=PersonOut, summary="Merge a person into another")
 def merge(request: Request, _: Writer, name: Name, body: MergeRequest) -> PersonOut:
     """Every face of ``name`` moves to ``into``; ``name`` is gone afterwards."""
+    check_visible_person(request, name)
+    check_visible_person(request, body.into)
     gallery = engine_of(request).gallery()
     gallery.merge(name, body.into)
     person = gallery.store.get_person(body.into)
@@ -130,6 +137,7 @@ def delete_person(request: Request, _: Writer, name: Name) -> DeletedResponse:
 
     from faceatlas.collection.forget import forget_person
 
+    check_visible_person(request, name)
     engine = engine_of(request)
     gallery = engine.gallery()
     where = engine.settings.collection_location
@@ -137,7 +145,7 @@ def delete_person(request: Request, _: Writer, name: Name) -> DeletedResponse:
     # the collection lock first, then the gallery's, as corrections take them (a named cluster is a person)
     collection = engine.collection() if has_collection else nullcontext()
     with engine.collection_lock, collection as store, engine.gallery_lock:
-        report = forget_person(name, gallery, store)
+        report = forget_person(name, gallery, store, keep_faces=True)  # POST .../forget: everything
     faces = report.faces or 0
     return DeletedResponse(deleted=name, faces=faces, clusters=list(report.clusters), kept=list(report.kept))
 
@@ -154,4 +162,4 @@ def _relabel(skip: Skipped, labels: list[tuple[int, str]]) -> Skipped:
 
 
 def _person_out(record) -> PersonOut:
-    return PersonOut(name=record.name, faces=record.n_faces, metadata=record.metadata)
+    return PersonOut(name=record.name, faces=record.n_faces, metadata=record.metadata, private=record.private)

@@ -69,7 +69,7 @@ def list_keys(request: Request, _: Admin) -> KeysResponse:
 
 @router.post("/v1/keys", response_model=KeyCreated, status_code=201, tags=["keys"], summary="Create an API key")
 def create_key(request: Request, _: Admin, body: KeyCreateRequest) -> KeyCreated:
-    key, token = keys_of(request).create(body.name, body.scope)
+    key, token = keys_of(request).create(body.name, body.scope, body.private)
     return KeyCreated(**_key_out(key).model_dump(), token=token)
 
 

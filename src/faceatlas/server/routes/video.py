@@ -27,6 +27,7 @@ from faceatlas.errors import InvalidArgumentError
 from faceatlas.server import streams as streams_module  # KEEPALIVE_SECONDS read at each wait: tests lower it
 from faceatlas.server.auth import Reader, Writer
 from faceatlas.server.errors import ServiceError
+from faceatlas.server.privacy import hidden_names, redact_people
 from faceatlas.server.schemas import JobOut, StreamOut, StreamRequest, StreamsResponse
 from faceatlas.server.state import jobs_of, settings_of
 from faceatlas.server.streams import (
@@ -257,13 +258,22 @@ async def stream_events(
     if last_event_id is not None and last_event_id.strip().isdigit():
         # the header wins: a browser reconnecting sends it with the URL it first opened (?after=0 too)
         resume = int(last_event_id.strip())
+    hide = await asyncio.to_thread(hidden_names, request)  # private people, for a caller who may not see them
     with _answered():
         stream = streams_of(request).stream(stream_id)
         subscriber = stream.events.subscribe(asyncio.get_running_loop(), resume)
-    return StreamingResponse(_sse(subscriber), media_type="text/event-stream", headers=SSE_HEADERS)
+    return StreamingResponse(_sse(subscriber, hide), media_type="text/event-stream", headers=SSE_HEADERS)
 
 
-async def _sse(subscriber: Subscriber) -> AsyncIterator[str]:
+def _visible(event: streams_module.Event, hide: frozenset[str]) -> streams_module.Event:
+    """The event with no private person named (``person_seen`` of one becomes ``unknown_person``)."""
+    if not hide:
+        return event
+    data = redact_people(event.data, hide)
+    return streams_module.Event(event.id, str(data.get("kind", event.kind)), data)
+
+
+async def _sse(subscriber: Subscriber, hide: frozenset[str] = frozenset()) -> AsyncIterator[str]:
     try:
         yield "retry: 3000\n: connected\n\n"
         while True:
@@ -271,7 +281,7 @@ async def _sse(subscriber: Subscriber) -> AsyncIterator[str]:
             if lost:
                 yield f"event: events_lost\ndata: {json.dumps({'lost': lost})}\n\n"
             for event in events:
-                yield event.sse()
+                yield _visible(event, hide).sse()
             if ended:
                 yield "event: end\ndata: {}\n\n"
                 return

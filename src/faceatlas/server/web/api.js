@@ -151,6 +151,7 @@ export async function request(method, path, options = {}) {
  * @property {number|null} [gallery_faces] faces the gallery holds for that name after this call (null: the cluster has no name)
  * @property {number} id
  * @property {string|null} name
+ * @property {boolean} [private] a private person: shown only to keys allowed to see private people
  * @property {number} [unenrolled] faces this call took out of the gallery (the name removed)
  */
 /**
@@ -170,12 +171,14 @@ export async function request(method, path, options = {}) {
  * @property {Array<CollectionFace>} faces highest quality first
  * @property {number} id
  * @property {string|null} name
+ * @property {boolean} [private] a private person: shown only to keys allowed to see private people
  */
 /**
  * @typedef {Object} ClusterSplit
  * @property {Array<CollectionFace>} faces highest quality first
  * @property {number} id
  * @property {string|null} name
+ * @property {boolean} [private] a private person: shown only to keys allowed to see private people
  * @property {number} [unenrolled] faces taken out of the gallery person of the cluster they left (when it is named)
  */
 /**
@@ -188,6 +191,7 @@ export async function request(method, path, options = {}) {
  * @property {number} faces how many faces it holds
  * @property {number} id
  * @property {string|null} name null until named
+ * @property {boolean} [private] a private person: shown only to keys allowed to see private people
  */
 /**
  * @typedef {Object} ClustersResponse
@@ -200,6 +204,7 @@ export async function request(method, path, options = {}) {
  * @property {number|null} cluster_id its cluster; -1 = unassigned, null = not clustered yet
  * @property {number|null} [end]
  * @property {number} id a collection face id (not a gallery face id)
+ * @property {"detected"|"manual"|"region"} [origin] detected; manual: drawn by a user; region: from a named region of the photo's metadata
  * @property {number} photo_id
  * @property {number|null} quality usefulness for recognition, 0..1
  * @property {number|null} [start] a video's face: when its track starts and ends (seconds)
@@ -211,6 +216,11 @@ export async function request(method, path, options = {}) {
  * @property {string} deleted
  * @property {number} faces faces (embeddings) removed with it from the gallery (0: it was not there)
  * @property {Array<string>} [kept] what of the person remains stored, and why (e.g. PostgreSQL's write-ahead log)
+ */
+/**
+ * @typedef {Object} DrawnFace
+ * @property {Array<number>} box [x1, y1, x2, y2] pixels of the photo as displayed (EXIF-rotated)
+ * @property {string|null} [person] who it is: the face joins that person's cluster
  */
 /**
  * @typedef {Object} EnrollResponse
@@ -235,6 +245,44 @@ export async function request(method, path, options = {}) {
  * @property {PoseOut|null} [pose]
  * @property {QualityOut|null} [quality]
  * @property {number} score detector confidence
+ */
+/**
+ * @typedef {Object} FaceSearchHit
+ * @property {Array<number>} box [x1, y1, x2, y2] pixels of the EXIF-rotated photo
+ * @property {number|null} cluster_id its cluster; -1 = unassigned, null = not clustered yet
+ * @property {number} face_id a collection face id
+ * @property {boolean} match whether it reaches the threshold at the asked FPIR
+ * @property {string} path the photo's path, relative to the folder it was indexed from
+ * @property {string|null} person its cluster's name (null: nobody named it)
+ * @property {number} photo_id
+ * @property {number|null} quality usefulness for recognition, 0..1
+ * @property {number} similarity cosine similarity to the probe (higher = more alike)
+ * @property {string|null} taken_at the photo's EXIF capture time, camera local time (null: unknown)
+ * @property {number|null} [time] a video's face: seconds into the video
+ */
+/**
+ * @typedef {Object} FaceSearchResponse
+ * @property {number} fpir false-positive identification rate the threshold is calibrated for
+ * @property {Array<FaceSearchHit>} hits best first; below the threshold too (match false)
+ * @property {boolean} matched false = no match at this FPIR (the hits are then only the nearest faces)
+ * @property {Array<string>} notes caveats, in words
+ * @property {number} searched faces that passed the filters (the comparisons the threshold counts)
+ * @property {string} strategy exact, exact-prefilter, ann or ann-filtered
+ * @property {number} threshold the similarity a hit needs to be a match
+ * @property {number} total faces in the collection
+ */
+/**
+ * @typedef {Object} ForgetResponse What forgetting removed where, how it was erased, and what was kept (and why).
+ * @property {Array<number>} clusters the collection's clusters of that name, removed with their faces
+ * @property {number|null} collection_faces faces (with embeddings) removed from the collection
+ * @property {number} constraints corrections (constraints) removed with those faces
+ * @property {Array<string>} erased how the deleted bytes were erased
+ * @property {number|null} gallery_faces faces removed from the gallery; null: the person was not in it
+ * @property {Array<string>} kept what remains and why (your photos, your exports, logs)
+ * @property {Array<string>} matched stored names that matched in another case or form
+ * @property {string} name
+ * @property {Array<SidecarProblem>} sidecar_problems
+ * @property {Array<string>} sidecars sidecars faceatlas wrote that the person's regions were taken out of
  */
 /**
  * @typedef {Object} Health
@@ -289,6 +337,7 @@ export async function request(method, path, options = {}) {
 /**
  * @typedef {Object} KeyCreateRequest
  * @property {string} name
+ * @property {boolean} [private] the key may see private people (an admin key may anyway)
  * @property {"read"|"write"|"admin"} scope
  */
 /**
@@ -297,6 +346,7 @@ export async function request(method, path, options = {}) {
  * @property {string} key_id
  * @property {string|null} last_used_at updated at most once a minute
  * @property {string} name
+ * @property {boolean} [private] may see private people (admin keys may, whatever this says)
  * @property {string|null} revoked_at
  * @property {string} scope
  * @property {string} token shown once; only its hash is stored
@@ -307,6 +357,7 @@ export async function request(method, path, options = {}) {
  * @property {string} key_id
  * @property {string|null} last_used_at updated at most once a minute
  * @property {string} name
+ * @property {boolean} [private] may see private people (admin keys may, whatever this says)
  * @property {string|null} revoked_at
  * @property {string} scope
  */
@@ -343,6 +394,7 @@ export async function request(method, path, options = {}) {
  * @property {number} faces
  * @property {Object} metadata
  * @property {string} name
+ * @property {boolean} [private] a private person: shown only to keys allowed to see private people
  */
 /**
  * @typedef {Object} PhotoDetail
@@ -362,6 +414,7 @@ export async function request(method, path, options = {}) {
  * @property {string|null} cluster_name the name of its cluster, if named
  * @property {number|null} [end]
  * @property {number} id a collection face id (not a gallery face id)
+ * @property {"detected"|"manual"|"region"} [origin] detected; manual: drawn by a user; region: from a named region of the photo's metadata
  * @property {number} photo_id
  * @property {number|null} quality usefulness for recognition, 0..1
  * @property {number|null} [start] a video's face: when its track starts and ends (seconds)
@@ -390,6 +443,17 @@ export async function request(method, path, options = {}) {
  * @property {number} yaw
  */
 /**
+ * @typedef {Object} PrivacyOut
+ * @property {Array<number>} clusters the collection clusters marked
+ * @property {boolean} gallery whether a gallery person of that name was marked
+ * @property {string|null} name the person's name (null: an unnamed cluster)
+ * @property {boolean} private
+ */
+/**
+ * @typedef {Object} PrivateRequest
+ * @property {boolean} private true: shown only to keys allowed to see private people; false: to every key
+ */
+/**
  * @typedef {Object} QualityOut
  * @property {number} confidence
  * @property {number} exposure
@@ -408,6 +472,11 @@ export async function request(method, path, options = {}) {
 /**
  * @typedef {Object} RenameRequest
  * @property {string} name
+ */
+/**
+ * @typedef {Object} SidecarProblem
+ * @property {string} reason
+ * @property {string} sidecar
  */
 /**
  * @typedef {Object} SkippedOut
@@ -590,6 +659,21 @@ export async function mergeClusters(clusterId, options = {}) {
 }
 
 /**
+ * Mark a cluster (a person) private (or not)
+ * Marks the cluster and, when it is named, the gallery person of its name.
+ * `PUT /v1/collection/clusters/{cluster_id}/private`
+ * @param {number} clusterId a cluster id
+ * @param {{body: PrivateRequest, signal?: AbortSignal}} options
+ * @returns {Promise<PrivacyOut>}
+ */
+export async function setClusterPrivate(clusterId, options = {}) {
+  if (options.body === undefined || options.body === null) {
+    throw new TypeError("setClusterPrivate needs a body");
+  }
+  return request("PUT", `/v1/collection/clusters/${pathPart("cluster_id", clusterId)}/private`, { json: options.body, expect: "json", signal: options.signal });
+}
+
+/**
  * Move some faces to a new cluster
  * The faces given (some, not all, of this cluster's) move to a new, unnamed cluster, which is returned; later cluster jobs keep them together and apart from the faces that stayed. When the cluster is named, the faces moved are taken out of its gallery person.
  * `POST /v1/collection/clusters/{cluster_id}/split`
@@ -602,6 +686,18 @@ export async function splitCluster(clusterId, options = {}) {
     throw new TypeError("splitCluster needs a body");
   }
   return request("POST", `/v1/collection/clusters/${pathPart("cluster_id", clusterId)}/split`, { json: options.body, expect: "json", signal: options.signal });
+}
+
+/**
+ * Remove a face (a false detection)
+ * The face leaves the collection (and its named cluster's gallery person); a detection's box is remembered, so later index runs do not bring it back.
+ * `DELETE /v1/collection/faces/{face_id}`
+ * @param {number} faceId a collection face id
+ * @param {{signal?: AbortSignal}} [options]
+ * @returns {Promise<null>}
+ */
+export async function removeCollectionFace(faceId, options = {}) {
+  return request("DELETE", `/v1/collection/faces/${pathPart("face_id", faceId)}`, { expect: "none", signal: options.signal });
 }
 
 /**
@@ -649,6 +745,21 @@ export async function listPhotos(options = {}) {
  */
 export async function getPhoto(photoId, options = {}) {
   return request("GET", `/v1/collection/photos/${pathPart("photo_id", photoId)}`, { expect: "json", signal: options.signal });
+}
+
+/**
+ * Add a face the detector missed
+ * The face inside the box is aligned (from landmarks found in it, else from the box) and embedded; it stays in every later index run. 409 `face_exists` when the photo has a face there.
+ * `POST /v1/collection/photos/{photo_id}/faces`
+ * @param {number} photoId a collection photo id
+ * @param {{body: DrawnFace, signal?: AbortSignal}} options
+ * @returns {Promise<PhotoFace>}
+ */
+export async function drawFace(photoId, options = {}) {
+  if (options.body === undefined || options.body === null) {
+    throw new TypeError("drawFace needs a body");
+  }
+  return request("POST", `/v1/collection/photos/${pathPart("photo_id", photoId)}/faces`, { json: options.body, expect: "json", signal: options.signal });
 }
 
 /**
@@ -854,6 +965,18 @@ export async function deletePerson(name, options = {}) {
 }
 
 /**
+ * Everything stored about a person, as one .zip archive (GDPR Art. 15/20)
+ * person.json (faces, boxes, photos, corrections, enrolled gallery faces), embeddings.npy and gallery_embeddings.npy (float32), faces/<id>.jpg crops (only of photos inside FACEATLAS_PHOTO_ROOTS; the others are listed), README.txt. 404 when no store has the name.
+ * `GET /v1/people/{name}/export`
+ * @param {string} name the person's name (case is ignored)
+ * @param {{signal?: AbortSignal}} [options]
+ * @returns {Promise<Blob>}
+ */
+export async function getPeopleByNameExport(name, options = {}) {
+  return request("GET", `/v1/people/${pathPart("name", name)}/export`, { expect: "blob", signal: options.signal });
+}
+
+/**
  * A person's faces
  * `GET /v1/people/{name}/faces`
  * @param {string} name the person's name
@@ -881,6 +1004,18 @@ export async function enroll(name, options = {}) {
 }
 
 /**
+ * Forget a person everywhere (gallery, collection faces, sidecars), erased from disk
+ * Removes every gallery person and every collection cluster of that name (case ignored) with all their faces, embeddings and corrections, takes their regions out of the sidecars faceatlas wrote, and erases the deleted bytes (SQLite: secure_delete + WAL emptied; PostgreSQL: VACUUM FULL). Their face thumbnails answer 404 from now on; browsers may keep cached copies for an hour. 404 when no store has the name.
+ * `POST /v1/people/{name}/forget`
+ * @param {string} name the person's name (case is ignored)
+ * @param {{signal?: AbortSignal}} [options]
+ * @returns {Promise<ForgetResponse>}
+ */
+export async function forget(name, options = {}) {
+  return request("POST", `/v1/people/${pathPart("name", name)}/forget`, { expect: "json", signal: options.signal });
+}
+
+/**
  * Merge a person into another
  * Every face of ``name`` moves to ``into``; ``name`` is gone afterwards.
  * `POST /v1/people/{name}/merge`
@@ -893,6 +1028,32 @@ export async function merge(name, options = {}) {
     throw new TypeError("merge needs a body");
   }
   return request("POST", `/v1/people/${pathPart("name", name)}/merge`, { json: options.body, expect: "json", signal: options.signal });
+}
+
+/**
+ * Mark a person private (or not)
+ * Marks the gallery person and the collection cluster of that name, whichever exist (404 if neither). A private person is left out of every answer to a key that may not see them.
+ * `PUT /v1/people/{name}/private`
+ * @param {string} name the person's name
+ * @param {{body: PrivateRequest, signal?: AbortSignal}} options
+ * @returns {Promise<PrivacyOut>}
+ */
+export async function setPersonPrivate(name, options = {}) {
+  if (options.body === undefined || options.body === null) {
+    throw new TypeError("setPersonPrivate needs a body");
+  }
+  return request("PUT", `/v1/people/${pathPart("name", name)}/private`, { json: options.body, expect: "json", signal: options.signal });
+}
+
+/**
+ * Find every face like this one
+ * Every face of the collection, named or not, ranked by similarity to the probe's face, and an open-set answer: `matched` false means no face reaches the threshold calibrated for `fpir` over the faces searched. Filters combine with AND; a photo without a capture time is left out by a date filter. Give `image` (multipart) or `face_id`, not both. Private people's faces are left out for a key that may not see them (and a filter naming one answers as for a missing one).
+ * `POST /v1/search/faces`
+ * @param {{body?: {cluster?: Array<number>|null, face_id?: number|null, folder?: string|null, fpir?: number, image?: Blob|null, k?: number, person?: string|null, taken_from?: string|null, taken_to?: string|null, unnamed?: boolean}|FormData, signal?: AbortSignal}} [options]
+ * @returns {Promise<FaceSearchResponse>}
+ */
+export async function searchFaces(options = {}) {
+  return request("POST", `/v1/search/faces`, { form: formData(options.body, {"cluster": "values", "face_id": "value", "folder": "value", "fpir": "value", "image": "file", "k": "value", "person": "value", "taken_from": "value", "taken_to": "value", "unnamed": "value"}), expect: "json", signal: options.signal });
 }
 
 /**
@@ -992,11 +1153,14 @@ export const routes = Object.freeze({
   "GET /v1/collection/clusters/{}": getCluster,
   "PATCH /v1/collection/clusters/{}": nameCluster,
   "POST /v1/collection/clusters/{}/merge": mergeClusters,
+  "PUT /v1/collection/clusters/{}/private": setClusterPrivate,
   "POST /v1/collection/clusters/{}/split": splitCluster,
+  "DELETE /v1/collection/faces/{}": removeCollectionFace,
   "POST /v1/collection/faces/{}/not-this-person": notThisPerson,
   "GET /v1/collection/faces/{}/thumbnail": faceThumbnail,
   "GET /v1/collection/photos": listPhotos,
   "GET /v1/collection/photos/{}": getPhoto,
+  "POST /v1/collection/photos/{}/faces": drawFace,
   "GET /v1/collection/photos/{}/image": photoImage,
   "GET /v1/collection/photos/{}/video": photoVideo,
   "GET /v1/collection/photos/{}/video-link": videoLink,
@@ -1014,9 +1178,13 @@ export const routes = Object.freeze({
   "GET /v1/people/{}": getPerson,
   "PATCH /v1/people/{}": rename,
   "DELETE /v1/people/{}": deletePerson,
+  "GET /v1/people/{}/export": getPeopleByNameExport,
   "GET /v1/people/{}/faces": personFaces,
   "POST /v1/people/{}/faces": enroll,
+  "POST /v1/people/{}/forget": forget,
   "POST /v1/people/{}/merge": merge,
+  "PUT /v1/people/{}/private": setPersonPrivate,
+  "POST /v1/search/faces": searchFaces,
   "GET /v1/streams": listStreams,
   "POST /v1/streams": startStream,
   "GET /v1/streams/{}": getStream,

@@ -1,4 +1,5 @@
-// faceatlas web UI: hash routes (#/people, #/people/12, #/search, #/photos/5, #/jobs) over the REST
+// faceatlas web UI: hash routes (#/people, #/people/12, #/search, #/search/faces?face=7, #/photos/5,
+// #/jobs) over the REST
 // API through the generated client (api.js). Plain ES module, no build step.
 //
 // Safety: the DOM is built with createElement/textContent only (never innerHTML), and images
@@ -244,6 +245,7 @@ const ROUTES = [
   [/^#\/people\/?$/, pagePeople, "people"],
   [/^#\/people\/(-?\d+)$/, pageCluster, "people"],
   [/^#\/search\/?$/, pageSearch, "search"],
+  [/^#\/search\/faces\/?(?:\?face=(\d+))?$/, pageFaceSearch, "search"], // ?face=: start from a collection face
   [/^#\/photos\/(\d+)(?:\?t=(\d+(?:\.\d+)?))?$/, pagePhoto, "people"], // ?t=: a video, from that second
   [/^#\/jobs\/?$/, pageJobs, "jobs"],
 ];
@@ -526,7 +528,7 @@ function clusterTile(view, cluster) {
         "span",
         { class: "tile-body" },
         h("span", { class: cluster.name ? "tile-name" : "tile-name unnamed" }, label),
-        h("span", { class: "tile-count" }, plural(faces, "face")),
+        h("span", { class: "tile-count" }, plural(faces, "face"), cluster.private ? " · private" : ""),
       ),
     ),
   );
@@ -541,7 +543,7 @@ function renderGallery(view, area, people) {
           h(
             "li",
             { dataset: { person: person.name } },
-            h("span", {}, h("span", { class: "name" }, person.name), " ", h("span", { class: "muted" }, `· ${plural(person.faces, "face")}`)),
+            h("span", {}, h("span", { class: "name" }, person.name), " ", h("span", { class: "muted" }, `· ${plural(person.faces, "face")}${person.private ? " · private" : ""}`)),
             h(
               "button",
               {
@@ -673,6 +675,8 @@ async function pageCluster(view, idText) {
       document.title = `${name} · faceatlas`;
       nameButton.dataset.label = "Rename";
       unnameButton.hidden = false;
+      currentName = name;
+      forgetButton.hidden = false;
       toast(`Named ${name}; Search now recognises ${name}`);
     } catch (error) {
       if (isAbort(error)) return;
@@ -683,6 +687,14 @@ async function pageCluster(view, idText) {
   });
 
   const unnameButton = h("button", { type: "button", class: "quiet", hidden: !cluster.name }, "Remove name");
+  // forgetting is by name (the person everywhere: their clusters, the gallery, sidecars): named people only
+  let currentName = cluster.name;
+  const forgetButton = h(
+    "button",
+    { type: "button", class: "danger", hidden: !cluster.name, "aria-haspopup": "dialog" },
+    "Forget everywhere…",
+  );
+  forgetButton.addEventListener("click", () => forgetEverywhere(view, currentName, forgetButton));
   unnameButton.addEventListener("click", async () => {
     nameError.replaceChildren();
     setBusy(unnameButton, true, "Removing…");
@@ -702,6 +714,29 @@ async function pageCluster(view, idText) {
     { type: "button", "aria-haspopup": "dialog", onclick: () => openMerge(view, cluster) },
     "Merge into…",
   );
+
+  // private: shown only to keys allowed to see private people (the server hides them from others)
+  const privateBox = h("input", { type: "checkbox", checked: Boolean(cluster.private) });
+  const privateToggle = h(
+    "label",
+    { class: "private-toggle", title: "Shown only to keys allowed to see private people" },
+    privateBox,
+    " Private",
+  );
+  privateBox.addEventListener("change", async () => {
+    const wanted = privateBox.checked;
+    privateBox.disabled = true;
+    try {
+      await call("PUT /v1/collection/clusters/{}/private", id, { body: { private: wanted }, signal: view.signal });
+      toast(wanted ? `${label} is private: hidden from keys without the private permission` : `${label} is no longer private`);
+    } catch (error) {
+      if (isAbort(error)) return;
+      privateBox.checked = !wanted;
+      toast(errorText(error), "error");
+    } finally {
+      if (view.active) privateBox.disabled = false;
+    }
+  });
 
   // faces: select to split off; "not this person" one by one
   const selected = new Set();
@@ -728,6 +763,7 @@ async function pageCluster(view, idText) {
         typeof face.time === "number"
           ? h("a", { href: momentHref(face), title: "Play the video where this face appears" }, `Video ${clock(face.time)}`)
           : h("a", { href: `#/photos/${face.photo_id}` }, "Photo"),
+        findElsewhere(face.id, true),
         h(
           "button",
           {
@@ -808,7 +844,7 @@ async function pageCluster(view, idText) {
     label,
     h("nav", { class: "crumbs", "aria-label": "Breadcrumb" }, h("a", { href: "#/people" }, "People"), " › ", label),
     heading,
-    h("div", { class: "toolbar" }, nameForm, unnameButton, mergeButton),
+    h("div", { class: "toolbar" }, nameForm, unnameButton, mergeButton, privateToggle, forgetButton),
     nameError,
     h(
       "section",
@@ -830,6 +866,73 @@ async function pageCluster(view, idText) {
         : h("p", { class: "empty" }, "No faces left in this person."),
     ),
   );
+}
+
+/** Forget a person everywhere faceatlas keeps them (POST .../forget), after asking; the report, then People. */
+async function forgetEverywhere(view, name, button) {
+  const ok = await confirmDialog(
+    `Forget ${name} everywhere?`,
+    `faceatlas deletes ${name}'s faces in your photos with their embeddings, the name, the corrections made on them, ` +
+      `${name} in the people enrolled for search, and the face regions faceatlas wrote into sidecar files. ` +
+      "Your photos are not touched. This cannot be undone.",
+    "Forget everywhere",
+    true,
+  );
+  if (!ok || !view.active) return;
+  setBusy(button, true, "Forgetting…");
+  let report;
+  try {
+    report = await call("POST /v1/people/{}/forget", name, { signal: view.signal });
+  } catch (error) {
+    if (isAbort(error)) return;
+    setBusy(button, false);
+    toast(errorText(error), "error", 8000);
+    return;
+  }
+  await reportDialog(`Forgot ${name}`, forgetLines(name, report));
+  location.hash = "#/people";
+}
+
+/** A forget report (ForgetResponse) in words, one line per fact: what was removed, erased and kept. */
+function forgetLines(name, report) {
+  const r = report || {};
+  const out = [];
+  if (typeof r.gallery_faces === "number") out.push(`Removed ${name} from search: ${plural(r.gallery_faces, "enrolled face")}`);
+  const clusters = r.clusters || [];
+  if (clusters.length) {
+    const faces = typeof r.collection_faces === "number" ? `${plural(r.collection_faces, "face")} with their embeddings` : "its faces";
+    out.push(`Removed ${faces} from your photos' index (${plural(clusters.length, "person group")}), ${plural(r.constraints || 0, "correction")}`);
+  }
+  for (const stored of r.matched || []) out.push(`Also matched “${stored}” (stored in another case or form)`);
+  for (const sidecar of r.sidecars || []) out.push(`Took the face regions out of sidecar ${sidecar}`);
+  for (const problem of r.sidecar_problems || []) out.push(`Could not change sidecar ${problem.sidecar}: ${problem.reason}`);
+  for (const line of r.erased || []) out.push(`Erased: ${line}`);
+  for (const line of r.kept || []) out.push(`Kept: ${line}`);
+  return out.length ? out : [`${name} was forgotten.`];
+}
+
+/** A modal that only informs: a title and lines; resolves when closed (OK or Escape). */
+function reportDialog(title, lines) {
+  return new Promise((resolve) => {
+    const titleId = newId("report");
+    const dialog = h(
+      "dialog",
+      { "aria-labelledby": titleId, class: "report" },
+      h(
+        "form",
+        { method: "dialog" },
+        h("h2", { id: titleId }, title),
+        h("ul", { class: "report-lines" }, lines.map((line) => h("li", {}, line))),
+        h("div", { class: "dialog-actions" }, h("button", { type: "submit", class: "primary", autofocus: true }, "OK")),
+      ),
+    );
+    dialog.addEventListener("close", () => {
+      dialog.remove();
+      resolve();
+    });
+    document.body.append(dialog);
+    dialog.showModal();
+  });
 }
 
 async function openMerge(view, cluster) {
@@ -902,8 +1005,8 @@ async function openMerge(view, cluster) {
   });
 }
 
-/** A modal yes/no question; resolves true for yes. Escape or Cancel: false. */
-function confirmDialog(title, text, yes) {
+/** A modal yes/no question; resolves true for yes. Escape or Cancel: false. `danger`: yes destroys something. */
+function confirmDialog(title, text, yes, danger = false) {
   return new Promise((resolve) => {
     const titleId = newId("confirm");
     const dialog = h(
@@ -918,7 +1021,7 @@ function confirmDialog(title, text, yes) {
           "div",
           { class: "dialog-actions" },
           h("button", { type: "submit", value: "no", autofocus: true }, "Cancel"),
-          h("button", { type: "submit", value: "yes", class: "primary" }, yes),
+          h("button", { type: "submit", value: "yes", class: danger ? "primary danger" : "primary" }, yes),
         ),
       ),
     );
@@ -948,6 +1051,7 @@ async function pageSearch(view) {
   setPage(
     "Search",
     h("h1", { tabindex: -1 }, "Search by photo"),
+    searchModes("people"),
     h("p", { class: "muted" }, "Every face in the photo is compared with the people enrolled for search."),
     zone,
     results,
@@ -1140,6 +1244,256 @@ function barEl(fraction) {
   return bar;
 }
 
+// --- Search every face in the photos (named or not), by a photo or from a face --------------------------
+
+/** The two kinds of search, as links: who is this (enrolled people), or where else is this face. */
+function searchModes(active) {
+  return h(
+    "nav",
+    { class: "modes", "aria-label": "Kinds of search" },
+    h("a", { href: "#/search", "aria-current": active === "people" ? "page" : null }, "Who is this? (people enrolled for search)"),
+    h("a", { href: "#/search/faces", "aria-current": active === "faces" ? "page" : null }, "Every face in your photos"),
+  );
+}
+
+/** The link that searches every face like this collection face (`short`: where space is tight, a face card). */
+const findElsewhere = (faceId, short = false) =>
+  h(
+    "a",
+    { class: "find-elsewhere", href: `#/search/faces?face=${faceId}`, title: "Find this face elsewhere in your photos" },
+    short ? "Find elsewhere" : "Find this face elsewhere",
+  );
+
+const FACE_HITS = 48; // faces listed by a face search
+const FPIRS = [0.1, 0.01, 0.001];
+/** A rate as a percentage in words: 0.01 -> "1%", 0.001 -> "0.1%". */
+const fmtRate = (rate) => `${Number((rate * 100).toPrecision(3))}%`;
+/** The face search's filters, kept while the session moves between searches (from a hit to its face, say). */
+const faceFilters = { taken_from: "", taken_to: "", folder: "", person: "", unnamed: false, fpir: 0.01 };
+
+async function pageFaceSearch(view, faceText) {
+  const probeFace = faceText === undefined ? null : Number(faceText);
+  const inputId = newId("faces-file");
+  const input = h("input", { id: inputId, type: "file", accept: "image/*", "aria-keyshortcuts": "/" });
+  const zone = h(
+    "div",
+    { class: probeFace === null ? "dropzone" : "dropzone compact" },
+    h("span", { class: "big", "aria-hidden": "true" }, "Drop a photo of the face here"),
+    h("label", { for: inputId }, "Choose a photo of the face"),
+    input,
+    h("span", { class: "muted hint" }, "or paste one. Its largest face is looked for; the photo is not stored."),
+  );
+  const probeArea = h("div", { class: "probe" });
+
+  const field = (label, control) => h("div", { class: "field" }, h("label", { for: control.id }, label), control);
+  const from = h("input", { id: newId("from"), type: "date", value: faceFilters.taken_from });
+  const to = h("input", { id: newId("to"), type: "date", value: faceFilters.taken_to });
+  const folder = h("input", {
+    id: newId("folder"),
+    type: "text",
+    value: faceFilters.folder,
+    autocomplete: "off",
+    spellcheck: "false",
+    placeholder: "2019/summer",
+  });
+  const names = h("datalist", { id: newId("names") });
+  const person = h("input", { id: newId("person"), type: "text", list: names.id, value: faceFilters.person, autocomplete: "off", placeholder: "Anyone" });
+  const unnamedId = newId("unnamed");
+  const unnamed = h("input", { id: unnamedId, type: "checkbox", checked: faceFilters.unnamed });
+  const fpir = h(
+    "select",
+    { id: newId("fpir") },
+    FPIRS.map((rate) => h("option", { value: rate }, `${fmtRate(rate)} false matches`)),
+  );
+  fpir.value = String(faceFilters.fpir);
+  const searchButton = h("button", { type: "submit", class: "primary" }, "Search");
+  const filters = h(
+    "form",
+    { class: "card filters", "aria-label": "Filters" },
+    h(
+      "div",
+      { class: "row" },
+      field("Taken from", from),
+      field("Taken to", to),
+      field("Folder", folder),
+      field("Person", person),
+      names,
+      h("label", { class: "check", for: unnamedId }, unnamed, "Unnamed faces only"),
+      field("Strictness (FPIR)", fpir),
+      searchButton,
+    ),
+  );
+  const results = h("div", { "aria-live": "polite" });
+  setPage(
+    "Search every face",
+    h("h1", { tabindex: -1 }, "Search every face"),
+    searchModes("faces"),
+    h(
+      "p",
+      { class: "muted" },
+      "Finds the faces in your photos that look like this one, named or not. A face counts as a match only above a threshold calibrated for the false-match rate you choose.",
+    ),
+    zone,
+    probeArea,
+    filters,
+    results,
+  );
+
+  call("GET /v1/collection/clusters", { query: { limit: 1000 }, signal: view.signal })
+    .then((page) => {
+      const named = [...new Set(listOf(page, "clusters").map((c) => c.name).filter(Boolean))].sort();
+      names.replaceChildren(...named.map((name) => h("option", { value: name })));
+    })
+    .catch(() => {}); // the names only help typing
+
+  let probe = probeFace === null ? null : { faceId: probeFace };
+  let asked = 0; // the latest search: an older answer arriving late is dropped
+  const search = async () => {
+    if (!probe) {
+      results.replaceChildren(h("p", { class: "notice", role: "status" }, "Choose a photo of the face first."));
+      input.focus();
+      return;
+    }
+    const wanted = {
+      taken_from: from.value,
+      taken_to: to.value,
+      folder: folder.value.trim(),
+      person: person.value.trim(),
+      unnamed: unnamed.checked,
+      fpir: Number(fpir.value),
+    };
+    const body = { k: FACE_HITS, fpir: wanted.fpir };
+    if (probe.file) body.image = probe.file;
+    else body.face_id = probe.faceId;
+    for (const key of ["taken_from", "taken_to", "folder", "person"]) if (wanted[key]) body[key] = wanted[key];
+    if (wanted.unnamed) body.unnamed = true;
+    const mine = ++asked;
+    for (const old of results.querySelectorAll("img")) view.release(old);
+    results.replaceChildren(h("p", { class: "loading" }, "Searching every face…"));
+    setBusy(searchButton, true, "Searching…");
+    try {
+      const found = await call("POST /v1/search/faces", { body, signal: view.signal });
+      if (!view.active || mine !== asked) return;
+      Object.assign(faceFilters, wanted); // kept for the next search (a refused filter is not)
+      renderFaceHits(view, results, found);
+    } catch (error) {
+      if (isAbort(error) || mine !== asked) return;
+      if (error instanceof api.ApiError && error.status === 401) throw error;
+      results.replaceChildren(errorBox(error, "Search failed"));
+    } finally {
+      if (view.active && mine === asked) setBusy(searchButton, false);
+    }
+  };
+
+  const showProbe = () => {
+    if (!probe) return probeArea.replaceChildren();
+    if (probe.file) {
+      const img = h("img", { class: "thumb", alt: `The photo searched: ${probe.file.name || "pasted image"}` });
+      view.setImage(img, probe.file);
+      probeArea.replaceChildren(img, h("span", {}, `Looking for the largest face of ${probe.file.name || "the pasted image"}`));
+    } else {
+      probeArea.replaceChildren(
+        faceThumb(view, probe.faceId, `Face ${probe.faceId}, searched for`),
+        h("span", {}, `Looking for face #${probe.faceId} elsewhere in your photos`),
+      );
+    }
+  };
+  const useFile = (file) => {
+    if (!file) return;
+    if (file.type && !file.type.startsWith("image/")) {
+      results.replaceChildren(errorBox(new Error(`${file.name} is not an image`)));
+      return;
+    }
+    for (const old of probeArea.querySelectorAll("img")) view.release(old);
+    probe = { file };
+    zone.classList.add("compact");
+    showProbe();
+    search();
+  };
+  input.addEventListener("change", () => useFile(input.files[0]));
+  zone.addEventListener("dragover", (event) => {
+    event.preventDefault();
+    zone.classList.add("dragging");
+  });
+  zone.addEventListener("dragleave", () => zone.classList.remove("dragging"));
+  zone.addEventListener("drop", (event) => {
+    event.preventDefault();
+    zone.classList.remove("dragging");
+    useFile(event.dataTransfer.files[0]);
+  });
+  const onPaste = (event) => {
+    const file = [...(event.clipboardData?.files || [])].find((f) => f.type.startsWith("image/"));
+    if (file) {
+      event.preventDefault();
+      useFile(file);
+    }
+  };
+  document.addEventListener("paste", onPaste);
+  view.onClose(() => document.removeEventListener("paste", onPaste));
+  filters.addEventListener("submit", (event) => {
+    event.preventDefault();
+    search();
+  });
+  showProbe();
+  if (probe) await search();
+}
+
+/** A face search's answer: the matches, or "no match" and the nearest faces, greyed, below the threshold. */
+function renderFaceHits(view, area, found) {
+  const hits = listOf(found, "hits");
+  const rate = fmtRate(found.fpir);
+  const threshold = typeof found.threshold === "number" ? found.threshold.toFixed(2) : "–";
+  const searched = `${found.searched} of ${plural(found.total, "face")} searched`;
+  const matches = hits.filter((hit) => hit.match).length;
+  const summary = !hits.length
+    ? h("p", { class: "empty" }, `No face passed the filters (${searched}).`)
+    : found.matched
+      ? h(
+          "p",
+          { class: "hits-summary" },
+          h("strong", {}, `${plural(matches, "match", "matches")} (at FPIR ${rate})`),
+          h("span", { class: "muted" }, ` · similarity ${threshold} or more · ${searched}`),
+        )
+      : h(
+          "div",
+          { class: "hits-summary" },
+          h("p", { class: "no-match" }, h("strong", {}, `No match (at FPIR ${rate})`)),
+          h("p", { class: "muted" }, `Nothing reaches similarity ${threshold}. The nearest faces, all below the threshold (${searched}):`),
+        );
+  const grid = h(
+    "ul",
+    { class: "grid faces hits", "aria-label": "Similar faces" },
+    hits.map((hit) => {
+      const who = hit.person || "Unnamed";
+      const photoHref = typeof hit.time === "number" ? momentHref(hit) : `#/photos/${hit.photo_id}`;
+      return h(
+        "li",
+        { class: hit.match ? "face-card hit" : "face-card hit below", dataset: { face: hit.face_id } },
+        h(
+          "a",
+          { class: "hit-photo", href: photoHref, title: `Open ${hit.path}` },
+          faceThumb(view, hit.face_id, `${who} in ${hit.path}`),
+          h(
+            "span",
+            { class: "tile-body" },
+            h("span", { class: hit.person ? "tile-name" : "tile-name unnamed" }, who),
+            h("span", { class: "score" }, `similarity ${fmtScore(hit.similarity)}`),
+            hit.match ? null : h("span", { class: "below-note" }, "below the threshold"),
+            h("span", { class: "tile-count" }, hit.path.split("/").pop()),
+          ),
+        ),
+        h("div", { class: "face-actions" }, findElsewhere(hit.face_id, true)),
+      );
+    }),
+  );
+  const notes = listOf(found, "notes");
+  area.replaceChildren(
+    summary,
+    hits.length ? grid : null,
+    notes.length ? h("ul", { class: "notes muted" }, notes.map((note) => h("li", {}, note))) : null,
+  );
+}
+
 /** Size a photo's frame to fill the column, at most 72% of the window's height, keeping its shape. */
 function fitFrame(frame, width, height) {
   if (!width || !height) return;
@@ -1170,6 +1524,9 @@ const nameOf = (face) =>
       : `Unnamed #${face.cluster_id}`);
 const inCluster = (face) => face.cluster_id !== null && face.cluster_id !== undefined && face.cluster_id >= 0;
 
+/** What a face's box says of where it came from (a detection says nothing). */
+const ORIGINS = { manual: "drawn by hand", region: "from the photo's metadata" };
+
 async function pagePhoto(view, idText, atText) {
   const id = Number(idText);
   setPage("Photo", h("p", { class: "loading" }, "Loading…"));
@@ -1184,25 +1541,59 @@ async function pagePhoto(view, idText, atText) {
   const img = h("img", { alt: `Photo ${name}` });
   const frame = h("div", { class: "photo-frame" }, img);
   const status = h("div");
+  const size = photo.width && photo.height ? ` · ${photo.width} × ${photo.height}` : "";
+  const caption = h("figcaption", {}, `${name}${size} · ${plural(faces.length, "face")}`);
+  const width = () => photo.width || img.naturalWidth;
+  const height = () => photo.height || img.naturalHeight;
+  let shown = faces.length;
+
+  const items = new Map(); // face id -> its box, its "Not a face" button and its list item
+  const removeFace = async (face, i, button) => {
+    const text = nameOf(face);
+    const ok = await confirmDialog(
+      `Face ${i + 1} is not a face?`,
+      `The box “${text}” is removed from this photo and from its person. Indexing the photo again does not bring it back. The photo itself is not touched.`,
+      "Not a face",
+      true,
+    );
+    if (!ok || !view.active) return;
+    setBusy(button, true, "…");
+    try {
+      await call("DELETE /v1/collection/faces/{}", face.id, { signal: view.signal });
+      for (const el of items.get(face.id) || []) el.remove();
+      shown -= 1;
+      caption.textContent = `${name}${size} · ${plural(shown, "face")}`;
+      toast(`Removed face ${i + 1} (not a face)`);
+    } catch (error) {
+      if (isAbort(error)) return;
+      setBusy(button, false);
+      toast(errorText(error), "error");
+    }
+  };
 
   const placeBoxes = () => {
-    const w = photo.width || img.naturalWidth;
-    const hgt = photo.height || img.naturalHeight;
+    const w = width();
+    const hgt = height();
     fitFrame(frame, img.naturalWidth, img.naturalHeight);
     faces.forEach((face, i) => {
       const text = nameOf(face);
       const linked = inCluster(face);
-      frame.append(
-        boxEl(
-          linked ? "a" : "div",
-          face.box,
-          w,
-          hgt,
-          text,
-          linked ? "" : "unassigned",
-          linked ? { href: `#/people/${face.cluster_id}`, "aria-label": `Face ${i + 1}: ${text}` } : {},
-        ),
+      const origin = ORIGINS[face.origin];
+      const described = origin ? `${text} (${origin})` : text;
+      const attrs = { dataset: { face: face.id }, title: origin ? described : null };
+      if (linked) Object.assign(attrs, { href: `#/people/${face.cluster_id}`, "aria-label": `Face ${i + 1}: ${described}` });
+      const kind = [linked ? "" : "unassigned", origin ? face.origin : ""].join(" ").trim();
+      const box = boxEl(linked ? "a" : "div", face.box, w, hgt, text, kind, attrs);
+      const remove = h(
+        "button",
+        { type: "button", class: "box-remove", title: "Not a face", "aria-label": `Not a face: face ${i + 1}, ${text}` },
+        "×",
       );
+      remove.style.left = `${(100 * face.box[2]) / w}%`;
+      remove.style.top = `${(100 * face.box[1]) / hgt}%`;
+      remove.addEventListener("click", () => removeFace(face, i, remove));
+      frame.append(box, remove);
+      items.get(face.id)?.push(box, remove);
     });
   };
   img.addEventListener("load", placeBoxes, { once: true });
@@ -1212,17 +1603,111 @@ async function pagePhoto(view, idText, atText) {
         "ul",
         { class: "face-links", "aria-label": "Faces in this photo" },
         faces.map((face, i) => {
-          const content = [faceThumb(view, face.id, ""), h("span", {}, `${i + 1}. ${nameOf(face)}`)];
-          return h(
+          const origin = ORIGINS[face.origin];
+          const content = [
+            faceThumb(view, face.id, ""),
+            h("span", {}, `${i + 1}. ${nameOf(face)}`),
+            origin ? h("span", { class: "origin" }, origin) : null,
+          ];
+          const li = h(
             "li",
-            {},
+            { dataset: { face: face.id } },
             inCluster(face) ? h("a", { href: `#/people/${face.cluster_id}` }, content) : h("div", {}, content),
+            findElsewhere(face.id),
           );
+          items.set(face.id, [li]);
+          return li;
         }),
       )
     : h("p", { class: "empty" }, "No face was found in this photo.");
 
-  const size = photo.width && photo.height ? ` · ${photo.width} × ${photo.height}` : "";
+  const drawButton = h("button", { type: "button", "aria-pressed": "false", disabled: true }, "Draw a face");
+  const drawHint = h("p", { class: "muted draw-hint", hidden: true }, "Drag a rectangle around the face the detector missed. Esc cancels.");
+  drawButton.addEventListener("click", () => (frame.classList.contains("drawing") ? stopDrawing() : startDrawing()));
+  img.addEventListener("load", () => (drawButton.disabled = false), { once: true });
+
+  // drawing: a layer over the photo takes the pointer (mouse, pen or touch); the rectangle drawn, in
+  // CSS pixels of the photo as shown, becomes photo pixels (the photo is scaled to fit: fitFrame)
+  let layer = null;
+  let people = null; // names for the dialog's list, loaded when drawing starts
+  const onKey = (event) => {
+    if (event.key === "Escape" && layer && !document.querySelector("dialog[open]")) {
+      event.preventDefault();
+      stopDrawing();
+    }
+  };
+  document.addEventListener("keydown", onKey);
+  view.onClose(() => document.removeEventListener("keydown", onKey));
+  const stopDrawing = () => {
+    if (layer) layer.remove();
+    layer = null;
+    frame.classList.remove("drawing");
+    drawButton.setAttribute("aria-pressed", "false");
+    drawButton.textContent = "Draw a face";
+    drawHint.hidden = true;
+  };
+  const startDrawing = () => {
+    if (!people) people = knownNames(view);
+    layer = h("div", { class: "draw-layer", "aria-hidden": "true" });
+    frame.classList.add("drawing");
+    frame.append(layer);
+    drawButton.setAttribute("aria-pressed", "true");
+    drawButton.textContent = "Stop drawing";
+    drawHint.hidden = false;
+    let start = null;
+    let rect = null;
+    const at = (event) => {
+      const r = layer.getBoundingClientRect();
+      return [Math.min(Math.max(event.clientX - r.left, 0), r.width), Math.min(Math.max(event.clientY - r.top, 0), r.height)];
+    };
+    const corners = (event) => {
+      const [x, y] = at(event);
+      return [Math.min(start[0], x), Math.min(start[1], y), Math.max(start[0], x), Math.max(start[1], y)];
+    };
+    layer.addEventListener("pointerdown", (event) => {
+      if (event.button !== 0) return;
+      event.preventDefault();
+      try {
+        layer.setPointerCapture(event.pointerId); // the drag goes on past the photo's edge
+      } catch {
+        // a pointer the browser no longer tracks: the drag still works inside the photo
+      }
+      start = at(event);
+      if (rect) rect.remove();
+      rect = h("div", { class: "draw-rect" });
+      layer.append(rect);
+    });
+    layer.addEventListener("pointermove", (event) => {
+      if (!start) return;
+      const [x1, y1, x2, y2] = corners(event);
+      Object.assign(rect.style, { left: `${x1}px`, top: `${y1}px`, width: `${x2 - x1}px`, height: `${y2 - y1}px` });
+    });
+    const finish = async (event) => {
+      if (!start) return;
+      const [x1, y1, x2, y2] = corners(event);
+      start = null;
+      if (x2 - x1 < 6 || y2 - y1 < 6) {
+        rect.remove(); // a click, not a rectangle
+        return;
+      }
+      const scale = width() / layer.getBoundingClientRect().width; // CSS pixels -> photo pixels
+      const box = [x1, y1, x2, y2].map((v, k) => Math.round(Math.min(v * scale, k % 2 ? height() : width())));
+      const saved = await drawnFaceDialog(view, id, box, await people);
+      if (!view.active) return;
+      if (saved) {
+        toast(`Saved the face${saved.cluster_name ? ` of ${saved.cluster_name}` : ""} (drawn by hand)`);
+        route(); // the photo again, with its new box
+      } else {
+        stopDrawing();
+      }
+    };
+    layer.addEventListener("pointerup", finish);
+    layer.addEventListener("pointercancel", () => {
+      start = null;
+      if (rect) rect.remove();
+    });
+  };
+
   setPage(
     name,
     h("nav", { class: "crumbs", "aria-label": "Breadcrumb" }, h("a", { href: "#/people" }, "People"), " › Photo"),
@@ -1230,7 +1715,7 @@ async function pagePhoto(view, idText, atText) {
     h(
       "div",
       { class: "photo-layout" },
-      h("figure", { class: "photo" }, frame, h("figcaption", {}, `${name}${size} · ${plural(faces.length, "face")}`), status),
+      h("figure", { class: "photo" }, frame, caption, h("div", { class: "photo-tools" }, drawButton, drawHint), status),
       h("section", { "aria-labelledby": "photo-faces" }, h("h2", { id: "photo-faces" }, "Faces"), list),
     ),
   );
@@ -1242,6 +1727,69 @@ async function pagePhoto(view, idText, atText) {
     if (isAbort(error)) return;
     status.replaceChildren(errorBox(error, "Could not load the photo"));
   }
+}
+
+/** The names a face can be given: the named people of the photos and those enrolled for search. */
+async function knownNames(view) {
+  const [clusters, people] = await Promise.all([
+    call("GET /v1/collection/clusters", { query: { limit: 1000 }, signal: view.signal }).catch(() => ({ clusters: [] })),
+    call("GET /v1/people", { signal: view.signal }).catch(() => ({ people: [] })),
+  ]);
+  const names = [...listOf(clusters, "clusters").map((c) => c.name), ...listOf(people, "people").map((p) => p.name)];
+  return [...new Set(names.filter(Boolean))].sort((a, b) => a.localeCompare(b));
+}
+
+/** Ask who a drawn face is, and save it (POST); resolves to the saved face, or null when cancelled (Esc). */
+function drawnFaceDialog(view, photoId, box, names) {
+  return new Promise((resolve) => {
+    const nameId = newId("drawn-name");
+    const list = h("datalist", { id: newId("drawn-names") }, names.map((name) => h("option", { value: name })));
+    const input = h("input", { id: nameId, type: "text", list: list.id, maxlength: 200, autocomplete: "off", placeholder: "Nobody yet" });
+    const error = h("div");
+    const save = h("button", { type: "submit", class: "primary" }, "Save face");
+    let saved = null;
+    const dialog = h(
+      "dialog",
+      { "aria-labelledby": `${nameId}-title` },
+      h(
+        "form",
+        {},
+        h("h2", { id: `${nameId}-title` }, "Save this face"),
+        h("p", { class: "muted" }, `A face drawn by hand at ${box[0]}, ${box[1]} (${box[2] - box[0]} × ${box[3] - box[1]} pixels of the photo).`),
+        h("div", { class: "field" }, h("label", { for: nameId }, "Who is it? (optional)"), input, list),
+        error,
+        h(
+          "div",
+          { class: "dialog-actions" },
+          h("button", { type: "button", onclick: () => dialog.close() }, "Cancel"),
+          save,
+        ),
+      ),
+    );
+    dialog.querySelector("form").addEventListener("submit", async (event) => {
+      event.preventDefault();
+      const person = input.value.trim() || null;
+      error.replaceChildren();
+      setBusy(save, true, "Saving…");
+      try {
+        saved = await call("POST /v1/collection/photos/{}/faces", photoId, { body: { box, person }, signal: view.signal });
+        dialog.close();
+      } catch (failure) {
+        if (isAbort(failure)) return;
+        setBusy(save, false);
+        error.replaceChildren(errorBox(failure, "Could not save the face"));
+        input.focus();
+      }
+    });
+    dialog.addEventListener("close", () => {
+      dialog.remove();
+      resolve(saved);
+    });
+    view.onClose(() => dialog.isConnected && dialog.close());
+    document.body.append(dialog);
+    dialog.showModal();
+    input.focus();
+  });
 }
 
 // --- a video, its faces (one per track) and the moments they appear --------------------------------
