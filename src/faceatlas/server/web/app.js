@@ -1036,6 +1036,31 @@ function confirmDialog(title, text, yes, danger = false) {
 
 // --- Search by photo ------------------------------------------------------------------------------
 
+// An image comes from the file input, a drop on the zone, or a paste anywhere on the page
+// (until the view closes): each hands the file to onFile.
+function acceptImages(view, zone, input, onFile) {
+  input.addEventListener("change", () => onFile(input.files[0]));
+  zone.addEventListener("dragover", (event) => {
+    event.preventDefault();
+    zone.classList.add("dragging");
+  });
+  zone.addEventListener("dragleave", () => zone.classList.remove("dragging"));
+  zone.addEventListener("drop", (event) => {
+    event.preventDefault();
+    zone.classList.remove("dragging");
+    onFile(event.dataTransfer.files[0]);
+  });
+  const onPaste = (event) => {
+    const file = [...(event.clipboardData?.files || [])].find((f) => f.type.startsWith("image/"));
+    if (file) {
+      event.preventDefault();
+      onFile(file);
+    }
+  };
+  document.addEventListener("paste", onPaste);
+  view.onClose(() => document.removeEventListener("paste", onPaste));
+}
+
 async function pageSearch(view) {
   const inputId = newId("search-file");
   const input = h("input", { id: inputId, type: "file", accept: "image/*", "aria-keyshortcuts": "/" });
@@ -1082,26 +1107,7 @@ async function pageSearch(view) {
     }
   };
 
-  input.addEventListener("change", () => search(input.files[0]));
-  zone.addEventListener("dragover", (event) => {
-    event.preventDefault();
-    zone.classList.add("dragging");
-  });
-  zone.addEventListener("dragleave", () => zone.classList.remove("dragging"));
-  zone.addEventListener("drop", (event) => {
-    event.preventDefault();
-    zone.classList.remove("dragging");
-    search(event.dataTransfer.files[0]);
-  });
-  const onPaste = (event) => {
-    const file = [...(event.clipboardData?.files || [])].find((f) => f.type.startsWith("image/"));
-    if (file) {
-      event.preventDefault();
-      search(file);
-    }
-  };
-  document.addEventListener("paste", onPaste);
-  view.onClose(() => document.removeEventListener("paste", onPaste));
+  acceptImages(view, zone, input, search);
 }
 
 function renderSearch(view, area, file, results, people, again) {
@@ -1410,26 +1416,7 @@ async function pageFaceSearch(view, faceText) {
     showProbe();
     search();
   };
-  input.addEventListener("change", () => useFile(input.files[0]));
-  zone.addEventListener("dragover", (event) => {
-    event.preventDefault();
-    zone.classList.add("dragging");
-  });
-  zone.addEventListener("dragleave", () => zone.classList.remove("dragging"));
-  zone.addEventListener("drop", (event) => {
-    event.preventDefault();
-    zone.classList.remove("dragging");
-    useFile(event.dataTransfer.files[0]);
-  });
-  const onPaste = (event) => {
-    const file = [...(event.clipboardData?.files || [])].find((f) => f.type.startsWith("image/"));
-    if (file) {
-      event.preventDefault();
-      useFile(file);
-    }
-  };
-  document.addEventListener("paste", onPaste);
-  view.onClose(() => document.removeEventListener("paste", onPaste));
+  acceptImages(view, zone, input, useFile);
   filters.addEventListener("submit", (event) => {
     event.preventDefault();
     search();
