@@ -295,3 +295,39 @@ def test_faces_by_hand_over_http(photos, tmp_path, analyzer):
         changed = client.post(f"/v1/collection/photos/{pid}/faces", json={"box": [10, 10, 60, 60]},
                               headers=auth["write"])  # fmt: skip
         assert changed.status_code == 409 and changed.json()["error"]["code"] == "photo_changed"
+
+
+def test_takeout_names_of_group_photos_go_to_the_cluster_recurring_across_them(tmp_path):
+    import json as _json
+
+    from PIL import Image
+
+    from faceatlas.collection.names_import import import_takeout
+
+    folder = tmp_path / "Takeout"
+    folder.mkdir()
+    people = {"g1.jpg": ["Ada"], "g2.jpg": ["Ada"], "g3.jpg": ["Ada"], "solo.jpg": ["Bob"], "t1.jpg": ["Cy"],
+              "t2.jpg": ["Cy"]}  # fmt: skip
+    for name, names in people.items():
+        Image.new("RGB", (400, 300)).save(folder / name)
+        meta = {"title": name, "photoTakenTime": {"timestamp": "1"}, "people": [{"name": n} for n in names]}
+        (folder / f"{name}.json").write_text(_json.dumps(meta))
+    with CollectionStore.open(tmp_path / "c.db") as store:
+        store.bind_model(ModelTag("fake", "1", DIM))
+        rows = [NewPhoto(f"g{i}.jpg", str(folder), f"{i}" * 64, 1, 1, 400, 300, [face(0, 0), face(100, 1 + i)])
+                for i in (1, 2, 3)]  # Ada beside a different stranger in each
+        rows.append(NewPhoto("solo.jpg", str(folder), "4" * 64, 1, 1, 400, 300, [face(0, 8)]))
+        rows += [NewPhoto(f"t{i}.jpg", str(folder), f"{5 + i}" * 64, 1, 1, 400, 300, [face(0, 9), face(100, 10)])
+                 for i in (1, 2)]  # two people in both photos: a tie, never guessed  # fmt: skip
+        ids = store.add_photos(rows)
+        labels = {0: 5, 2: 6, 3: 7, 4: 8, 9: 10, 10: 11}
+        faces = [f for pid in ids for f in store.faces_of_photo(pid)]
+        direction = {f.id: int(np.argmax(store.face_table().embeddings[list(store.face_table().face_ids).index(f.id)]))
+                     for f in faces}  # fmt: skip
+        store.set_clusters([f.id for f in faces if direction[f.id] in labels],
+                           [labels[direction[f.id]] for f in faces if direction[f.id] in labels])  # fmt: skip
+        report = import_takeout(store, folder)
+        assert (report.tagged, report.resolved_by_clusters) == (2, 1)  # Bob (one face), Ada (cluster 5)
+        assert store.cluster(5).name == "Ada"
+        assert {c.name for c in store.clusters() if c.name} == {"Ada", "Bob"}
+        assert report.unresolved == 2  # Cy's two photos: two clusters tie

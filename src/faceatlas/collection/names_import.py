@@ -10,9 +10,11 @@ correction as a photo's embedded regions do (``regions.tag_faces``).
 - **Regions with boxes** (Picasa, sidecars) are matched to the photo's stored faces by overlap
   (``regions._same_face``); a named region no face matches becomes a face of origin "region"
   (``FaceAnalyzer.face_at``, when an analyzer is given).
-- **Takeout** names people per photo, without boxes: a photo with as many unnamed faces as names
-  it does not already show is resolved only when that is one face and one name (the only
-  certain case); the others are counted as unresolved hints, never guessed.
+- **Takeout** names people per photo, without boxes: a photo is resolved at once when one name
+  and one unnamed face are left (the only certain case). A name of several photos with several
+  faces goes to the unnamed cluster that recurs across them (``_resolve_by_clusters``: at least 2
+  of them and 60 %, no tie), which needs the faces clustered: after a first ``faceatlas cluster``,
+  import again. The rest are counted as unresolved, never guessed.
 """
 
 from __future__ import annotations
@@ -38,12 +40,15 @@ class NamesImport:
     tagged: int = 0  # faces put in the cluster of their name
     faces_added: int = 0  # named regions no detection matched, made faces
     unresolved: int = 0  # Takeout names that could not be given to one face
+    resolved_by_clusters: int = 0  # names given to the unnamed cluster recurring across their photos
     problems: list[tuple[str, str]] = field(default_factory=list)
 
     def __str__(self) -> str:
         line = f"names from {self.source}: {self.photos} photo(s), {self.tagged} face(s) named"
         if self.faces_added:
             line += f", {self.faces_added} face(s) added from regions no detection matched"
+        if self.resolved_by_clusters:
+            line += f"; {self.resolved_by_clusters} person(s) found as the cluster recurring across their photos"
         if self.unresolved:
             line += f"; {self.unresolved} name(s) not given (the photo has several unnamed faces)"
         return "\n".join([line] + [f"  {path}: {why}" for path, why in self.problems])
@@ -132,6 +137,7 @@ def import_takeout(store: CollectionStore, takeout: Path, photos_folder: Path | 
     from faceatlas.xmp import takeout_people
 
     report = NamesImport("Google Takeout")
+    pending: dict[str, list[PhotoRecord]] = {}  # name -> photos where it could not be given to one face
     people, problems = takeout_people(takeout)
     report.problems.extend((str(takeout), problem) for problem in problems)
     base = (photos_folder or takeout).expanduser().resolve()
@@ -145,12 +151,57 @@ def import_takeout(store: CollectionStore, takeout: Path, photos_folder: Path | 
         if found is None:
             report.problems.append((rel, "the Takeout names a photo the collection does not hold (index it first)"))
             continue
-        _hint(store, found, names, report)
+        _hint(store, found, names, report, pending)
+    _resolve_by_clusters(store, pending, report)
     return report
 
 
-def _hint(store: CollectionStore, photo: PhotoRecord, names: Iterable[str], report: NamesImport) -> None:
-    """Give a photo's names to its faces where that is certain: one unnamed face, one name left."""
+#: a name of several multi-face photos goes to the unnamed cluster found in at least this many of
+#: them, and in at least this share: one person recurs across a person's photos, strangers do not
+RESOLVE_MIN_PHOTOS, RESOLVE_MIN_SHARE = 2, 0.6
+
+
+def _resolve_by_clusters(store: CollectionStore, pending: dict[str, list[PhotoRecord]], report: NamesImport) -> None:
+    """Names left unresolved (their photos show several unnamed faces): a name the Takeout gives to
+    several photos belongs to the one unnamed cluster that recurs across them (counted once per
+    photo), when it is in at least ``RESOLVE_MIN_PHOTOS`` of them and ``RESOLVE_MIN_SHARE`` of the
+    name's photos, and no other cluster is as frequent. Needs the faces clustered: after a first
+    ``faceatlas cluster``, import again."""
+    from collections import Counter
+
+    for name, photos in sorted(pending.items()):
+        names = {c.id: c.name for c in store.clusters()}
+        if any(n is not None and n.casefold() == name.casefold() for n in names.values()):
+            continue  # named meanwhile (another photo resolved it)
+        seen: Counter[int] = Counter()
+        for photo in photos:
+            seen.update({f.cluster for f in store.faces_of_photo(photo.id) if f.cluster is not None and f.cluster >= 0
+                         and not names.get(f.cluster)})  # fmt: skip
+        ranked = seen.most_common(2)
+        if not ranked:
+            continue
+        cluster, count = ranked[0]
+        tied = len(ranked) > 1 and ranked[1][1] == count
+        if tied or count < RESOLVE_MIN_PHOTOS or count < RESOLVE_MIN_SHARE * len(photos):
+            continue
+        face = store.cluster_faces(cluster)[0]
+        tagged = tag_faces(store, [(face.id, name)])
+        if tagged.tagged:
+            report.tagged += 1
+            report.unresolved -= len(photos)
+            report.resolved_by_clusters += 1
+        report.problems.extend((name, problem) for problem in tagged.problems)
+
+
+def _hint(
+    store: CollectionStore,
+    photo: PhotoRecord,
+    names: Iterable[str],
+    report: NamesImport,
+    pending: dict[str, list[PhotoRecord]],
+) -> None:
+    """Give a photo's names to its faces where that is certain: one unnamed face, one name left;
+    the others go to ``pending`` (``_resolve_by_clusters``)."""
     clusters = {c.id: c.name for c in store.clusters()}
     faces = store.faces_of_photo(photo.id)
     shown = {str(clusters[f.cluster]).casefold() for f in faces if f.cluster is not None and clusters.get(f.cluster)}
@@ -173,3 +224,5 @@ def _hint(store: CollectionStore, photo: PhotoRecord, names: Iterable[str], repo
         report.problems.extend((photo.path, problem) for problem in tagged.problems)
     else:
         report.unresolved += len(wanted)
+        for name in wanted:
+            pending.setdefault(name, []).append(photo)
