@@ -1,0 +1,244 @@
+"""Which questions to ask a user about a clustering, best first: the planner behind ``faceatlas review``.
+
+It works on arrays (rows of a face table) so that the collection's review queue
+(``faceatlas.collection.review``) and the labelling simulation (``faceatlas.eval.labelling``)
+ask the very same questions.
+
+- **Nodes.** Each cluster (label >= 0) is a node, and so is each unassigned face (label -1) on
+  its own: a face the clusterer left out can still be joined to its person. Faces never clustered
+  (-2) take no part.
+- **Merge questions** ("are these two one person?") pair each node with its ``neighbours``
+  nearest nodes by *average* face-to-face cosine similarity (the clusterer's own merge criterion,
+  so "near the threshold" means what it means to the clusterer). Pairs are never asked when the
+  two nodes share a photo (a person appears once per photo) or a cannot-link spans them (the
+  question was answered "no" already, or the user said so another way).
+- **Member questions** ("is this face this cluster's person?") ask about the faces of clusters
+  of at least 3 faces that are least like the rest of their cluster (leave-one-out average
+  similarity), unless the face is ``confirmed`` already.
+- **Gain.** ``p`` = logistic((similarity - threshold) / scale): the chance the pair is one person,
+  with ``scale`` one decade of false-accept rate on the model's card (``card_scale``), so the
+  curve is in the card's impostor terms: ``p`` is 0.5 at the threshold and about 0.27 a decade of
+  FAR looser. A merge's gain is ``min(size_a, size_b) * p``: the faces a "yes" puts right (the
+  smaller side moves). A member question's gain is ``1 - p``: the chance its one face is wrong.
+  The clusterer already merged everything above the threshold (unless a photo or cannot-link
+  stopped it), so the first merge questions are the pairs just below it, biggest first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+from faceatlas.errors import InvalidArgumentError
+
+__all__ = ["DEFAULT_SCALE", "Candidate", "card_scale", "plan_questions", "same_person_chance"]
+
+DEFAULT_SCALE = 0.02  # cosine per logistic unit when the card cannot say (about a FAR decade for dlib)
+MIN_MEMBER_CLUSTER = 3  # a face of a pair is as much "the outlier" as the other: no member questions there
+
+QuestionKind = Literal["merge", "member"]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One question, in rows of the arrays given. ``rows``: the two faces shown (merge: each
+    node's best face; member: the face asked about, then its cluster's best face)."""
+
+    kind: QuestionKind
+    gain: float
+    similarity: float  # average face-to-face cosine (merge: between the nodes; member: face to the rest)
+    p_same: float  # the chance the two are one person (see the module doc)
+    rows: tuple[int, int]
+    sizes: tuple[int, int]  # faces of each node (member: 1, and the cluster's)
+
+    @property
+    def key(self) -> tuple[str, int, int]:
+        return (self.kind, *self.rows)
+
+
+def card_scale(card: Any, far: float = 1e-3) -> float:
+    """One decade of false-accept rate in cosine on ``card`` (threshold at ``far`` minus the one at
+    10 x ``far``); ``DEFAULT_SCALE`` when the card has no calibration there."""
+    try:
+        scale = float(card.threshold_for(far)) - float(card.threshold_for(10 * far))
+    except Exception:  # noqa: BLE001 - no card, no thresholds, or a FAR outside its range: the default
+        return DEFAULT_SCALE
+    return scale if scale > 1e-4 else DEFAULT_SCALE
+
+
+def same_person_chance(similarity: np.ndarray | float, threshold: float, scale: float) -> np.ndarray:
+    """logistic((similarity - threshold) / scale)."""
+    z = (np.asarray(similarity, dtype=np.float64) - threshold) / scale
+    return 1.0 / (1.0 + np.exp(-np.clip(z, -60, 60)))
+
+
+def plan_questions(
+    embeddings: np.ndarray,
+    labels: np.ndarray,
+    *,
+    threshold: float,
+    scale: float = DEFAULT_SCALE,
+    qualities: np.ndarray | None = None,
+    groups: np.ndarray | None = None,
+    cannot: np.ndarray | None = None,
+    confirmed: np.ndarray | None = None,
+    skip: Collection[tuple[str, int, int]] = (),
+    limit: int = 20,
+    neighbours: int = 3,
+) -> list[Candidate]:
+    """The ``limit`` questions of highest gain (see the module doc), best first.
+
+    ``labels``: cluster per row (-1 unassigned, -2 not clustered); ``qualities``: a node's best
+    face is its highest-quality one (ties: the first row); ``groups``: photo per row (-1: none), no
+    question pairs two nodes with a face in one photo; ``cannot``: (m, 2) row pairs, no question
+    pairs two nodes they span; ``confirmed``: rows the user confirmed in their cluster; ``skip``:
+    ``Candidate.key`` values not to ask.
+    """
+    x = np.asarray(embeddings, dtype=np.float64)
+    lab = np.asarray(labels, dtype=np.int64)
+    n = len(lab)
+    if x.ndim != 2 or len(x) != n:
+        raise InvalidArgumentError(f"need one embedding row per label, got {x.shape} for {n} labels")
+    if limit < 1 or scale <= 0:
+        raise InvalidArgumentError(f"limit must be >= 1 and scale > 0, got {limit} and {scale}")
+    quality = np.ones(n) if qualities is None else np.asarray(qualities, dtype=np.float64)
+    group = np.full(n, -1, np.int64) if groups is None else np.asarray(groups, dtype=np.int64)
+    pairs = np.zeros((0, 2), np.int64) if cannot is None else np.asarray(cannot, dtype=np.int64).reshape(-1, 2)
+    sure = np.zeros(n, bool) if confirmed is None else np.asarray(confirmed, dtype=bool)
+    skipped = set(skip)
+
+    rows = np.flatnonzero(lab >= UNASSIGNED_LABEL)
+    if not len(rows):
+        return []
+    # nodes: clusters, then each unassigned face alone
+    clustered = rows[lab[rows] >= 0]
+    cluster_ids, cluster_node = np.unique(lab[clustered], return_inverse=True)
+    node_of = np.full(n, -1, np.int64)
+    node_of[clustered] = cluster_node
+    loose = rows[lab[rows] == UNASSIGNED_LABEL]
+    node_of[loose] = len(cluster_ids) + np.arange(len(loose))
+    m = len(cluster_ids) + len(loose)
+    sizes = np.bincount(node_of[rows], minlength=m)
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    sums = np.zeros((m, x.shape[1]))
+    np.add.at(sums, node_of[rows], x[rows])
+    # best face per node: highest quality, first row on ties
+    order = np.lexsort((rows, -quality[rows], node_of[rows]))
+    best = rows[order][starts]
+
+    banned = _banned(node_of, group, pairs)
+    out: list[Candidate] = []
+    out += _merges(sums, sizes, best, banned, threshold, scale, neighbours, skipped)
+    out += _members(x, lab, node_of, sums, sizes, best, sure, threshold, scale, skipped, limit)
+    out.sort(key=lambda c: (-c.gain, c.kind != "merge", c.rows))
+    return out[:limit]
+
+
+UNASSIGNED_LABEL = -1
+
+
+def _banned(node_of: np.ndarray, group: np.ndarray, cannot: np.ndarray) -> dict[int, set[int]]:
+    """Node -> the nodes it is never asked about: a shared photo, or a cannot-link between them."""
+    banned: dict[int, set[int]] = {}
+
+    def ban(a: int, b: int) -> None:
+        banned.setdefault(a, set()).add(b)
+        banned.setdefault(b, set()).add(a)
+
+    if len(cannot):
+        a, b = node_of[cannot[:, 0]], node_of[cannot[:, 1]]
+        span = (a >= 0) & (b >= 0) & (a != b)
+        for i, j in set(zip(a[span].tolist(), b[span].tolist(), strict=True)):
+            ban(i, j)
+    in_photo = np.flatnonzero((group >= 0) & (node_of >= 0))
+    if len(in_photo):
+        by_photo: dict[int, set[int]] = {}
+        for row in in_photo.tolist():
+            by_photo.setdefault(int(group[row]), set()).add(int(node_of[row]))
+        for nodes in by_photo.values():
+            if len(nodes) > 1:
+                listed = sorted(nodes)
+                for k, i in enumerate(listed):
+                    for j in listed[k + 1 :]:
+                        ban(i, j)
+    return banned
+
+
+def _merges(
+    sums: np.ndarray,
+    sizes: np.ndarray,
+    best: np.ndarray,
+    banned: dict[int, set[int]],
+    threshold: float,
+    scale: float,
+    neighbours: int,
+    skipped: set[tuple[str, int, int]],
+    chunk: int = 1024,
+) -> list[Candidate]:
+    m = len(sizes)
+    if m < 2:
+        return []
+    take = min(neighbours, m - 1)
+    found: dict[tuple[int, int], float] = {}
+    for start in range(0, m, chunk):
+        stop = min(m, start + chunk)
+        average = (sums[start:stop] @ sums.T) / np.outer(sizes[start:stop], sizes)
+        average[np.arange(stop - start), np.arange(start, stop)] = -np.inf
+        for i in range(start, stop):
+            if i in banned:
+                average[i - start, list(banned[i])] = -np.inf
+        top = np.argpartition(-average, take - 1, axis=1)[:, :take]
+        for offset, near in enumerate(top.tolist()):
+            i = start + offset
+            for j in near:
+                score = float(average[offset, j])
+                if np.isfinite(score):
+                    found[min(i, j), max(i, j)] = score
+    out = []
+    for (i, j), score in found.items():
+        shown = (int(best[i]), int(best[j]))
+        if ("merge", *shown) in skipped:
+            continue
+        p = float(same_person_chance(score, threshold, scale))
+        out.append(
+            Candidate("merge", min(int(sizes[i]), int(sizes[j])) * p, score, p, shown, (int(sizes[i]), int(sizes[j])))
+        )
+    return out
+
+
+def _members(
+    x: np.ndarray,
+    lab: np.ndarray,
+    node_of: np.ndarray,
+    sums: np.ndarray,
+    sizes: np.ndarray,
+    best: np.ndarray,
+    sure: np.ndarray,
+    threshold: float,
+    scale: float,
+    skipped: set[tuple[str, int, int]],
+    limit: int,
+) -> list[Candidate]:
+    rows = np.flatnonzero((lab >= 0) & ~sure)
+    if not len(rows):
+        return []
+    node = node_of[rows]
+    rows, node = rows[sizes[node] >= MIN_MEMBER_CLUSTER], node[sizes[node] >= MIN_MEMBER_CLUSTER]
+    rows, node = rows[best[node] != rows], node[best[node] != rows]  # the cluster's face shown is not asked about
+    if not len(rows):
+        return []
+    own = np.einsum("ij,ij->i", x[rows], x[rows])
+    rest = (np.einsum("ij,ij->i", x[rows], sums[node]) - own) / (sizes[node] - 1)
+    p = same_person_chance(rest, threshold, scale)
+    keep = np.argsort(p, kind="stable")[: limit + len(skipped)]  # the likeliest wrong faces: no more can be asked
+    out = []
+    for row, n_, score, chance in zip(
+        rows[keep].tolist(), node[keep].tolist(), rest[keep].tolist(), p[keep].tolist(), strict=True
+    ):
+        shown = (int(row), int(best[n_]))
+        if ("member", *shown) not in skipped:
+            out.append(Candidate("member", 1.0 - chance, score, chance, shown, (1, int(sizes[n_]))))
+    return out

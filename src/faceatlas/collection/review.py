@@ -1,0 +1,303 @@
+"""The review queue: "Is this Ada? yes / no / skip" questions that label a collection in the fewest answers.
+
+>>> from faceatlas.collection import CollectionStore, review
+>>> with CollectionStore.open("collection.db") as store:
+...     session = review.ReviewSession(store)
+...     for question in session.queue(limit=20):
+...         session.answer(question, "yes")          # or "no", or "skip"
+
+Which questions, in which order: ``faceatlas.clustering.questions`` (the planner the labelling
+evaluation measures, ``faceatlas eval labelling``). In short: merges of clusters whose average
+similarity is just below the merge threshold, the biggest first (gain = the smaller cluster's
+size x the chance they are one person, a logistic of the similarity in one decade of the card's
+false-accept rate); never two clusters with a face in one photo, never a pair already answered
+"no"; then the faces least like the rest of their cluster ("is this face this cluster's person?").
+An unassigned face is a node of its own: a merge question can join it to a cluster.
+
+Every answer is a correction (``corrections``), stored as the constraints later clusterings honour:
+
+- merge, yes: ``merge_clusters`` (the smaller cluster into the bigger, or into the named one); an
+  unassigned face is moved into the cluster and must-linked with its best face; two unassigned
+  faces become a new cluster, must-linked.
+- merge, no: each side's best face is cannot-linked with *every* face of the other side (as
+  ``split_cluster`` does, and for the same reason: a side is not one node in a full run, so one
+  pair would not keep them apart). The pair is not asked again: a cannot-link spans it.
+- member, yes: the face is must-linked with its cluster's best face: it stays in a full run, and
+  that link marks it confirmed, so it is not asked again.
+- member, no: ``not_this_person``.
+- skip: nothing is stored; a ``ReviewSession`` remembers it (in memory, for the session only), so
+  a skipped question comes back in a later session.
+
+``accept_subcluster`` merges several clusters into one at once (the batch accept). Refusals are
+the corrections' typed errors; ``StaleQuestionError`` when the collection changed since the
+question was asked (its faces are no longer where it says).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from faceatlas.clustering.questions import DEFAULT_SCALE, Candidate, card_scale, plan_questions
+from faceatlas.collection import corrections
+from faceatlas.collection.store import (
+    CollectionStore,
+    CorrectionConflictError,
+    InvalidCorrectionError,
+)
+
+__all__ = [
+    "REPLIES",
+    "Answered",
+    "Question",
+    "ReviewSession",
+    "StaleQuestionError",
+    "accept_subcluster",
+    "answer",
+    "review_queue",
+]
+
+Reply = Literal["yes", "no", "skip"]
+REPLIES: tuple[str, ...] = ("yes", "no", "skip")
+
+
+class StaleQuestionError(CorrectionConflictError):
+    """The collection changed since the question was asked: its faces are not where it says."""
+
+
+@dataclass(frozen=True)
+class Question:
+    """One question, in face and cluster ids.
+
+    ``kind`` "merge": are the node of ``faces[0]`` and the node of ``faces[1]`` one person? (each
+    shown by its best face; ``clusters``: their cluster ids, None for an unassigned face).
+    ``kind`` "member": is face ``faces[0]`` the person of cluster ``clusters[1]`` (shown by its
+    best face ``faces[1]``)? ``clusters[0]`` is then the face's cluster, the same one.
+    """
+
+    kind: Literal["merge", "member"]
+    faces: tuple[int, int]
+    clusters: tuple[int | None, int | None]
+    sizes: tuple[int, int]
+    gain: float  # the faces a "yes" (merge) or a "no" (member) is expected to put right
+    similarity: float
+    p_same: float
+
+    @property
+    def key(self) -> tuple[str, int, int]:
+        return (self.kind, *self.faces)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "faces": list(self.faces),
+            "clusters": list(self.clusters),
+            "sizes": list(self.sizes),
+            "gain": round(self.gain, 4),
+            "similarity": round(self.similarity, 4),
+            "p_same": round(self.p_same, 4),
+        }
+
+
+@dataclass(frozen=True)
+class Answered:
+    """What an answer did: ``change`` is the correction's result (None: nothing to change)."""
+
+    question: Question
+    reply: str
+    change: Any = None
+
+
+def review_queue(
+    store: CollectionStore,
+    *,
+    limit: int = 20,
+    skip: Iterable[tuple[str, int, int]] = (),
+    threshold: float | None = None,
+    card: Any = None,
+    embedder: str | os.PathLike[str] | None = None,
+) -> list[Question]:
+    """The ``limit`` questions worth most, best first (see the module doc). ``skip``: keys
+    (``Question.key``) not to ask. The threshold and the gain's scale come from the card of the
+    model the store is bound to (a clusterer's default threshold on it), unless given."""
+    from faceatlas.clustering.clusterer import FaceClusterer
+    from faceatlas.collection.grouping import occasions, with_bound_card
+
+    if limit < 1:
+        raise InvalidCorrectionError(f"a queue needs room for at least one question, got limit {limit}")
+    table = store.face_table()
+    if len(table) < 2:
+        return []
+    clusterer = FaceClusterer(threshold, card=card)
+    if threshold is None and card is None:
+        clusterer = with_bound_card(clusterer, store, embedder)
+    cut = clusterer._threshold()
+    scale = card_scale(clusterer.card) if clusterer.card is not None else DEFAULT_SCALE
+    face_ids = np.asarray(table.face_ids, dtype=np.int64)
+    row_of = {int(face): row for row, face in enumerate(face_ids.tolist())}
+    labels = np.asarray(table.clusters, dtype=np.int64)
+    photos = np.asarray(table.photo_ids, dtype=np.int64)
+    groups, together = occasions(face_ids, photos, store.video_tracks(), row_of)
+    must, cannot = store.constraints()
+    cannot_rows = np.concatenate([_rows(cannot, row_of), together])
+    confirmed = _confirmed(store, labels, face_ids, _rows(must, row_of), np.asarray(table.qualities))
+    skipped = {(kind, row_of[a], row_of[b]) for kind, a, b in skip if a in row_of and b in row_of}
+    plan = plan_questions(
+        table.embeddings, labels, threshold=cut, scale=scale, qualities=table.qualities, groups=groups,
+        cannot=cannot_rows, confirmed=confirmed, skip=skipped, limit=limit,
+    )  # fmt: skip
+    return [_question(c, face_ids, labels) for c in plan]
+
+
+def _rows(pairs: np.ndarray, row_of: dict[int, int]) -> np.ndarray:
+    rows = [(row_of[a], row_of[b]) for a, b in np.asarray(pairs).reshape(-1, 2).tolist() if a in row_of and b in row_of]
+    return np.array(rows, dtype=np.int64).reshape(-1, 2)
+
+
+def _confirmed(
+    store: CollectionStore, labels: np.ndarray, face_ids: np.ndarray, must: np.ndarray, qualities: np.ndarray
+) -> np.ndarray:
+    """Rows must-linked with their cluster's best face (a member question answered "yes")."""
+    out = np.zeros(len(labels), bool)
+    if not len(must):
+        return out
+    rows = np.flatnonzero(labels >= 0)
+    order = rows[np.lexsort((face_ids[rows], -qualities[rows]))]  # the store's order: quality, then id
+    best: dict[int, int] = {}
+    for row in order.tolist():
+        best.setdefault(int(labels[row]), row)
+    for a, b in must.tolist():
+        for face, other in ((a, b), (b, a)):
+            if labels[face] >= 0 and best.get(int(labels[face])) == other:
+                out[face] = True
+    return out
+
+
+def _question(candidate: Candidate, face_ids: np.ndarray, labels: np.ndarray) -> Question:
+    a, b = candidate.rows
+
+    def cluster(row: int) -> int | None:
+        return int(labels[row]) if labels[row] >= 0 else None
+
+    return Question(
+        candidate.kind,
+        (int(face_ids[a]), int(face_ids[b])),
+        (cluster(a), cluster(b)),
+        candidate.sizes,
+        float(candidate.gain),
+        float(candidate.similarity),
+        float(candidate.p_same),
+    )
+
+
+def answer(store: CollectionStore, question: Question, reply: str, gallery: Any = None) -> Answered:
+    """Apply the user's ``reply`` ("yes", "no" or "skip") to ``question`` as a correction (see the
+    module doc). Refused: InvalidCorrectionError (another reply), StaleQuestionError, and the
+    corrections' own refusals (e.g. DifferentPeopleError: a merge of two named clusters)."""
+    if reply not in REPLIES:
+        raise InvalidCorrectionError(f"a reply is one of {', '.join(REPLIES)}, got {reply!r}")
+    if reply == "skip":
+        return Answered(question, reply)
+    face_a, face_b = (store.face(face) for face in question.faces)
+    for face, cluster in zip((face_a, face_b), question.clusters, strict=True):
+        now = None if face.cluster is None or face.cluster < 0 else int(face.cluster)
+        if now != cluster:
+            raise StaleQuestionError(
+                f"face {face.id} is now in {'no cluster' if now is None else f'cluster {now}'}, not "
+                f"{'unassigned' if cluster is None else f'in cluster {cluster}'}: ask the queue again"
+            )
+    if question.kind == "member":
+        if reply == "no":
+            return Answered(question, reply, corrections.not_this_person(store, face_a.id, gallery=gallery))
+        store.update_constraints(must=[(face_a.id, face_b.id)])
+        return Answered(question, reply)
+    cluster_a, cluster_b = question.clusters
+    if reply == "no":
+        side_a = [face_a.id] if cluster_a is None else [f.id for f in store.cluster_faces(cluster_a)]
+        side_b = [face_b.id] if cluster_b is None else [f.id for f in store.cluster_faces(cluster_b)]
+        pairs = {(min(face_a.id, f), max(face_a.id, f)) for f in side_b}
+        pairs |= {(min(face_b.id, f), max(face_b.id, f)) for f in side_a}
+        store.update_constraints(cannot=sorted(pairs))
+        return Answered(question, reply)
+    if cluster_a is not None and cluster_b is not None:
+        into, source = _into(store, cluster_a, cluster_b)
+        return Answered(question, reply, corrections.merge_clusters(store, source, into, gallery=gallery))
+    if cluster_a is None and cluster_b is None:
+        fresh = store.new_cluster()
+        store.move_faces([face_a.id, face_b.id], fresh)
+        store.update_constraints(must=[(face_a.id, face_b.id)])
+        return Answered(question, reply, store.cluster(fresh))
+    loose, held = (face_a, cluster_b) if cluster_a is None else (face_b, cluster_a)
+    assert held is not None  # one of the two is a cluster here
+    target: int = held
+    clash = [f for f in store.faces_of_photo(loose.photo_id) if f.cluster == target and f.id != loose.id]
+    if any(f.same_moment(loose) for f in clash):
+        raise corrections.SharedPhotoError(
+            f"cluster {target} has a face in photo {loose.photo_id} already; a person appears once per photo",
+            -1,
+            target,
+            loose.photo_id,
+            (clash[0].id, loose.id),
+        )
+    shown = store.cluster_faces(target)[0]
+    store.move_faces([loose.id], target)
+    store.update_constraints(must=[(loose.id, shown.id)])
+    return Answered(question, reply, store.cluster(target))
+
+
+def _into(store: CollectionStore, a: int, b: int) -> tuple[int, int]:
+    """(into, source): the named cluster keeps its id, else the bigger one."""
+    info_a, info_b = store.cluster(a), store.cluster(b)
+    if info_b.name and not info_a.name:
+        return b, a
+    if info_a.name and not info_b.name:
+        return a, b
+    return (a, b) if info_a.n_faces >= info_b.n_faces else (b, a)
+
+
+def accept_subcluster(
+    store: CollectionStore, cluster_ids: Sequence[int], into: int, gallery: Any = None
+) -> corrections.MergeResult:
+    """Merge every cluster of ``cluster_ids`` into ``into`` (the batch accept: "all of these are
+    Ada"), one ``merge_clusters`` each, in order; a refusal stops there (the merges before it
+    stay: each is a correction of its own). Refused up front: InvalidCorrectionError (no cluster
+    to merge), ClusterNotFoundError (any of them)."""
+    sources = [int(c) for c in dict.fromkeys(cluster_ids) if int(c) != int(into)]
+    if not sources:
+        raise InvalidCorrectionError(f"name at least one cluster other than {into} to merge into it")
+    for cluster in [int(into), *sources]:
+        store.cluster(cluster)  # ClusterNotFoundError before anything changes
+    result = None
+    for source in sources:
+        result = corrections.merge_clusters(store, source, int(into), gallery=gallery)
+    assert result is not None
+    return result
+
+
+@dataclass
+class ReviewSession:
+    """A review in progress: the queue without the questions skipped so far (remembered here, in
+    memory only), and the answers given."""
+
+    store: CollectionStore
+    gallery: Any = None
+    embedder: str | os.PathLike[str] | None = None
+    threshold: float | None = None  # None: the bound model's
+    skipped: set[tuple[str, int, int]] = field(default_factory=set)
+    answered: list[Answered] = field(default_factory=list)
+
+    def queue(self, limit: int = 20) -> list[Question]:
+        return review_queue(
+            self.store, limit=limit, skip=self.skipped, threshold=self.threshold, embedder=self.embedder
+        )
+
+    def answer(self, question: Question, reply: str) -> Answered:
+        done = answer(self.store, question, reply, gallery=self.gallery)
+        if reply == "skip":
+            self.skipped.add(question.key)
+        self.answered.append(done)
+        return done

@@ -1,0 +1,89 @@
+"""The review queue (issue 17): questions in order of gain, answers stored as constraints, and the labelling simulation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from faceatlas.clustering import FaceClusterer
+from faceatlas.clustering.questions import plan_questions
+from faceatlas.collection import CollectionStore, NewPhoto, review
+from faceatlas.collection.grouping import cluster_collection
+from faceatlas.eval.labelling import bcubed_f, name_every_cluster, review_queue_run
+from faceatlas.gallery.store import ModelTag
+from faceatlas.types import Box, Face, Landmarks, Pose, Quality
+
+DIM = 16
+
+
+def people(n_people: int = 3, per_person: int = 6, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    centres = np.eye(DIM)[:n_people]
+    x = np.repeat(centres, per_person, axis=0) + 0.05 * rng.normal(size=(n_people * per_person, DIM))
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32), np.repeat(np.arange(n_people), per_person)
+
+
+def test_the_first_questions_are_the_true_merges_and_same_photo_pairs_are_never_asked():
+    x, truth = people()
+    split = np.array([0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3, 4, 4, 4, 5, 5, 5])  # each person in two clusters
+    plan = plan_questions(x, split, threshold=0.9, scale=0.02, limit=3)
+    assert [q.kind for q in plan] == ["merge"] * 3
+    assert all(truth[q.rows[0]] == truth[q.rows[1]] for q in plan)
+    groups = np.full(len(x), -1)
+    groups[[0, 3]] = 7  # clusters 0 and 1 share a photo
+    plan = plan_questions(x, split, threshold=0.9, scale=0.02, groups=groups, limit=20)
+    assert not any({split[q.rows[0]], split[q.rows[1]]} == {0, 1} for q in plan if q.kind == "merge")
+
+
+def test_the_queue_reaches_f_099_in_fewer_answers_than_naming_every_cluster():
+    x, truth = people(4, 8)
+    start = np.arange(len(x)) // 2  # every person split into 4 clusters of 2
+    queue = review_queue_run(x, truth, start, threshold=0.9, scale=0.02, budget=200)
+    named = name_every_cluster(truth, start, budget=200)
+    assert queue.reached[0.99] is not None and named.reached[0.99] is not None
+    assert queue.reached[0.99] < named.reached[0.99]
+    assert bcubed_f(truth, truth) == pytest.approx(1.0)
+
+
+def face(x: float, vector: np.ndarray) -> Face:
+    return Face(
+        box=Box(x, 10.0, x + 40.0, 50.0), score=0.99, landmarks=Landmarks(np.full((5, 2), x + 20)),
+        pose=Pose(0.0, 0.0, 0.0), quality=Quality(0.9, 1, 1, 1, 1, 1), embedding=vector,
+    )  # fmt: skip
+
+
+@pytest.fixture
+def store(tmp_path):
+    x, truth = people(2, 4)
+    with CollectionStore.open(tmp_path / "c.db") as s:
+        s.bind_model(ModelTag("fake", "1", DIM))
+        s.add_photos([NewPhoto(f"{i}.jpg", "/p", f"{i:064d}", 1, 1, 400, 300, [face(0, v)]) for i, v in enumerate(x)])
+        ids = s.face_table().face_ids.tolist()
+        s.set_clusters(ids, [0, 0, 1, 1, 2, 2, 3, 3])  # each person in two clusters
+        yield s, truth, ids
+
+
+def test_answers_become_constraints_a_full_clustering_honours_and_a_no_is_not_asked_again(store):
+    s, truth, ids = store
+    queue = review.review_queue(s, limit=10, threshold=0.9)
+    first = queue[0]
+    assert first.kind == "merge" and truth[ids.index(first.faces[0])] == truth[ids.index(first.faces[1])]
+    wrong = next(q for q in queue if q.kind == "merge" and truth[ids.index(q.faces[0])] != truth[ids.index(q.faces[1])])
+    review.answer(s, wrong, "no")
+    again = review.review_queue(s, limit=20, threshold=0.9)
+    assert wrong.key not in {q.key for q in again}
+    review.answer(s, first, "yes")
+    merged = {s.face(f).cluster for f in first.faces}
+    assert len(merged) == 1
+    cluster_collection(s, FaceClusterer(threshold=0.9), full=True)
+    assert len({s.face(f).cluster for f in first.faces}) == 1
+    assert s.face(wrong.faces[0]).cluster != s.face(wrong.faces[1]).cluster
+    session = review.ReviewSession(s, threshold=0.9)
+    top = session.queue(limit=1)
+    if top:
+        session.answer(top[0], "skip")
+        assert top[0].key not in {q.key for q in review_queue_with(session)}
+
+
+def review_queue_with(session: review.ReviewSession) -> list[review.Question]:
+    return review.review_queue(session.store, limit=20, skip=session.skipped, threshold=0.9)
