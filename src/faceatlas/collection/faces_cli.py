@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -11,6 +12,15 @@ from faceatlas._cli_util import EXIT_OK, guard
 from faceatlas.collection.cli import Db, GalleryOption, _open
 
 faces_app = typer.Typer(no_args_is_help=True, help="Faces by hand: draw one the detector missed, remove a false one.")
+
+
+def _gallery(location: str | None) -> AbstractContextManager[Any]:
+    """The gallery to keep in step (opened), or None."""
+    if location is None:
+        return nullcontext(None)
+    from faceatlas.gallery.gallery import Gallery
+
+    return Gallery.open(location)
 
 
 def _box(text: str) -> tuple[float, float, float, float]:
@@ -43,13 +53,8 @@ def add_command(
 
         with _open(db, create=False) as store:
             analyzer = FaceAnalyzer(**analyzer_options(store.model(), where="the collection"))
-            if gallery is not None:
-                from faceatlas.gallery.gallery import Gallery
-
-                with Gallery.open(gallery) as opened:
-                    face = add_face(store, photo, corners, analyzer, person=person, gallery=opened)
-            else:
-                face = add_face(store, photo, corners, analyzer, person=person)
+            with _gallery(gallery) as opened:
+                face = add_face(store, photo, corners, analyzer, person=person, gallery=opened)
             name = store.cluster(face.cluster).name if face.cluster is not None and face.cluster >= 0 else None
         found = "landmarks found in the box" if face.score > 0 else "no face detected there: aligned from the box"
         typer.echo(f"face {face.id} added to {face.path} ({found})" + (f", as {name!r}" if name else ""))
@@ -69,14 +74,8 @@ def remove_command(
     def run() -> int:
         from faceatlas.collection.manual import remove_face
 
-        with _open(db, create=False) as store:
-            if gallery is not None:
-                from faceatlas.gallery.gallery import Gallery
-
-                with Gallery.open(gallery) as opened:
-                    face = remove_face(store, face_id, opened)
-            else:
-                face = remove_face(store, face_id)
+        with _open(db, create=False) as store, _gallery(gallery) as opened:
+            face = remove_face(store, face_id, opened)
         typer.echo(f"face {face.id} removed from {face.path}")
         return EXIT_OK
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from faceatlas.collection.regions import _same_face, tag_faces
+from faceatlas.collection.regions import pair_regions, tag_faces
 from faceatlas.collection.store import CollectionStore, PhotoRecord
 from faceatlas.errors import FaceAtlasError, InvalidNameError
 from faceatlas.names import validate_person_name
@@ -69,19 +69,9 @@ def apply_regions(
     if not named:
         return
     faces = store.faces_of_photo(photo.id)
-    pairs = sorted(
-        ((score, r, f) for r, (_, box) in enumerate(named) for f, face in enumerate(faces)
-         if (score := _same_face(box, Box(*face.box))) > 0),
-        reverse=True,
-    )  # fmt: skip
-    tags: list[tuple[int, str]] = []
-    used_regions: set[int] = set()
-    used_faces: set[int] = set()
-    for _, r, f in pairs:
-        if r not in used_regions and f not in used_faces:
-            used_regions.add(r)
-            used_faces.add(f)
-            tags.append((faces[f].id, named[r][0]))
+    pairs = pair_regions([box for _, box in named], [Box(*face.box) for face in faces])
+    tags = [(faces[f].id, named[r][0]) for r, f in pairs]
+    used_regions = {r for r, _ in pairs}
     leftover = [(name, box) for r, (name, box) in enumerate(named) if r not in used_regions]
     if leftover and analyzer is not None and getattr(analyzer, "face_at", None) is not None:
         from faceatlas.image import load_image

@@ -64,15 +64,8 @@ def attach_regions(analyzer: Any, image: np.ndarray, faces: Sequence[Face], regi
             out.problems.append(f"the region named {region.name!r} was skipped: {exc}")
             continue
         named.append((name, Box(*(float(v) for v in region.box))))
-    pairs = sorted(
-        ((score, r, f) for r, (_, box) in enumerate(named) for f, face in enumerate(faces)
-         if (score := _same_face(box, face.box)) > 0),
-        reverse=True,
-    )  # fmt: skip
     taken_regions: set[int] = set()
-    for _, r, f in pairs:
-        if r in taken_regions or out.names[f] is not None:
-            continue
+    for r, f in pair_regions([box for _, box in named], [face.box for face in faces]):
         taken_regions.add(r)
         out.names[f] = named[r][0]
     face_at = getattr(analyzer, "face_at", None)
@@ -90,6 +83,24 @@ def attach_regions(analyzer: Any, image: np.ndarray, faces: Sequence[Face], regi
         out.names.append(name)
         out.origins.append("region")
     return out
+
+
+def pair_regions(regions: Sequence[Box], faces: Sequence[Box]) -> list[tuple[int, int]]:
+    """(region index, face index) pairs of the same face, surest first, each region and face once."""
+    scored = sorted(
+        ((score, r, f) for r, region in enumerate(regions) for f, face in enumerate(faces)
+         if (score := _same_face(region, face)) > 0),
+        reverse=True,
+    )  # fmt: skip
+    pairs: list[tuple[int, int]] = []
+    used_regions: set[int] = set()
+    used_faces: set[int] = set()
+    for _, r, f in scored:
+        if r not in used_regions and f not in used_faces:
+            used_regions.add(r)
+            used_faces.add(f)
+            pairs.append((r, f))
+    return pairs
 
 
 def _same_face(region: Box, face: Box) -> float:

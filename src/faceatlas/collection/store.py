@@ -51,7 +51,7 @@ from faceatlas._connection import ConnectionLifecycle
 from faceatlas._sqlite import Migration, SqliteFile
 from faceatlas.errors import CollectionError, FaceNotFoundError, ModelMismatchError  # also importable from here
 from faceatlas.gallery.store import ModelTag, embedder_option, reembed_hint  # the same tag as galleries
-from faceatlas.types import Face, FaceMatrix
+from faceatlas.types import Box, Face, FaceMatrix
 
 #: marks the file as a faceatlas collection in the SQLite header ("FACC")
 APPLICATION_ID = 0x46414343
@@ -1119,11 +1119,8 @@ def _taken_at(value: str | None) -> str | None:
 
 
 def _iou(a: Sequence[float], b: Sequence[float]) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
+    """IoU of two stored boxes (xyxy lists, as their JSON holds them)."""
+    return Box(*a).iou(Box(*b))
 
 
 _BOX, _ORIGIN = 0, 12  # places in a face row (``_face_rows``): the box's JSON, the origin
