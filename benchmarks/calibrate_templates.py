@@ -2,9 +2,11 @@
 face-to-face thresholds, both with the default pipeline.
 
     python benchmarks/calibrate_templates.py [--root DIR] [--seed 0] [--scores 30000000] [--embedder NAME]
+        [--cache lfw_default.npz]
 
-A gallery's "template" is the normalised quality-weighted mean of a person's embeddings
-(``faceatlas.gallery.gallery.person_templates``, used here as is). A stranger's face is nearer to
+A gallery's "template" is a person's embeddings fused by ``faceatlas.templates.DEFAULT_FUSION``
+(``faceatlas.gallery.gallery.person_templates``, used here as is; the fusion is printed, and the card's
+thresholds hold for that fusion only). A stranger's face is nearer to
 such a mean than to one face, so a template gallery too small to calibrate itself needs the FAR of
 face-versus-template comparisons by template size, measured offline: that is what this prints.
 
@@ -39,12 +41,23 @@ from lfw_default_embeddings import Embedded, embed_default
 from faceatlas._thresholds import false_accepts_allowed, observed_far, threshold_at_far
 from faceatlas.gallery.gallery import MIN_TAIL, person_templates
 from faceatlas.models.cards import get_card
+from faceatlas.templates import DEFAULT_FUSION
 from faceatlas.types import FaceMatrix
 from faceatlas.verification import FARCalibrator
 
 SIZES = (1, 2, 3, 5, 10, 20)
 FARS = (1e-2, 1e-3, 1e-4, 1e-5, 1e-6)
 MAX_ROUNDS = 2000
+
+
+def load_cache(path: Path) -> Embedded:
+    """An embeddings cache as ``embed_default`` returns it, read from ``path``."""
+    data = np.load(path, allow_pickle=False)
+    paths = [str(p) for p in data["paths"]]
+    names = sorted({Path(p).parent.name for p in paths})
+    index = {n: i for i, n in enumerate(names)}
+    labels = np.array([index[Path(p).parent.name] for p in paths], np.int64)
+    return Embedded(data["emb"], data["quality"], labels, names, paths)
 
 
 def split_people(n_people: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -120,12 +133,20 @@ def main() -> None:
     parser.add_argument("--scores", type=int, default=30_000_000, help="impostor scores per template size")
     parser.add_argument("--no-face-to-face", action="store_true")
     parser.add_argument("--embedder", default="dlib_resnet", help="the embedder whose card is calibrated")
+    parser.add_argument("--cache", type=Path, help="an npz lfw_default_embeddings.py wrote (emb, quality, paths)")
     args = parser.parse_args()
-    data = embed_default(
-        require(args.root, "LFW image folders"), embedder=None if args.embedder == "dlib_resnet" else args.embedder
-    )
+    if args.cache is not None:
+        data = load_cache(args.cache)
+    else:
+        data = embed_default(
+            require(args.root, "LFW image folders"), embedder=None if args.embedder == "dlib_resnet" else args.embedder
+        )
     prefix = args.embedder.upper()
-    print(f"# {len(data.emb)} faces of {len(data.names)} people from {args.root}; {machine()}", flush=True)
+    print(
+        f"# {len(data.emb)} faces of {len(data.names)} people from {args.cache or args.root}; templates fused by "
+        f"{DEFAULT_FUSION!r}; {machine()}",
+        flush=True,
+    )
 
     if not args.no_face_to_face:
         started = time.perf_counter()

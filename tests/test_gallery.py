@@ -280,6 +280,7 @@ def test_large_gallery_search_through_the_index_agrees_with_brute_force(url, mon
 
 def test_template_threshold_is_calibrated_on_the_gallerys_own_impostors(tmp_path, monkeypatch):
     import faceatlas.gallery.gallery as gallery_module
+    from faceatlas.templates import fuse
 
     # 20 impostors above the cut: below SELF_CALIBRATION_TAIL the card would decide, so lower it
     monkeypatch.setattr(gallery_module, "SELF_CALIBRATION_TAIL", gallery_module.MIN_TAIL)
@@ -293,8 +294,7 @@ def test_template_threshold_is_calibrated_on_the_gallerys_own_impostors(tmp_path
         templates = {}
         for person in range(40):
             faces = np.stack([person_vector(person, s, noise=0.6) for s in range(5)])
-            mean = faces.mean(axis=0)  # equal qualities: the plain mean
-            templates[person] = mean / np.linalg.norm(mean)
+            templates[person] = fuse(faces).astype(np.float64)  # equal qualities; the default fusion
         impostor = [
             float(person_vector(p, s, noise=0.6) @ templates[q])
             for p in range(40)

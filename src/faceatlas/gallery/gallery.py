@@ -63,6 +63,7 @@ from faceatlas.gallery.store import (
     open_store,
 )
 from faceatlas.names import validate_person_name
+from faceatlas.templates import DEFAULT_FUSION, fuse_groups
 from faceatlas.types import Face
 from faceatlas.vector_index import unit_rows
 
@@ -236,7 +237,8 @@ class Gallery:
     """People, their faces, and search; see the module docstring.
 
     ``scoring``: how a person's score is formed from their faces — ``"template"`` (the default:
-    quality-weighted mean of their normalised embeddings), ``"max"`` (best face) or ``"topk"``
+    their normalised embeddings fused by ``faceatlas.templates.DEFAULT_FUSION``, a quality-weighted
+    mean that discounts faces unlike the rest), ``"max"`` (best face) or ``"topk"``
     (mean of their best three). ``fpir`` is the default open-set operating point. ``min_quality`` is
     the floor below which a face is not enrolled. ``analyzer``: a ``FaceAnalyzer`` (or anything
     with ``analyze`` and ``embedder``), a zero-argument factory of one (a class, ``functools.partial``:
@@ -706,7 +708,7 @@ class Gallery:
         return self._matrix
 
     def _person_templates(self, matrix: FaceMatrix) -> tuple[np.ndarray, np.ndarray]:
-        """(Unit templates, their person ids): each person's quality-weighted mean embedding."""
+        """(Unit templates, their person ids): each person's faces fused (``faceatlas.templates``)."""
         if self._templates is None:
             self._templates = _Templates(matrix)
         return self._templates.templates, self._templates.person_ids
@@ -843,53 +845,41 @@ def _source_name(image: Any) -> str:
 
 
 class _Templates:
-    """Each person's quality-weighted sum of embeddings and its unit template, by person id
-    (ascending), kept up to date person by person as faces come and go."""
+    """Each person's unit template (``faceatlas.templates``, DEFAULT_FUSION), by person id
+    (ascending), kept up to date person by person as faces come and go: a changed person's template
+    is fused again from all their stored faces (people have few; see docs/BENCHMARKS.md for the cost)."""
 
     def __init__(self, matrix: FaceMatrix) -> None:
-        self.person_ids, self.sums = _weighted_sums(matrix)
-        self.templates = _unit(self.sums)
+        self.person_ids, self.templates = person_templates(matrix)
 
     def update(self, matrix: FaceMatrix, touched: np.ndarray) -> None:
         """Recompute the ``touched`` people from ``matrix``; drop those left without faces."""
-        new_ids, new_sums = _weighted_sums(matrix, np.isin(matrix.person_ids, touched))
+        new_ids, new_templates = _fused(matrix, np.isin(matrix.person_ids, touched))
         at = np.searchsorted(self.person_ids, new_ids)
         known = at < len(self.person_ids)
         known[known] = self.person_ids[at[known]] == new_ids[known]
         # known people in place (the common case: a face enrolled for someone already there)
-        self.sums[at[known]] = new_sums[known]
-        self.templates[at[known]] = _unit(new_sums[known])
+        self.templates[at[known]] = new_templates[known]
         gone = np.isin(self.person_ids, touched) & ~np.isin(self.person_ids, new_ids)
         if gone.any() or not known.all():
             ids = np.concatenate([self.person_ids[~gone], new_ids[~known]])
             order = np.argsort(ids, kind="stable")
             self.person_ids = ids[order]
-            self.sums = np.concatenate([self.sums[~gone], new_sums[~known]])[order]
-            self.templates = np.concatenate([self.templates[~gone], _unit(new_sums[~known])])[order]
+            self.templates = np.concatenate([self.templates[~gone], new_templates[~known]])[order]
 
 
 def person_templates(matrix: FaceMatrix) -> tuple[np.ndarray, np.ndarray]:
-    """(Person ids ascending, their unit templates as float32 rows): each person's quality-weighted
-    mean embedding (weights at least 1e-3), the templates "template" scoring searches."""
-    person_ids, sums = _weighted_sums(matrix)
-    return person_ids, _unit(sums)
+    """(Person ids ascending, their unit templates as float32 rows): each person's faces fused by
+    ``faceatlas.templates.DEFAULT_FUSION`` (a quality-weighted mean that discounts a person's odd
+    faces), the templates "template" scoring searches."""
+    return _fused(matrix)
 
 
-def _weighted_sums(matrix: FaceMatrix, rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(Person ids ascending, each one's quality-weighted sum of embeddings in float64) over ``rows``."""
-    person_ids = matrix.person_ids if rows is None else matrix.person_ids[rows]
-    if not len(person_ids):
-        return np.zeros(0, np.int64), np.zeros((0, matrix.embeddings.shape[1]))
-    order = np.argsort(person_ids, kind="stable")  # stable: a person's faces summed in id order
-    if rows is not None:
-        order = np.flatnonzero(rows)[order]
-    ids, starts = np.unique(matrix.person_ids[order], return_index=True)
-    weights = np.maximum(matrix.qualities[order].astype(np.float64), 1e-3)
-    return ids, np.add.reduceat(matrix.embeddings[order] * weights[:, None], starts, axis=0)
-
-
-def _unit(sums: np.ndarray) -> np.ndarray:
-    return (sums / np.linalg.norm(sums, axis=1, keepdims=True)).astype(np.float32)
+def _fused(matrix: FaceMatrix, rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``person_templates`` over ``rows`` only (a person's faces fused in face-id order)."""
+    if rows is None:
+        return fuse_groups(matrix.embeddings, matrix.qualities, matrix.person_ids, DEFAULT_FUSION)
+    return fuse_groups(matrix.embeddings[rows], matrix.qualities[rows], matrix.person_ids[rows], DEFAULT_FUSION)
 
 
 def _topk_mean(face_sims: np.ndarray, starts: np.ndarray, k: int) -> np.ndarray:

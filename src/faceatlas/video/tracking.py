@@ -2,8 +2,9 @@
 
 Each sampled frame is analysed (every ``detect_every``-th; the frames between are tracked by motion
 alone), its faces handed to a :class:`~faceatlas.video.tracker.FaceTracker`, and every track gathers
-evidence: its detections, its best frames by quality, and a quality-weighted template of their
-embeddings. When a track ends, that template is compared once with the gallery at the calibrated
+evidence: its detections, its best frames by quality, and a template of their embeddings fused as
+gallery templates are (``faceatlas.templates``: quality-weighted, odd frames discounted). When a
+track ends, that template is compared once with the gallery at the calibrated
 false-positive identification rate: one decision from the accumulated evidence rather than a vote
 of noisy frames (``person`` None = unknown).
 
@@ -32,6 +33,7 @@ from typing import Any, Literal, Protocol
 import numpy as np
 
 from faceatlas.errors import InvalidArgumentError, VideoError
+from faceatlas.templates import DEFAULT_FUSION, RunningTemplate
 from faceatlas.types import Box, Face
 
 EventKind = Literal["track_started", "person_seen", "unknown_person", "track_closed"]
@@ -70,8 +72,8 @@ class Track:
     ``start``/``end`` are the times (seconds) of its first and last detection; ``frames`` its
     detections; ``person`` the gallery person its template matched at ``fpir`` (None: unknown, or
     no gallery), ``score`` the best candidate's similarity and ``threshold`` the one it had to reach.
-    ``best`` holds its best frames by quality, best first; ``template`` the quality-weighted mean of
-    its embeddings (unit length).
+    ``best`` holds its best frames by quality, best first; ``template`` its embeddings fused by
+    ``faceatlas.templates.DEFAULT_FUSION`` (quality-weighted, odd frames discounted; unit length).
     """
 
     id: int
@@ -140,15 +142,14 @@ class TrackEvent:
 class _Evidence:
     """What one live track has gathered so far."""
 
-    __slots__ = ("announced", "best", "end", "face", "frames", "id", "looks", "start", "sum", "unknown_said", "weight")
+    __slots__ = ("announced", "best", "end", "face", "frames", "fused", "id", "looks", "start", "unknown_said")
 
     def __init__(self, track_id: int, time: float) -> None:
         self.id = track_id
         self.start = self.end = time
         self.frames = 0
         self.best: list[tuple[float, int, TrackFrame]] = []  # min-heap of (quality, -index, frame)
-        self.sum: np.ndarray | None = None  # float64 weighted sum of unit embeddings
-        self.weight = 0.0
+        self.fused = RunningTemplate(DEFAULT_FUSION, floor=MIN_WEIGHT)  # the frames' embeddings, fused
         self.announced: str | None = None  # the person a person_seen event named
         self.unknown_said = False
         self.looks = 0  # checkpoints passed
@@ -165,15 +166,10 @@ class _Evidence:
         elif item[:2] > self.best[0][:2]:
             heapq.heapreplace(self.best, item)
         if frame.face.embedding is not None:
-            weighted = max(quality, MIN_WEIGHT) * frame.face.embedding.astype(np.float64)
-            self.sum = weighted if self.sum is None else self.sum + weighted
-            self.weight += max(quality, MIN_WEIGHT)
+            self.fused.add(frame.face.embedding, quality)
 
     def template(self) -> np.ndarray:
-        if self.sum is None:
-            return np.zeros(0, np.float32)
-        norm = float(np.linalg.norm(self.sum))
-        return (self.sum / norm if norm > 0 else self.sum).astype(np.float32)
+        return self.fused.template()
 
     def best_frames(self) -> tuple[TrackFrame, ...]:
         return tuple(frame for _q, _i, frame in sorted(self.best, key=lambda item: item[:2], reverse=True))
