@@ -76,3 +76,15 @@ def test_clustering_and_identification_on_lfw_identities(tmp_path):
     assert identification["run"]["computed"] == 0  # every face came from the clustering run's cache
     assert identification["identification"]["rank_rates"]["1"] > 0.8
     assert (tmp_path / "id" / "det_cmc.png").exists()
+    result = invoke(
+        "labelling", tmp_path / "people.csv", "--out", tmp_path / "lab", "--cache-file", cache, "--budget", 60
+    )
+    assert result.exit_code == 0, result.output
+    labelling = json.loads((tmp_path / "lab" / "result.json").read_text())["labelling"]
+    assert {(r["strategy"], r["start"]) for r in labelling["runs"]} >= {
+        ("queue", "faceatlas"),
+        ("name every cluster", "dbscan"),
+    }
+    assert (tmp_path / "lab" / "labelling_curves.png").exists() and "answers than naming every cluster to F 0.99" in (
+        tmp_path / "lab" / "report.txt"
+    ).read_text()

@@ -87,3 +87,32 @@ def test_answers_become_constraints_a_full_clustering_honours_and_a_no_is_not_as
 
 def review_queue_with(session: review.ReviewSession) -> list[review.Question]:
     return review.review_queue(session.store, limit=20, skip=session.skipped, threshold=0.9)
+
+
+def test_the_cli_lists_asks_and_batch_accepts(store, tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from faceatlas.cli import app
+
+    s, truth, ids = store
+    db = str(tmp_path / "c.db")
+    cli = CliRunner()
+    listed = cli.invoke(app, ["review", "--db", db, "--threshold", "0.9", "--list", "--json", "--limit", "3"])
+    assert listed.exit_code == 0, listed.output
+    questions = [json.loads(line) for line in listed.output.splitlines()]
+    assert questions and questions[0]["kind"] == "merge" and questions[0]["text"] == "Same person?"
+    assert [shown["face"] for shown in questions[0]["shown"]] == questions[0]["faces"]
+    first = questions[0]["faces"]
+    assert truth[ids.index(first[0])] == truth[ids.index(first[1])]
+    asked = cli.invoke(app, ["review", "--db", db, "--threshold", "0.9", "--limit", "1"], input="maybe\ny\n")
+    assert asked.exit_code == 0, asked.output
+    assert "answer y (yes)" in asked.output and "answered: 1 yes, 0 no, 0 skipped" in asked.output
+    assert len({s.face(f).cluster for f in first}) == 1  # the yes merged them
+    left = sorted({c.id for c in s.clusters()} - {s.face(first[0]).cluster})
+    accepted = cli.invoke(app, ["review", "accept", *map(str, left[1:]), "--into", str(left[0]), "--db", db])
+    assert accepted.exit_code == 0, accepted.output
+    assert len({s.face(f).cluster for f in ids}) == 2
+    missing = cli.invoke(app, ["review", "accept", "999", "--into", str(left[0]), "--db", db])
+    assert missing.exit_code != 0 and "999" in missing.output

@@ -59,6 +59,7 @@ from faceatlas.collection.cli import (
 )
 from faceatlas.collection.faces_cli import faces_app
 from faceatlas.collection.privacy_cli import export_person_command, forget_command
+from faceatlas.collection.review_cli import review_app
 from faceatlas.collection.search_cli import search_command
 from faceatlas.eval.cli import eval_app
 from faceatlas.gallery.cli import enroll as enroll_command
@@ -80,6 +81,7 @@ app.add_typer(people_app, name="people")
 app.add_typer(keys_app, name="keys", help="API keys for `faceatlas serve`.")
 app.add_typer(models_app, name="models")
 app.add_typer(faces_app, name="faces")
+app.add_typer(review_app, name="review")
 app.command("serve")(serve_command)
 app.command("openapi")(openapi_command)
 app.command("enroll")(enroll_command)

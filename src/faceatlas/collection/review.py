@@ -58,10 +58,13 @@ __all__ = [
     "StaleQuestionError",
     "accept_subcluster",
     "answer",
+    "question_payload",
+    "question_text",
     "review_queue",
 ]
 
 Reply = Literal["yes", "no", "skip"]
+NOT_ASKED = -2  # the planner's label for faces that take no part (never clustered; private people)
 REPLIES: tuple[str, ...] = ("yes", "no", "skip")
 
 
@@ -120,10 +123,12 @@ def review_queue(
     threshold: float | None = None,
     card: Any = None,
     embedder: str | os.PathLike[str] | None = None,
+    include_private: bool = False,
 ) -> list[Question]:
     """The ``limit`` questions worth most, best first (see the module doc). ``skip``: keys
     (``Question.key``) not to ask. The threshold and the gain's scale come from the card of the
-    model the store is bound to (a clusterer's default threshold on it), unless given."""
+    model the store is bound to (a clusterer's default threshold on it), unless given. Faces of
+    private people take no part unless ``include_private`` (a question would show them)."""
     from faceatlas.clustering.clusterer import FaceClusterer
     from faceatlas.collection.grouping import occasions, with_bound_card
 
@@ -140,6 +145,9 @@ def review_queue(
     face_ids = np.asarray(table.face_ids, dtype=np.int64)
     row_of = {int(face): row for row, face in enumerate(face_ids.tolist())}
     labels = np.asarray(table.clusters, dtype=np.int64)
+    if not include_private:
+        hidden = [c.id for c in store.clusters() if c.private]
+        labels = np.where(np.isin(labels, hidden), NOT_ASKED, labels)
     photos = np.asarray(table.photo_ids, dtype=np.int64)
     groups, together = occasions(face_ids, photos, store.video_tracks(), row_of)
     must, cannot = store.constraints()
@@ -151,6 +159,39 @@ def review_queue(
         cannot=cannot_rows, confirmed=confirmed, skip=skipped, limit=limit,
     )  # fmt: skip
     return [_question(c, face_ids, labels) for c in plan]
+
+
+def question_payload(store: CollectionStore, question: Question) -> dict[str, Any]:
+    """``question.to_dict()`` with what a person needs to answer it: each face's photo, box and
+    cluster name, and the question as words ("Is this Ada?" when one side is named)."""
+    names = {c.id: c.name for c in store.clusters()}
+    shown = []
+    for face_id, cluster in zip(question.faces, question.clusters, strict=True):
+        face = store.face(face_id)
+        shown.append(
+            {
+                "face": face.id,
+                "photo": face.photo_id,
+                "path": face.path,
+                "box": [round(v, 1) for v in face.box],
+                "time": face.time,
+                "cluster": cluster,
+                "name": names.get(cluster) if cluster is not None else None,
+            }
+        )
+    payload = question.to_dict()
+    payload["shown"] = shown
+    payload["text"] = question_text(question, names)
+    return payload
+
+
+def question_text(question: Question, names: dict[int, str | None]) -> str:
+    """ "Is this Ada?" when the other side is a named person, else "Same person?"."""
+    if question.kind == "member":
+        name = names.get(question.clusters[1]) if question.clusters[1] is not None else None
+        return f"Is this {name}?" if name else "Is this face the same person as the rest of its cluster?"
+    named = [names.get(c) for c in question.clusters if c is not None and names.get(c)]
+    return f"Is this {named[0]}?" if len(named) == 1 else "Same person?"
 
 
 def _rows(pairs: np.ndarray, row_of: dict[int, int]) -> np.ndarray:
@@ -287,12 +328,18 @@ class ReviewSession:
     gallery: Any = None
     embedder: str | os.PathLike[str] | None = None
     threshold: float | None = None  # None: the bound model's
+    include_private: bool = False
     skipped: set[tuple[str, int, int]] = field(default_factory=set)
     answered: list[Answered] = field(default_factory=list)
 
     def queue(self, limit: int = 20) -> list[Question]:
         return review_queue(
-            self.store, limit=limit, skip=self.skipped, threshold=self.threshold, embedder=self.embedder
+            self.store,
+            limit=limit,
+            skip=self.skipped,
+            threshold=self.threshold,
+            embedder=self.embedder,
+            include_private=self.include_private,
         )
 
     def answer(self, question: Question, reply: str) -> Answered:

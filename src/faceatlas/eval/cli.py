@@ -260,6 +260,47 @@ def clustering_command(
     raise typer.Exit(guard(run))
 
 
+@eval_app.command("labelling")
+def labelling_command(
+    data: LabelledData,
+    far: Annotated[
+        float,
+        typer.Option(callback=check_rate, help="Cluster at the embedder's threshold for this FAR (as `cluster`)."),
+    ] = 1e-3,
+    threshold: Annotated[float | None, typer.Option(help="A similarity threshold instead of --far.")] = None,
+    budget: Annotated[int, typer.Option(min=1, help="Most answers a strategy may give.")] = 2000,
+    batch: Annotated[int, typer.Option(min=1, help="Questions the queue plans at a time.")] = 10,
+    out: Out = Path("eval-labelling"),
+    detector: Detector = DEFAULT_DETECTOR,
+    embedder: Embedder = DEFAULT_EMBEDDER,
+    flip: Flip = False,
+    min_face_size: MinFace = 20,
+    cache: Cache = True,
+    cache_file: CacheFile = None,
+    batch_size: Batch = 16,
+    workers: Workers = None,
+) -> None:
+    """Answers a truthful user needs to reach BCubed F 0.95 / 0.99: the review queue vs naming every cluster."""
+
+    def run() -> int:
+        from faceatlas.clustering.questions import card_scale
+        from faceatlas.embedders import create_embedder
+        from faceatlas.eval import protocols
+
+        items = _read_labelled(data)
+        output_folder(out, f"--out folder {out}")  # before the models load
+        system = _System(detector, embedder, flip, min_face_size, cache, cache_file, batch_size, workers)
+        cut = _threshold(system, far, threshold)
+        scale = card_scale(create_embedder(embedder).card)
+        (written, notes), _ = system.run(
+            lambda r: protocols.labelling(items, r, out, str(data), cut, scale, budget=budget, batch=batch),
+            len(items),
+        )
+        return _finish(out, written, notes)
+
+    raise typer.Exit(guard(run))
+
+
 @eval_app.command("identification")
 def identification_command(
     data: LabelledData,

@@ -303,7 +303,10 @@ class LabellingReport:
             for target in self.targets:
                 queue, named = self.answers(start, "queue", target), self.answers(start, "name every cluster", target)
                 if queue and named:
-                    lines.append(f"{start}: the queue needs {named / queue:.1f}x fewer answers to F {target:g}")
+                    ratio, word = (named / queue, "fewer") if queue <= named else (queue / named, "more")
+                    lines.append(
+                        f"{start}: the queue needs {ratio:.1f}x {word} answers than naming every cluster to F {target:g}"
+                    )
         return "\n".join(lines + [f"note: {note}" for note in self.notes])
 
 

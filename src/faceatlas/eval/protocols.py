@@ -141,6 +141,66 @@ def clustering(
     return written, notes
 
 
+def labelling(
+    items: list,
+    runner: FaceRunner,
+    out: str | Path,
+    dataset: str,
+    threshold: float,
+    scale: float,
+    budget: int = 2000,
+    batch: int = 10,
+) -> Written:
+    """A user answering truthfully: answers needed to reach BCubed F 0.95 and 0.99 by the review
+    queue and by naming every cluster, from faceatlas' clusterer and from an Immich-style DBSCAN
+    (``faceatlas.eval.labelling``). Images without a face take no part (noted)."""
+    runner.reset_stats()
+    from faceatlas.eval.labelling import evaluate_labelling
+
+    vectors, found, faces = _primary_embeddings(items, runner)
+    kept = np.flatnonzero(found)
+    if len(kept) < 2:
+        raise InvalidArgumentError(f"labelling needs at least 2 faces, found {len(kept)} in {len(items)} images")
+    qualities = np.array([_quality(faces[items[i].path]) for i in kept])
+    report = evaluate_labelling(
+        vectors[kept], [items[i].label for i in kept], threshold=threshold, scale=scale, qualities=qualities,
+        budget=budget, batch=batch,
+    )  # fmt: skip
+    if len(kept) < len(items):
+        report.notes.append(f"{len(items) - len(kept)} of {len(items)} images had no face and take no part")
+
+    def curves(path: Path) -> None:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(7, 4.5))
+        for run in report.runs:
+            style = "-" if run.strategy == "queue" else "--"
+            ax.plot(range(len(run.curve)), run.curve, style, label=f"{run.strategy} (from {run.start})")
+        for target in report.targets:
+            ax.axhline(target, color="grey", linewidth=0.6)
+        ax.set_xlabel("answers")
+        ax.set_ylabel("BCubed F")
+        ax.set_title(f"labelling effort: {report.n_faces} faces of {report.n_people} people")
+        ax.legend(loc="lower right")
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+
+    written = write_outputs(
+        out,
+        f"labelling (a truthful user; similarity threshold {threshold:.4f}, gain scale {scale:.4f})",
+        {"labelling": report},
+        source=runner.source.key,
+        dataset=dataset,
+        stats=runner.stats,
+        plots={"labelling_curves.png": curves},
+    )
+    return written, list(report.notes)
+
+
 def _quality(face: Any) -> float:
     return 1.0 if face is None or face.quality is None else float(face.quality.score)
 
