@@ -179,6 +179,9 @@ def create_app(
     from faceatlas.server.routes import privacy
 
     app.include_router(privacy.router)
+    from faceatlas.server.routes import review
+
+    app.include_router(review.router)
     from faceatlas.server.web import mount_web
 
     mount_web(app)

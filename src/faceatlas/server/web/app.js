@@ -1,5 +1,5 @@
 // faceatlas web UI: hash routes (#/people, #/people/12, #/search, #/search/faces?face=7, #/photos/5,
-// #/jobs) over the REST
+// #/jobs, #/review) over the REST
 // API through the generated client (api.js). Plain ES module, no build step.
 //
 // Safety: the DOM is built with createElement/textContent only (never innerHTML), and images
@@ -248,6 +248,7 @@ const ROUTES = [
   [/^#\/search\/faces\/?(?:\?face=(\d+))?$/, pageFaceSearch, "search"], // ?face=: start from a collection face
   [/^#\/photos\/(\d+)(?:\?t=(\d+(?:\.\d+)?))?$/, pagePhoto, "people"], // ?t=: a video, from that second
   [/^#\/jobs\/?$/, pageJobs, "jobs"],
+  [/^#\/review\/?$/, pageReview, "review"],
 ];
 
 let current = null;
@@ -2059,6 +2060,182 @@ async function pageJobs(view) {
   await refresh();
 }
 
+// --- Review: "Is this Ada?" yes / no / skip, the questions that teach the grouping the most -----------
+
+const REVIEW_BATCH = 10; // questions asked for at once (the first is shown; the count says how many wait)
+const REVIEW_REPLIES = [
+  ["yes", "y", "Yes", "primary"],
+  ["no", "n", "No", ""],
+  ["skip", "s", "Skip", "quiet"],
+];
+const reviewSkipped = new Set(); // keys ("merge:12:40") skipped in this tab; the server keeps no session
+const questionKey = (q) => `${q.kind}:${q.faces[0]}:${q.faces[1]}`;
+
+function reviewSide(view, question, shown, i) {
+  const member = question.kind === "member";
+  let who;
+  if (member && i === 0) who = "This face";
+  else if (shown.cluster === null || shown.cluster === undefined) who = "A face not in any person yet";
+  else who = `${shown.name || `Unnamed person #${shown.cluster}`} (${plural(question.sizes[i], "face")})`;
+  const photoHref = typeof shown.time === "number" ? momentHref({ photo_id: shown.photo, time: shown.time }) : `#/photos/${shown.photo}`;
+  return h(
+    "figure",
+    { class: "review-face card", dataset: { face: shown.face } },
+    faceThumb(view, shown.face, `Face ${shown.face}${shown.name ? `, ${shown.name}` : ""}`),
+    h(
+      "figcaption",
+      {},
+      h("span", { class: "review-who" }, who),
+      h("a", { href: photoHref, class: "muted" }, "Open the photo"),
+    ),
+  );
+}
+
+async function pageReview(view) {
+  const status = h("div", {}, h("p", { class: "loading" }, "Loading the next question…"));
+  const errorArea = h("div");
+  const count = h("span", { class: "count" });
+  setPage(
+    "Review",
+    h("div", { class: "page-head" }, h("h1", { tabindex: -1 }, "Review ", count)),
+    h(
+      "p",
+      { class: "muted" },
+      "Answer the questions that teach the grouping the most. Each answer is kept as a correction that later groupings follow.",
+    ),
+    errorArea,
+    status,
+  );
+  let buttons = {};
+  let busy = false;
+
+  const showError = (error, prefix) => errorArea.replaceChildren(errorBox(error, prefix));
+
+  const load = async () => {
+    let questions;
+    try {
+      const response = await call("GET /v1/collection/review", {
+        query: { limit: REVIEW_BATCH, skip: [...reviewSkipped] },
+        signal: view.signal,
+      });
+      questions = listOf(response, "questions");
+    } catch (error) {
+      if (isAbort(error) || !view.active) return;
+      if (error instanceof api.ApiError && error.status === 401) throw error;
+      buttons = {};
+      status.replaceChildren(h("p", {}, h("button", { type: "button", onclick: () => load() }, "Try again")));
+      showError(error, "Could not load the questions");
+      return;
+    }
+    if (!view.active) return;
+    buttons = {};
+    if (!questions.length) {
+      count.textContent = "";
+      const again = reviewSkipped.size
+        ? h(
+            "p",
+            {},
+            h(
+              "button",
+              {
+                type: "button",
+                onclick: () => {
+                  reviewSkipped.clear();
+                  load();
+                },
+              },
+              `Ask the ${plural(reviewSkipped.size, "skipped question")} again`,
+            ),
+          )
+        : null;
+      status.replaceChildren(
+        h(
+          "p",
+          { class: "empty review-done", role: "status" },
+          "No more questions: the grouping has nothing left it is unsure of.",
+        ),
+        again,
+        h("p", {}, h("a", { href: "#/people" }, "Go to People")),
+      );
+      return;
+    }
+    count.textContent = `· ${questions.length >= REVIEW_BATCH ? `${REVIEW_BATCH}+` : questions.length} left`;
+    renderQuestion(questions[0]);
+  };
+
+  const renderQuestion = (question) => {
+    const titleId = newId("question");
+    const row = h("div", { class: "review-actions", role: "group", "aria-label": "Your answer" });
+    for (const [reply, key, label, kind] of REVIEW_REPLIES) {
+      const button = h(
+        "button",
+        { type: "button", class: kind || null, "aria-keyshortcuts": key, dataset: { reply } },
+        label,
+        " ",
+        h("kbd", { "aria-hidden": "true" }, key),
+      );
+      button.addEventListener("click", () => answer(question, reply));
+      buttons[reply] = button;
+      row.append(button);
+    }
+    const chance = Math.round((question.p_same || 0) * 100);
+    status.replaceChildren(
+      h(
+        "section",
+        { class: "card review-question", "aria-labelledby": titleId, dataset: { key: questionKey(question) } },
+        h("h2", { id: titleId, class: "review-text" }, question.text),
+        h("div", { class: "review-faces" }, question.shown.map((shown, i) => reviewSide(view, question, shown, i))),
+        h("p", { class: "muted review-meta" }, `Similarity ${fmtScore(question.similarity)} · about ${chance}% likely the same person`),
+        row,
+        h("p", { class: "muted review-hint" }, "Keys: ", h("kbd", {}, "y"), " yes, ", h("kbd", {}, "n"), " no, ", h("kbd", {}, "s"), " skip"),
+      ),
+    );
+  };
+
+  const answer = async (question, reply) => {
+    if (busy) return;
+    busy = true;
+    for (const button of Object.values(buttons)) button.disabled = true;
+    errorArea.replaceChildren();
+    const body = { kind: question.kind, faces: question.faces, clusters: question.clusters, reply };
+    try {
+      await call("POST /v1/collection/review/answer", { body, signal: view.signal });
+    } catch (error) {
+      busy = false;
+      if (isAbort(error) || !view.active) return;
+      if (error instanceof api.ApiError && error.status === 401) {
+        signOut(`Your API key was not accepted (${errorText(error)}). Sign in again.`);
+        return;
+      }
+      if (error instanceof api.ApiError && (error.status === 409 || error.status === 404)) {
+        showError(error, "Not saved");
+        await load(); // the question is out of date: show the one the queue asks now
+        return;
+      }
+      for (const button of Object.values(buttons)) button.disabled = false;
+      showError(error, "Not saved");
+      return;
+    }
+    if (reply === "skip") reviewSkipped.add(questionKey(question));
+    toast({ yes: "Saved: yes", no: "Saved: no", skip: "Skipped" }[reply]);
+    busy = false;
+    if (view.active) await load();
+  };
+
+  const onKey = (event) => {
+    if (event.defaultPrevented || event.ctrlKey || event.metaKey || event.altKey || event.repeat) return;
+    if (typing(event.target) || document.querySelector("dialog[open]")) return;
+    const reply = { y: "yes", n: "no", s: "skip" }[event.key];
+    const button = reply && buttons[reply];
+    if (!button || button.disabled) return;
+    event.preventDefault();
+    button.click();
+  };
+  document.addEventListener("keydown", onKey);
+  view.onClose(() => document.removeEventListener("keydown", onKey));
+  await load();
+}
+
 // --- keyboard -------------------------------------------------------------------------------------
 
 let pendingG = 0;
@@ -2083,11 +2260,9 @@ document.addEventListener("keydown", (event) => {
   const now = Date.now();
   if (pendingG && now - pendingG < 1500) {
     pendingG = 0;
-    const target = { p: "#/people", s: "#/search", j: "#/jobs" }[event.key];
-    if (target) {
-      event.preventDefault();
-      location.hash = target;
-    }
+    const target = { p: "#/people", r: "#/review", s: "#/search", j: "#/jobs" }[event.key];
+    event.preventDefault(); // the key was the second of "g x": no page's own shortcut (Review's y / n / s)
+    if (target) location.hash = target;
     return;
   }
   if (event.key === "g") {
