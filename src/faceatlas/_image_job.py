@@ -115,7 +115,10 @@ def face_json(face: Any, with_embedding: bool = False) -> dict[str, Any]:
         out["quality"] = {
             "score": round(face.quality.score, 4),
             **{k: round(v, 4) for k, v in face.quality.components().items()},
+            "method": face.quality.method,
         }
+        if face.quality.heuristic is not None:
+            out["quality"]["heuristic"] = round(face.quality.heuristic, 4)
     if with_embedding and face.embedding is not None:
         out["embedding"] = [round(float(v), 6) for v in face.embedding]
     return out

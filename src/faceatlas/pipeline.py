@@ -39,6 +39,7 @@ class FaceAnalyzer:
         detector_options: Mapping[str, Any] | None = None,
         providers: Sequence[str] | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
+        quality: str | os.PathLike[str] = "auto",
     ) -> None:
         # a name, or a path to an .onnx file or an InsightFace model-pack folder
         self.detector = (
@@ -67,6 +68,9 @@ class FaceAnalyzer:
             if parts is not None and aligner is None
             else None
         )
+        # "auto": the learned quality model shipped for this embedder, else the heuristic (named in
+        # every face's Quality.method); "heuristic"; or a model file (QualityModelError if unusable)
+        self.quality_model = _quality_model(quality, self.embedder)
 
     def load(self) -> FaceAnalyzer:
         """Load both models now instead of on first use."""
@@ -104,11 +108,47 @@ class FaceAnalyzer:
             vectors = self.embedder.embed(np.stack(flat))
         else:
             vectors = self._fused(pixels, faces, np.stack(flat))
+        learned = self._learned_scores([f for per_image in faces for f in per_image], flat, vectors)
         out, k = [], 0
         for per_image in faces:
-            out.append([dataclasses.replace(f, embedding=vectors[k + i]) for i, f in enumerate(per_image)])
+            out.append(
+                [
+                    self._with_learned(dataclasses.replace(f, embedding=vectors[k + i]), learned, k + i)
+                    for i, f in enumerate(per_image)
+                ]
+            )
             k += len(per_image)
         return out
+
+    def _learned_scores(self, faces: Sequence[Face], crops: Sequence[np.ndarray], vectors: np.ndarray) -> Any:
+        """The learned quality of each embedded face (None: the heuristic stays)."""
+        if self.quality_model is None or not len(faces):
+            return None
+        import cv2
+
+        from faceatlas.learned_quality import measurements
+
+        measured = np.stack(
+            [
+                measurements(cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY), f.landmarks, f.pose, f.quality)
+                for f, crop in zip(faces, crops, strict=True)
+                if f.quality is not None and f.pose is not None
+            ]
+        )
+        if len(measured) != len(faces):
+            return None
+        mirror = None
+        if self.quality_model.needs_mirror:  # one more embedding: the flipped crops
+            flipped = self.embedder.embed(np.ascontiguousarray(np.stack(crops)[:, :, ::-1]))
+            mirror = np.einsum("ij,ij->i", np.asarray(vectors, np.float32), np.asarray(flipped, np.float32))
+        return self.quality_model.score(self.quality_model.features(measured, mirror))
+
+    def _with_learned(self, face: Face, learned: Any, k: int) -> Face:
+        if learned is None or face.quality is None or self.quality_model is None:
+            return face
+        from faceatlas.learned_quality import with_learned
+
+        return dataclasses.replace(face, quality=with_learned(face.quality, learned[k], self.quality_model.method))
 
     def embed_faces(self, image: ImageSource, faces: Sequence[Face]) -> np.ndarray:
         """Embeddings (len(faces), dim) for faces already found in ``image`` (reuses detection)."""
@@ -145,7 +185,9 @@ class FaceAnalyzer:
         # the person who drew it is sure it is a face: the detector's doubt is not the quality's
         quality = assess_quality(crop, landmarks, pose, max(score, 0.5))
         face = dataclasses.replace(face, pose=pose, quality=quality)
-        return dataclasses.replace(face, embedding=self.embed_faces(pixels, [face])[0])
+        vector = self.embed_faces(pixels, [face])[0]
+        learned = self._learned_scores([face], [crop], vector[None])
+        return self._with_learned(dataclasses.replace(face, embedding=vector), learned, 0)
 
     def _detect_near(self, pixels: np.ndarray, box: tuple[float, float, float, float]) -> list[Face]:
         """Detections in the neighbourhood of ``box``, in the image's pixels: the crop around it is
@@ -202,6 +244,23 @@ class FaceAnalyzer:
             all_faces.append(faces)
             all_crops.append(crops)
         return all_faces, all_crops
+
+
+def _quality_model(choice: str | os.PathLike[str], embedder: Any) -> Any:
+    """The learned quality model ``choice`` names for ``embedder`` (None: the heuristic)."""
+    from faceatlas.learned_quality import MODELS, QualityModel, QualityModelError, card_key
+
+    card = getattr(embedder, "card", None)
+    if choice == "heuristic":
+        return None
+    if getattr(embedder, "parts", None) is not None:  # its mirror cosine would need every part's crops
+        if choice == "auto":
+            return None
+        raise QualityModelError("a learned quality model for a fused embedder is not supported yet: use the heuristic")
+    if choice == "auto":
+        shipped = MODELS / f"{card_key(card)}.npz"
+        return QualityModel.load(shipped, embedder=card_key(card)) if card is not None and shipped.is_file() else None
+    return QualityModel.load(choice, embedder=card_key(card))
 
 
 #: ArcFace's five points in its 112-pixel crop, as fractions of the crop: where landmarks go in a

@@ -68,4 +68,7 @@ def assess_quality(aligned_crop: np.ndarray, landmarks: Landmarks, pose: Pose, d
     }
     total = sum(WEIGHTS.values())
     log_score = sum(WEIGHTS[k] * math.log(max(v, 1e-6)) for k, v in parts.items()) / total
-    return Quality(score=float(math.exp(log_score)), **parts)
+    return Quality(
+        score=float(math.exp(log_score)), size=parts["size"], sharpness=parts["sharpness"], pose=parts["pose"],
+        exposure=parts["exposure"], confidence=parts["confidence"],
+    )  # fmt: skip

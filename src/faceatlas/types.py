@@ -130,6 +130,9 @@ class Quality:
     Every component is in [0, 1], 1 being best: ``size`` (inter-ocular distance in pixels),
     ``sharpness`` (variance of the Laplacian on the aligned crop), ``pose`` (frontality),
     ``exposure`` (brightness and contrast of the crop), ``confidence`` (the detector's score).
+    ``method`` says what made ``score``: "heuristic" (the components' weighted geometric mean) or
+    "learned:<embedder card>" (``faceatlas.learned_quality``), which keeps the heuristic's score in
+    ``heuristic``.
     """
 
     score: float
@@ -138,6 +141,8 @@ class Quality:
     pose: float
     exposure: float
     confidence: float
+    heuristic: float | None = None
+    method: str = "heuristic"
 
     def components(self) -> dict[str, float]:
         return {

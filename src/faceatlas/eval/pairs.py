@@ -237,7 +237,8 @@ def pair_quality(pairs: list[Pair], faces: dict[Path, Face | None]) -> dict[str,
     def per_image(face: Face | None) -> dict[str, float]:
         if face is None or face.quality is None:
             return {}
-        return {"quality": face.quality.score, **face.quality.components()}
+        heuristic = {} if face.quality.heuristic is None else {"heuristic": face.quality.heuristic}
+        return {"quality": face.quality.score, **heuristic, **face.quality.components()}
 
     table = {path: per_image(face) for path, face in faces.items()}
     names = sorted({name for scores in table.values() for name in scores}, key=lambda n: n != "quality")

@@ -9,7 +9,9 @@ interrupted run resumes where it stopped because results are committed batch by 
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import math
 import os
 import sqlite3
 import time
@@ -27,7 +29,7 @@ from faceatlas.image import load_image
 from faceatlas.types import Box, Face, Landmarks, Pose, Quality
 
 # bump when the stored layout or what a source computes changes: old entries stop matching
-CACHE_SCHEMA = 1
+CACHE_SCHEMA = 2  # 2: a seventh quality column, the heuristic behind a learned score
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +117,9 @@ def analyzer_key(analyzer: object) -> str:
     from faceatlas import __version__
     from faceatlas.pose import POSE_MODEL
 
-    return f"faceatlas-{__version__}:" + "+".join(parts) + f"+pose({POSE_MODEL})"
+    model = getattr(analyzer, "quality_model", None)
+    learned = "" if model is None else f"+quality({model.method})"  # heuristic-only keys stay as they were
+    return f"faceatlas-{__version__}:" + "+".join(parts) + f"+pose({POSE_MODEL})" + learned
 
 
 def file_digest(path: Path) -> str:
@@ -144,7 +148,7 @@ def _pack(result: ImageResult) -> tuple:
     if n and all(f.pose is not None for f in faces):
         pose = column([[f.pose.yaw, f.pose.pitch, f.pose.roll] for f in faces], np.float64)  # type: ignore[union-attr]
     if n and all(f.quality is not None for f in faces):
-        quality = column([[f.quality.score, *f.quality.components().values()] for f in faces], np.float64)  # type: ignore[union-attr]
+        quality = column([_quality_row(f.quality) for f in faces], np.float64)  # type: ignore[arg-type]
     dim = 0
     if n and all(f.embedding is not None for f in faces):
         embeddings = column([f.embedding for f in faces], np.float32)
@@ -164,13 +168,27 @@ def _pack(result: ImageResult) -> tuple:
     )
 
 
+def _quality_row(quality: Quality) -> list[float]:
+    """score, the five components, and a learned score's heuristic (NaN: the score is the heuristic)."""
+    heuristic = math.nan if quality.heuristic is None else quality.heuristic
+    return [quality.score, *quality.components().values(), heuristic]
+
+
+def _quality_of(row: np.ndarray) -> Quality:
+    score, size, sharpness, pose, exposure, confidence, *rest = row.tolist()
+    plain = Quality(score, size, sharpness, pose, exposure, confidence)
+    if not rest or math.isnan(rest[0]):  # no seventh column: a row cached before learned quality
+        return plain
+    return dataclasses.replace(plain, heuristic=rest[0], method="learned")
+
+
 def _unpack(row: tuple) -> ImageResult:
     width, height, n, dim, error, boxes, scores, landmarks, pose, quality, embeddings = row
     boxes = np.frombuffer(boxes, np.float64).reshape(n, 4)
     scores = np.frombuffer(scores, np.float64)
     landmarks = np.frombuffer(landmarks, np.float32).reshape(n, 5, 2)
     poses = np.frombuffer(pose, np.float64).reshape(n, 3) if pose is not None else None
-    qualities = np.frombuffer(quality, np.float64).reshape(n, 6) if quality is not None else None
+    qualities = np.frombuffer(quality, np.float64).reshape(n, -1) if quality is not None and n else None
     vectors = np.frombuffer(embeddings, np.float32).reshape(n, dim) if embeddings is not None else None
     faces = tuple(
         Face(
@@ -178,7 +196,7 @@ def _unpack(row: tuple) -> ImageResult:
             score=float(scores[i]),
             landmarks=Landmarks(landmarks[i]),
             pose=Pose(*poses[i].tolist()) if poses is not None else None,
-            quality=Quality(*qualities[i].tolist()) if qualities is not None else None,
+            quality=_quality_of(qualities[i]) if qualities is not None else None,
             embedding=vectors[i] if vectors is not None else None,
         )
         for i in range(n)

@@ -36,6 +36,10 @@ class QualityOut(BaseModel):
     pose: float
     exposure: float
     confidence: float
+    method: str = Field(
+        "heuristic", description='what made score: "heuristic" or "learned:<embedder card>" (the learned model)'
+    )
+    heuristic: float | None = Field(None, description="the heuristic's score, when score is the learned one")
 
 
 class FaceOut(BaseModel):
@@ -199,6 +203,8 @@ def face_out(face: Any, embeddings: bool = False) -> FaceOut:
                 pose=quality.pose,
                 exposure=quality.exposure,
                 confidence=quality.confidence,
+                method=quality.method,
+                heuristic=quality.heuristic,
             )
             if quality is not None
             else None

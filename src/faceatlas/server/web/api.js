@@ -457,6 +457,8 @@ export async function request(method, path, options = {}) {
  * @typedef {Object} QualityOut
  * @property {number} confidence
  * @property {number} exposure
+ * @property {number|null} [heuristic] the heuristic's score, when score is the learned one
+ * @property {string} [method] what made score: "heuristic" or "learned:<embedder card>" (the learned model)
  * @property {number} pose
  * @property {number} score usefulness for recognition, 0..1
  * @property {number} sharpness
@@ -472,6 +474,59 @@ export async function request(method, path, options = {}) {
 /**
  * @typedef {Object} RenameRequest
  * @property {string} name
+ */
+/**
+ * @typedef {Object} ReviewAcceptRequest
+ * @property {Array<number>} clusters clusters that are all one person
+ * @property {number} into the cluster they join (it keeps its id and name)
+ */
+/**
+ * @typedef {Object} ReviewAnswerRequest
+ * @property {Array<number|null>|null} [clusters] the question's clusters, as listed: given, an answer after its faces moved is refused (409)
+ * @property {Array<number>} faces the question's faces, as listed
+ * @property {boolean} [include_private] as the queue was asked (private people take part in it)
+ * @property {"merge"|"member"} kind
+ * @property {"yes"|"no"|"skip"} reply
+ */
+/**
+ * @typedef {Object} ReviewAnswered
+ * @property {Array<number|null>} clusters each face's cluster now (null: unassigned)
+ * @property {Array<number>} faces
+ * @property {"merge"|"member"} kind
+ * @property {"yes"|"no"|"skip"} reply
+ * @property {boolean} stored whether the answer changed the collection (a skip changes nothing)
+ */
+/**
+ * @typedef {Object} ReviewCluster
+ * @property {number} id
+ * @property {number} n_faces
+ * @property {string|null} name
+ */
+/**
+ * @typedef {Object} ReviewFace
+ * @property {Array<number>} box [x1, y1, x2, y2] pixels
+ * @property {number|null} cluster the cluster it stands for (null: an unassigned face)
+ * @property {number} face a collection face id (its crop: GET /v1/collection/faces/{id}/thumbnail)
+ * @property {string|null} name that cluster's name (null: unnamed)
+ * @property {string} path its photo's path, inside the folder it was indexed from
+ * @property {number} photo its photo's id
+ * @property {number|null} time seconds into a video (null: a photo)
+ */
+/**
+ * @typedef {Object} ReviewQuestion
+ * @property {Array<number|null>} clusters their clusters (null: unassigned)
+ * @property {Array<number>} faces the two faces shown
+ * @property {number} gain faces the answer is expected to put right
+ * @property {"merge"|"member"} kind merge: are the two sides one person? member: is faces[0] the person of cluster clusters[1]?
+ * @property {number} p_same the chance the two sides are one person
+ * @property {Array<ReviewFace>} shown each face, to show it
+ * @property {number} similarity
+ * @property {Array<number>} sizes faces on each side
+ * @property {string} text the question as words: "Is this Ada?", "Same person?"
+ */
+/**
+ * @typedef {Object} ReviewQueue
+ * @property {Array<ReviewQuestion>} questions best first; empty: nothing left to ask
  */
 /**
  * @typedef {Object} SidecarProblem
@@ -797,6 +852,46 @@ export async function photoVideo(photoId, options = {}) {
  */
 export async function videoLink(photoId, options = {}) {
   return request("GET", `/v1/collection/photos/${pathPart("photo_id", photoId)}/video-link`, { expect: "json", signal: options.signal });
+}
+
+/**
+ * The review queue: questions to answer
+ * The questions whose answers label the collection in the fewest answers, best first (see `faceatlas review`): merges of clusters just below the merge threshold, then faces least like their cluster.
+ * `GET /v1/collection/review`
+ * @param {{query?: {include_private?: boolean, limit?: number, skip?: Array<string>|null}, signal?: AbortSignal}} [options]
+ * @returns {Promise<ReviewQueue>}
+ */
+export async function reviewQueue(options = {}) {
+  const qs = queryString(options.query, ["include_private", "limit", "skip"], []);
+  return request("GET", `/v1/collection/review${qs}`, { expect: "json", signal: options.signal });
+}
+
+/**
+ * Accept clusters as one person
+ * The batch accept ("all of these are Ada"): every cluster merges into `into`, one merge each, in order; a refused merge (two named people, a shared photo: 409) stops there, the merges before it stay. Returns `into` as it is then.
+ * `POST /v1/collection/review/accept`
+ * @param {{body: ReviewAcceptRequest, signal?: AbortSignal}} options
+ * @returns {Promise<ReviewCluster>}
+ */
+export async function acceptClusters(options = {}) {
+  if (options.body === undefined || options.body === null) {
+    throw new TypeError("acceptClusters needs a body");
+  }
+  return request("POST", `/v1/collection/review/accept`, { json: options.body, expect: "json", signal: options.signal });
+}
+
+/**
+ * Answer a review question
+ * A yes or no is stored as a correction later cluster jobs honour (a merge, a face taken out, must- and cannot-links); a skip stores nothing (pass its key back as `skip` to the queue). A question the queue (with the same `include_private`) no longer asks, or whose faces moved from its `clusters`, is refused (409): ask the queue again.
+ * `POST /v1/collection/review/answer`
+ * @param {{body: ReviewAnswerRequest, signal?: AbortSignal}} options
+ * @returns {Promise<ReviewAnswered>}
+ */
+export async function answerQuestion(options = {}) {
+  if (options.body === undefined || options.body === null) {
+    throw new TypeError("answerQuestion needs a body");
+  }
+  return request("POST", `/v1/collection/review/answer`, { json: options.body, expect: "json", signal: options.signal });
 }
 
 /**
@@ -1164,6 +1259,9 @@ export const routes = Object.freeze({
   "GET /v1/collection/photos/{}/image": photoImage,
   "GET /v1/collection/photos/{}/video": photoVideo,
   "GET /v1/collection/photos/{}/video-link": videoLink,
+  "GET /v1/collection/review": reviewQueue,
+  "POST /v1/collection/review/accept": acceptClusters,
+  "POST /v1/collection/review/answer": answerQuestion,
   "DELETE /v1/faces/{}": removeFace,
   "POST /v1/identify": identify,
   "GET /v1/jobs": listJobs,
