@@ -9,7 +9,7 @@ from faceatlas.clustering import FaceClusterer
 from faceatlas.clustering.questions import plan_questions
 from faceatlas.collection import CollectionStore, NewPhoto, review
 from faceatlas.collection.grouping import cluster_collection
-from faceatlas.eval.labelling import bcubed_f, name_every_cluster, review_queue_run
+from faceatlas.eval.labelling import bcubed_f, group_review_run, name_every_cluster, review_queue_run
 from faceatlas.gallery.store import ModelTag
 from faceatlas.types import Box, Face, Landmarks, Pose, Quality
 
@@ -116,3 +116,15 @@ def test_the_cli_lists_asks_and_batch_accepts(store, tmp_path):
     assert len({s.face(f).cluster for f in ids}) == 2
     missing = cli.invoke(app, ["review", "accept", "999", "--into", str(left[0]), "--db", db])
     assert missing.exit_code != 0 and "999" in missing.output
+
+
+def test_group_questions_label_a_split_collection_in_fewer_answers_than_naming():
+    x, truth = people(4, 12, seed=3)
+    start = np.arange(len(x)) // 2  # every person split into 6 clusters of 2
+    group = group_review_run(x, truth, start, threshold=0.9, scale=0.02, budget=200)
+    queue = review_queue_run(x, truth, start, threshold=0.9, scale=0.02, budget=200)
+    named = name_every_cluster(truth, start, budget=200)
+    assert group.reached[0.99] is not None and named.reached[0.99] is not None
+    assert 2 * group.reached[0.99] <= named.reached[0.99]
+    assert queue.reached[0.99] is not None and group.reached[0.99] < queue.reached[0.99]
+    assert group.curve[group.reached[0.99]] >= 0.99 and all(np.diff(group.curve) >= 0)  # merges of one person only

@@ -18,6 +18,14 @@ Strategies:
   cannot-linked with the rest of its cluster). A question an earlier answer of its batch made
   stale is dropped uncounted. The user answers from the faces shown: a merge is "yes" when the
   two best faces are one person, a member question when the face is its cluster's best face's person.
+- **group queue**: "which of these are Ada?" — one cluster (the anchor) shown with up to
+  ``GROUP_SIZE`` candidate clusters, each by its best face pair with the anchor (single link), the
+  chance of one person from that similarity as the queue computes it. The question asked is the one
+  whose likely candidates (chance >= 0.5) add up to the most expected merges; where no candidate
+  is likely, the likeliest one alone (a pair question). The user ticks the candidates that are the
+  anchor's person: the ticked ones join the anchor (a batch accept), the others are cannot-linked
+  with it. Cost: one answer when all candidates are alike (all yes, all no), else 1 + the number
+  in the minority (each a tick against the default). It only merges: an impure cluster stays so.
 - **name every cluster**: the user names each cluster once from its cover (best) face, largest
   first (unassigned faces are clusters of one): one answer, and the cluster's faces take that
   name (clusters of one name become one person). An impure cluster then costs one more answer
@@ -36,6 +44,9 @@ import numpy as np
 from faceatlas.clustering.questions import DEFAULT_SCALE, plan_questions
 from faceatlas.errors import InvalidArgumentError
 
+GROUP_SIZE = 8  # candidates a group question shows beside its anchor
+GROUP_FLOOR = 0.02  # the least chance of being the anchor's person a candidate is shown with
+
 __all__ = [
     "DLIB_RAW_NORM",
     "TARGETS",
@@ -44,6 +55,7 @@ __all__ = [
     "bcubed_f",
     "dbscan_start",
     "evaluate_labelling",
+    "group_review_run",
     "name_every_cluster",
     "review_queue_run",
 ]
@@ -212,6 +224,84 @@ def _merge(labels: np.ndarray, a: int, b: int) -> None:
         labels[[a, b]] = int(labels.max(initial=-1)) + 1
 
 
+def group_review_run(
+    embeddings: np.ndarray,
+    truth: np.ndarray,
+    start: np.ndarray,
+    *,
+    threshold: float,
+    scale: float = DEFAULT_SCALE,
+    qualities: np.ndarray | None = None,
+    budget: int = 2000,
+    group: int = GROUP_SIZE,
+    floor: float = GROUP_FLOOR,
+    targets: Sequence[float] = TARGETS,
+    start_name: str = "",
+) -> LabellingRun:
+    """Group merge questions answered truthfully (see the module doc): "which of these are Ada?"."""
+    import time
+
+    began = time.perf_counter()
+    x = np.asarray(embeddings, dtype=np.float64)
+    t = np.asarray(truth, dtype=np.int64)
+    labels = np.asarray(start, dtype=np.int64).copy()
+    loose = np.flatnonzero(labels < 0)
+    labels[loose] = labels.max(initial=-1) + 1 + np.arange(len(loose))  # an unassigned face: a node of its own
+    quality = np.ones(len(t)) if qualities is None else np.asarray(qualities, dtype=np.float64)
+    similarity = (x @ x.T).astype(np.float32)  # n x n: a simulation for evaluation sets, not whole libraries
+    banned: set[tuple[int, int]] = set()
+    done: set[int] = set()  # anchors with nothing left to ask
+    curve = [bcubed_f(t, labels)]
+    goal = max(targets) if targets else 1.0
+    while len(curve) - 1 < budget and curve[-1] < goal:
+        ids, inverse = np.unique(labels, return_inverse=True)
+        # the best pair of faces between every two nodes (single link), what a merge question shows
+        per_face = np.full((len(ids), len(t)), -np.inf, dtype=np.float32)
+        np.maximum.at(per_face, inverse, similarity)
+        link = np.full((len(ids), len(ids)), -np.inf, dtype=np.float32)
+        np.maximum.at(link.T, inverse, per_face.T)
+        np.fill_diagonal(link, -np.inf)
+        chance = 1.0 / (1.0 + np.exp(-(link - threshold) / scale))
+        asked = None
+        worth = 0.0
+        for anchor in range(len(ids)):
+            if int(ids[anchor]) in done:
+                continue
+            order = np.argsort(-chance[anchor], kind="stable")[: 4 * group]
+            open_ = [
+                c
+                for c in order.tolist()
+                if chance[anchor, c] >= floor and (int(ids[anchor]), int(ids[c])) not in banned
+            ]
+            if not open_:
+                done.add(int(ids[anchor]))
+                continue
+            # likely ones together (each a probable yes: one answer covers them); else the likeliest alone
+            picks = [c for c in open_[:group] if chance[anchor, c] >= 0.5] or open_[:1]
+            gain = float(chance[anchor, picks].sum())
+            if gain > worth:
+                asked, worth = (anchor, picks), gain
+        if asked is None:
+            break
+        anchor, picks = asked
+        best = _best_rows(labels, quality)
+        person = t[best[int(ids[anchor])]]
+        same = [c for c in picks if t[best[int(ids[c])]] == person]
+        different = [c for c in picks if c not in same]
+        a = int(ids[anchor])
+        for c in different:
+            banned |= {(a, int(ids[c])), (int(ids[c]), a)}
+        for c in same:
+            other = int(ids[c])
+            labels[labels == other] = a
+            banned |= {(a, b) for b_, b in banned if b_ == other} | {(b, a) for b_, b in banned if b_ == other}
+        cost = 1 + min(len(same), len(different))
+        f = bcubed_f(t, labels)
+        curve += [curve[-1]] * (cost - 1) + [f]
+    curve = curve[: budget + 1]
+    return LabellingRun(start_name, "group queue", curve, _reached(curve, targets), budget, time.perf_counter() - began)
+
+
 def name_every_cluster(
     truth: np.ndarray,
     start: np.ndarray,
@@ -282,8 +372,8 @@ class LabellingReport:
         }
 
     def answers(self, start: str, strategy: str, target: float) -> int | None:
-        run = next(r for r in self.runs if r.start == start and r.strategy == strategy)
-        return run.reached[target]
+        run = next((r for r in self.runs if r.start == start and r.strategy == strategy), None)
+        return None if run is None else run.reached[target]
 
     def table(self) -> str:
         def cell(run: LabellingRun, target: float) -> str:
@@ -301,12 +391,15 @@ class LabellingReport:
         lines = ["  ".join(f"{v:<{w}}" for v, w in zip(r, widths, strict=True)) for r in [head, *rows]]
         for start in dict.fromkeys(run.start for run in self.runs):
             for target in self.targets:
-                queue, named = self.answers(start, "queue", target), self.answers(start, "name every cluster", target)
-                if queue and named:
-                    ratio, word = (named / queue, "fewer") if queue <= named else (queue / named, "more")
-                    lines.append(
-                        f"{start}: the queue needs {ratio:.1f}x {word} answers than naming every cluster to F {target:g}"
-                    )
+                named = self.answers(start, "name every cluster", target)
+                for strategy in ("queue", "group queue"):
+                    queue = self.answers(start, strategy, target)
+                    if queue and named:
+                        ratio, word = (named / queue, "fewer") if queue <= named else (queue / named, "more")
+                        lines.append(
+                            f"{start}: the {strategy} needs {ratio:.1f}x {word} answers than naming every cluster "
+                            f"to F {target:g}"
+                        )
         return "\n".join(lines + [f"note: {note}" for note in self.notes])
 
 
@@ -344,5 +437,6 @@ def evaluate_labelling(
             raise InvalidArgumentError(f"a start is 'faceatlas' or 'dbscan', got {start!r}")
         common: dict[str, Any] = {"qualities": qualities, "budget": budget, "targets": targets, "start_name": start}
         report.runs.append(review_queue_run(x, t, initial, threshold=threshold, scale=scale, batch=batch, **common))
+        report.runs.append(group_review_run(x, t, initial, threshold=threshold, scale=scale, **common))
         report.runs.append(name_every_cluster(t, initial, **common))
     return report
