@@ -128,3 +128,42 @@ def test_group_questions_label_a_split_collection_in_fewer_answers_than_naming()
     assert 2 * group.reached[0.99] <= named.reached[0.99]
     assert queue.reached[0.99] is not None and group.reached[0.99] < queue.reached[0.99]
     assert group.curve[group.reached[0.99]] >= 0.99 and all(np.diff(group.curve) >= 0)  # merges of one person only
+
+
+def test_a_group_question_shows_the_likely_clusters_and_its_answer_merges_and_cannot_links(store):
+    s, truth, ids = store
+    asked = review.group_question(s, threshold=0.9)
+    assert asked is not None and asked.members
+    person = truth[ids.index(asked.anchor)]
+    same = [m.faces[1] for m in asked.members if truth[ids.index(m.faces[1])] == person]
+    assert same  # the person's other cluster is among the candidates
+    with pytest.raises(review.InvalidCorrectionError):
+        review.answer_group(s, asked, [999_999])
+    anchor_cluster = s.face(asked.anchor).cluster
+    review.answer_group(s, asked, same)
+    assert {s.face(f).cluster for f in same} == {anchor_cluster}  # the anchor keeps its cluster id
+    for member in asked.members:
+        if member.faces[1] not in same:
+            assert s.face(member.faces[1]).cluster != anchor_cluster
+    cluster_collection(s, FaceClusterer(threshold=0.9), full=True)
+    assert len({s.face(f).cluster for f in [asked.anchor, *same]}) == 1
+    again = review.group_question(s, threshold=0.9)
+    assert again is None or again.anchor != asked.anchor or not {m.faces[1] for m in again.members} & set(same)
+    with pytest.raises(review.StaleQuestionError):
+        review.answer_group(s, asked, [])  # its faces have moved since
+
+
+def test_the_cli_asks_group_questions(store, tmp_path):
+    from typer.testing import CliRunner
+
+    from faceatlas.cli import app
+
+    s, truth, ids = store
+    db = str(tmp_path / "c.db")
+    asked = CliRunner().invoke(
+        app, ["review", "--db", db, "--threshold", "0.9", "--groups", "--limit", "1"], input="7 x\nall\n"
+    )
+    assert asked.exit_code == 0, asked.output
+    assert "Which of these are this person?" in asked.output and "answer with numbers" in asked.output
+    assert "answered 1 group questions" in asked.output
+    assert len({c.id for c in s.clusters() if c.n_faces}) < 4  # something merged

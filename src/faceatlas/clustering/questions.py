@@ -138,6 +138,115 @@ def plan_questions(
 
 
 UNASSIGNED_LABEL = -1
+GROUP_SIZE = 8  # candidates a group question shows beside its anchor
+GROUP_FLOOR = 0.02  # the least chance of being the anchor's person a candidate needs to be shown
+LIKELY = 0.5  # candidates at least this likely are asked together; else the likeliest alone
+
+
+@dataclass(frozen=True)
+class GroupCandidate:
+    """One group question, "which of these are the anchor's person?", in rows and labels of the
+    arrays given: ``anchor`` is a label (-1: an unassigned face, ``anchor_row`` alone), each candidate
+    a label (-1: the unassigned face at its row) shown by its best face."""
+
+    anchor: int
+    anchor_row: int
+    labels: tuple[int, ...]
+    rows: tuple[int, ...]
+    sizes: tuple[int, ...]
+    similarity: tuple[float, ...]  # the best face-to-face cosine with the anchor (single link)
+    p_same: tuple[float, ...]
+    gain: float  # expected merges: the sum of the chances
+
+
+def plan_group(
+    embeddings: np.ndarray,
+    labels: np.ndarray,
+    *,
+    threshold: float,
+    scale: float = DEFAULT_SCALE,
+    qualities: np.ndarray | None = None,
+    groups: np.ndarray | None = None,
+    cannot: np.ndarray | None = None,
+    size: int = GROUP_SIZE,
+    floor: float = GROUP_FLOOR,
+    skip: Collection[int] = (),
+) -> GroupCandidate | None:
+    """The group question worth most (None: nothing left to ask). Nodes are compared by their best
+    pair of faces (single link: a person split into clusters has some pair above the threshold, where
+    the clusters' average similarity stays below it; measured in docs/BENCHMARKS.md), which costs
+    a pass over every pair of faces, O(n^2) per question. The anchor node whose likely
+    candidates (chance >= ``LIKELY``, at most ``size``, never a banned pair: a shared photo or a
+    cannot-link) add up to the most expected merges; where no anchor has a likely candidate, the
+    single likeliest pair (chance >= ``floor``). ``skip``: anchor rows (best faces) not to ask about.
+    The arrays are as ``plan_questions`` takes them."""
+    x = np.asarray(embeddings, dtype=np.float64)
+    lab = np.asarray(labels, dtype=np.int64)
+    n = len(lab)
+    if x.ndim != 2 or len(x) != n:
+        raise InvalidArgumentError(f"need one embedding row per label, got {x.shape} for {n} labels")
+    if size < 1 or scale <= 0:
+        raise InvalidArgumentError(f"size must be >= 1 and scale > 0, got {size} and {scale}")
+    quality = np.ones(n) if qualities is None else np.asarray(qualities, dtype=np.float64)
+    group = np.full(n, -1, np.int64) if groups is None else np.asarray(groups, dtype=np.int64)
+    pairs = np.zeros((0, 2), np.int64) if cannot is None else np.asarray(cannot, dtype=np.int64).reshape(-1, 2)
+    rows = np.flatnonzero(lab >= UNASSIGNED_LABEL)
+    if len(rows) < 2:
+        return None
+    clustered = rows[lab[rows] >= 0]
+    cluster_ids, cluster_node = np.unique(lab[clustered], return_inverse=True)
+    node_of = np.full(n, -1, np.int64)
+    node_of[clustered] = cluster_node
+    loose = rows[lab[rows] == UNASSIGNED_LABEL]
+    node_of[loose] = len(cluster_ids) + np.arange(len(loose))
+    m = len(cluster_ids) + len(loose)
+    sizes = np.bincount(node_of[rows], minlength=m)
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    best = rows[np.lexsort((rows, -quality[rows], node_of[rows]))][starts]
+    node_label = np.concatenate([cluster_ids, np.full(len(loose), UNASSIGNED_LABEL)])
+    banned = _banned(node_of, group, pairs)
+    skipped = set(skip)
+    link = _single_link(x, rows, node_of, m)
+    chance = same_person_chance(link, threshold, scale)
+    np.fill_diagonal(chance, 0.0)
+    for i, others in banned.items():
+        chance[i, list(others)] = 0.0
+    chance[np.isin(best, list(skipped))] = 0.0
+    chosen: tuple[float, int, list[int]] | None = None
+    for i in range(m):
+        likely = np.flatnonzero(chance[i] >= LIKELY)
+        if len(likely):
+            likely = likely[np.argsort(-chance[i, likely], kind="stable")][:size]
+            gain = float(chance[i, likely].sum())
+            if chosen is None or gain > chosen[0]:
+                chosen = (gain, i, likely.tolist())
+    if chosen is None:
+        top, pick = (int(v) for v in np.unravel_index(int(np.argmax(chance)), chance.shape))
+        if chance[top, pick] < floor:
+            return None
+        chosen = (float(chance[top, pick]), top, [pick])
+    _, anchor, members = chosen
+    average = link[anchor, members]
+    chances = chance[anchor, members]
+    return GroupCandidate(
+        anchor=int(node_label[anchor]), anchor_row=int(best[anchor]),
+        labels=tuple(int(node_label[j]) for j in members), rows=tuple(int(best[j]) for j in members),
+        sizes=tuple(int(sizes[j]) for j in members), similarity=tuple(float(v) for v in average),
+        p_same=tuple(float(v) for v in chances), gain=float(chances.sum()),
+    )  # fmt: skip
+
+
+def _single_link(x: np.ndarray, rows: np.ndarray, node_of: np.ndarray, m: int, chunk: int = 1024) -> np.ndarray:
+    """(m, m): the highest cosine between a face of one node and a face of the other."""
+    ordered = rows[np.argsort(node_of[rows], kind="stable")]
+    nodes = node_of[ordered]
+    starts = np.flatnonzero(np.concatenate([[True], nodes[1:] != nodes[:-1]]))
+    xs = x[ordered].astype(np.float32)
+    link = np.full((m, m), -np.inf, dtype=np.float32)
+    for start in range(0, len(ordered), chunk):
+        block = np.maximum.reduceat(xs[start : start + chunk] @ xs.T, starts, axis=1)  # faces x nodes
+        np.maximum.at(link, nodes[start : start + chunk], block)
+    return link.astype(np.float64)
 
 
 def _banned(node_of: np.ndarray, group: np.ndarray, cannot: np.ndarray) -> dict[int, set[int]]:

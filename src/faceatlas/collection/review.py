@@ -37,12 +37,19 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import numpy as np
 
-from faceatlas.clustering.questions import DEFAULT_SCALE, Candidate, card_scale, plan_questions
+from faceatlas.clustering.questions import (
+    DEFAULT_SCALE,
+    GROUP_SIZE,
+    Candidate,
+    card_scale,
+    plan_group,
+    plan_questions,
+)
 from faceatlas.collection import corrections
 from faceatlas.collection.store import (
     CollectionStore,
@@ -53,11 +60,14 @@ from faceatlas.collection.store import (
 __all__ = [
     "REPLIES",
     "Answered",
+    "GroupQuestion",
     "Question",
     "ReviewSession",
     "StaleQuestionError",
     "accept_subcluster",
     "answer",
+    "answer_group",
+    "group_question",
     "question_payload",
     "question_text",
     "review_queue",
@@ -129,14 +139,45 @@ def review_queue(
     (``Question.key``) not to ask. The threshold and the gain's scale come from the card of the
     model the store is bound to (a clusterer's default threshold on it), unless given. Faces of
     private people take no part unless ``include_private`` (a question would show them)."""
+    if limit < 1:
+        raise InvalidCorrectionError(f"a queue needs room for at least one question, got limit {limit}")
+    inputs = _planner_inputs(store, threshold, card, embedder, include_private)
+    if len(inputs.face_ids) < 2:
+        return []
+    face_ids, labels = inputs.face_ids, inputs.labels
+    row_of = {int(face): row for row, face in enumerate(face_ids.tolist())}
+    skipped = {(kind, row_of[a], row_of[b]) for kind, a, b in skip if a in row_of and b in row_of}
+    plan = plan_questions(
+        inputs.embeddings, labels, threshold=inputs.threshold, scale=inputs.scale, qualities=inputs.qualities,
+        groups=inputs.groups, cannot=inputs.cannot, confirmed=inputs.confirmed, skip=skipped, limit=limit,
+    )  # fmt: skip
+    return [_question(c, face_ids, labels) for c in plan]
+
+
+@dataclass(frozen=True)
+class _Inputs:
+    face_ids: np.ndarray
+    labels: np.ndarray
+    embeddings: np.ndarray
+    qualities: np.ndarray
+    groups: np.ndarray
+    cannot: np.ndarray
+    confirmed: np.ndarray
+    threshold: float
+    scale: float
+
+
+def _planner_inputs(
+    store: CollectionStore, threshold: float | None, card: Any, embedder: Any, include_private: bool
+) -> _Inputs:
+    """The store as the planners take it (see ``review_queue``)."""
     from faceatlas.clustering.clusterer import FaceClusterer
     from faceatlas.collection.grouping import occasions, with_bound_card
 
-    if limit < 1:
-        raise InvalidCorrectionError(f"a queue needs room for at least one question, got limit {limit}")
     table = store.face_table()
-    if len(table) < 2:
-        return []
+    if len(table) < 2:  # nothing to plan: the planners are not called
+        empty = np.zeros(0, np.int64)
+        return _Inputs(empty, empty, np.zeros((0, 0)), np.zeros(0), empty, np.zeros((0, 2), np.int64), empty, 0.0, 1.0)
     clusterer = FaceClusterer(threshold, card=card)
     if threshold is None and card is None:
         clusterer = with_bound_card(clusterer, store, embedder)
@@ -153,12 +194,98 @@ def review_queue(
     must, cannot = store.constraints()
     cannot_rows = np.concatenate([_rows(cannot, row_of), together])
     confirmed = _confirmed(store, labels, face_ids, _rows(must, row_of), np.asarray(table.qualities))
-    skipped = {(kind, row_of[a], row_of[b]) for kind, a, b in skip if a in row_of and b in row_of}
-    plan = plan_questions(
-        table.embeddings, labels, threshold=cut, scale=scale, qualities=table.qualities, groups=groups,
-        cannot=cannot_rows, confirmed=confirmed, skip=skipped, limit=limit,
+    return _Inputs(
+        face_ids, labels, np.asarray(table.embeddings), np.asarray(table.qualities), groups, cannot_rows, confirmed,
+        float(cut), float(scale),
     )  # fmt: skip
-    return [_question(c, face_ids, labels) for c in plan]
+
+
+@dataclass(frozen=True)
+class GroupQuestion:
+    """ "Which of these are the person of face ``anchor``?": each of ``members`` is a merge question
+    (``faces[0]`` the anchor's shown face, ``faces[1]`` a candidate's). Answered by
+    ``answer_group`` with the candidates that are the anchor's person."""
+
+    anchor: int
+    members: tuple[Question, ...]
+
+    @property
+    def key(self) -> tuple[str, int, int]:
+        return ("group", self.anchor, len(self.members))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": "group", "anchor": self.anchor, "members": [m.to_dict() for m in self.members]}
+
+
+def group_question(
+    store: CollectionStore,
+    *,
+    skip: Iterable[int] = (),
+    threshold: float | None = None,
+    card: Any = None,
+    embedder: str | os.PathLike[str] | None = None,
+    include_private: bool = False,
+    size: int = GROUP_SIZE,
+) -> GroupQuestion | None:
+    """The group question worth most now (``clustering.questions.plan_group``), None when nothing is
+    left to ask; ``skip``: anchor face ids not to ask about. Arguments as ``review_queue``'s."""
+    inputs = _planner_inputs(store, threshold, card, embedder, include_private)
+    if len(inputs.face_ids) < 2:
+        return None
+    face_ids, labels = inputs.face_ids, inputs.labels
+    row_of = {int(face): row for row, face in enumerate(face_ids.tolist())}
+    planned = plan_group(
+        inputs.embeddings, labels, threshold=inputs.threshold, scale=inputs.scale, qualities=inputs.qualities,
+        groups=inputs.groups, cannot=inputs.cannot, size=size, skip=[row_of[f] for f in skip if f in row_of],
+    )  # fmt: skip
+    if planned is None:
+        return None
+
+    def cluster(row: int) -> int | None:
+        return int(labels[row]) if labels[row] >= 0 else None
+
+    anchor = planned.anchor_row
+    anchor_size = int((labels == labels[anchor]).sum()) if labels[anchor] >= 0 else 1
+    members = tuple(
+        Question(
+            "merge", (int(face_ids[anchor]), int(face_ids[row])), (cluster(anchor), cluster(row)), (anchor_size, n),
+            float(min(anchor_size, n) * p), float(similarity), float(p),
+        )
+        for row, n, similarity, p in zip(planned.rows, planned.sizes, planned.similarity, planned.p_same, strict=True)
+    )  # fmt: skip
+    return GroupQuestion(int(face_ids[anchor]), members)
+
+
+def answer_group(
+    store: CollectionStore, question: GroupQuestion, same: Iterable[int], gallery: Any = None
+) -> list[Answered]:
+    """The user's answer to a group question: ``same`` are the shown candidate faces that are the
+    anchor's person (the others are not). The others are answered "no" first (cannot-links), then
+    the clustered ones of ``same`` join the anchor's cluster at once (``accept_subcluster``: the
+    anchor keeps its id and name) and unassigned ones are answered "yes" one by one.
+    InvalidCorrectionError: a face of ``same`` that was not shown; StaleQuestionError as ``answer``."""
+    chosen = {int(face) for face in same}
+    shown = {m.faces[1] for m in question.members}
+    if not chosen <= shown:
+        raise InvalidCorrectionError(f"faces {sorted(chosen - shown)} were not among this question's candidates")
+    done = [answer(store, m, "no", gallery) for m in question.members if m.faces[1] not in chosen]
+    yes = [m for m in question.members if m.faces[1] in chosen]
+    anchor_cluster = question.members[0].clusters[0]
+    clustered = [m for m in yes if anchor_cluster is not None and m.clusters[1] is not None]
+    for member in yes:
+        if member not in clustered:  # an unassigned side: one answer, against the anchor's cluster now
+            now = store.face(question.anchor).cluster
+            fresh = replace(member, clusters=(None if now is None or now < 0 else int(now), member.clusters[1]))
+            done.append(answer(store, fresh, "yes", gallery))
+    if clustered:
+        for member in clustered:
+            _check_fresh(store, member)
+        assert anchor_cluster is not None
+        result = accept_subcluster(
+            store, [m.clusters[1] for m in clustered if m.clusters[1] is not None], anchor_cluster, gallery=gallery
+        )
+        done += [Answered(m, "yes", result) for m in clustered]
+    return done
 
 
 def question_payload(store: CollectionStore, question: Question) -> dict[str, Any]:
@@ -243,14 +370,7 @@ def answer(store: CollectionStore, question: Question, reply: str, gallery: Any 
         raise InvalidCorrectionError(f"a reply is one of {', '.join(REPLIES)}, got {reply!r}")
     if reply == "skip":
         return Answered(question, reply)
-    face_a, face_b = (store.face(face) for face in question.faces)
-    for face, cluster in zip((face_a, face_b), question.clusters, strict=True):
-        now = None if face.cluster is None or face.cluster < 0 else int(face.cluster)
-        if now != cluster:
-            raise StaleQuestionError(
-                f"face {face.id} is now in {'no cluster' if now is None else f'cluster {now}'}, not "
-                f"{'unassigned' if cluster is None else f'in cluster {cluster}'}: ask the queue again"
-            )
+    face_a, face_b = _check_fresh(store, question)
     if question.kind == "member":
         if reply == "no":
             return Answered(question, reply, corrections.not_this_person(store, face_a.id, gallery=gallery))
@@ -288,6 +408,19 @@ def answer(store: CollectionStore, question: Question, reply: str, gallery: Any 
     store.move_faces([loose.id], target)
     store.update_constraints(must=[(loose.id, shown.id)])
     return Answered(question, reply, store.cluster(target))
+
+
+def _check_fresh(store: CollectionStore, question: Question) -> tuple[Any, Any]:
+    """The question's two faces, or StaleQuestionError when either is no longer where it says."""
+    face_a, face_b = (store.face(face) for face in question.faces)
+    for face, cluster in zip((face_a, face_b), question.clusters, strict=True):
+        now = None if face.cluster is None or face.cluster < 0 else int(face.cluster)
+        if now != cluster:
+            raise StaleQuestionError(
+                f"face {face.id} is now in {'no cluster' if now is None else f'cluster {now}'}, not "
+                f"{'unassigned' if cluster is None else f'in cluster {cluster}'}: ask the queue again"
+            )
+    return face_a, face_b
 
 
 def _into(store: CollectionStore, a: int, b: int) -> tuple[int, int]:

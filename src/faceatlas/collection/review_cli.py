@@ -3,7 +3,9 @@
 ``faceatlas review`` asks the questions one at a time (y / n / s, q to stop; from a terminal a key
 is enough, from a pipe one reply a line), re-planning after every ``--batch`` answers so later
 questions see earlier answers. ``--list`` prints the queue without asking (``--json``: one object
-a line, the REST API's shape). ``faceatlas review accept CLUSTER... --into C`` is the batch accept.
+a line, the REST API's shape). ``faceatlas review accept CLUSTER... --into C`` is the batch accept. ``--groups`` asks group
+questions instead ("which of these are this person?", ``review.group_question``): the reply names
+the candidates that are (``1 3``, ``all``, ``none``), the others are kept apart.
 """
 
 from __future__ import annotations
@@ -95,6 +97,12 @@ def review_command(
     threshold: Annotated[
         float | None, typer.Option(help="Similarity threshold of the clustering (default: the bound model's).")
     ] = None,
+    groups: Annotated[
+        bool,
+        typer.Option(
+            "--groups", help="Ask group questions: 'which of these are this person?' (numbers, all, none, s, q)."
+        ),
+    ] = False,
 ) -> None:
     """Answer the review queue's questions: each answer is stored as a correction the clusterer honours."""
     if ctx.invoked_subcommand is not None:
@@ -112,6 +120,8 @@ def review_command(
                     else:
                         typer.echo(describe_question(store, question) + "\n")
                 return EXIT_OK
+            if groups:
+                return _ask_groups(store, opened, limit, include_private, threshold)
             return _ask(store, session, limit, batch)
 
     raise typer.Exit(guard(run))
@@ -145,6 +155,81 @@ def _ask(store: Any, session: Any, limit: int, batch: int) -> int:
             if reply == "yes" and question.kind == "merge":
                 break  # clusters changed: the rest of this plan may be stale
     return _summary(counts)
+
+
+def _ask_groups(store: Any, gallery: Any, limit: int, include_private: bool, threshold: float | None) -> int:
+    """Group questions one at a time: the reply names the candidates that are the anchor's person."""
+    from faceatlas.collection import review
+    from faceatlas.errors import FaceAtlasError
+
+    skipped: set[int] = set()
+    merged = refused = asked = 0
+    while asked < limit:
+        question = review.group_question(store, skip=skipped, threshold=threshold, include_private=include_private)
+        if question is None:
+            typer.echo("no more questions: the clustering has nothing left it is unsure of")
+            break
+        asked += 1
+        typer.echo(f"\n[{asked}] " + describe_group(store, question))
+        reply = _read_choice(len(question.members))
+        if reply is None:
+            break
+        if isinstance(reply, str):  # "skip"
+            skipped.add(question.anchor)
+            continue
+        same = [question.members[k].faces[1] for k in reply]
+        try:
+            review.answer_group(store, question, same, gallery=gallery)
+        except FaceAtlasError as exc:
+            err(f"not stored: {exc}")
+            continue
+        merged += len(same)
+        refused += len(question.members) - len(same)
+    typer.echo(f"answered {asked} group questions: {merged} merged, {refused} kept apart")
+    return EXIT_OK
+
+
+def describe_group(store: Any, question: Any) -> str:
+    """The anchor and its numbered candidates, as a person reads them."""
+    names = {c.id: c.name for c in store.clusters()}
+    anchor = store.face(question.anchor)
+    cluster = question.members[0].clusters[0]
+    who = repr(names[cluster]) if cluster is not None and names.get(cluster) else "this person"
+    lines = [f"Which of these are {who}? (face {anchor.id}: {anchor.file})"]
+    for k, member in enumerate(question.members, 1):
+        face = store.face(member.faces[1])
+        label = f"cluster {member.clusters[1]}" if member.clusters[1] is not None else "an unassigned face"
+        lines.append(
+            f"  {k}. {label} ({member.sizes[1]} faces), face {face.id}: {face.file}  "
+            f"(similarity {member.similarity:.3f}, chance {member.p_same:.0%})"
+        )
+    return "\n".join(lines)
+
+
+def _read_choice(n: int) -> list[int] | str | None:
+    """Candidate indexes (0-based) from "1 3", "all", "none"; "skip"; None to stop."""
+    while True:
+        if sys.stdin.isatty():
+            typer.echo("numbers of the same person (e.g. 1 3), all, none, s(kip), q(uit) > ", nl=False)
+        line = sys.stdin.readline()
+        if not line:
+            return None
+        text = line.strip().lower().replace(",", " ")
+        if text in ("q", "quit"):
+            return None
+        if text in ("s", "skip"):
+            return "skip"
+        if text in ("a", "all"):
+            return list(range(n))
+        if text in ("n", "none", "0"):
+            return []
+        try:
+            picks = sorted({int(v) - 1 for v in text.split()})
+        except ValueError:
+            picks = [-1]
+        if picks and all(0 <= k < n for k in picks):
+            return picks
+        err(f"answer with numbers 1-{n}, all, none, s or q, not {line.strip()!r}")
 
 
 def _summary(counts: dict[str, int]) -> int:

@@ -19,10 +19,10 @@ Strategies:
   stale is dropped uncounted. The user answers from the faces shown: a merge is "yes" when the
   two best faces are one person, a member question when the face is its cluster's best face's person.
 - **group queue**: "which of these are Ada?" — one cluster (the anchor) shown with up to
-  ``GROUP_SIZE`` candidate clusters, each by its best face pair with the anchor (single link), the
-  chance of one person from that similarity as the queue computes it. The question asked is the one
-  whose likely candidates (chance >= 0.5) add up to the most expected merges; where no candidate
-  is likely, the likeliest one alone (a pair question). The user ticks the candidates that are the
+  ``GROUP_SIZE`` candidate clusters, each by its best face (``clustering.questions.plan_group``:
+  the chance of one person from the clusters' average similarity, as the queue computes it; the
+  question asked is the one whose likely candidates, chance >= 0.5, add up to the most expected
+  merges; where none is likely anywhere, the likeliest pair alone). The user ticks the candidates that are the
   anchor's person: the ticked ones join the anchor (a batch accept), the others are cannot-linked
   with it. Cost: one answer when all candidates are alike (all yes, all no), else 1 + the number
   in the minority (each a tick against the default). It only merges: an impure cluster stays so.
@@ -41,11 +41,8 @@ from typing import Any
 
 import numpy as np
 
-from faceatlas.clustering.questions import DEFAULT_SCALE, plan_questions
+from faceatlas.clustering.questions import DEFAULT_SCALE, GROUP_FLOOR, GROUP_SIZE, plan_group, plan_questions
 from faceatlas.errors import InvalidArgumentError
-
-GROUP_SIZE = 8  # candidates a group question shows beside its anchor
-GROUP_FLOOR = 0.02  # the least chance of being the anchor's person a candidate is shown with
 
 __all__ = [
     "DLIB_RAW_NORM",
@@ -248,56 +245,26 @@ def group_review_run(
     loose = np.flatnonzero(labels < 0)
     labels[loose] = labels.max(initial=-1) + 1 + np.arange(len(loose))  # an unassigned face: a node of its own
     quality = np.ones(len(t)) if qualities is None else np.asarray(qualities, dtype=np.float64)
-    similarity = (x @ x.T).astype(np.float32)  # n x n: a simulation for evaluation sets, not whole libraries
-    banned: set[tuple[int, int]] = set()
-    done: set[int] = set()  # anchors with nothing left to ask
+    cannot: list[tuple[int, int]] = []
     curve = [bcubed_f(t, labels)]
     goal = max(targets) if targets else 1.0
     while len(curve) - 1 < budget and curve[-1] < goal:
-        ids, inverse = np.unique(labels, return_inverse=True)
-        # the best pair of faces between every two nodes (single link), what a merge question shows
-        per_face = np.full((len(ids), len(t)), -np.inf, dtype=np.float32)
-        np.maximum.at(per_face, inverse, similarity)
-        link = np.full((len(ids), len(ids)), -np.inf, dtype=np.float32)
-        np.maximum.at(link.T, inverse, per_face.T)
-        np.fill_diagonal(link, -np.inf)
-        chance = 1.0 / (1.0 + np.exp(-(link - threshold) / scale))
-        asked = None
-        worth = 0.0
-        for anchor in range(len(ids)):
-            if int(ids[anchor]) in done:
-                continue
-            order = np.argsort(-chance[anchor], kind="stable")[: 4 * group]
-            open_ = [
-                c
-                for c in order.tolist()
-                if chance[anchor, c] >= floor and (int(ids[anchor]), int(ids[c])) not in banned
-            ]
-            if not open_:
-                done.add(int(ids[anchor]))
-                continue
-            # likely ones together (each a probable yes: one answer covers them); else the likeliest alone
-            picks = [c for c in open_[:group] if chance[anchor, c] >= 0.5] or open_[:1]
-            gain = float(chance[anchor, picks].sum())
-            if gain > worth:
-                asked, worth = (anchor, picks), gain
+        asked = plan_group(
+            x, labels, threshold=threshold, scale=scale, qualities=quality, size=group, floor=floor,
+            cannot=np.array(cannot, dtype=np.int64).reshape(-1, 2),
+        )  # fmt: skip
         if asked is None:
             break
-        anchor, picks = asked
-        best = _best_rows(labels, quality)
-        person = t[best[int(ids[anchor])]]
-        same = [c for c in picks if t[best[int(ids[c])]] == person]
-        different = [c for c in picks if c not in same]
-        a = int(ids[anchor])
-        for c in different:
-            banned |= {(a, int(ids[c])), (int(ids[c]), a)}
-        for c in same:
-            other = int(ids[c])
-            labels[labels == other] = a
-            banned |= {(a, b) for b_, b in banned if b_ == other} | {(b, a) for b_, b in banned if b_ == other}
-        cost = 1 + min(len(same), len(different))
-        f = bcubed_f(t, labels)
-        curve += [curve[-1]] * (cost - 1) + [f]
+        person = t[asked.anchor_row]  # the user answers from the faces shown
+        same = [k for k, row in enumerate(asked.rows) if t[row] == person]
+        for k, row in enumerate(asked.rows):
+            if k in same:
+                labels[labels == labels[row]] = labels[asked.anchor_row]
+            else:  # cannot-links as the collection stores a "no": each best face with the other side
+                cannot += [(asked.anchor_row, int(r)) for r in np.flatnonzero(labels == labels[row])]
+                cannot += [(row, int(r)) for r in np.flatnonzero(labels == labels[asked.anchor_row])]
+        cost = 1 + min(len(same), len(asked.rows) - len(same))
+        curve += [curve[-1]] * (cost - 1) + [bcubed_f(t, labels)]
     curve = curve[: budget + 1]
     return LabellingRun(start_name, "group queue", curve, _reached(curve, targets), budget, time.perf_counter() - began)
 
