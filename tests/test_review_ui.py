@@ -1,7 +1,8 @@
 """The web UI's Review page in a real browser: the question the API's queue asks first, with both
 faces' crops; answers by key (y / n / s) and by button, stored as the collection's constraints;
 the next question after each; "no more questions" once every one is answered or skipped; and the
-API's refusal of a stale question shown, with the current question loaded in its place.
+API's refusal of a stale question shown, with the current question loaded in its place; and a
+group question, its candidates ticked by digit and saved by Enter.
 
 The site, photos and fake analyzer are test_web_ui's (skipped, with its reason, where Playwright
 or Chromium is missing). Person 3 is person 0 "in another look", not grouped with her, so the
@@ -135,4 +136,39 @@ def test_answering_by_key_and_button_until_no_question_is_left(site, grouped):  
         page.get_by_role("button", name=re.compile("skipped question")).click()  # they come back
         expect(page.locator(".review-done")).to_have_count(0)
         assert shown_key(page) in skipped
+    no_problems(page)
+
+
+def test_a_group_question_ticked_by_digit_and_saved_by_enter(site, grouped):  # noqa: F811
+    from faceatlas.collection import CollectionStore
+
+    with CollectionStore.open(site.app.state.settings.collection_path) as store:  # one face taken out of its
+        biggest = max(store.clusters(), key=lambda c: c.n_faces)  # person: the grouping is unsure where it goes
+        store.set_clusters([store.cluster_faces(biggest.id)[-1].id], [-1])
+    asked = api(site, "GET", "/v1/collection/review/group")["question"]
+    assert asked is not None
+    page = site.page()
+    page.goto(site.url + "#/review")
+    page.get_by_role("link", name="Group questions").click()
+    card = page.locator("section.review-group")
+    expect(card).to_have_attribute("data-anchor", str(asked["anchor"]))
+    expect(card.locator("img.thumb")).to_have_count(1 + len(asked["members"]))  # the anchor, then each candidate
+    boxes = card.get_by_role("checkbox")
+    expect(boxes).to_have_count(len(asked["members"]))
+    ticked = [m["p_same"] >= 0.5 for m in asked["members"]]
+    assert [boxes.nth(i).is_checked() for i in range(len(ticked))] == ticked
+    page.keyboard.press("1")
+    ticked[0] = not ticked[0]
+    expect(boxes.nth(0)).to_be_checked(checked=ticked[0])
+    candidates = [m["faces"][1] for m in asked["members"]]
+    _, cannot = constraints(site)
+    handle = card.element_handle()
+    page.keyboard.press("Enter")
+    handle.wait_for_element_state("hidden")  # the next question (or none) in its place
+    anchor = cluster_of(site, asked["anchor"])
+    assert all(cluster_of(site, f) == anchor for f, t in zip(candidates, ticked, strict=True) if t)
+    apart = [f for f, t in zip(candidates, ticked, strict=True) if not t]
+    assert all(cluster_of(site, f) != anchor for f in apart)
+    assert not apart or constraints(site)[1] > cannot  # the unticked ones: cannot-linked
+    expect(card.or_(page.locator(".review-done"))).to_be_visible()
     no_problems(page)

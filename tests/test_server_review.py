@@ -1,6 +1,7 @@
 """The review queue over HTTP (issue 17, item 3): the queue, yes / no / skip answers stored as the
 constraints cluster jobs honour, a stale question refused (409), a bad reply (422), the batch
-accept, and private people left out for a key that may not see them.
+accept, private people left out for a key that may not see them, and group questions (one
+anchor, its candidates: merged or kept apart at once; 409 when asked again, 422 for a bad body).
 
 The collection is test_review.py's: two people of four faces each, each person split into two
 clusters, written straight into the service's collection file (bound to the service's embedder,
@@ -200,3 +201,38 @@ def test_private_people_are_asked_about_only_for_a_key_that_may_see_them(svc):
     asked = next(q for q in svc.queue("admin", limit=20, include_private="true") if q["faces"] == question["faces"])
     body = {"kind": asked["kind"], "faces": asked["faces"], "reply": "no", "include_private": True}
     assert svc.ok("POST", "/v1/collection/review/answer", "admin", json=body)["stored"] is True
+
+
+def test_a_group_question_is_asked_and_answered_and_a_repeat_is_409(svc):
+    asked = svc.ok("GET", "/v1/collection/review/group", "read")["question"]
+    assert asked is not None and asked["members"]
+    anchor = asked["anchor"]
+    assert asked["anchor_shown"]["face"] == anchor
+    assert all(m["kind"] == "merge" and m["faces"][0] == anchor for m in asked["members"])
+    assert all([s["face"] for s in m["shown"]] == m["faces"] for m in asked["members"])
+    candidates = [m["faces"][1] for m in asked["members"]]
+    same = [face for face in candidates if svc.truth[face] == svc.truth[anchor]]
+    assert same  # the collection has each person in two clusters: the anchor's other half is asked
+    skipped = svc.ok("GET", "/v1/collection/review/group", "read", params={"skip": [anchor]})["question"]
+    assert skipped is None or skipped["anchor"] != anchor
+
+    url = "/v1/collection/review/group/answer"
+    body = {"anchor": anchor, "candidates": candidates, "same": same}
+    for bad in ({**body, "same": [9999]}, {**body, "candidates": []}, {**body, "reply": "yes"}, {"anchor": anchor}):
+        refused = svc.call("POST", url, json=bad)
+        assert refused.status_code == 422 and refused.json()["error"]["code"] == "invalid_request"
+    assert svc.call("POST", url, "read", json=body).status_code == 403
+    with svc.store() as store:
+        before = {face: store.face(face).cluster for face in [anchor, *candidates]}
+
+    out = svc.ok("POST", url, json=body)
+    assert out == {"merged": len(same), "kept_apart": len(candidates) - len(same)}
+    with svc.store() as store:
+        now = {face: store.face(face).cluster for face in [anchor, *candidates]}
+    assert all(now[face] == now[anchor] for face in same)
+    assert all(now[face] != now[anchor] for face in candidates if face not in same)
+    assert now != before
+
+    again = svc.call("POST", url, json=body)  # answered: the queue no longer asks this group
+    assert again.status_code == 409 and again.json()["error"]["code"] == "conflict"
+    assert "ask the queue again" in again.json()["error"]["message"]

@@ -9,6 +9,10 @@
   with ``StaleQuestionError`` (409), as is one whose faces moved from the ``clusters`` it was
   asked with. Answers are the library's corrections, stored as the constraints cluster jobs honour.
 - ``POST /v1/collection/review/accept``: the batch accept (``accept_subcluster``).
+- ``GET /v1/collection/review/group``: one group question ("which of these are this person?",
+  ``group_question``; skipped anchors passed back as ``skip``), and
+  ``POST /v1/collection/review/group/answer``: its answer (``answer_group``), refused (409) when
+  the group the queue would ask now is not the one shown (another anchor, other candidates).
 
 Answers hold the collection lock, then the gallery lock, as every correction does: a yes may merge
 a named cluster, whose faces are a person of the service's gallery. Private people take part only
@@ -190,6 +194,108 @@ def accept_clusters(request: Request, _: Writer, body: ReviewAcceptRequest) -> R
         accept_subcluster(store, body.clusters, body.into, gallery=engine.gallery())
         info = store.cluster(body.into)
     return ReviewCluster(id=info.id, name=info.name, n_faces=info.n_faces)
+
+
+class ReviewGroup(BaseModel):
+    anchor: int = Field(description="the face the candidates are asked about")
+    anchor_shown: ReviewFace = Field(description="the anchor face, to show it")
+    members: list[ReviewQuestion] = Field(
+        description="one merge question each: faces[0] the anchor, faces[1] a candidate (shown[1] to show it)"
+    )
+
+
+class ReviewGroupAsked(BaseModel):
+    question: ReviewGroup | None = Field(description="null: nothing left to ask")
+
+
+class ReviewGroupAnswerRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    anchor: Id = Field(description="the question's anchor face, as shown")
+    candidates: list[Id] = Field(
+        min_length=1, max_length=MAX_QUESTIONS, description="the candidate faces shown, in order"
+    )
+    same: list[Id] = Field(max_length=MAX_QUESTIONS, description="those of the candidates that are the anchor's person")
+    include_private: bool = Field(False, description="as the question was asked")
+    skip: list[Id] = Field(
+        [], max_length=MAX_SKIPS, description="the anchors skipped when it was asked (its GET's skip)"
+    )
+
+
+class ReviewGroupAnswered(BaseModel):
+    merged: int = Field(description="candidates answered yes (joined the anchor's person)")
+    kept_apart: int = Field(description="candidates answered no (cannot-linked with the anchor's person)")
+
+
+@router.get(
+    "/collection/review/group", response_model=ReviewGroupAsked, summary="A group question: which are this person?"
+)
+def review_group(
+    request: Request,
+    _: Reader,
+    include_private: Annotated[
+        bool, Query(description="ask about private people too (a key that may see them)")
+    ] = False,
+    skip: Annotated[
+        list[Id] | None,
+        Query(max_length=MAX_SKIPS, description="an anchor face skipped; repeat for each"),
+    ] = None,
+) -> ReviewGroupAsked:
+    """The group question worth most now: an anchor face and the candidates most likely its
+    person, each a merge question (see `faceatlas review`). Null when nothing is left to ask."""
+    from faceatlas.collection import review
+
+    _may_include(request, include_private)
+    with engine_of(request).collection() as store:
+        hide = hidden_for(request, store)
+        question = review.group_question(
+            store, skip=skip or (), embedder=settings_of(request).embedder, include_private=include_private
+        )
+        if question is None or any(hide.clusters.intersection(m.clusters) for m in question.members):
+            return ReviewGroupAsked(question=None)  # a name hidden elsewhere: not asked of this caller
+        members = [review.question_payload(store, m) for m in question.members]
+        return ReviewGroupAsked(
+            question=ReviewGroup(
+                anchor=question.anchor,
+                anchor_shown=ReviewFace(**members[0]["shown"][0]),
+                members=[ReviewQuestion(**m) for m in members],
+            )
+        )
+
+
+@router.post("/collection/review/group/answer", response_model=ReviewGroupAnswered, summary="Answer a group question")
+def answer_group_question(request: Request, _: Writer, body: ReviewGroupAnswerRequest) -> ReviewGroupAnswered:
+    """`same`: the candidates that are the anchor's person; the others are not. The group the queue
+    (with the same `include_private` and `skip`) would ask now must be the one shown (its anchor and its
+    candidates, in order), else 409: ask again. A face of `same` not among `candidates`: 422."""
+    from faceatlas.collection import review
+    from faceatlas.collection.store import InvalidCorrectionError
+
+    _may_include(request, body.include_private)
+    if not set(body.same) <= set(body.candidates):
+        raise InvalidCorrectionError(
+            f"same: faces {sorted(set(body.same) - set(body.candidates))} are not among the candidates shown"
+        )
+    engine = engine_of(request)
+    with engine.collection_lock, engine.collection() as store, engine.gallery_lock:
+        hide = hidden_for(request, store)
+        for face in dict.fromkeys([body.anchor, *body.candidates]):
+            check_visible_face(request, store.face(face), store, hide)  # 404 for a missing or hidden face
+        question = review.group_question(
+            store, skip=body.skip, embedder=settings_of(request).embedder, include_private=body.include_private
+        )
+        if (
+            question is None
+            or question.anchor != body.anchor
+            or [m.faces[1] for m in question.members] != list(body.candidates)
+        ):
+            raise review.StaleQuestionError(
+                f"the review queue no longer asks the group of face {body.anchor} with these candidates (the "
+                "collection changed since it was asked, or it was answered): ask the queue again"
+            )
+        done = review.answer_group(store, question, body.same, gallery=engine.gallery())
+    return ReviewGroupAnswered(
+        merged=sum(a.reply == "yes" for a in done), kept_apart=sum(a.reply == "no" for a in done)
+    )
 
 
 def _may_include(request: Request, include_private: bool) -> None:

@@ -513,6 +513,29 @@ export async function request(method, path, options = {}) {
  * @property {number|null} time seconds into a video (null: a photo)
  */
 /**
+ * @typedef {Object} ReviewGroup
+ * @property {number} anchor the face the candidates are asked about
+ * @property {ReviewFace} anchor_shown the anchor face, to show it
+ * @property {Array<ReviewQuestion>} members one merge question each: faces[0] the anchor, faces[1] a candidate (shown[1] to show it)
+ */
+/**
+ * @typedef {Object} ReviewGroupAnswerRequest
+ * @property {number} anchor the question's anchor face, as shown
+ * @property {Array<number>} candidates the candidate faces shown, in order
+ * @property {boolean} [include_private] as the question was asked
+ * @property {Array<number>} same those of the candidates that are the anchor's person
+ * @property {Array<number>} [skip] the anchors skipped when it was asked (its GET's skip)
+ */
+/**
+ * @typedef {Object} ReviewGroupAnswered
+ * @property {number} kept_apart candidates answered no (cannot-linked with the anchor's person)
+ * @property {number} merged candidates answered yes (joined the anchor's person)
+ */
+/**
+ * @typedef {Object} ReviewGroupAsked
+ * @property {ReviewGroup|null} question null: nothing left to ask
+ */
+/**
  * @typedef {Object} ReviewQuestion
  * @property {Array<number|null>} clusters their clusters (null: unassigned)
  * @property {Array<number>} faces the two faces shown
@@ -895,6 +918,32 @@ export async function answerQuestion(options = {}) {
 }
 
 /**
+ * A group question: which are this person?
+ * The group question worth most now: an anchor face and the candidates most likely its person, each a merge question (see `faceatlas review`). Null when nothing is left to ask.
+ * `GET /v1/collection/review/group`
+ * @param {{query?: {include_private?: boolean, skip?: Array<number>|null}, signal?: AbortSignal}} [options]
+ * @returns {Promise<ReviewGroupAsked>}
+ */
+export async function reviewGroup(options = {}) {
+  const qs = queryString(options.query, ["include_private", "skip"], []);
+  return request("GET", `/v1/collection/review/group${qs}`, { expect: "json", signal: options.signal });
+}
+
+/**
+ * Answer a group question
+ * `same`: the candidates that are the anchor's person; the others are not. The group the queue (with the same `include_private` and `skip`) would ask now must be the one shown (its anchor and its candidates, in order), else 409: ask again. A face of `same` not among `candidates`: 422.
+ * `POST /v1/collection/review/group/answer`
+ * @param {{body: ReviewGroupAnswerRequest, signal?: AbortSignal}} options
+ * @returns {Promise<ReviewGroupAnswered>}
+ */
+export async function answerGroupQuestion(options = {}) {
+  if (options.body === undefined || options.body === null) {
+    throw new TypeError("answerGroupQuestion needs a body");
+  }
+  return request("POST", `/v1/collection/review/group/answer`, { json: options.body, expect: "json", signal: options.signal });
+}
+
+/**
  * Remove one enrolled face
  * `DELETE /v1/faces/{face_id}`
  * @param {number} faceId
@@ -1262,6 +1311,8 @@ export const routes = Object.freeze({
   "GET /v1/collection/review": reviewQueue,
   "POST /v1/collection/review/accept": acceptClusters,
   "POST /v1/collection/review/answer": answerQuestion,
+  "GET /v1/collection/review/group": reviewGroup,
+  "POST /v1/collection/review/group/answer": answerGroupQuestion,
   "DELETE /v1/faces/{}": removeFace,
   "POST /v1/identify": identify,
   "GET /v1/jobs": listJobs,

@@ -249,6 +249,7 @@ const ROUTES = [
   [/^#\/photos\/(\d+)(?:\?t=(\d+(?:\.\d+)?))?$/, pagePhoto, "people"], // ?t=: a video, from that second
   [/^#\/jobs\/?$/, pageJobs, "jobs"],
   [/^#\/review\/?$/, pageReview, "review"],
+  [/^#\/review\/group\/?$/, pageReviewGroup, "review"],
 ];
 
 let current = null;
@@ -2101,7 +2102,8 @@ async function pageReview(view) {
     h(
       "p",
       { class: "muted" },
-      "Answer the questions that teach the grouping the most. Each answer is kept as a correction that later groupings follow.",
+      "Answer the questions that teach the grouping the most. Each answer is kept as a correction that later groupings follow. ",
+      h("a", { href: "#/review/group" }, "Group questions"),
     ),
     errorArea,
     status,
@@ -2230,6 +2232,179 @@ async function pageReview(view) {
     if (!button || button.disabled) return;
     event.preventDefault();
     button.click();
+  };
+  document.addEventListener("keydown", onKey);
+  view.onClose(() => document.removeEventListener("keydown", onKey));
+  await load();
+}
+
+// Group questions: one face and the candidates most likely its person, ticked or not, saved at once
+const reviewGroupSkipped = new Set(); // anchor face ids skipped in this tab
+
+async function pageReviewGroup(view) {
+  const status = h("div", {}, h("p", { class: "loading" }, "Loading the next question…"));
+  const errorArea = h("div");
+  setPage(
+    "Review",
+    h("div", { class: "page-head" }, h("h1", { tabindex: -1 }, "Review: group questions")),
+    h(
+      "p",
+      { class: "muted" },
+      "Tick the faces that are the same person as the first one; the others are kept apart from it. ",
+      h("a", { href: "#/review" }, "One question at a time"),
+    ),
+    errorArea,
+    status,
+  );
+  let shown = null; // {question, boxes, save, skip} while a question is on the page
+  let busy = false;
+  const showError = (error, prefix) => errorArea.replaceChildren(errorBox(error, prefix));
+
+  const load = async () => {
+    shown = null;
+    let question;
+    try {
+      const response = await call("GET /v1/collection/review/group", {
+        query: { skip: [...reviewGroupSkipped] },
+        signal: view.signal,
+      });
+      question = response ? response.question : null;
+    } catch (error) {
+      if (isAbort(error) || !view.active) return;
+      if (error instanceof api.ApiError && error.status === 401) throw error;
+      status.replaceChildren(h("p", {}, h("button", { type: "button", onclick: () => load() }, "Try again")));
+      showError(error, "Could not load the question");
+      return;
+    }
+    if (!view.active) return;
+    if (!question) {
+      const again = reviewGroupSkipped.size
+        ? h(
+            "p",
+            {},
+            h(
+              "button",
+              {
+                type: "button",
+                onclick: () => {
+                  reviewGroupSkipped.clear();
+                  load();
+                },
+              },
+              `Ask the ${plural(reviewGroupSkipped.size, "skipped question")} again`,
+            ),
+          )
+        : null;
+      status.replaceChildren(
+        h("p", { class: "empty review-done", role: "status" }, "No more questions: the grouping has nothing left it is unsure of."),
+        again,
+        h("p", {}, h("a", { href: "#/people" }, "Go to People")),
+      );
+      return;
+    }
+    render(question);
+  };
+
+  const render = (question) => {
+    const titleId = newId("question");
+    const anchor = question.anchor_shown;
+    const boxes = [];
+    const candidates = question.members.map((member, i) => {
+      const face = member.shown[1];
+      const box = h("input", { type: "checkbox", checked: member.p_same >= 0.5, dataset: { face: face.face } });
+      boxes.push(box);
+      const who = face.cluster === null || face.cluster === undefined ? "Not in any person yet" : face.name || `Unnamed person #${face.cluster}`;
+      return h(
+        "label",
+        { class: "review-face card review-candidate", dataset: { face: face.face } },
+        faceThumb(view, face.face, `Face ${face.face}${face.name ? `, ${face.name}` : ""}`),
+        h(
+          "span",
+          { class: "review-who" },
+          box,
+          " ",
+          i < 9 ? h("kbd", { "aria-hidden": "true" }, String(i + 1)) : null,
+          ` ${who} · about ${Math.round((member.p_same || 0) * 100)}%`,
+        ),
+      );
+    });
+    const save = h("button", { type: "button", class: "primary", "aria-keyshortcuts": "Enter" }, "Save ", h("kbd", { "aria-hidden": "true" }, "Enter"));
+    const skip = h("button", { type: "button", class: "quiet", "aria-keyshortcuts": "s" }, "Skip ", h("kbd", { "aria-hidden": "true" }, "s"));
+    save.addEventListener("click", () => submit(question, false));
+    skip.addEventListener("click", () => submit(question, true));
+    shown = { question, boxes, save, skip };
+    const who = anchor.name || (anchor.cluster === null || anchor.cluster === undefined ? "This face" : `Unnamed person #${anchor.cluster}`);
+    status.replaceChildren(
+      h(
+        "section",
+        { class: "card review-question review-group", "aria-labelledby": titleId, dataset: { anchor: question.anchor } },
+        h("h2", { id: titleId, class: "review-text" }, `Which of these are ${anchor.name || "this person"}?`),
+        h(
+          "figure",
+          { class: "review-face card review-anchor", dataset: { face: anchor.face } },
+          faceThumb(view, anchor.face, `Face ${anchor.face}${anchor.name ? `, ${anchor.name}` : ""}`),
+          h("figcaption", {}, h("span", { class: "review-who" }, who)),
+        ),
+        h("div", { class: "review-faces", role: "group", "aria-label": "Candidates" }, candidates),
+        h("div", { class: "review-actions", role: "group", "aria-label": "Your answer" }, save, skip),
+        h("p", { class: "muted review-hint" }, "Keys: ", h("kbd", {}, "1"), "–", h("kbd", {}, "9"), " tick or untick, ", h("kbd", {}, "Enter"), " save, ", h("kbd", {}, "s"), " skip"),
+      ),
+    );
+  };
+
+  const submit = async (question, skipped) => {
+    if (busy || !shown || shown.question !== question) return;
+    if (skipped) {
+      reviewGroupSkipped.add(question.anchor);
+      toast("Skipped");
+      await load();
+      return;
+    }
+    busy = true;
+    shown.save.disabled = shown.skip.disabled = true;
+    errorArea.replaceChildren();
+    const body = {
+      anchor: question.anchor,
+      candidates: question.members.map((m) => m.faces[1]),
+      same: shown.boxes.filter((box) => box.checked).map((box) => Number(box.dataset.face)),
+      skip: [...reviewGroupSkipped],
+    };
+    try {
+      const out = await call("POST /v1/collection/review/group/answer", { body, signal: view.signal });
+      toast(`Saved: ${out.merged} same, ${out.kept_apart} apart`);
+    } catch (error) {
+      busy = false;
+      if (isAbort(error) || !view.active) return;
+      if (error instanceof api.ApiError && error.status === 401) {
+        signOut(`Your API key was not accepted (${errorText(error)}). Sign in again.`);
+        return;
+      }
+      showError(error, "Not saved");
+      if (error instanceof api.ApiError && (error.status === 409 || error.status === 404)) await load();
+      else if (shown) shown.save.disabled = shown.skip.disabled = false;
+      return;
+    }
+    busy = false;
+    if (view.active) await load();
+  };
+
+  const onKey = (event) => {
+    if (event.defaultPrevented || event.ctrlKey || event.metaKey || event.altKey || event.repeat) return;
+    const box = event.target instanceof HTMLInputElement && event.target.type === "checkbox";
+    if ((typing(event.target) && !box) || document.querySelector("dialog[open]") || !shown || busy) return;
+    if (event.key === "Enter" && event.target instanceof HTMLElement && event.target.matches("button, a")) return; // its own click
+    if (/^[1-9]$/.test(event.key)) {
+      const target = shown.boxes[Number(event.key) - 1];
+      if (!target) return;
+      event.preventDefault();
+      target.checked = !target.checked;
+    } else if (event.key === "Enter") {
+      event.preventDefault();
+      shown.save.click();
+    } else if (event.key === "s") {
+      event.preventDefault();
+      shown.skip.click();
+    }
   };
   document.addEventListener("keydown", onKey);
   view.onClose(() => document.removeEventListener("keydown", onKey));
