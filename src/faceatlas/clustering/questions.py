@@ -97,38 +97,19 @@ def plan_questions(
     pairs two nodes they span; ``confirmed``: rows the user confirmed in their cluster; ``skip``:
     ``Candidate.key`` values not to ask.
     """
-    x = np.asarray(embeddings, dtype=np.float64)
-    lab = np.asarray(labels, dtype=np.int64)
+    if limit < 1:
+        raise InvalidArgumentError(f"limit must be >= 1, got {limit}")
+    x, lab, quality, group, pairs = _checked(embeddings, labels, qualities, groups, cannot, scale)
     n = len(lab)
-    if x.ndim != 2 or len(x) != n:
-        raise InvalidArgumentError(f"need one embedding row per label, got {x.shape} for {n} labels")
-    if limit < 1 or scale <= 0:
-        raise InvalidArgumentError(f"limit must be >= 1 and scale > 0, got {limit} and {scale}")
-    quality = np.ones(n) if qualities is None else np.asarray(qualities, dtype=np.float64)
-    group = np.full(n, -1, np.int64) if groups is None else np.asarray(groups, dtype=np.int64)
-    pairs = np.zeros((0, 2), np.int64) if cannot is None else np.asarray(cannot, dtype=np.int64).reshape(-1, 2)
     sure = np.zeros(n, bool) if confirmed is None else np.asarray(confirmed, dtype=bool)
     skipped = set(skip)
-
     rows = np.flatnonzero(lab >= UNASSIGNED_LABEL)
     if not len(rows):
         return []
-    # nodes: clusters, then each unassigned face alone
-    clustered = rows[lab[rows] >= 0]
-    cluster_ids, cluster_node = np.unique(lab[clustered], return_inverse=True)
-    node_of = np.full(n, -1, np.int64)
-    node_of[clustered] = cluster_node
-    loose = rows[lab[rows] == UNASSIGNED_LABEL]
-    node_of[loose] = len(cluster_ids) + np.arange(len(loose))
-    m = len(cluster_ids) + len(loose)
-    sizes = np.bincount(node_of[rows], minlength=m)
-    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    node_of, sizes, best, _ = _nodes(lab, rows, quality)
+    m = len(sizes)
     sums = np.zeros((m, x.shape[1]))
     np.add.at(sums, node_of[rows], x[rows])
-    # best face per node: highest quality, first row on ties
-    order = np.lexsort((rows, -quality[rows], node_of[rows]))
-    best = rows[order][starts]
-
     banned = _banned(node_of, group, pairs)
     out: list[Candidate] = []
     out += _merges(sums, sizes, best, banned, threshold, scale, neighbours, skipped)
@@ -180,30 +161,14 @@ def plan_group(
     cannot-link) add up to the most expected merges; where no anchor has a likely candidate, the
     single likeliest pair (chance >= ``floor``). ``skip``: anchor rows (best faces) not to ask about.
     The arrays are as ``plan_questions`` takes them."""
-    x = np.asarray(embeddings, dtype=np.float64)
-    lab = np.asarray(labels, dtype=np.int64)
-    n = len(lab)
-    if x.ndim != 2 or len(x) != n:
-        raise InvalidArgumentError(f"need one embedding row per label, got {x.shape} for {n} labels")
-    if size < 1 or scale <= 0:
-        raise InvalidArgumentError(f"size must be >= 1 and scale > 0, got {size} and {scale}")
-    quality = np.ones(n) if qualities is None else np.asarray(qualities, dtype=np.float64)
-    group = np.full(n, -1, np.int64) if groups is None else np.asarray(groups, dtype=np.int64)
-    pairs = np.zeros((0, 2), np.int64) if cannot is None else np.asarray(cannot, dtype=np.int64).reshape(-1, 2)
+    if size < 1:
+        raise InvalidArgumentError(f"size must be >= 1, got {size}")
+    x, lab, quality, group, pairs = _checked(embeddings, labels, qualities, groups, cannot, scale)
     rows = np.flatnonzero(lab >= UNASSIGNED_LABEL)
     if len(rows) < 2:
         return None
-    clustered = rows[lab[rows] >= 0]
-    cluster_ids, cluster_node = np.unique(lab[clustered], return_inverse=True)
-    node_of = np.full(n, -1, np.int64)
-    node_of[clustered] = cluster_node
-    loose = rows[lab[rows] == UNASSIGNED_LABEL]
-    node_of[loose] = len(cluster_ids) + np.arange(len(loose))
-    m = len(cluster_ids) + len(loose)
-    sizes = np.bincount(node_of[rows], minlength=m)
-    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
-    best = rows[np.lexsort((rows, -quality[rows], node_of[rows]))][starts]
-    node_label = np.concatenate([cluster_ids, np.full(len(loose), UNASSIGNED_LABEL)])
+    node_of, sizes, best, node_label = _nodes(lab, rows, quality)
+    m = len(sizes)
     banned = _banned(node_of, group, pairs)
     skipped = set(skip)
     link = _single_link(x, rows, node_of, m)
@@ -234,6 +199,45 @@ def plan_group(
         sizes=tuple(int(sizes[j]) for j in members), similarity=tuple(float(v) for v in average),
         p_same=tuple(float(v) for v in chances), gain=float(chances.sum()),
     )  # fmt: skip
+
+
+def _checked(
+    embeddings: np.ndarray,
+    labels: np.ndarray,
+    qualities: np.ndarray | None,
+    groups: np.ndarray | None,
+    cannot: np.ndarray | None,
+    scale: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The planners' arrays, checked, with their defaults filled in."""
+    x = np.asarray(embeddings, dtype=np.float64)
+    lab = np.asarray(labels, dtype=np.int64)
+    n = len(lab)
+    if x.ndim != 2 or len(x) != n:
+        raise InvalidArgumentError(f"need one embedding row per label, got {x.shape} for {n} labels")
+    if scale <= 0:
+        raise InvalidArgumentError(f"scale must be > 0, got {scale}")
+    quality = np.ones(n) if qualities is None else np.asarray(qualities, dtype=np.float64)
+    group = np.full(n, -1, np.int64) if groups is None else np.asarray(groups, dtype=np.int64)
+    pairs = np.zeros((0, 2), np.int64) if cannot is None else np.asarray(cannot, dtype=np.int64).reshape(-1, 2)
+    return x, lab, quality, group, pairs
+
+
+def _nodes(lab: np.ndarray, rows: np.ndarray, quality: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Nodes: clusters, then each unassigned face alone. (node of each row (-1: none), faces per
+    node, each node's best face (highest quality, first row on ties), each node's label)."""
+    clustered = rows[lab[rows] >= 0]
+    cluster_ids, cluster_node = np.unique(lab[clustered], return_inverse=True)
+    node_of = np.full(len(lab), -1, np.int64)
+    node_of[clustered] = cluster_node
+    loose = rows[lab[rows] == UNASSIGNED_LABEL]
+    node_of[loose] = len(cluster_ids) + np.arange(len(loose))
+    m = len(cluster_ids) + len(loose)
+    sizes = np.bincount(node_of[rows], minlength=m)
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    best = rows[np.lexsort((rows, -quality[rows], node_of[rows]))][starts]
+    node_label = np.concatenate([cluster_ids, np.full(len(loose), UNASSIGNED_LABEL)])
+    return node_of, sizes, best, node_label
 
 
 def _single_link(x: np.ndarray, rows: np.ndarray, node_of: np.ndarray, m: int, chunk: int = 1024) -> np.ndarray:
