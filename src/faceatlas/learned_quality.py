@@ -18,9 +18,9 @@ clustering (``min_quality`` 0.3) keep about as many faces as before.
 The model is a one-hidden-layer perceptron stored as an ``.npz`` of numpy arrays in the package
 (``faceatlas/models/quality/<card>.npz``), evaluated with numpy (well under 0.1 ms a face).
 
-A model file that is missing, corrupt or made for another embedder raises
-``QualityModelError``; ``FaceAnalyzer`` then keeps the heuristic and says so in every face's
-``Quality.method`` ("heuristic"), never silently.
+A model file that is missing, corrupt or made for another embedder raises ``QualityModelError``
+(``FaceAnalyzer(quality=PATH)``). An embedder without a shipped model keeps the heuristic, and every
+face's ``Quality.method`` says "heuristic", never silently.
 """
 
 from __future__ import annotations
@@ -30,15 +30,15 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from faceatlas.errors import FaceAtlasError
+from faceatlas.quality import face_region, laplacian_variance
 from faceatlas.types import Landmarks, Pose, Quality
 
 FORMAT = "faceatlas-quality-mlp/1"
 MODELS = Path(__file__).parent / "models" / "quality"
-#: the measurements the regressor sees besides the embedding, in order
+#: the measurements the regressor may see, in order (besides the face/mirror cosine)
 MEASUREMENTS = (
     "size", "sharpness", "pose", "exposure", "confidence", "heuristic",
     "log_iod", "log_laplacian", "abs_yaw", "abs_pitch", "abs_roll", "brightness", "contrast",
@@ -52,10 +52,9 @@ class QualityModelError(FaceAtlasError):
 
 def measurements(grey_crop: np.ndarray, landmarks: Landmarks, pose: Pose, quality: Quality) -> np.ndarray:
     """The measurement vector (``MEASUREMENTS``) of one face, from what the pipeline already holds."""
-    h, w = grey_crop.shape
-    region = grey_crop[int(h * 0.2) : int(h * 0.9), int(w * 0.2) : int(w * 0.8)].astype(np.float64)
+    region = face_region(grey_crop).astype(np.float64)
     iod = float(np.linalg.norm(landmarks.points[1] - landmarks.points[0]))
-    laplacian = float(cv2.Laplacian(region, cv2.CV_64F).var())
+    laplacian = laplacian_variance(grey_crop)
     return np.array(
         [
             quality.size, quality.sharpness, quality.pose, quality.exposure, quality.confidence, quality.score,
@@ -154,10 +153,11 @@ def card_key(card: object) -> str:
     return f"{getattr(card, 'name', 'unknown')}-{getattr(card, 'version', '0')}"
 
 
-def shipped_model(card: object) -> QualityModel:
-    """The model shipped for ``card``; QualityModelError if there is none or it is unusable."""
+def shipped_model(card: object) -> QualityModel | None:
+    """The model shipped for ``card`` (None: none ships for it); QualityModelError if it is unusable."""
     key = card_key(card)
-    return QualityModel.load(MODELS / f"{key}.npz", embedder=key)
+    path = MODELS / f"{key}.npz"
+    return QualityModel.load(path, embedder=key) if path.is_file() else None
 
 
 def with_learned(quality: Quality, learned: float, method: str) -> Quality:

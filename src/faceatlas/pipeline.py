@@ -128,15 +128,14 @@ class FaceAnalyzer:
 
         from faceatlas.learned_quality import measurements
 
+        if any(f.quality is None or f.pose is None for f in faces):
+            return None
         measured = np.stack(
             [
-                measurements(cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY), f.landmarks, f.pose, f.quality)
+                measurements(cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY), f.landmarks, f.pose, f.quality)  # type: ignore[arg-type]
                 for f, crop in zip(faces, crops, strict=True)
-                if f.quality is not None and f.pose is not None
             ]
         )
-        if len(measured) != len(faces):
-            return None
         mirror = None
         if self.quality_model.needs_mirror:  # one more embedding: the flipped crops
             flipped = self.embedder.embed(np.ascontiguousarray(np.stack(crops)[:, :, ::-1]))
@@ -248,7 +247,7 @@ class FaceAnalyzer:
 
 def _quality_model(choice: str | os.PathLike[str], embedder: Any) -> Any:
     """The learned quality model ``choice`` names for ``embedder`` (None: the heuristic)."""
-    from faceatlas.learned_quality import MODELS, QualityModel, QualityModelError, card_key
+    from faceatlas.learned_quality import QualityModel, QualityModelError, card_key, shipped_model
 
     card = getattr(embedder, "card", None)
     if choice == "heuristic":
@@ -258,8 +257,7 @@ def _quality_model(choice: str | os.PathLike[str], embedder: Any) -> Any:
             return None
         raise QualityModelError("a learned quality model for a fused embedder is not supported yet: use the heuristic")
     if choice == "auto":
-        shipped = MODELS / f"{card_key(card)}.npz"
-        return QualityModel.load(shipped, embedder=card_key(card)) if card is not None and shipped.is_file() else None
+        return shipped_model(card) if card is not None else None
     return QualityModel.load(choice, embedder=card_key(card))
 
 

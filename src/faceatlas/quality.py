@@ -32,20 +32,25 @@ def size_component(landmarks: Landmarks) -> float:
     return float(np.clip((iod - MIN_SIZE_IOD) / (FULL_SIZE_IOD - MIN_SIZE_IOD), 0.0, 1.0))
 
 
-def _face_region(grey: np.ndarray) -> np.ndarray:
+def face_region(grey: np.ndarray) -> np.ndarray:
     """The inner face of an aligned crop (skips background and hair at the borders)."""
     h, w = grey.shape
     return grey[int(h * 0.2) : int(h * 0.9), int(w * 0.2) : int(w * 0.8)]
 
 
+def laplacian_variance(grey_crop: np.ndarray) -> float:
+    """Variance of the Laplacian of the crop's inner face: how much fine detail it has."""
+    return float(cv2.Laplacian(face_region(grey_crop), cv2.CV_64F).var())
+
+
 def sharpness_component(grey_crop: np.ndarray) -> float:
-    variance = float(cv2.Laplacian(_face_region(grey_crop), cv2.CV_64F).var())
+    variance = laplacian_variance(grey_crop)
     return variance / (variance + HALF_SHARPNESS_VAR)
 
 
 def exposure_component(grey_crop: np.ndarray) -> float:
     """Penalises dark, washed-out and flat (low-contrast) faces."""
-    region = _face_region(grey_crop).astype(np.float64)
+    region = face_region(grey_crop).astype(np.float64)
     brightness = region.mean() / 255.0
     brightness_score = 1.0 - ((brightness - 0.5) / 0.5) ** 4  # flat in the middle, 0 at black/white
     contrast_score = min(1.0, region.std() / 30.0)
