@@ -803,3 +803,28 @@ def test_an_index_job_on_several_processes_indexes_like_one(tmp_path):
         got = served.face_table()
     assert len(got.face_ids) == len(expected.face_ids) >= 17
     assert np.allclose(got.embeddings, expected.embeddings, atol=1e-5)
+
+
+def test_birth_dates_and_life_stages(clustered):
+    svc = clustered
+    a, b, c = (cluster_id(svc, p) for p in "ABC")
+    svc.ok("PATCH", f"/v1/collection/clusters/{a}", json={"name": "Ada"})
+    born = svc.ok("PUT", f"/v1/collection/clusters/{a}/born", json={"born": "2010-01-01"})
+    assert (born["id"], born["born"], born["person"]) == (a, "2010-01-01", None)
+    for body in ({"born": "2010-13-01"}, {"born": "3000-01-01"}, {}, {"born": "2010-01-01", "x": 1}):
+        assert svc.call("PUT", f"/v1/collection/clusters/{a}/born", json=body).status_code == 422, body
+    assert svc.clusters()[a]["born"] == "2010-01-01"
+    assert svc.call("PUT", "/v1/collection/clusters/999/born", json={"born": None}).status_code == 404
+    reader = svc.call("PUT", f"/v1/collection/clusters/{a}/born", json={"born": None}, scope="read")
+    assert reader.status_code == 403 and svc.clusters()[a]["born"] == "2010-01-01"
+
+    stage = svc.ok("PUT", f"/v1/collection/clusters/{c}/person", json={"person": a})
+    assert (stage["name"], stage["born"], stage["person"], stage["enrolled"]) == ("Ada", "2010-01-01", a, 3)
+    assert svc.clusters()[c]["person"] == a
+    shared = svc.call("PUT", f"/v1/collection/clusters/{b}/person", json={"person": a})  # the group photo
+    assert shared.status_code == 409 and svc.clusters()[b]["person"] is None
+    assert svc.call("PUT", f"/v1/collection/clusters/{a}/person", json={"person": a}).status_code == 422
+    svc.cluster(full=True)
+    assert svc.groups() == {frozenset(svc.faces_of(p)) for p in "ABC"}  # the stage stays its own template
+    unlinked = svc.ok("PUT", f"/v1/collection/clusters/{c}/person", json={"person": None})
+    assert (unlinked["name"], unlinked["person"], unlinked["unenrolled"]) == (None, None, 3)

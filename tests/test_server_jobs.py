@@ -434,7 +434,7 @@ def test_cluster_job(manager, tree, tmp_path):
     first = manager.wait(manager.submit("cluster", {"full": False}, cluster_job(db, False)).id, TIMEOUT)
     assert first.state == "done", first.error
     result = first.result
-    assert set(result) == {"faces", "placed", "clusters", "unassigned", "new_clusters"}
+    assert set(result) == {"faces", "placed", "clusters", "unassigned", "new_clusters", "dated_out"}
     assert (result["faces"], result["placed"]) == (n_faces, n_faces)
     assert 1 <= result["clusters"] == result["new_clusters"] <= n_faces
     with CollectionStore.open(db, create=False) as store:

@@ -47,6 +47,7 @@ from faceatlas._cli_util import (
 from faceatlas._reembed_cli import reembed_command
 from faceatlas.collection.blur_cli import blur_command
 from faceatlas.collection.cli import (
+    born_command,
     cluster_command,
     clusters_command,
     export_command,
@@ -56,6 +57,7 @@ from faceatlas.collection.cli import (
     not_this_person_command,
     private_command,
     split_command,
+    stage_command,
 )
 from faceatlas.collection.faces_cli import faces_app
 from faceatlas.collection.privacy_cli import export_person_command, forget_command
@@ -101,6 +103,8 @@ people_app.command("merge-clusters")(merge_clusters_command)
 people_app.command("split")(split_command)
 people_app.command("not-this-person")(not_this_person_command)
 people_app.command("private")(private_command)
+people_app.command("born")(born_command)
+people_app.command("stage")(stage_command)
 
 
 def _expand(inputs: list[Path], unlisted: list[OSError]) -> Iterator[Path]:

@@ -281,7 +281,11 @@ def clusters_command(
         if shown:
             typer.echo(f"{'id':>6}  {'faces':>6}  name")
         for info in shown:
-            typer.echo(f"{info.id:>6}  {info.n_faces:>6}  {info.name or ''}")
+            life = [f"born {info.born}"] if info.born else []
+            life += [f"life stage of {info.person}"] if info.person is not None else []
+            typer.echo(
+                f"{info.id:>6}  {info.n_faces:>6}  {info.name or ''}" + (f"  ({', '.join(life)})" if life else "")
+            )
         typer.echo(f"{len(infos)} people; {unassigned} faces unassigned, {waiting} not clustered yet")
         return EXIT_OK
 
@@ -384,6 +388,55 @@ def not_this_person_command(
     def fix(store, opened) -> str:
         result = not_this_person(store, face, opened)
         return f"face {face} left cluster {result.former_id}"
+
+    raise typer.Exit(_correct(db, gallery, fix))
+
+
+def born_command(
+    cluster: Annotated[int, typer.Argument(help="Cluster id (see `faceatlas people clusters`).")],
+    born: Annotated[
+        str | None, typer.Argument(help="The person's birth date, YYYY-MM-DD (leave out with --clear).")
+    ] = None,
+    clear: Annotated[bool, typer.Option("--clear", help="Forget the birth date.")] = False,
+    db: Db = None,
+) -> None:
+    """Record when a cluster's person was born: later clusterings keep out of them the faces of
+    photos dated (EXIF) before that day, which look-alike older relatives' are."""
+    if (born is None) == (not clear):
+        err("give a birth date (YYYY-MM-DD), or --clear to forget it")
+        raise typer.Exit(EXIT_BAD_INPUT)
+
+    def fix(store, opened) -> str:
+        stored = store.set_birth_date(cluster, None if clear else born)
+        who = store.cluster(cluster)
+        label = f"cluster {cluster}" + (f" ({who.name})" if who.name else "")
+        return f"{label}: born {stored}" if stored else f"{label}: birth date forgotten"
+
+    raise typer.Exit(_correct(db, None, fix))
+
+
+def stage_command(
+    stage: Annotated[int, typer.Argument(help="The cluster that is one stage of a person's life (e.g. as a child).")],
+    person: Annotated[int | None, typer.Argument(help="A cluster of that person (leave out with --unlink).")] = None,
+    unlink: Annotated[bool, typer.Option("--unlink", help="Make the stage a person of its own again.")] = False,
+    db: Db = None,
+    gallery: GalleryOption = None,
+) -> None:
+    """Link a cluster to a person as a life stage: one person, the stage kept as a template of its
+    own (a child's face and the adult's are far apart to any embedder), never merged by later runs."""
+    from faceatlas.collection.corrections import link_life_stage, unlink_life_stage
+
+    if (person is None) == (not unlink):
+        err("give the person's cluster id, or --unlink")
+        raise typer.Exit(EXIT_BAD_INPUT)
+
+    def fix(store, opened) -> str:
+        if person is None:  # --unlink
+            result = unlink_life_stage(store, stage, opened)
+            return f"cluster {stage} is a person of its own again ({len(result.faces)} faces)"
+        result = link_life_stage(store, stage, person, opened)
+        info = result.cluster
+        return f"cluster {stage} is a life stage of cluster {info.person} ({info.name or 'unnamed'}): {len(result.faces)} faces"
 
     raise typer.Exit(_correct(db, gallery, fix))
 

@@ -70,10 +70,12 @@ __all__ = [
     "SharedPhotoError",
     "SplitResult",
     "WholeClusterError",
+    "link_life_stage",
     "merge_clusters",
     "name_cluster",
     "not_this_person",
     "split_cluster",
+    "unlink_life_stage",
 ]
 
 
@@ -291,13 +293,41 @@ def not_this_person(store: CollectionStore, face_id: int, gallery: Any = None) -
     return NotThisPersonResult(face.id, former.id, unenrolled)
 
 
+def link_life_stage(store: CollectionStore, stage: int, person: int, gallery: Any = None) -> ClusterChange:
+    """Make cluster ``stage`` a life stage of ``person``'s person (``CollectionStore.link_life_stage``:
+    one person, the stage a template of its own, never merged by later clusterings). With a
+    ``gallery``, the stage's faces are enrolled under the person's name."""
+    if gallery is not None:
+        _check_gallery_model(store, gallery)
+    info = store.link_life_stage(stage, person)
+    enrolled, held = _enroll(store, gallery, info.name)
+    return ClusterChange(info, store.cluster_faces(info.id), enrolled, held)
+
+
+def unlink_life_stage(store: CollectionStore, stage: int, gallery: Any = None) -> ClusterChange:
+    """A life stage becomes a person of its own again (unnamed); with a ``gallery``, its faces
+    leave the person it was a stage of."""
+    before = store.cluster(stage)
+    faces = store.cluster_faces(before.id)
+    unenrolled = 0
+    if before.person is not None and before.name is not None and gallery is not None:
+        staying = [
+            f
+            for c in store.clusters()
+            if c.name == before.name and c.id != before.id
+            for f in store.cluster_faces(c.id)
+        ]
+        unenrolled = _unenroll(gallery, before.name, faces, staying)
+    return ClusterChange(store.unlink_life_stage(before.id), faces, unenrolled=unenrolled)
+
+
 # --- the gallery side -----------------------------------------------------------------------------
 
 
 def _check_name_free(store: CollectionStore, cluster_id: int, name: str) -> None:
     """Before anything changes: ``store.name_cluster`` would refuse too, but only after the gallery check."""
     for info in store.clusters():
-        if info.name == name and info.id != cluster_id:
+        if info.name == name and info.id != cluster_id and info.person != cluster_id:  # its own life stages share it
             raise NameTakenError(
                 f"cluster {info.id} is already named {name!r}; if both show one person, merge cluster "
                 f"{cluster_id} into it (merge_clusters), or pick another name",

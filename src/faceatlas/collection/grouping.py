@@ -8,6 +8,10 @@ What every run keeps, whatever changed since the last one:
   not this person) hold;
 - clusters keep their ids, so a name stays on its person; two differently named clusters are
   never merged (they are different people by the user's word);
+- a face of a photo dated before a person's birth (``CollectionStore.set_birth_date``) never
+  joins that person, and one already there leaves (``clustering/lifespan.py``); a person's life
+  stages (``link_life_stage``) stay templates of their own, a dated face kept in the stages whose
+  ages fit it;
 - faces already clustered stay put, except in small unnamed clusters that new faces come close
   to, which are placed again (``FaceClusterer(reopen=...)``); ``full=True`` re-clusters
   everything, under the same rules.
@@ -23,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from faceatlas.clustering.clusterer import NOT_CLUSTERED, UNASSIGNED, FaceClusterer
+from faceatlas.clustering.lifespan import LifespanRules, as_days, lifespan_constraints
 
 
 @dataclass(frozen=True)
@@ -32,11 +37,13 @@ class ClusterReport:
     clusters: int
     unassigned: int
     new_clusters: int
+    dated_out: int = 0  # faces taken out of a person their photo's date rules out (before birth, ...)
 
     def __str__(self) -> str:
+        dated = f"; {self.dated_out} moved out of a person their photo's date rules out" if self.dated_out else ""
         return (
             f"{self.faces} faces in {self.clusters} clusters ({self.new_clusters} new); "
-            f"{self.placed} placed this run, {self.unassigned} unassigned"
+            f"{self.placed} placed this run, {self.unassigned} unassigned{dated}"
         )
 
 
@@ -60,14 +67,16 @@ def cluster_collection(
     row_of = {int(face): row for row, face in enumerate(table.face_ids.tolist())}
     must, cannot = (_rows(pairs, row_of) for pairs in store.constraints())
     infos = store.clusters()
-    names = {info.id: info.name for info in infos if info.name}
+    names = {info.id: info.name for info in infos if info.name}  # life stages carry their person's name
 
     previous = np.asarray(table.clusters, dtype=np.int64)
     initial = np.where(previous >= 0, previous, NOT_CLUSTERED)  # unassigned faces get another chance
     if full:  # start over, but named clusters stay whole (and named)
         initial = np.where(np.isin(previous, list(names)), previous, NOT_CLUSTERED)
     groups, together = occasions(table.face_ids, table.photo_ids, store.video_tracks(), row_of)
-    cannot = np.concatenate([cannot, _between_names(initial, names), together])
+    dates = _lifespans(store, table.face_ids, initial, infos, must)
+    initial[dates.evict] = NOT_CLUSTERED
+    cannot = np.concatenate([cannot, _between_names(initial, names), together, dates.cannot_link])
     labels = clusterer.fit(
         table.embeddings,
         qualities=table.qualities,
@@ -87,6 +96,24 @@ def cluster_collection(
         clusters=len(clustered),
         unassigned=int((labels == UNASSIGNED).sum()),
         new_clusters=len(clustered - existing),
+        dated_out=len(dates.evict),
+    )
+
+
+def _lifespans(store: Any, face_ids: np.ndarray, initial: np.ndarray, infos: list, must: np.ndarray) -> LifespanRules:
+    """What the people's birth dates and the photos' capture dates rule out (a must-linked face stays)."""
+    born = {info.id: info.born for info in infos if info.born}
+    if not born:
+        return LifespanRules.none()
+    taken = store.face_dates()
+    keep = np.zeros(len(face_ids), bool)
+    keep[must.ravel()] = True
+    return lifespan_constraints(
+        initial,
+        as_days([taken.get(face) for face in face_ids.tolist()]),
+        born,
+        person_of={info.id: info.person for info in infos if info.person is not None},
+        keep=keep,
     )
 
 

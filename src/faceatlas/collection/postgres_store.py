@@ -50,6 +50,7 @@ from psycopg.types import TypeInfo
 from faceatlas.collection.store import (
     FORMAT,
     LIBRARY_SCHEMA,
+    LIFE_SCHEMA,
     NOT_CLUSTERED,
     VIDEO_COLUMNS,
     CollectionError,
@@ -123,8 +124,14 @@ def _migrate_2_to_3(cur: psycopg.Cursor, s: str) -> None:
         cur.execute(statement.format(s=f"{s}.", real="double precision", int="bigint"))
 
 
+def _migrate_3_to_4(cur: psycopg.Cursor, s: str) -> None:
+    """People's lives, as in the SQLite store: birth dates, life stages."""
+    for statement in LIFE_SCHEMA:
+        cur.execute(statement.format(s=f"{s}.", real="double precision", int="bigint"))
+
+
 #: MIGRATIONS[i] turns schema version i into i + 1 (inside the caller's transaction)
-MIGRATIONS = [_migrate_0_to_1, _migrate_1_to_2, _migrate_2_to_3]
+MIGRATIONS = [_migrate_0_to_1, _migrate_1_to_2, _migrate_2_to_3, _migrate_3_to_4]
 
 
 def split_collection_url(url: str) -> tuple[str, str]:

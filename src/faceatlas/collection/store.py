@@ -29,6 +29,10 @@ The SQLite file is kept the way gallery files are (see ``gallery/sqlite_store.py
   (its bytes changed, its size did not: an edit of its metadata, a re-save) keeps what the user
   did to it: its drawn faces, its removed detections, and, for each new detection that is the old
   face again (same place, same look), the cluster and constraints of the old one.
+- People's lives (schema 4): a cluster's person's birth date (``clusters.born``, "YYYY-MM-DD"),
+  and life stages (``clusters.person``: the cluster is a life stage of that cluster's person, its
+  own template, shown under the person's name and dated by the person's birth date). Clustering
+  keeps a face out of a person it cannot be at its photo's date (``clustering/lifespan.py``).
 """
 
 from __future__ import annotations
@@ -41,7 +45,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, ClassVar, Literal, NamedTuple, Self, cast
 
@@ -186,9 +190,11 @@ class PhotoRecord:
 
 class ClusterInfo(NamedTuple):
     id: int
-    name: str | None  # None = not named yet
+    name: str | None  # None = not named yet (a life stage: its person's name, see ``person``)
     n_faces: int
     private: bool = False  # a private person: shown only to those allowed to see private people
+    born: str | None = None  # the person's birth date, "YYYY-MM-DD" (a life stage: its person's)
+    person: int | None = None  # a life stage: the cluster of the person it is a stage of; None: its own person
 
 
 class NameForgotten(NamedTuple):
@@ -341,8 +347,21 @@ def _migrate_2_to_3(conn: sqlite3.Connection) -> None:
         conn.execute(statement.format(s="", real="REAL", int="INTEGER"))
 
 
+#: what people's lives added (schema 4), for either backend: birth dates and life stages
+LIFE_SCHEMA = (
+    "ALTER TABLE {s}clusters ADD COLUMN born TEXT",
+    "ALTER TABLE {s}clusters ADD COLUMN person {int}",  # no FK: a person's cluster may go; readers check
+)
+
+
+def _migrate_3_to_4(conn: sqlite3.Connection) -> None:
+    """People's lives: birth dates, life stages."""
+    for statement in LIFE_SCHEMA:
+        conn.execute(statement.format(s="", real="REAL", int="INTEGER"))
+
+
 #: MIGRATIONS[i] turns a schema of version i into version i + 1 (inside the caller's transaction)
-MIGRATIONS: list[Migration] = [_migrate_0_to_1, _migrate_1_to_2, _migrate_2_to_3]
+MIGRATIONS: list[Migration] = [_migrate_0_to_1, _migrate_1_to_2, _migrate_2_to_3, _migrate_3_to_4]
 
 
 def _now() -> str:
@@ -778,26 +797,107 @@ class CollectionStore(ConnectionLifecycle):
             )
         return updated
 
+    #: a cluster as ClusterInfo reads it: a life stage takes its person's name and birth date (and is
+    #: its own person again when the person's cluster is gone)
+    _CLUSTER_SELECT = (
+        "SELECT c.id, COALESCE(h.name, c.name), (SELECT COUNT(*) FROM faces f WHERE f.cluster = c.id) AS n,"
+        " c.private, COALESCE(h.born, c.born), h.id FROM clusters c LEFT JOIN clusters h ON h.id = c.person"
+    )
+
     def clusters(self) -> list[ClusterInfo]:
         """Every cluster with its number of faces, largest first (named clusters with no face too)."""
         with self._transaction(write=False) as conn:
-            rows = conn.execute(
-                "SELECT c.id, c.name, (SELECT COUNT(*) FROM faces f WHERE f.cluster = c.id) AS n, c.private"
-                " FROM clusters c ORDER BY n DESC, c.id"
-            ).fetchall()
-        return [ClusterInfo(int(i), name, int(n), bool(private)) for i, name, n, private in rows]
+            rows = conn.execute(f"{self._CLUSTER_SELECT} ORDER BY n DESC, c.id").fetchall()
+        return [_cluster_info(row) for row in rows]
 
     def cluster(self, cluster_id: int) -> ClusterInfo:
         """One cluster by id; ClusterNotFoundError if there is none."""
         with self._transaction(write=False) as conn:
-            row = conn.execute(
-                "SELECT c.id, c.name, (SELECT COUNT(*) FROM faces f WHERE f.cluster = c.id), c.private"
-                " FROM clusters c WHERE c.id = ?",
-                (int(cluster_id),),
-            ).fetchone()
+            row = conn.execute(f"{self._CLUSTER_SELECT} WHERE c.id = ?", (int(cluster_id),)).fetchone()
         if row is None:
             raise ClusterNotFoundError(f"no cluster {cluster_id} in collection {self.location}", cluster_id)
-        return ClusterInfo(int(row[0]), row[1], int(row[2]), bool(row[3]))
+        return _cluster_info(row)
+
+    def set_birth_date(self, cluster_id: int, born: date | str | None) -> str | None:
+        """Record when a cluster's person was born (``None`` forgets it); on a life stage, its
+        person's. Returns the date stored ("YYYY-MM-DD"). Clustering then keeps out of the person
+        faces of photos dated before that day (see ``clustering/lifespan.py``). A date that is not
+        one, or in the future: InvalidCorrectionError; no such cluster: ClusterNotFoundError."""
+        from faceatlas.clustering.lifespan import parse_birth_date
+        from faceatlas.errors import InvalidArgumentError
+
+        try:
+            value = None if born is None else parse_birth_date(born).isoformat()
+        except InvalidArgumentError as exc:
+            raise InvalidCorrectionError(str(exc)) from None
+        with self._transaction(write=True) as conn:
+            target = self._person_cluster(conn, cluster_id)
+            conn.execute("UPDATE clusters SET born = ? WHERE id = ?", (value, target))
+        return value
+
+    def link_life_stage(self, stage_id: int, person_id: int) -> ClusterInfo:
+        """Make cluster ``stage_id`` a life stage of ``person_id``'s person: one person, with the stage
+        kept as a template of its own (a child's faces and the adult's are far apart in any
+        embedding, so merging them would blur both). The stage shows the person's name and birth
+        date; clustering never merges it with another cluster, and keeps dated faces in the stage
+        whose ages fit them. A stage of a stage is linked to that stage's person; the stage's own
+        stages move with it. Refused: the same cluster, a stage with a name of its own
+        (InvalidCorrectionError), a photo that holds faces of both (CorrectionConflictError: one
+        person appears once per photo). Returns the stage as it is now."""
+        with self._transaction(write=True) as conn:
+            person = self._person_cluster(conn, person_id)
+            stage = int(stage_id)
+            row = conn.execute("SELECT name FROM clusters WHERE id = ?", (stage,)).fetchone()
+            if row is None:
+                raise ClusterNotFoundError(f"no cluster {stage_id} in collection {self.location}", stage)
+            if stage == person:
+                raise InvalidCorrectionError(f"cluster {stage_id} is already {person_id}'s person, not a stage of it")
+            if row[0] is not None:
+                raise InvalidCorrectionError(
+                    f"cluster {stage_id} is named {row[0]!r}: a life stage carries its person's name; take the name "
+                    "off first (or merge the clusters, if they are one template)"
+                )
+            family = [person, *[int(c) for (c,) in conn.execute("SELECT id FROM clusters WHERE person = ?", (person,))]]
+            marks = ", ".join("?" * len(family))
+            shared = conn.execute(
+                f"SELECT f.photo_id FROM faces f JOIN faces g ON g.photo_id = f.photo_id WHERE f.cluster = ?"
+                f" AND g.cluster IN ({marks}) AND g.cluster != f.cluster LIMIT 1",
+                (stage, *family),
+            ).fetchone()
+            if shared is not None:
+                raise CorrectionConflictError(
+                    f"photo {shared[0]} has a face in cluster {stage_id} and another in person {person}'s clusters: "
+                    "one person appears once per photo, so they are two people"
+                )
+            conn.execute(
+                "UPDATE clusters SET person = ?, born = NULL WHERE id = ? OR person = ?", (person, stage, stage)
+            )
+        return self.cluster(stage)
+
+    def unlink_life_stage(self, stage_id: int) -> ClusterInfo:
+        """Make a life stage its own (unnamed) person again; ClusterNotFoundError if there is no such cluster."""
+        with self._transaction(write=True) as conn:
+            if not conn.execute("UPDATE clusters SET person = NULL WHERE id = ?", (int(stage_id),)).rowcount:
+                raise ClusterNotFoundError(f"no cluster {stage_id} in collection {self.location}", int(stage_id))
+        return self.cluster(stage_id)
+
+    def _person_cluster(self, conn: Sql, cluster_id: int) -> int:
+        """The cluster that holds ``cluster_id``'s person: itself, or the person a life stage is of."""
+        row = conn.execute(
+            "SELECT c.id, h.id FROM clusters c LEFT JOIN clusters h ON h.id = c.person WHERE c.id = ?",
+            (int(cluster_id),),
+        ).fetchone()
+        if row is None:
+            raise ClusterNotFoundError(f"no cluster {cluster_id} in collection {self.location}", int(cluster_id))
+        return int(row[0] if row[1] is None else row[1])
+
+    def face_dates(self) -> dict[int, str]:
+        """Face id -> its photo's capture time (EXIF, "YYYY-MM-DDTHH:MM:SS"), for the faces of dated photos."""
+        with self._transaction(write=False) as conn:
+            rows = conn.execute(
+                "SELECT f.id, p.taken_at FROM faces f JOIN photos p ON p.id = f.photo_id WHERE p.taken_at IS NOT NULL"
+            ).fetchall()
+        return {int(face): str(taken) for face, taken in rows}
 
     def set_private(self, cluster_id: int, private: bool) -> None:
         """Mark a cluster (a person) private or not: private people are shown only to readers allowed
@@ -849,8 +949,11 @@ class CollectionStore(ConnectionLifecycle):
         if name is not None and (not isinstance(name, str) or not name.strip()):
             raise CollectionError(f"a cluster's name must be a non-empty string, got {name!r}")
         with self._transaction(write=True) as conn:
-            if conn.execute("SELECT 1 FROM clusters WHERE id = ?", (int(cluster_id),)).fetchone() is None:
-                raise ClusterNotFoundError(f"no cluster {cluster_id} in collection {self.location}", cluster_id)
+            if self._person_cluster(conn, cluster_id) != int(cluster_id):
+                raise InvalidCorrectionError(
+                    f"cluster {cluster_id} is a life stage of cluster {self._person_cluster(conn, cluster_id)}: name "
+                    "that person, or unlink the stage first (unlink_life_stage)"
+                )
             other = conn.execute(
                 "SELECT id FROM clusters WHERE name = ? AND id != ?", (name, int(cluster_id))
             ).fetchone()
@@ -874,7 +977,9 @@ class CollectionStore(ConnectionLifecycle):
             rows = conn.execute("SELECT id FROM clusters WHERE name = ? ORDER BY id", (name,)).fetchall()
             clusters = [int(row[0]) for row in rows]
             if clusters:
-                conn.execute("UPDATE clusters SET name = NULL WHERE name = ?", (name,))
+                marks = ", ".join("?" * len(clusters))  # the person goes whole: birth date, life stages
+                conn.execute(f"UPDATE clusters SET person = NULL, born = NULL WHERE person IN ({marks})", clusters)
+                conn.execute("UPDATE clusters SET name = NULL, born = NULL WHERE name = ?", (name,))
                 conn.execute(  # as set_clusters: an unnamed cluster with no face is no cluster
                     "DELETE FROM clusters WHERE name IS NULL"
                     " AND id NOT IN (SELECT cluster FROM faces WHERE cluster >= 0)"
@@ -1225,6 +1330,11 @@ def _missing_faces(conn: Sql, faces: list[int], chunk: int = 500) -> list[int]:
         marks = ", ".join("?" * len(part))
         found.update(row[0] for row in conn.execute(f"SELECT id FROM faces WHERE id IN ({marks})", part))
     return [face for face in faces if face not in found]
+
+
+def _cluster_info(row: tuple) -> ClusterInfo:
+    cluster, name, n, private, born, person = row
+    return ClusterInfo(int(cluster), name, int(n), bool(private), born, None if person is None else int(person))
 
 
 def _face_info(row: tuple) -> FaceInfo:

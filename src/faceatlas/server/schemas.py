@@ -7,6 +7,7 @@ degrees; scores and similarities are higher-is-more-alike.
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -245,6 +246,8 @@ class ClusterSummary(BaseModel):
     faces: int = Field(description="how many faces it holds")
     cover_face_id: int | None = Field(description="its highest-quality face (null: no face)")
     private: bool = Field(False, description="a private person: shown only to keys allowed to see private people")
+    born: str | None = Field(None, description="the person's birth date, YYYY-MM-DD (a life stage: its person's)")
+    person: int | None = Field(None, description="a life stage: the cluster of the person it is a stage of")
 
 
 class ClustersResponse(BaseModel):
@@ -257,6 +260,8 @@ class ClusterOut(BaseModel):
     name: str | None
     faces: list[CollectionFace] = Field(description="highest quality first")
     private: bool = Field(False, description="a private person: shown only to keys allowed to see private people")
+    born: str | None = Field(None, description="the person's birth date, YYYY-MM-DD (a life stage: its person's)")
+    person: int | None = Field(None, description="a life stage: the cluster of the person it is a stage of")
 
 
 class ClusterChanged(ClusterOut):
@@ -275,6 +280,16 @@ class ClusterNameRequest(BaseModel):
         pattern=r"\S",
         description="who the cluster shows (not blank; surrounding spaces are dropped); null removes the name",
     )
+
+
+class ClusterBornRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    born: date | None = Field(description="the person's birth date (YYYY-MM-DD); null forgets it")
+
+
+class ClusterStageRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    person: int | None = Field(description="a cluster of the person this cluster is a life stage of; null unlinks")
 
 
 class ClusterMergeRequest(BaseModel):

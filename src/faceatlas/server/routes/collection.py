@@ -53,6 +53,7 @@ from faceatlas.server.privacy import (
 )
 from faceatlas.server.schemas import (
     MAX_ID,
+    ClusterBornRequest,
     ClusterChanged,
     ClusterJobRequest,
     ClusterMergeRequest,
@@ -61,6 +62,7 @@ from faceatlas.server.schemas import (
     ClusterSplit,
     ClusterSplitRequest,
     ClustersResponse,
+    ClusterStageRequest,
     ClusterSummary,
     CollectionFace,
     IndexJobRequest,
@@ -113,7 +115,15 @@ def list_clusters(request: Request, _: Reader, limit: Limit = 200, offset: Offse
         covers = {c.id: _cover(store, c) for c in page}
     return ClustersResponse(
         clusters=[
-            ClusterSummary(id=c.id, name=c.name, faces=c.n_faces, cover_face_id=covers[c.id], private=c.private)
+            ClusterSummary(
+                id=c.id,
+                name=c.name,
+                faces=c.n_faces,
+                cover_face_id=covers[c.id],
+                private=c.private,
+                born=c.born,
+                person=c.person,
+            )
             for c in page
         ],
         total=len(infos),
@@ -140,6 +150,39 @@ def name_cluster(request: Request, _: Writer, cluster_id: ClusterId, body: Clust
     with _correcting(engine_of(request)) as (store, gallery):
         check_visible_cluster(request, store.cluster(cluster_id), store)
         return _changed(corrections.name_cluster(store, cluster_id, body.name, gallery))
+
+
+@router.put(
+    "/collection/clusters/{cluster_id}/born", response_model=ClusterChanged, summary="Record a person's birth date"
+)
+def set_birth_date(request: Request, _: Writer, cluster_id: ClusterId, body: ClusterBornRequest) -> ClusterChanged:
+    """Later cluster jobs keep out of the person the faces of photos dated (EXIF) before that day,
+    as a look-alike older relative's are. On a life stage, it is the person's date. A date in the
+    future is refused (422)."""
+    with _correcting(engine_of(request)) as (store, _gallery):
+        check_visible_cluster(request, store.cluster(cluster_id), store)
+        store.set_birth_date(cluster_id, body.born)
+        info = store.cluster(cluster_id)
+        return _changed(corrections.ClusterChange(info, store.cluster_faces(info.id)))
+
+
+@router.put(
+    "/collection/clusters/{cluster_id}/person",
+    response_model=ClusterChanged,
+    summary="Make a cluster a life stage of a person (or its own person again)",
+)
+def set_life_stage(request: Request, _: Writer, cluster_id: ClusterId, body: ClusterStageRequest) -> ClusterChanged:
+    """A life stage is one person's template of one stage of life (a child's face and the adult's
+    are far apart to any embedder): it shows the person's name and birth date, its faces are
+    enrolled under the name, and cluster jobs never merge it. A stage with a name of its own (422)
+    or with a face in a photo of the person's (409) is refused. `person: null` unlinks it."""
+    with _correcting(engine_of(request)) as (store, gallery):
+        hide = hidden_for(request, store)
+        check_visible_cluster(request, store.cluster(cluster_id), store, hide)
+        if body.person is None:
+            return _changed(corrections.unlink_life_stage(store, cluster_id, gallery))
+        check_visible_cluster(request, store.cluster(body.person), store, hide)
+        return _changed(corrections.link_life_stage(store, cluster_id, body.person, gallery))
 
 
 @router.post(
@@ -478,7 +521,14 @@ def _face_out(face: Any) -> CollectionFace:
 
 
 def _cluster_out(info: Any, faces: list[Any]) -> ClusterOut:
-    return ClusterOut(id=info.id, name=info.name, faces=[_face_out(f) for f in faces], private=info.private)
+    return ClusterOut(
+        id=info.id,
+        name=info.name,
+        faces=[_face_out(f) for f in faces],
+        private=info.private,
+        born=info.born,
+        person=info.person,
+    )
 
 
 def _changed(result: corrections.ClusterChange) -> ClusterChanged:

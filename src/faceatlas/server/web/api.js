@@ -145,12 +145,18 @@ export async function request(method, path, options = {}) {
  * @property {number} score
  */
 /**
+ * @typedef {Object} ClusterBornRequest
+ * @property {string|null} born the person's birth date (YYYY-MM-DD); null forgets it
+ */
+/**
  * @typedef {Object} ClusterChanged
+ * @property {string|null} [born] the person's birth date, YYYY-MM-DD (a life stage: its person's)
  * @property {number} enrolled faces this call enrolled into the service's gallery under the cluster's name
  * @property {Array<CollectionFace>} faces highest quality first
  * @property {number|null} [gallery_faces] faces the gallery holds for that name after this call (null: the cluster has no name)
  * @property {number} id
  * @property {string|null} name
+ * @property {number|null} [person] a life stage: the cluster of the person it is a stage of
  * @property {boolean} [private] a private person: shown only to keys allowed to see private people
  * @property {number} [unenrolled] faces this call took out of the gallery (the name removed)
  */
@@ -168,16 +174,20 @@ export async function request(method, path, options = {}) {
  */
 /**
  * @typedef {Object} ClusterOut
+ * @property {string|null} [born] the person's birth date, YYYY-MM-DD (a life stage: its person's)
  * @property {Array<CollectionFace>} faces highest quality first
  * @property {number} id
  * @property {string|null} name
+ * @property {number|null} [person] a life stage: the cluster of the person it is a stage of
  * @property {boolean} [private] a private person: shown only to keys allowed to see private people
  */
 /**
  * @typedef {Object} ClusterSplit
+ * @property {string|null} [born] the person's birth date, YYYY-MM-DD (a life stage: its person's)
  * @property {Array<CollectionFace>} faces highest quality first
  * @property {number} id
  * @property {string|null} name
+ * @property {number|null} [person] a life stage: the cluster of the person it is a stage of
  * @property {boolean} [private] a private person: shown only to keys allowed to see private people
  * @property {number} [unenrolled] faces taken out of the gallery person of the cluster they left (when it is named)
  */
@@ -186,11 +196,17 @@ export async function request(method, path, options = {}) {
  * @property {Array<number>} faces ids of the faces that move to a new cluster
  */
 /**
+ * @typedef {Object} ClusterStageRequest
+ * @property {number|null} person a cluster of the person this cluster is a life stage of; null unlinks
+ */
+/**
  * @typedef {Object} ClusterSummary
+ * @property {string|null} [born] the person's birth date, YYYY-MM-DD (a life stage: its person's)
  * @property {number|null} cover_face_id its highest-quality face (null: no face)
  * @property {number} faces how many faces it holds
  * @property {number} id
  * @property {string|null} name null until named
+ * @property {number|null} [person] a life stage: the cluster of the person it is a stage of
  * @property {boolean} [private] a private person: shown only to keys allowed to see private people
  */
 /**
@@ -722,6 +738,21 @@ export async function nameCluster(clusterId, options = {}) {
 }
 
 /**
+ * Record a person's birth date
+ * Later cluster jobs keep out of the person the faces of photos dated (EXIF) before that day, as a look-alike older relative's are. On a life stage, it is the person's date. A date in the future is refused (422).
+ * `PUT /v1/collection/clusters/{cluster_id}/born`
+ * @param {number} clusterId a cluster id (GET /v1/collection/clusters)
+ * @param {{body: ClusterBornRequest, signal?: AbortSignal}} options
+ * @returns {Promise<ClusterChanged>}
+ */
+export async function setBirthDate(clusterId, options = {}) {
+  if (options.body === undefined || options.body === null) {
+    throw new TypeError("setBirthDate needs a body");
+  }
+  return request("PUT", `/v1/collection/clusters/${pathPart("cluster_id", clusterId)}/born`, { json: options.body, expect: "json", signal: options.signal });
+}
+
+/**
  * Merge a cluster into another
  * Every face of this cluster moves to `into`, which keeps its id and name (or takes this cluster's name if it has none); later cluster jobs keep the merged faces together. Two differently named clusters, or clusters with faces in one photo, are not merged (409).
  * `POST /v1/collection/clusters/{cluster_id}/merge`
@@ -734,6 +765,21 @@ export async function mergeClusters(clusterId, options = {}) {
     throw new TypeError("mergeClusters needs a body");
   }
   return request("POST", `/v1/collection/clusters/${pathPart("cluster_id", clusterId)}/merge`, { json: options.body, expect: "json", signal: options.signal });
+}
+
+/**
+ * Make a cluster a life stage of a person (or its own person again)
+ * A life stage is one person's template of one stage of life (a child's face and the adult's are far apart to any embedder): it shows the person's name and birth date, its faces are enrolled under the name, and cluster jobs never merge it. A stage with a name of its own (422) or with a face in a photo of the person's (409) is refused. `person: null` unlinks it.
+ * `PUT /v1/collection/clusters/{cluster_id}/person`
+ * @param {number} clusterId a cluster id (GET /v1/collection/clusters)
+ * @param {{body: ClusterStageRequest, signal?: AbortSignal}} options
+ * @returns {Promise<ClusterChanged>}
+ */
+export async function setLifeStage(clusterId, options = {}) {
+  if (options.body === undefined || options.body === null) {
+    throw new TypeError("setLifeStage needs a body");
+  }
+  return request("PUT", `/v1/collection/clusters/${pathPart("cluster_id", clusterId)}/person`, { json: options.body, expect: "json", signal: options.signal });
 }
 
 /**
@@ -1296,7 +1342,9 @@ export const routes = Object.freeze({
   "GET /v1/collection/clusters": listClusters,
   "GET /v1/collection/clusters/{}": getCluster,
   "PATCH /v1/collection/clusters/{}": nameCluster,
+  "PUT /v1/collection/clusters/{}/born": setBirthDate,
   "POST /v1/collection/clusters/{}/merge": mergeClusters,
+  "PUT /v1/collection/clusters/{}/person": setLifeStage,
   "PUT /v1/collection/clusters/{}/private": setClusterPrivate,
   "POST /v1/collection/clusters/{}/split": splitCluster,
   "DELETE /v1/collection/faces/{}": removeCollectionFace,

@@ -740,6 +740,115 @@ async function pageCluster(view, idText) {
     }
   });
 
+  // birth date and life stage (a stage shows its person's name and date: PUT .../born, PUT .../person)
+  const lifeError = h("div");
+  const bornId = newId("cluster-born");
+  const bornText = h("span", { class: "born-text" });
+  const showBorn = (born) => {
+    bornText.textContent = born ? `Born ${born}` : "Birth date not recorded";
+    bornClear.disabled = !born;
+  };
+  const bornInput = h("input", { id: bornId, type: "date", value: cluster.born || "" });
+  const bornSave = h("button", { type: "button" }, "Save date");
+  const bornClear = h("button", { type: "button", class: "quiet" }, "Clear date");
+  const saveBorn = async (button, born) => {
+    lifeError.replaceChildren();
+    setBusy(button, true, "Saving…");
+    try {
+      const changed = await call("PUT /v1/collection/clusters/{}/born", id, { body: { born }, signal: view.signal });
+      const saved = changed && changed.born !== undefined ? changed.born : born;
+      bornInput.value = saved || "";
+      toast(saved ? `${label}: born ${saved}` : `${label}: birth date cleared`);
+      if (view.active) setBusy(button, false);
+      showBorn(saved);
+    } catch (error) {
+      if (isAbort(error)) return;
+      setBusy(button, false);
+      lifeError.replaceChildren(errorBox(error, "Could not save the birth date"));
+    }
+  };
+  bornSave.addEventListener("click", () => {
+    if (!bornInput.value) {
+      lifeError.replaceChildren(errorBox(new Error("choose a date first (Clear date forgets it)"), "Could not save the birth date"));
+      return;
+    }
+    saveBorn(bornSave, bornInput.value);
+  });
+  bornClear.addEventListener("click", () => saveBorn(bornClear, null));
+  showBorn(cluster.born);
+  const bornField = h(
+    "div",
+    { class: "inline-form", role: "group", "aria-label": "Birth date" },
+    bornText,
+    h("div", { class: "field" }, h("label", { for: bornId }, "Born"), bornInput),
+    bornSave,
+    bornClear,
+  );
+  let stageField;
+  if (cluster.person !== null && cluster.person !== undefined) {
+    const unlinkButton = h("button", { type: "button", class: "quiet" }, "Unlink");
+    unlinkButton.addEventListener("click", async () => {
+      lifeError.replaceChildren();
+      setBusy(unlinkButton, true, "Unlinking…");
+      try {
+        await call("PUT /v1/collection/clusters/{}/person", id, { body: { person: null }, signal: view.signal });
+        toast(`Unlinked: no longer a life stage of ${cluster.name || `person #${cluster.person}`}`);
+        route();
+      } catch (error) {
+        if (isAbort(error)) return;
+        setBusy(unlinkButton, false);
+        lifeError.replaceChildren(errorBox(error, "Could not unlink"));
+      }
+    });
+    stageField = h(
+      "div",
+      { class: "inline-form life-stage", role: "group", "aria-label": "Life stage" },
+      h(
+        "span",
+        { class: "stage-of" },
+        "Life stage of ",
+        h("a", { href: `#/people/${cluster.person}` }, cluster.name || `person #${cluster.person}`),
+      ),
+      unlinkButton,
+    );
+  } else {
+    const stageId = newId("cluster-stage");
+    const stageInput = h("input", {
+      id: stageId,
+      type: "number",
+      min: 0,
+      step: 1,
+      inputmode: "numeric",
+      placeholder: "person #",
+      title: "The number of a person (their page's address ends in it)",
+    });
+    const linkButton = h("button", { type: "button" }, "Link");
+    linkButton.addEventListener("click", async () => {
+      lifeError.replaceChildren();
+      const person = Number(stageInput.value);
+      if (!stageInput.value || !Number.isInteger(person)) {
+        lifeError.replaceChildren(errorBox(new Error("enter the number of the person this is a life stage of"), "Could not link"));
+        return;
+      }
+      setBusy(linkButton, true, "Linking…");
+      try {
+        const changed = await call("PUT /v1/collection/clusters/{}/person", id, { body: { person }, signal: view.signal });
+        toast(`Now a life stage of ${(changed && changed.name) || `person #${person}`}`);
+        route();
+      } catch (error) {
+        if (isAbort(error)) return;
+        setBusy(linkButton, false);
+        lifeError.replaceChildren(errorBox(error, "Could not link"));
+      }
+    });
+    stageField = h(
+      "div",
+      { class: "inline-form life-stage", role: "group", "aria-label": "Life stage" },
+      h("div", { class: "field" }, h("label", { for: stageId }, "Life stage of"), stageInput),
+      linkButton,
+    );
+  }
+
   // faces: select to split off; "not this person" one by one
   const selected = new Set();
   const selectionText = h("span", { role: "status" }, "No faces selected");
@@ -848,6 +957,8 @@ async function pageCluster(view, idText) {
     heading,
     h("div", { class: "toolbar" }, nameForm, unnameButton, mergeButton, privateToggle, forgetButton),
     nameError,
+    h("div", { class: "toolbar life" }, bornField, stageField),
+    lifeError,
     h(
       "section",
       { "aria-labelledby": "faces-title" },
