@@ -784,22 +784,32 @@ async function pageCluster(view, idText) {
     bornSave,
     bornClear,
   );
+  // one life-stage request: busy while it runs, the page again when done, the error under the row if not
+  const stageRequest = async (button, busyText, person, done, failure) => {
+    lifeError.replaceChildren();
+    setBusy(button, true, busyText);
+    try {
+      const changed = await call("PUT /v1/collection/clusters/{}/person", id, { body: { person }, signal: view.signal });
+      toast(done(changed));
+      route();
+    } catch (error) {
+      if (isAbort(error)) return;
+      setBusy(button, false);
+      lifeError.replaceChildren(errorBox(error, failure));
+    }
+  };
   let stageField;
   if (cluster.person !== null && cluster.person !== undefined) {
     const unlinkButton = h("button", { type: "button", class: "quiet" }, "Unlink");
-    unlinkButton.addEventListener("click", async () => {
-      lifeError.replaceChildren();
-      setBusy(unlinkButton, true, "Unlinking…");
-      try {
-        await call("PUT /v1/collection/clusters/{}/person", id, { body: { person: null }, signal: view.signal });
-        toast(`Unlinked: no longer a life stage of ${cluster.name || `person #${cluster.person}`}`);
-        route();
-      } catch (error) {
-        if (isAbort(error)) return;
-        setBusy(unlinkButton, false);
-        lifeError.replaceChildren(errorBox(error, "Could not unlink"));
-      }
-    });
+    unlinkButton.addEventListener("click", () =>
+      stageRequest(
+        unlinkButton,
+        "Unlinking…",
+        null,
+        () => `Unlinked: no longer a life stage of ${cluster.name || `person #${cluster.person}`}`,
+        "Could not unlink",
+      ),
+    );
     stageField = h(
       "div",
       { class: "inline-form life-stage", role: "group", "aria-label": "Life stage" },
@@ -823,23 +833,20 @@ async function pageCluster(view, idText) {
       title: "The number of a person (their page's address ends in it)",
     });
     const linkButton = h("button", { type: "button" }, "Link");
-    linkButton.addEventListener("click", async () => {
+    linkButton.addEventListener("click", () => {
       lifeError.replaceChildren();
       const person = Number(stageInput.value);
       if (!stageInput.value || !Number.isInteger(person)) {
         lifeError.replaceChildren(errorBox(new Error("enter the number of the person this is a life stage of"), "Could not link"));
         return;
       }
-      setBusy(linkButton, true, "Linking…");
-      try {
-        const changed = await call("PUT /v1/collection/clusters/{}/person", id, { body: { person }, signal: view.signal });
-        toast(`Now a life stage of ${(changed && changed.name) || `person #${person}`}`);
-        route();
-      } catch (error) {
-        if (isAbort(error)) return;
-        setBusy(linkButton, false);
-        lifeError.replaceChildren(errorBox(error, "Could not link"));
-      }
+      stageRequest(
+        linkButton,
+        "Linking…",
+        person,
+        (changed) => `Now a life stage of ${(changed && changed.name) || `person #${person}`}`,
+        "Could not link",
+      );
     });
     stageField = h(
       "div",
