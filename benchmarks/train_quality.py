@@ -3,7 +3,7 @@
     python benchmarks/train_quality.py extract [--root DIR] [--embedder NAME] [--out FILE]
     python benchmarks/train_quality.py train FILE [--ship]
     python benchmarks/train_quality.py eval FILE
-    python benchmarks/train_quality.py speed [--repeat 30]
+    python benchmarks/train_quality.py speed [--repeat 30] [--embedder NAME]
 
 ``extract`` runs every image of a labelled identity-folder set (full LFW by default, see
 ../shared/data/README.md) through the pipeline's detection, alignment and heuristic quality, and
@@ -46,14 +46,16 @@ def extract(root: Path, out: Path, embedder: str | None, batch: int = 32) -> Non
     paths = sorted(root.glob("*/*.jpg"))
     meas, crops, kept, yaws = [], [], [], []
     emb, flip = [], []
+    held: list[tuple[np.ndarray, list]] = []  # each kept face's image and [face], for further parts' alignment
     started = time.perf_counter()
 
     def flush() -> None:
         if crops:
-            stack = np.stack(crops)
-            emb.append(analyzer.embedder.embed(stack))
-            flip.append(analyzer.embedder.embed(np.ascontiguousarray(stack[:, :, ::-1])))
+            vectors, mirrored = analyzer.embed_aligned([im for im, _ in held], [f for _, f in held], np.stack(crops), True)
+            emb.append(vectors)
+            flip.append(mirrored)
             crops.clear()
+            held.clear()
 
     for start in range(0, len(paths), batch):
         chunk = paths[start : start + batch]
@@ -68,6 +70,7 @@ def extract(root: Path, out: Path, embedder: str | None, batch: int = 32) -> Non
             meas.append(measurements(grey, face.landmarks, face.pose, face.quality))
             yaws.append(face.pose.yaw)
             crops.append(crop)
+            held.append((image, [face]))
             kept.append(str(path.relative_to(root)))
         flush()
         if start % (batch * 40) == 0:
@@ -143,6 +146,8 @@ def fit(x: np.ndarray, y: np.ndarray, heuristic: np.ndarray, mirror: bool = True
 def train(path: Path, ship: bool, mirror: bool = True) -> None:
     from dataclasses import replace
 
+    from faceatlas.learned_quality import model_file
+
     data = _load(path)
     train_rows, _ = split_people(data["labels"])
     y, defined = pseudo_labels(data["emb"][train_rows], data["labels"][train_rows])
@@ -165,7 +170,7 @@ def train(path: Path, ship: bool, mirror: bool = True) -> None:
             model, embedder=embedder,
             trained_on=f"{len(rows)} faces of {len(np.unique(data['labels'][rows]))} LFW people (seed {SEED} half)",
         )  # fmt: skip
-        target = SHIP / f"{embedder}.npz"
+        target = SHIP / model_file(embedder)
         shipped.save(target)
         print(f"wrote {target} ({target.stat().st_size / 1024:.0f} KiB)")
 
@@ -240,7 +245,7 @@ def _pairs(labels: np.ndarray, held: np.ndarray, rng: np.random.Generator):
     return a, b, genuine
 
 
-def speed(repeat: int) -> None:
+def speed(repeat: int, embedder: str | None = None) -> None:
     """The pipeline's cost with the learned quality against the heuristic only, interleaved, as a ratio."""
     import skimage.data
     from matplotlib import cbook
@@ -249,7 +254,8 @@ def speed(repeat: int) -> None:
     from faceatlas.pipeline import FaceAnalyzer
 
     images = [skimage.data.astronaut(), load_image(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))]
-    learned, heuristic = FaceAnalyzer().load(), FaceAnalyzer(quality="heuristic").load()
+    chosen = {} if embedder is None else {"embedder": embedder}
+    learned, heuristic = FaceAnalyzer(**chosen).load(), FaceAnalyzer(quality="heuristic", **chosen).load()
     times: dict[str, list[float]] = {"learned": [], "heuristic": []}
     for _ in range(repeat):
         for name, analyzer in (("learned", learned), ("heuristic", heuristic)):
@@ -283,9 +289,10 @@ def main() -> None:
             p.add_argument("--ship", action="store_true")
     p = sub.add_parser("speed")
     p.add_argument("--repeat", type=int, default=30)
+    p.add_argument("--embedder")
     args = parser.parse_args()
     if args.command == "speed":
-        speed(args.repeat)
+        speed(args.repeat, args.embedder)
     elif args.command == "extract":
         args.out.parent.mkdir(parents=True, exist_ok=True)
         extract(require(args.root, "labelled identity folders"), args.out, args.embedder)

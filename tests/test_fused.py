@@ -66,3 +66,32 @@ def test_the_registered_fusion_is_calibrated_and_honest_about_its_terms():
     assert "MS-Celeb-1M" in card.license and "CC0" in card.license
     fused = faceatlas.create_embedder("dlib_resnet+facenet")
     assert fused.card is card  # the registered weights are the calibrated ones
+
+
+def test_a_learned_quality_model_reads_the_fused_face_and_its_mirror_through_every_part(parts, astronaut, tmp_path):
+    import dataclasses
+
+    from faceatlas.learned_quality import MODELS, QualityModel, QualityModelError, card_key, model_file
+
+    fused = FusedEmbedder(parts)
+    key = card_key(fused.card)
+    assert "/" in key and "/" not in model_file(key) and ";" not in model_file(key)  # a file name, the key inside exact
+    model = dataclasses.replace(QualityModel.load(MODELS / "dlib_resnet-1.npz"), embedder=key)
+    model.save(tmp_path / model_file(key))
+    analyzer = faceatlas.FaceAnalyzer(embedder=fused, quality=tmp_path / model_file(key))
+    (face,) = analyzer.analyze(astronaut)
+    assert face.quality.method == f"learned:{key}" and face.quality.heuristic is not None
+    # the mirror the model reads is each part's own crop, flipped, then fused
+    crops = analyzer.aligner.align(astronaut, [face])
+    vectors, mirrored = analyzer.embed_aligned([astronaut], [[face]], crops, mirror=True)
+    by_part = []
+    for part in fused.parts:
+        crop = faceatlas.FaceAnalyzer(embedder=part).aligner.align(astronaut, [face])
+        by_part.append(part.embed(np.ascontiguousarray(crop[:, :, ::-1])))
+    np.testing.assert_allclose(mirrored, fused.combine(by_part), atol=1e-5)
+    np.testing.assert_allclose(vectors[0], face.embedding, atol=1e-5)
+    assert analyzer.embed_aligned([astronaut], [[face]], crops)[1] is None
+    with pytest.raises(QualityModelError, match="trained for the embedder"):
+        faceatlas.FaceAnalyzer(embedder=fused, quality=MODELS / "dlib_resnet-1.npz")
+    # no model ships for this unregistered fusion: the heuristic, by name
+    assert faceatlas.FaceAnalyzer(embedder=fused).analyze(astronaut)[0].quality.method == "heuristic"

@@ -10,7 +10,8 @@ import pytest
 import skimage.data
 
 from faceatlas.eval.source import _quality_of, _quality_row
-from faceatlas.learned_quality import MODELS, QualityModel, QualityModelError, card_key, shipped_model
+from faceatlas.learned_quality import MODELS, QualityModel, QualityModelError, card_key, model_file, shipped_model
+from faceatlas.models.cards import get_card
 from faceatlas.pipeline import FaceAnalyzer, _quality_model
 
 
@@ -46,7 +47,10 @@ def test_the_shipped_models_are_small_and_name_their_training():
     for path in files:
         assert path.stat().st_size <= 2 * 1024 * 1024
         model = QualityModel.load(path)
-        assert path.stem == model.embedder and "LFW" in model.trained_on
+        assert path.name == model_file(model.embedder) and "LFW" in model.trained_on
+    # every registered embedder card has its model, the fused one under a file-safe name
+    for name in ("dlib_resnet", "facenet", "dlib_resnet+facenet"):
+        assert shipped_model(get_card(name)).embedder == card_key(get_card(name))
 
 
 def test_a_missing_corrupt_or_foreign_model_is_a_typed_error(tmp_path, analyzers):

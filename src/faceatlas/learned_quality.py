@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -153,10 +154,16 @@ def card_key(card: object) -> str:
     return f"{getattr(card, 'name', 'unknown')}-{getattr(card, 'version', '0')}"
 
 
+def model_file(key: str) -> str:
+    """The file name a model for the card ``key`` ships under: a fused card's version holds ``/``
+    and ``;`` (its parts and weights), which become ``_``; the key inside the file stays exact."""
+    return re.sub(r"[^A-Za-z0-9@.,+=-]", "_", key) + ".npz"
+
+
 def shipped_model(card: object) -> QualityModel | None:
     """The model shipped for ``card`` (None: none ships for it); QualityModelError if it is unusable."""
     key = card_key(card)
-    path = MODELS / f"{key}.npz"
+    path = MODELS / model_file(key)
     return QualityModel.load(path, embedder=key) if path.is_file() else None
 
 

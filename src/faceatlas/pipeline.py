@@ -104,11 +104,8 @@ class FaceAnalyzer:
         flat = [crop for per_image in crops for crop in per_image]
         if not flat:
             return faces
-        if self._part_aligners is None:
-            vectors = self.embedder.embed(np.stack(flat))
-        else:
-            vectors = self._fused(pixels, faces, np.stack(flat))
-        learned = self._learned_scores([f for per_image in faces for f in per_image], flat, vectors)
+        vectors, mirrored = self.embed_aligned(pixels, faces, np.stack(flat), mirror=self._needs_mirror)
+        learned = self._learned_scores([f for per_image in faces for f in per_image], flat, vectors, mirrored)
         out, k = [], 0
         for per_image in faces:
             out.append(
@@ -120,8 +117,15 @@ class FaceAnalyzer:
             k += len(per_image)
         return out
 
-    def _learned_scores(self, faces: Sequence[Face], crops: Sequence[np.ndarray], vectors: np.ndarray) -> Any:
-        """The learned quality of each embedded face (None: the heuristic stays)."""
+    @property
+    def _needs_mirror(self) -> bool:
+        return self.quality_model is not None and self.quality_model.needs_mirror
+
+    def _learned_scores(
+        self, faces: Sequence[Face], crops: Sequence[np.ndarray], vectors: np.ndarray, mirrored: np.ndarray | None
+    ) -> Any:
+        """The learned quality of each embedded face (None: the heuristic stays); ``mirrored``: the
+        embeddings of the crops' mirror images, when the model reads the face/mirror agreement."""
         if self.quality_model is None or not len(faces):
             return None
         import cv2
@@ -137,9 +141,8 @@ class FaceAnalyzer:
             ]
         )
         mirror = None
-        if self.quality_model.needs_mirror:  # one more embedding: the flipped crops
-            flipped = self.embedder.embed(np.ascontiguousarray(np.stack(crops)[:, :, ::-1]))
-            mirror = np.einsum("ij,ij->i", np.asarray(vectors, np.float32), np.asarray(flipped, np.float32))
+        if mirrored is not None:
+            mirror = np.einsum("ij,ij->i", np.asarray(vectors, np.float32), np.asarray(mirrored, np.float32))
         return self.quality_model.score(self.quality_model.features(measured, mirror))
 
     def _with_learned(self, face: Face, learned: Any, k: int) -> Face:
@@ -154,10 +157,7 @@ class FaceAnalyzer:
         if not faces:
             return np.empty((0, self.embedder.dim), dtype=np.float32)
         pixels = load_image(image)
-        crops = self.aligner.align(pixels, faces)
-        if self._part_aligners is None:
-            return self.embedder.embed(crops)
-        return self._fused([pixels], [list(faces)], crops)
+        return self.embed_aligned([pixels], [list(faces)], self.aligner.align(pixels, faces))[0]
 
     def face_at(self, image: ImageSource, box: Sequence[float]) -> Face:
         """The face inside a box someone drew (``xyxy`` pixels of the EXIF-rotated image), embedded:
@@ -184,9 +184,9 @@ class FaceAnalyzer:
         # the person who drew it is sure it is a face: the detector's doubt is not the quality's
         quality = assess_quality(crop, landmarks, pose, max(score, 0.5))
         face = dataclasses.replace(face, pose=pose, quality=quality)
-        vector = self.embed_faces(pixels, [face])[0]
-        learned = self._learned_scores([face], [crop], vector[None])
-        return self._with_learned(dataclasses.replace(face, embedding=vector), learned, 0)
+        vectors, mirrored = self.embed_aligned([pixels], [[face]], crop[None], mirror=self._needs_mirror)
+        learned = self._learned_scores([face], [crop], vectors, mirrored)
+        return self._with_learned(dataclasses.replace(face, embedding=vectors[0]), learned, 0)
 
     def _detect_near(self, pixels: np.ndarray, box: tuple[float, float, float, float]) -> list[Face]:
         """Detections in the neighbourhood of ``box``, in the image's pixels: the crop around it is
@@ -209,17 +209,27 @@ class FaceAnalyzer:
             out.append(Face(back, face.score, Landmarks(points)))
         return out
 
-    def _fused(self, pixels: Sequence[np.ndarray], faces: Sequence[Sequence[Face]], first: np.ndarray) -> np.ndarray:
-        """A fused embedder's vectors: each part embeds the faces aligned its own way."""
-        embedder: Any = self.embedder
-        part_vectors = []
-        for k, (part, part_aligner) in enumerate(zip(embedder.parts, self._part_aligners or (), strict=True)):
-            if k == 0:
-                crops = first
-            else:
+    def embed_aligned(
+        self, pixels: Sequence[np.ndarray], faces: Sequence[Sequence[Face]], crops: np.ndarray, mirror: bool = False
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """The embeddings of ``faces`` (per image of ``pixels``) from ``crops``, their crops by
+        :attr:`aligner` in that order; with ``mirror``, also those of the crops' mirror images (else
+        None). A fused embedder's further parts align the faces again, each its own way."""
+
+        def both(embedder: Any, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+            flipped = embedder.embed(np.ascontiguousarray(batch[:, :, ::-1])) if mirror else None
+            return embedder.embed(batch), flipped
+
+        if self._part_aligners is None:
+            return both(self.embedder, crops)
+        fused: Any = self.embedder
+        parts = []
+        for k, (part, part_aligner) in enumerate(zip(fused.parts, self._part_aligners, strict=True)):
+            if k:
                 crops = np.concatenate([part_aligner.align(im, f) for im, f in zip(pixels, faces, strict=True)])
-            part_vectors.append(part.embed(crops))
-        return embedder.combine(part_vectors)
+            parts.append(both(part, crops))
+        flipped = fused.combine([f for _, f in parts]) if mirror else None
+        return fused.combine([v for v, _ in parts]), flipped
 
     # -- internals ------------------------------------------------------------------------------
 
@@ -247,15 +257,11 @@ class FaceAnalyzer:
 
 def _quality_model(choice: str | os.PathLike[str], embedder: Any) -> Any:
     """The learned quality model ``choice`` names for ``embedder`` (None: the heuristic)."""
-    from faceatlas.learned_quality import QualityModel, QualityModelError, card_key, shipped_model
+    from faceatlas.learned_quality import QualityModel, card_key, shipped_model
 
     card = getattr(embedder, "card", None)
     if choice == "heuristic":
         return None
-    if getattr(embedder, "parts", None) is not None:  # its mirror cosine would need every part's crops
-        if choice == "auto":
-            return None
-        raise QualityModelError("a learned quality model for a fused embedder is not supported yet: use the heuristic")
     if choice == "auto":
         return shipped_model(card) if card is not None else None
     return QualityModel.load(choice, embedder=card_key(card))
