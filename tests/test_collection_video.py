@@ -338,7 +338,7 @@ def test_a_schema_1_sqlite_collection_is_upgraded_in_place(tmp_path):
                                               [VideoMoment(1.0, 0.5, 1.5, 1)])])  # fmt: skip
         assert [f.time for f in store.faces_of_photo(video)] == [1.0]
     conn = sqlite3.connect(path)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS) == 4
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS) == 5
     assert conn.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
     conn.close()
 
@@ -368,7 +368,7 @@ def test_a_schema_1_postgres_collection_is_upgraded_in_place(pg_url):
         assert (face.time, face.start, face.end, face.track) == (1.0, 0.5, 1.5, 7)
     with psycopg.connect(conninfo) as conn:
         row = conn.execute(f'SELECT schema_version FROM "{schema}".collection').fetchone()
-        assert row[0] == len(MIGRATIONS) == 4
+        assert row[0] == len(MIGRATIONS) == 5
 
 
 # --- the service ----------------------------------------------------------------------------------

@@ -287,5 +287,5 @@ def test_a_schema_3_file_is_upgraded_and_its_people_have_no_dates_yet(tmp_path):
         assert (store.cluster(3).born, store.cluster(3).person) == (None, None)
         assert store.set_birth_date(3, A_BORN) == A_BORN
     conn = sqlite3.connect(path)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS) == 4
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS) == 5
     conn.close()

@@ -167,3 +167,110 @@ def test_the_cli_asks_group_questions(store, tmp_path):
     assert "Which of these are this person?" in asked.output and "answer with numbers" in asked.output
     assert "answered 1 group questions" in asked.output
     assert len({c.id for c in s.clusters() if c.n_faces}) < 4  # something merged
+
+
+def strangers(n_people: int = 60, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Mostly one-photo people in 64-d, far apart: a library of strangers."""
+    rng = np.random.default_rng(seed)
+    counts = rng.choice([1, 1, 1, 2, 3], size=n_people)
+    centres = rng.normal(size=(n_people, 64))
+    truth = np.repeat(np.arange(n_people), counts)
+    x = centres[truth] / np.linalg.norm(centres[truth], axis=1, keepdims=True)
+    x = x + 0.25 * rng.normal(size=x.shape) / 8
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32), truth
+
+
+def test_the_calibration_follows_the_answers_and_keeps_to_the_cards_curve_without_them():
+    from faceatlas.clustering.questions import MIN_SLOPE, Calibration
+
+    plain = Calibration.fit([], threshold=0.6, scale=0.02)
+    assert plain.curve("merge") == (0.0, 1.0)
+    assert plain.chance("merge", 0.6, 0.6, 0.02) == pytest.approx(0.5)
+    nos = [("merge", 0.59, False)] * 40 + [("merge", 0.62, True)] * 5
+    learned = Calibration.fit(nos, threshold=0.6, scale=0.02)
+    assert learned.chance("merge", 0.59, 0.6, 0.02) < 0.1 < plain.chance("merge", 0.59, 0.6, 0.02)
+    assert learned.curve("member") == (0.0, 1.0)  # one kind's answers leave the others alone
+    few = Calibration.fit(nos[:2], threshold=0.6, scale=0.02)  # a couple of answers bend it a little
+    assert learned.chance("merge", 0.59, 0.6, 0.02) < few.chance("merge", 0.59, 0.6, 0.02) < 0.5
+    mixed = [("member", 0.6, True), ("member", 0.6, False), ("member", 0.7, False)] * 10
+    assert Calibration.fit(mixed, threshold=0.6, scale=0.02).curve("member")[1] >= MIN_SLOPE  # never decreasing
+
+
+def test_a_group_question_takes_intruders_out_of_an_impure_cluster():
+    from faceatlas.clustering.questions import plan_group
+
+    x, truth = people(2, 4)
+    labels = np.array([0, 0, 0, 0, 0, 1, 1, 1])  # cluster 0 holds a face of the other person
+    asked = plan_group(x, labels, threshold=0.9, scale=0.02)
+    assert asked is not None and "member" in asked.kinds
+    doubt = {row: p for kind, row, p in zip(asked.kinds, asked.rows, asked.p_same, strict=True) if kind == "member"}
+    assert min(doubt, key=doubt.__getitem__) == 4 and asked.labels[asked.kinds.index("member")] == 0
+    assert asked.anchor_row not in doubt  # the face shown for the person is not asked about
+    start = np.array([0, 0, 0, 0, 0, 1, 1, 1])
+    run = group_review_run(x, truth, start, threshold=0.9, scale=0.02, budget=10)
+    # one question takes it out (two answers: the tick that differs from the rest), then it joins its person
+    assert run.reached[0.99] is not None and run.reached[0.99] <= 4 and run.curve[-1] == pytest.approx(1.0)
+
+
+def test_on_a_library_of_strangers_group_questions_split_impure_clusters_before_naming_would():
+    x, truth = strangers()
+    start = truth.copy()
+    rng = np.random.default_rng(1)
+    order = rng.permutation(truth.max() + 1)
+    for a, b in zip(order[:24:2], order[1:24:2], strict=True):
+        start[truth == b] = a  # twelve clusters of two strangers each
+    group = group_review_run(x, truth, start, threshold=0.5, scale=0.05, budget=300)
+    named = name_every_cluster(truth, start, budget=300)
+    assert group.reached[0.99] is not None and named.reached[0.99] is not None
+    assert group.reached[0.99] < named.reached[0.99]
+
+
+@pytest.fixture
+def impure(collection_target):  # a SQLite file, and a PostgreSQL schema (tests/conftest.py)
+    x, truth = people(2, 4)
+    with CollectionStore.open(collection_target) as s:
+        s.bind_model(ModelTag("fake", "1", DIM))
+        s.add_photos([NewPhoto(f"{i}.jpg", "/p", f"{i:064d}", 1, 1, 400, 300, [face(0, v)]) for i, v in enumerate(x)])
+        ids = s.face_table().face_ids.tolist()
+        s.set_clusters(ids, [0, 0, 0, 0, 0, 0, 1, 1])  # two of B's four faces grouped with A
+        yield s, truth, ids
+
+
+def test_a_group_answer_takes_intruders_out_keeps_them_apart_from_the_person_only_and_is_remembered(impure):
+    s, truth, ids = impure
+    asked = review.group_question(s, threshold=0.9)
+    assert asked is not None
+    person = truth[ids.index(asked.anchor)]
+    members = [m for m in asked.members if m.kind == "member"]
+    assert {ids.index(m.faces[0]) for m in members} >= {4, 5} and all(m.faces[1] == asked.anchor for m in members)
+    same = [f for f in asked.candidates if truth[ids.index(f)] == person]
+    review.answer_group(s, asked, same)
+    a_cluster = s.face(asked.anchor).cluster
+    assert [s.face(ids[k]).cluster == a_cluster for k in range(4)] == [True] * 4
+    assert all(s.face(ids[k]).cluster in (None, -1) or s.face(ids[k]).cluster != a_cluster for k in (4, 5))
+    _, cannot = s.constraints()
+    apart = {tuple(sorted(p)) for p in cannot.tolist()}
+    assert (min(ids[4], ids[5]), max(ids[4], ids[5])) not in apart  # B's two faces may still be put together
+    assert any(ids[4] in p and asked.anchor in p for p in apart)
+    remembered = s.review_answers("fake-1")
+    expected = [("member" if m.kind == "member" else "group", m.similarity, review.candidate_face(m) in same)
+                for m in asked.members]  # fmt: skip
+    assert [(k, round(v, 6), y) for k, v, y in sorted(remembered)] == [(k, round(v, 6), y) for k, v, y in sorted(expected)]
+    assert review._planner_inputs(s, 0.9, None, None, False).calibration.curve("member") != (0.0, 1.0)
+    cluster_collection(s, FaceClusterer(threshold=0.9), full=True)
+    assert len({s.face(ids[k]).cluster for k in range(4, 8)}) == 1  # B is one person again, apart from A
+    assert s.face(ids[4]).cluster != s.face(ids[0]).cluster
+
+
+def test_review_answers_are_checked_kept_per_model_and_the_latest_kept(impure):
+    s, *_ = impure
+    with pytest.raises(review.InvalidCorrectionError):
+        s.record_review_answers([("guess", 0.5, True)], "fake-1")
+    with pytest.raises(review.InvalidCorrectionError):
+        s.record_review_answers([("merge", float("nan"), True)], "fake-1")
+    assert s.record_review_answers([("merge", 0.1 * k, k % 2 == 0) for k in range(5)], "fake-1") == 5
+    s.record_review_answers([("member", 0.9, True)], "other-2")
+    assert [kind for kind, *_ in s.review_answers("fake-1")] == ["merge"] * 5
+    assert len(s.review_answers("fake-1", limit=3)) == 3 and s.review_answers("other-2") == [("member", 0.9, True)]
+    review.answer(s, review.review_queue(s, limit=1, threshold=0.9)[0], "no")  # a standalone answer is kept too
+    assert len(s.review_answers("fake-1")) == 6

@@ -211,6 +211,7 @@ def test_a_group_question_is_asked_and_answered_and_a_repeat_is_409(svc):
     assert all(m["kind"] == "merge" and m["faces"][0] == anchor for m in asked["members"])
     assert all([s["face"] for s in m["shown"]] == m["faces"] for m in asked["members"])
     candidates = [m["faces"][1] for m in asked["members"]]
+    assert asked["candidates"] == candidates  # what `same` picks from, for merges and members alike
     same = [face for face in candidates if svc.truth[face] == svc.truth[anchor]]
     assert same  # the collection has each person in two clusters: the anchor's other half is asked
     skipped = svc.ok("GET", "/v1/collection/review/group", "read", params={"skip": [anchor]})["question"]

@@ -22,6 +22,12 @@ ask the very same questions.
   smaller side moves). A member question's gain is ``1 - p``: the chance its one face is wrong.
   The clusterer already merged everything above the threshold (unless a photo or cannot-link
   stopped it), so the first merge questions are the pairs just below it, biggest first.
+- **Learning.** The card's curve is its calibration pairs'; how many of the pairs a clusterer left
+  apart are one person depends on the library (few among strangers, most where people are split).
+  ``Calibration`` bends the curve, one per question kind, by the user's answers so far (a logistic
+  fit with the card's curve as its prior, never decreasing), and the planners take it.
+- **Group questions** (``plan_group``): one anchor cluster, with the clusters likely its person
+  (single link) and its own faces likely not (least like the rest), asked together.
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ import numpy as np
 
 from faceatlas.errors import InvalidArgumentError
 
-__all__ = ["DEFAULT_SCALE", "Candidate", "card_scale", "plan_questions", "same_person_chance"]
+__all__ = ["DEFAULT_SCALE", "Calibration", "Candidate", "card_scale", "plan_questions", "same_person_chance"]
 
 DEFAULT_SCALE = 0.02  # cosine per logistic unit when the card cannot say (about a FAR decade for dlib)
 MIN_MEMBER_CLUSTER = 3  # a face of a pair is as much "the outlier" as the other: no member questions there
@@ -75,6 +81,75 @@ def same_person_chance(similarity: np.ndarray | float, threshold: float, scale: 
     return 1.0 / (1.0 + np.exp(-np.clip(z, -60, 60)))
 
 
+#: how far a user's answers may bend the card's curve before many of them agree: the prior's spread
+#: of the offset (in logistic units, one FAR decade each) and of the slope around 1
+PRIOR_OFFSET_SD = 1.5
+PRIOR_SLOPE_SD = 0.5
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """The card's curve bent by the user's own answers, one curve per question kind ("merge",
+    "member", "group"): ``p = logistic(offset + slope * z)``, ``z = (similarity - threshold) /
+    scale``. The card knows how often two faces at a similarity are one person among *its*
+    calibration pairs; a library decides how many of the pairs the clusterer left apart are one
+    person: few in a library of strangers (merge questions are mostly "no"), most in one where
+    people are split into many clusters. :meth:`fit` learns that from the answers so far (a
+    Gaussian prior on the card's curve, so a few answers bend it a little)."""
+
+    curves: tuple[tuple[str, float, float], ...] = ()
+
+    def curve(self, kind: str) -> tuple[float, float]:
+        """(offset, slope) of ``kind``'s curve; (0, 1), the card's, when no answer bent it."""
+        return next(((a, b) for k, a, b in self.curves if k == kind), (0.0, 1.0))
+
+    def chance(self, kind: str, similarity: np.ndarray | float, threshold: float, scale: float) -> np.ndarray:
+        offset, slope = self.curve(kind)
+        z = (np.asarray(similarity, dtype=np.float64) - threshold) / scale
+        return 1.0 / (1.0 + np.exp(-np.clip(offset + slope * z, -60, 60)))
+
+    @classmethod
+    def fit(cls, answers: Collection[tuple[str, float, bool]], *, threshold: float, scale: float) -> Calibration:
+        """The curves that best explain ``answers`` ((kind, the similarity the question showed,
+        whether the user said "same person")) under the prior (MAP, Newton's method)."""
+        curves = []
+        for kind in sorted({k for k, _, _ in answers}):
+            z = np.array([(sim - threshold) / scale for k, sim, _ in answers if k == kind], dtype=np.float64)
+            y = np.array([float(same) for k, _, same in answers if k == kind])
+            curves.append((kind, *_map_logistic(np.clip(z, -30, 30), y)))
+        return cls(tuple(curves))
+
+
+def _map_logistic(z: np.ndarray, y: np.ndarray, steps: int = 25) -> tuple[float, float]:
+    """(offset, slope) maximising the answers' likelihood times the prior N(0, PRIOR_OFFSET_SD) x
+    N(1, PRIOR_SLOPE_SD), the slope at least ``MIN_SLOPE``: a higher similarity never makes one
+    person less likely (a few answers at one similarity, some yes and some no, could say so)."""
+    theta = _newton(z, y, np.array([0.0, 1.0]), steps, fit_slope=True)
+    if theta[1] < MIN_SLOPE:
+        theta = _newton(z, y, np.array([0.0, MIN_SLOPE]), steps, fit_slope=False)
+    return float(theta[0]), float(theta[1])
+
+
+MIN_SLOPE = 0.25
+
+
+def _newton(z: np.ndarray, y: np.ndarray, start: np.ndarray, steps: int, fit_slope: bool) -> np.ndarray:
+    prior_mean = np.array([0.0, 1.0])
+    prior_precision = np.diag([PRIOR_OFFSET_SD**-2, PRIOR_SLOPE_SD**-2])
+    design = np.stack([np.ones_like(z), z], axis=1)
+    free = slice(None) if fit_slope else slice(0, 1)
+    theta = start.copy()
+    for _ in range(steps):
+        p = 1.0 / (1.0 + np.exp(-np.clip(design @ theta, -60, 60)))
+        gradient = (design.T @ (y - p) - prior_precision @ (theta - prior_mean))[free]
+        hessian = (-(design.T * (p * (1 - p))) @ design - prior_precision)[free, free]
+        step = np.linalg.solve(hessian, gradient)
+        theta[free] = theta[free] - step
+        if np.abs(step).max() < 1e-6:
+            break
+    return theta
+
+
 def plan_questions(
     embeddings: np.ndarray,
     labels: np.ndarray,
@@ -88,6 +163,7 @@ def plan_questions(
     skip: Collection[tuple[str, int, int]] = (),
     limit: int = 20,
     neighbours: int = 3,
+    calibration: Calibration | None = None,
 ) -> list[Candidate]:
     """The ``limit`` questions of highest gain (see the module doc), best first.
 
@@ -95,7 +171,8 @@ def plan_questions(
     face is its highest-quality one (ties: the first row); ``groups``: photo per row (-1: none), no
     question pairs two nodes with a face in one photo; ``cannot``: (m, 2) row pairs, no question
     pairs two nodes they span; ``confirmed``: rows the user confirmed in their cluster; ``skip``:
-    ``Candidate.key`` values not to ask.
+    ``Candidate.key`` values not to ask; ``calibration``: the chances as the user's answers so far
+    bent them (``Calibration.fit``; None: the card's curve).
     """
     if limit < 1:
         raise InvalidArgumentError(f"limit must be >= 1, got {limit}")
@@ -112,8 +189,9 @@ def plan_questions(
     np.add.at(sums, node_of[rows], x[rows])
     banned = _banned(node_of, group, pairs)
     out: list[Candidate] = []
-    out += _merges(sums, sizes, best, banned, threshold, scale, neighbours, skipped)
-    out += _members(x, lab, node_of, sums, sizes, best, sure, threshold, scale, skipped, limit)
+    bent = calibration or Calibration()
+    out += _merges(sums, sizes, best, banned, threshold, scale, neighbours, skipped, bent)
+    out += _members(x, lab, node_of, sums, sizes, best, sure, threshold, scale, skipped, limit, bent)
     out.sort(key=lambda c: (-c.gain, c.kind != "merge", c.rows))
     return out[:limit]
 
@@ -127,17 +205,21 @@ LIKELY = 0.5  # candidates at least this likely are asked together; else the lik
 @dataclass(frozen=True)
 class GroupCandidate:
     """One group question, "which of these are the anchor's person?", in rows and labels of the
-    arrays given: ``anchor`` is a label (-1: an unassigned face, ``anchor_row`` alone), each candidate
-    a label (-1: the unassigned face at its row) shown by its best face."""
+    arrays given: ``anchor`` is a label (-1: an unassigned face, ``anchor_row`` alone). Each
+    candidate is, by its ``kinds`` entry, a "merge" (a label, -1: the unassigned face at its row,
+    shown by its best face) or a "member": a face of the anchor's own cluster that may not be its
+    person (its label is the anchor's; ticked, it stays, confirmed; not ticked, it leaves)."""
 
     anchor: int
     anchor_row: int
     labels: tuple[int, ...]
     rows: tuple[int, ...]
     sizes: tuple[int, ...]
-    similarity: tuple[float, ...]  # the best face-to-face cosine with the anchor (single link)
+    similarity: tuple[float, ...]  # merge: the best face-to-face cosine with the anchor (single link);
+    # member: the face's average cosine with the rest of its cluster
     p_same: tuple[float, ...]
-    gain: float  # expected merges: the sum of the chances
+    gain: float  # expected corrections: the merges' chances plus the members' chances of being wrong
+    kinds: tuple[QuestionKind, ...] = ()  # per candidate; empty: all merges
 
 
 def plan_group(
@@ -152,6 +234,8 @@ def plan_group(
     size: int = GROUP_SIZE,
     floor: float = GROUP_FLOOR,
     skip: Collection[int] = (),
+    calibration: Calibration | None = None,
+    confirmed: np.ndarray | None = None,
 ) -> GroupCandidate | None:
     """The group question worth most (None: nothing left to ask). Nodes are compared by their best
     pair of faces (single link: a person split into clusters has some pair above the threshold, where
@@ -159,8 +243,11 @@ def plan_group(
     a pass over every pair of faces, O(n^2) per question. The anchor node whose likely
     candidates (chance >= ``LIKELY``, at most ``size``, never a banned pair: a shared photo or a
     cannot-link) add up to the most expected merges; where no anchor has a likely candidate, the
-    single likeliest pair (chance >= ``floor``). ``skip``: anchor rows (best faces) not to ask about.
-    The arrays are as ``plan_questions`` takes them."""
+    single likeliest pair (chance >= ``floor``). The anchor's own doubtful faces are candidates too
+    (members of its cluster, not ``confirmed``, whose chance of being its person, from their average
+    similarity to the rest of the cluster, is below ``LIKELY``; gain: the chance they are wrong), so
+    one question both joins fragments and takes intruders out. ``skip``: anchor rows (best faces) not
+    to ask about. The arrays are as ``plan_questions`` takes them."""
     if size < 1:
         raise InvalidArgumentError(f"size must be >= 1, got {size}")
     x, lab, quality, group, pairs = _checked(embeddings, labels, qualities, groups, cannot, scale)
@@ -171,34 +258,89 @@ def plan_group(
     m = len(sizes)
     banned = _banned(node_of, group, pairs)
     skipped = set(skip)
+    bent = calibration or Calibration()
     link = _single_link(x, rows, node_of, m)
-    chance = same_person_chance(link, threshold, scale)
+    chance = bent.chance("group", link, threshold, scale)
     np.fill_diagonal(chance, 0.0)
     for i, others in banned.items():
         chance[i, list(others)] = 0.0
-    chance[np.isin(best, list(skipped))] = 0.0
-    chosen: tuple[float, int, list[int]] | None = None
+    asked_not = np.isin(best, list(skipped))
+    chance[asked_not] = 0.0
+    sure = np.zeros(len(lab), bool) if confirmed is None else np.asarray(confirmed, dtype=bool)
+    doubt_rows, doubt_node, doubt_rest, doubt_p = _doubtful(x, rows, node_of, sizes, best, sure, threshold, scale, bent)
+    doubt_p[asked_not[doubt_node]] = 1.0
+    by_node: dict[int, list[int]] = {}
+    for k in np.argsort(doubt_p, kind="stable").tolist():
+        by_node.setdefault(int(doubt_node[k]), []).append(k)
+    chosen: tuple[float, int, list[_Pick]] | None = None  # (gain, anchor node, its candidates)
     for i in range(m):
-        likely = np.flatnonzero(chance[i] >= LIKELY)
-        if len(likely):
-            likely = likely[np.argsort(-chance[i, likely], kind="stable")][:size]
-            gain = float(chance[i, likely].sum())
+        likely: list[_Pick] = [
+            ("merge", int(j), float(chance[i, j]), float(chance[i, j])) for j in np.flatnonzero(chance[i] >= LIKELY)
+        ]
+        likely += [("member", k, float(doubt_p[k]), 1.0 - float(doubt_p[k])) for k in by_node.get(i, [])
+                   if doubt_p[k] < LIKELY]  # fmt: skip
+        if likely:
+            likely = sorted(likely, key=lambda c: -c[3])[:size]
+            gain = sum(c[3] for c in likely)
             if chosen is None or gain > chosen[0]:
-                chosen = (gain, i, likely.tolist())
-    if chosen is None:
+                chosen = (gain, i, likely)
+    if chosen is None:  # nothing likely anywhere: the likeliest single merge or wrong face
         top, pick = (int(v) for v in np.unravel_index(int(np.argmax(chance)), chance.shape))
-        if chance[top, pick] < floor:
+        options: list[tuple[float, int, list[_Pick]]] = [
+            (float(chance[top, pick]), top, [("merge", pick, float(chance[top, pick]), 0.0)])
+        ]
+        if len(doubt_p):
+            k = int(np.argmin(doubt_p))
+            options.append((1.0 - float(doubt_p[k]), int(doubt_node[k]), [("member", k, float(doubt_p[k]), 0.0)]))
+        gain, anchor, picked = max(options, key=lambda o: o[0])
+        if gain < floor:
             return None
-        chosen = (float(chance[top, pick]), top, [pick])
-    _, anchor, members = chosen
-    average = link[anchor, members]
-    chances = chance[anchor, members]
+        chosen = (gain, anchor, picked)
+    gain, anchor, picked = chosen
+
+    def shown(kind: QuestionKind, j: int) -> tuple[int, int, int, float]:  # label, row, size, similarity
+        if kind == "merge":
+            return int(node_label[j]), int(best[j]), int(sizes[j]), float(link[anchor, j])
+        return int(node_label[anchor]), int(doubt_rows[j]), 1, float(doubt_rest[j])
+
+    parts = [shown(kind, j) for kind, j, _, _ in picked]
     return GroupCandidate(
-        anchor=int(node_label[anchor]), anchor_row=int(best[anchor]),
-        labels=tuple(int(node_label[j]) for j in members), rows=tuple(int(best[j]) for j in members),
-        sizes=tuple(int(sizes[j]) for j in members), similarity=tuple(float(v) for v in average),
-        p_same=tuple(float(v) for v in chances), gain=float(chances.sum()),
+        anchor=int(node_label[anchor]), anchor_row=int(best[anchor]), labels=tuple(p[0] for p in parts),
+        rows=tuple(p[1] for p in parts), sizes=tuple(p[2] for p in parts), similarity=tuple(p[3] for p in parts),
+        p_same=tuple(c[2] for c in picked), gain=float(gain), kinds=tuple(c[0] for c in picked),
     )  # fmt: skip
+
+
+#: a group candidate as the planner weighs it: (kind, node (merge) or doubtful face's index (member),
+#: chance of being the anchor's person, expected corrections)
+_Pick = tuple[QuestionKind, int, float, float]
+
+
+def _doubtful(
+    x: np.ndarray,
+    rows: np.ndarray,
+    node_of: np.ndarray,
+    sizes: np.ndarray,
+    best: np.ndarray,
+    sure: np.ndarray,
+    threshold: float,
+    scale: float,
+    calibration: Calibration,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The faces of clusters of >= 2 that may not be their cluster's person: every one but the
+    best face and the ``sure`` ones, with its node, its average cosine to the rest of its cluster
+    and the chance it is the cluster's person from that ("member" curve)."""
+    clustered = rows[(node_of[rows] >= 0) & (sizes[node_of[rows]] >= 2)]
+    clustered = clustered[(best[node_of[clustered]] != clustered) & ~sure[clustered]]
+    if not len(clustered):
+        empty = np.zeros(0)
+        return clustered, clustered, empty, empty
+    node = node_of[clustered]
+    sums = np.zeros((len(sizes), x.shape[1]))
+    np.add.at(sums, node_of[rows], x[rows])
+    own = np.einsum("ij,ij->i", x[clustered], x[clustered])
+    rest = (np.einsum("ij,ij->i", x[clustered], sums[node]) - own) / (sizes[node] - 1)
+    return clustered, node, rest, calibration.chance("member", rest, threshold, scale)
 
 
 def _checked(
@@ -289,6 +431,7 @@ def _merges(
     scale: float,
     neighbours: int,
     skipped: set[tuple[str, int, int]],
+    calibration: Calibration,
     chunk: int = 1024,
 ) -> list[Candidate]:
     m = len(sizes)
@@ -315,7 +458,7 @@ def _merges(
         shown = (int(best[i]), int(best[j]))
         if ("merge", *shown) in skipped:
             continue
-        p = float(same_person_chance(score, threshold, scale))
+        p = float(calibration.chance("merge", score, threshold, scale))
         out.append(
             Candidate("merge", min(int(sizes[i]), int(sizes[j])) * p, score, p, shown, (int(sizes[i]), int(sizes[j])))
         )
@@ -334,6 +477,7 @@ def _members(
     scale: float,
     skipped: set[tuple[str, int, int]],
     limit: int,
+    calibration: Calibration,
 ) -> list[Candidate]:
     rows = np.flatnonzero((lab >= 0) & ~sure)
     if not len(rows):
@@ -345,7 +489,7 @@ def _members(
         return []
     own = np.einsum("ij,ij->i", x[rows], x[rows])
     rest = (np.einsum("ij,ij->i", x[rows], sums[node]) - own) / (sizes[node] - 1)
-    p = same_person_chance(rest, threshold, scale)
+    p = calibration.chance("member", rest, threshold, scale)
     keep = np.argsort(p, kind="stable")[: limit + len(skipped)]  # the likeliest wrong faces: no more can be asked
     out = []
     for row, n_, score, chance in zip(

@@ -268,10 +268,16 @@ def split_cluster(store: CollectionStore, cluster_id: int, faces: Iterable[int],
     return SplitResult(store.cluster(new_id), store.cluster_faces(new_id), unenrolled=unenrolled, former_id=info.id)
 
 
-def not_this_person(store: CollectionStore, face_id: int, gallery: Any = None) -> NotThisPersonResult:
+def not_this_person(
+    store: CollectionStore, face_id: int, gallery: Any = None, apart_from: Iterable[int] | None = None
+) -> NotThisPersonResult:
     """Take a face out of its cluster: it becomes unassigned, and later clusterings never put it
     back with its former cluster's faces. With a ``gallery``, when that cluster is named, the face
     is taken out of its gallery person.
+
+    ``apart_from``: the faces of the cluster the user said it is not (the face shown for the person,
+    say): it is kept apart from those and the faces must-linked to them only, so that other faces of
+    the cluster that are not that person either (its own person's, it may be) can still join it.
 
     Refused: FaceNotFoundError, CorrectionConflictError (the face is in no cluster).
     """
@@ -285,7 +291,11 @@ def not_this_person(store: CollectionStore, face_id: int, gallery: Any = None) -
     store.set_clusters([face.id], [UNASSIGNED])
     links = _Links(store)
     links.separate({face.id}, others | links.must[face.id])
-    links.cannot(face.id, others)
+    kept_apart = others
+    if apart_from is not None:
+        named = {int(f) for f in apart_from}
+        kept_apart = {f for component in links.components(others) if component & named for f in component}
+    links.cannot(face.id, kept_apart)
     links.save()
     unenrolled = 0
     if former.name is not None and gallery is not None:

@@ -52,6 +52,7 @@ from faceatlas.collection.store import (
     LIBRARY_SCHEMA,
     LIFE_SCHEMA,
     NOT_CLUSTERED,
+    REVIEW_SCHEMA,
     VIDEO_COLUMNS,
     CollectionError,
     CollectionStore,
@@ -130,8 +131,14 @@ def _migrate_3_to_4(cur: psycopg.Cursor, s: str) -> None:
         cur.execute(statement.format(s=f"{s}.", real="double precision", int="bigint"))
 
 
+def _migrate_4_to_5(cur: psycopg.Cursor, s: str) -> None:
+    """The review queue's memory, as in the SQLite store: the answers it was given."""
+    for statement in REVIEW_SCHEMA:
+        cur.execute(statement.format(s=f"{s}.", real="double precision", int="bigint"))
+
+
 #: MIGRATIONS[i] turns schema version i into i + 1 (inside the caller's transaction)
-MIGRATIONS = [_migrate_0_to_1, _migrate_1_to_2, _migrate_2_to_3, _migrate_3_to_4]
+MIGRATIONS = [_migrate_0_to_1, _migrate_1_to_2, _migrate_2_to_3, _migrate_3_to_4, _migrate_4_to_5]
 
 
 def split_collection_url(url: str) -> tuple[str, str]:

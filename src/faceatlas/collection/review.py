@@ -14,6 +14,13 @@ false-accept rate); never two clusters with a face in one photo, never a pair al
 "no"; then the faces least like the rest of their cluster ("is this face this cluster's person?").
 An unassigned face is a node of its own: a merge question can join it to a cluster.
 
+The queue learns from the answers. Each yes or no is remembered in the collection (kind,
+similarity shown, answer, under the bound model: ``CollectionStore.record_review_answers``), and
+the chances behind the gains are the card's curve bent by them (``Calibration``): in a library of
+strangers the merges just below the threshold soon turn out to be "no", and the queue turns to
+the faces least like their cluster; where people are split into many clusters, the merges are
+mostly "yes", and it keeps asking them.
+
 Every answer is a correction (``corrections``), stored as the constraints later clusterings honour:
 
 - merge, yes: ``merge_clusters`` (the smaller cluster into the bigger, or into the named one); an
@@ -25,6 +32,9 @@ Every answer is a correction (``corrections``), stored as the constraints later 
 - member, yes: the face is must-linked with its cluster's best face: it stays in a full run, and
   that link marks it confirmed, so it is not asked again.
 - member, no: ``not_this_person``.
+- group questions (``group_question``, "which of these are Ada?"): each candidate is a merge
+  question (another cluster or unassigned face) or a member question (a face of Ada's own
+  cluster that may not be Ada), answered as above: ticked "yes", not ticked "no".
 - skip: nothing is stored; a ``ReviewSession`` remembers it (in memory, for the session only), so
   a skipped question comes back in a later session.
 
@@ -45,6 +55,7 @@ import numpy as np
 from faceatlas.clustering.questions import (
     DEFAULT_SCALE,
     GROUP_SIZE,
+    Calibration,
     Candidate,
     card_scale,
     plan_group,
@@ -150,6 +161,7 @@ def review_queue(
     plan = plan_questions(
         inputs.embeddings, labels, threshold=inputs.threshold, scale=inputs.scale, qualities=inputs.qualities,
         groups=inputs.groups, cannot=inputs.cannot, confirmed=inputs.confirmed, skip=skipped, limit=limit,
+        calibration=inputs.calibration,
     )  # fmt: skip
     return [_question(c, face_ids, labels) for c in plan]
 
@@ -165,6 +177,7 @@ class _Inputs:
     confirmed: np.ndarray
     threshold: float
     scale: float
+    calibration: Calibration = field(default_factory=Calibration)  # the answers so far (see the module doc)
 
 
 def _planner_inputs(
@@ -194,17 +207,31 @@ def _planner_inputs(
     must, cannot = store.constraints()
     cannot_rows = np.concatenate([_rows(cannot, row_of), together])
     confirmed = _confirmed(store, labels, face_ids, _rows(must, row_of), np.asarray(table.qualities))
+    learned = Calibration.fit(store.review_answers(_answers_model(store)), threshold=float(cut), scale=float(scale))
     return _Inputs(
         face_ids, labels, np.asarray(table.embeddings), np.asarray(table.qualities), groups, cannot_rows, confirmed,
-        float(cut), float(scale),
+        float(cut), float(scale), learned,
     )  # fmt: skip
+
+
+def _answers_model(store: CollectionStore) -> str:
+    """The key review answers are remembered under: the bound model's name-version (similarities
+    of another model mean other things)."""
+    tag = store.model()
+    return "unbound" if tag is None else f"{tag.name}-{tag.version}"
+
+
+def _remember(store: CollectionStore, answers: Iterable[tuple[str, float, bool]]) -> None:
+    store.record_review_answers(answers, _answers_model(store))
 
 
 @dataclass(frozen=True)
 class GroupQuestion:
     """ "Which of these are the person of face ``anchor``?": each of ``members`` is a merge question
-    (``faces[0]`` the anchor's shown face, ``faces[1]`` a candidate's). Answered by
-    ``answer_group`` with the candidates that are the anchor's person."""
+    (``faces[0]`` the anchor's shown face, ``faces[1]`` a candidate's: another cluster or an
+    unassigned face) or a member question (``faces[0]`` a face of the anchor's cluster that may not
+    be its person, ``faces[1]`` the anchor). Answered by ``answer_group`` with the candidates that
+    are the anchor's person."""
 
     anchor: int
     members: tuple[Question, ...]
@@ -213,8 +240,21 @@ class GroupQuestion:
     def key(self) -> tuple[str, int, int]:
         return ("group", self.anchor, len(self.members))
 
+    @property
+    def candidates(self) -> tuple[int, ...]:
+        """The candidate face of each member, in order."""
+        return tuple(candidate_face(m) for m in self.members)
+
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": "group", "anchor": self.anchor, "members": [m.to_dict() for m in self.members]}
+        return {
+            "kind": "group", "anchor": self.anchor, "candidates": list(self.candidates),
+            "members": [m.to_dict() for m in self.members],
+        }  # fmt: skip
+
+
+def candidate_face(member: Question) -> int:
+    """The face a group question's member asks about (the other face is the anchor)."""
+    return member.faces[0] if member.kind == "member" else member.faces[1]
 
 
 def group_question(
@@ -237,6 +277,7 @@ def group_question(
     planned = plan_group(
         inputs.embeddings, labels, threshold=inputs.threshold, scale=inputs.scale, qualities=inputs.qualities,
         groups=inputs.groups, cannot=inputs.cannot, size=size, skip=[row_of[f] for f in skip if f in row_of],
+        calibration=inputs.calibration, confirmed=inputs.confirmed,
     )  # fmt: skip
     if planned is None:
         return None
@@ -245,38 +286,55 @@ def group_question(
         return int(labels[row]) if labels[row] >= 0 else None
 
     anchor = planned.anchor_row
+    anchor_face, anchor_cluster = int(face_ids[anchor]), cluster(anchor)
     anchor_size = int((labels == labels[anchor]).sum()) if labels[anchor] >= 0 else 1
-    members = tuple(
-        Question(
-            "merge", (int(face_ids[anchor]), int(face_ids[row])), (cluster(anchor), cluster(row)), (anchor_size, n),
-            float(min(anchor_size, n) * p), float(similarity), float(p),
-        )
-        for row, n, similarity, p in zip(planned.rows, planned.sizes, planned.similarity, planned.p_same, strict=True)
-    )  # fmt: skip
-    return GroupQuestion(int(face_ids[anchor]), members)
+    kinds = planned.kinds or ("merge",) * len(planned.rows)
+    members = []
+    for kind, row, n, similarity, p in zip(
+        kinds, planned.rows, planned.sizes, planned.similarity, planned.p_same, strict=True
+    ):
+        if kind == "member":  # a face of the anchor's cluster: "is this face its person?"
+            members.append(
+                Question("member", (int(face_ids[row]), anchor_face), (anchor_cluster, anchor_cluster),
+                         (1, anchor_size), float(1 - p), float(similarity), float(p))
+            )  # fmt: skip
+        else:
+            members.append(
+                Question("merge", (anchor_face, int(face_ids[row])), (anchor_cluster, cluster(row)), (anchor_size, n),
+                         float(min(anchor_size, n) * p), float(similarity), float(p))
+            )  # fmt: skip
+    return GroupQuestion(anchor_face, tuple(members))
 
 
 def answer_group(
     store: CollectionStore, question: GroupQuestion, same: Iterable[int], gallery: Any = None
 ) -> list[Answered]:
     """The user's answer to a group question: ``same`` are the shown candidate faces that are the
-    anchor's person (the others are not). The others are answered "no" first (cannot-links), then
-    the clustered ones of ``same`` join the anchor's cluster at once (``accept_subcluster``: the
-    anchor keeps its id and name) and unassigned ones are answered "yes" one by one.
+    anchor's person (the others are not). The member candidates of ``same`` are answered "yes" first
+    (confirmed), the others "no" (cannot-links; a face of the anchor's own cluster leaves it, kept
+    apart from the anchor and the faces confirmed with it, not from the rest), then
+    the clustered merge candidates of ``same`` join the anchor's cluster at once
+    (``accept_subcluster``: the anchor keeps its id and name) and unassigned ones are answered "yes"
+    one by one. Every candidate's answer is remembered for the queue's calibration.
     InvalidCorrectionError: a face of ``same`` that was not shown; StaleQuestionError as ``answer``."""
     chosen = {int(face) for face in same}
-    shown = {m.faces[1] for m in question.members}
+    shown = set(question.candidates)
     if not chosen <= shown:
         raise InvalidCorrectionError(f"faces {sorted(chosen - shown)} were not among this question's candidates")
-    done = [answer(store, m, "no", gallery) for m in question.members if m.faces[1] not in chosen]
-    yes = [m for m in question.members if m.faces[1] in chosen]
-    anchor_cluster = question.members[0].clusters[0]
+    for member in question.members:
+        _check_fresh(store, member)  # all or nothing: no answer is applied to a group that moved
+    done = [_apply(store, m, "yes", gallery) for m in question.members
+            if m.kind == "member" and candidate_face(m) in chosen]  # fmt: skip
+    done += [_apply(store, m, "no", gallery, only_shown=True) for m in question.members
+             if candidate_face(m) not in chosen]  # fmt: skip
+    yes = [m for m in question.members if m.kind == "merge" and m.faces[1] in chosen]
+    anchor_cluster = question.members[0].clusters[1 if question.members[0].kind == "member" else 0]
     clustered = [m for m in yes if anchor_cluster is not None and m.clusters[1] is not None]
     for member in yes:
         if member not in clustered:  # an unassigned side: one answer, against the anchor's cluster now
             now = store.face(question.anchor).cluster
             fresh = replace(member, clusters=(None if now is None or now < 0 else int(now), member.clusters[1]))
-            done.append(answer(store, fresh, "yes", gallery))
+            done.append(_apply(store, fresh, "yes", gallery))
     if clustered:
         for member in clustered:
             _check_fresh(store, member)
@@ -285,6 +343,8 @@ def answer_group(
             store, [m.clusters[1] for m in clustered if m.clusters[1] is not None], anchor_cluster, gallery=gallery
         )
         done += [Answered(m, "yes", result) for m in clustered]
+    _remember(store, [("group" if m.kind == "merge" else "member", m.similarity, candidate_face(m) in chosen)
+                      for m in question.members])  # fmt: skip
     return done
 
 
@@ -366,6 +426,17 @@ def answer(store: CollectionStore, question: Question, reply: str, gallery: Any 
     """Apply the user's ``reply`` ("yes", "no" or "skip") to ``question`` as a correction (see the
     module doc). Refused: InvalidCorrectionError (another reply), StaleQuestionError, and the
     corrections' own refusals (e.g. DifferentPeopleError: a merge of two named clusters)."""
+    done = _apply(store, question, reply, gallery)
+    if reply != "skip":
+        _remember(store, [(question.kind, question.similarity, reply == "yes")])
+    return done
+
+
+def _apply(
+    store: CollectionStore, question: Question, reply: str, gallery: Any = None, only_shown: bool = False
+) -> Answered:
+    """``answer`` without remembering it: the correction alone. ``only_shown``: a member "no" keeps
+    the face apart from the face shown for the person (and the faces must-linked to it) only."""
     if reply not in REPLIES:
         raise InvalidCorrectionError(f"a reply is one of {', '.join(REPLIES)}, got {reply!r}")
     if reply == "skip":
@@ -373,7 +444,8 @@ def answer(store: CollectionStore, question: Question, reply: str, gallery: Any 
     face_a, face_b = _check_fresh(store, question)
     if question.kind == "member":
         if reply == "no":
-            return Answered(question, reply, corrections.not_this_person(store, face_a.id, gallery=gallery))
+            apart = [face_b.id] if only_shown else None
+            return Answered(question, reply, corrections.not_this_person(store, face_a.id, gallery, apart))
         store.update_constraints(must=[(face_a.id, face_b.id)])
         return Answered(question, reply)
     cluster_a, cluster_b = question.clusters

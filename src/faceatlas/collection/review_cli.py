@@ -177,7 +177,7 @@ def _ask_groups(store: Any, gallery: Any, limit: int, include_private: bool, thr
         if isinstance(reply, str):  # "skip"
             skipped.add(question.anchor)
             continue
-        same = [question.members[k].faces[1] for k in reply]
+        same = [question.candidates[k] for k in reply]
         try:
             review.answer_group(store, question, same, gallery=gallery)
         except FaceAtlasError as exc:
@@ -185,22 +185,28 @@ def _ask_groups(store: Any, gallery: Any, limit: int, include_private: bool, thr
             continue
         merged += len(same)
         refused += len(question.members) - len(same)
-    typer.echo(f"answered {asked} group questions: {merged} merged, {refused} kept apart")
+    typer.echo(f"answered {asked} group questions: {merged} the same person, {refused} kept apart")
     return EXIT_OK
 
 
 def describe_group(store: Any, question: Any) -> str:
     """The anchor and its numbered candidates, as a person reads them."""
+    from faceatlas.collection import review
+
     names = {c.id: c.name for c in store.clusters()}
     anchor = store.face(question.anchor)
-    cluster = question.members[0].clusters[0]
+    cluster = None if anchor.cluster is None or anchor.cluster < 0 else int(anchor.cluster)
     who = repr(names[cluster]) if cluster is not None and names.get(cluster) else "this person"
     lines = [f"Which of these are {who}? (face {anchor.id}: {anchor.file})"]
     for k, member in enumerate(question.members, 1):
-        face = store.face(member.faces[1])
-        label = f"cluster {member.clusters[1]}" if member.clusters[1] is not None else "an unassigned face"
+        face = store.face(review.candidate_face(member))
+        if member.kind == "member":
+            label = "grouped with them now"
+        else:
+            label = f"cluster {member.clusters[1]}" if member.clusters[1] is not None else "an unassigned face"
+            label += f" ({member.sizes[1]} faces)"
         lines.append(
-            f"  {k}. {label} ({member.sizes[1]} faces), face {face.id}: {face.file}  "
+            f"  {k}. {label}, face {face.id}: {face.file}  "
             f"(similarity {member.similarity:.3f}, chance {member.p_same:.0%})"
         )
     return "\n".join(lines)

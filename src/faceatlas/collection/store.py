@@ -33,6 +33,10 @@ The SQLite file is kept the way gallery files are (see ``gallery/sqlite_store.py
   and life stages (``clusters.person``: the cluster is a life stage of that cluster's person, its
   own template, shown under the person's name and dated by the person's birth date). Clustering
   keeps a face out of a person it cannot be at its photo's date (``clustering/lifespan.py``).
+- Review answers (schema 5): each yes or no the review queue was given, as (question kind, the
+  similarity it showed, same person or not, the model it was asked under), so the queue learns
+  how this library's similarities map to answers (``clustering.questions.Calibration``). No face
+  ids: they hold nothing of anyone, and outlive the faces they were about.
 """
 
 from __future__ import annotations
@@ -360,8 +364,27 @@ def _migrate_3_to_4(conn: sqlite3.Connection) -> None:
         conn.execute(statement.format(s="", real="REAL", int="INTEGER"))
 
 
+#: what the review queue's memory added (schema 5), for either backend (see the module doc)
+REVIEW_SCHEMA = (
+    (
+        "CREATE TABLE {s}review_answers ("
+        " kind TEXT NOT NULL CHECK (kind IN ('merge', 'member', 'group')), similarity {real} NOT NULL,"
+        " same {int} NOT NULL CHECK (same IN (0, 1)), model TEXT NOT NULL, answered_at TEXT NOT NULL)"
+    ),
+    "CREATE INDEX review_answers_model ON {s}review_answers (model, answered_at)",
+)
+#: the answers the review queue learns from: the latest, so a library that changes is followed
+REVIEW_MEMORY = 2000
+
+
+def _migrate_4_to_5(conn: sqlite3.Connection) -> None:
+    """The review queue's memory: the answers it was given."""
+    for statement in REVIEW_SCHEMA:
+        conn.execute(statement.format(s="", real="REAL", int="INTEGER"))
+
+
 #: MIGRATIONS[i] turns a schema of version i into version i + 1 (inside the caller's transaction)
-MIGRATIONS: list[Migration] = [_migrate_0_to_1, _migrate_1_to_2, _migrate_2_to_3, _migrate_3_to_4]
+MIGRATIONS: list[Migration] = [_migrate_0_to_1, _migrate_1_to_2, _migrate_2_to_3, _migrate_3_to_4, _migrate_4_to_5]
 
 
 def _now() -> str:
@@ -1043,6 +1066,34 @@ class CollectionStore(ConnectionLifecycle):
                     rows,
                 )
         return len(rows), removed
+
+    def record_review_answers(self, answers: Iterable[tuple[str, float, bool]], model: str) -> int:
+        """Remember review answers ((question kind: "merge", "member" or "group"; the similarity
+        the question showed; whether the user said "same person"), given under ``model`` (its card's
+        name-version): the review queue's calibration learns from them. Returns how many."""
+        rows = [(str(kind), float(sim), int(bool(same)), str(model), _now()) for kind, sim, same in answers]
+        bad = sorted({kind for kind, *_ in rows} - {"merge", "member", "group"})
+        if bad or any(not math.isfinite(sim) for _, sim, *_ in rows):
+            raise InvalidCorrectionError(
+                f"a review answer is a kind (merge, member, group) and a finite similarity, got {bad or 'a NaN'}"
+            )
+        if rows:
+            with self._transaction(write=True) as conn:
+                conn.executemany(
+                    "INSERT INTO review_answers (kind, similarity, same, model, answered_at) VALUES (?, ?, ?, ?, ?)",
+                    rows,
+                )
+        return len(rows)
+
+    def review_answers(self, model: str, limit: int = REVIEW_MEMORY) -> list[tuple[str, float, bool]]:
+        """The latest ``limit`` review answers given under ``model``, oldest first (see
+        ``record_review_answers``)."""
+        with self._transaction(write=False) as conn:
+            rows = conn.execute(
+                "SELECT kind, similarity, same FROM review_answers WHERE model = ? ORDER BY answered_at DESC LIMIT ?",
+                (str(model), int(limit)),
+            ).fetchall()
+        return [(str(kind), float(sim), bool(same)) for kind, sim, same in reversed(rows)]
 
     def constraints(self) -> tuple[np.ndarray, np.ndarray]:
         """(must-link pairs, cannot-link pairs): ``(n, 2)`` int64 face ids, smaller id first."""

@@ -19,13 +19,17 @@ Strategies:
   stale is dropped uncounted. The user answers from the faces shown: a merge is "yes" when the
   two best faces are one person, a member question when the face is its cluster's best face's person.
 - **group queue**: "which of these are Ada?" — one cluster (the anchor) shown with up to
-  ``GROUP_SIZE`` candidate clusters, each by its best face (``clustering.questions.plan_group``:
-  the chance of one person from the clusters' average similarity, as the queue computes it; the
-  question asked is the one whose likely candidates, chance >= 0.5, add up to the most expected
-  merges; where none is likely anywhere, the likeliest pair alone). The user ticks the candidates that are the
-  anchor's person: the ticked ones join the anchor (a batch accept), the others are cannot-linked
-  with it. Cost: one answer when all candidates are alike (all yes, all no), else 1 + the number
-  in the minority (each a tick against the default). It only merges: an impure cluster stays so.
+  ``GROUP_SIZE`` candidates (``clustering.questions.plan_group``): clusters likely its person,
+  each by its best face (chance of one person from the best pair of faces), and faces of its own
+  cluster likely not (from their average similarity to the rest); the question asked is the one
+  whose likely candidates add up to the most expected corrections; where none is likely anywhere,
+  the likeliest single one. The user ticks the candidates that are the anchor's person: ticked
+  clusters join the anchor (a batch accept), ticked own faces are confirmed; the other clusters are
+  cannot-linked with it, and the other own faces leave it, kept apart from the anchor and the faces
+  confirmed with it (``review.answer_group``). Cost: one answer when all candidates are alike (all
+  yes, all no), else 1 + the number in the minority (each a tick against the default).
+- Both queues learn from the answers as the collection's does (``learn``, the default: the
+  chances are ``Calibration.fit`` of the answers so far).
 - **name every cluster**: the user names each cluster once from its cover (best) face, largest
   first (unassigned faces are clusters of one): one answer, and the cluster's faces take that
   name (clusters of one name become one person). An impure cluster then costs one more answer
@@ -41,7 +45,14 @@ from typing import Any
 
 import numpy as np
 
-from faceatlas.clustering.questions import DEFAULT_SCALE, GROUP_FLOOR, GROUP_SIZE, plan_group, plan_questions
+from faceatlas.clustering.questions import (
+    DEFAULT_SCALE,
+    GROUP_FLOOR,
+    GROUP_SIZE,
+    Calibration,
+    plan_group,
+    plan_questions,
+)
 from faceatlas.errors import InvalidArgumentError
 
 __all__ = [
@@ -92,6 +103,7 @@ class LabellingRun:
     reached: dict[float, int | None]  # target F -> answers needed (None: not within the budget)
     budget: int
     seconds: float = 0.0
+    labels: np.ndarray | None = None  # the labelling at the end
 
     def to_dict(self) -> dict:
         return {
@@ -137,6 +149,7 @@ def review_queue_run(
     batch: int = 10,
     targets: Sequence[float] = TARGETS,
     start_name: str = "",
+    learn: bool = True,
 ) -> LabellingRun:
     """The review queue answered truthfully (see the module doc), until the queue is empty, the
     ``budget`` is spent or the last target is reached."""
@@ -151,11 +164,13 @@ def review_queue_run(
     confirmed = np.zeros(len(t), bool)
     curve = [bcubed_f(t, labels)]
     goal = max(targets) if targets else 1.0
+    said: list[tuple[str, float, bool]] = []  # the answers so far, as the queue learns from them
     while len(curve) - 1 < budget and curve[-1] < goal:
         pairs = np.concatenate(cannot) if cannot else None
+        bent = Calibration.fit(said, threshold=threshold, scale=scale) if learn else None
         questions = plan_questions(
             x, labels, threshold=threshold, scale=scale, qualities=quality, cannot=pairs, confirmed=confirmed,
-            limit=batch,
+            limit=batch, calibration=bent,
         )  # fmt: skip
         if not questions:
             break
@@ -171,6 +186,7 @@ def review_queue_run(
             if q.kind == "merge" and _merge_banned(labels, a, b, fresh):
                 continue
             same = t[a] == t[b]
+            said.append((q.kind, q.similarity, bool(same)))
             if q.kind == "merge":
                 side_a, side_b = _side(labels, a), _side(labels, b)
                 if same:
@@ -234,6 +250,8 @@ def group_review_run(
     floor: float = GROUP_FLOOR,
     targets: Sequence[float] = TARGETS,
     start_name: str = "",
+    learn: bool = True,
+    stop_gain: float = 0.0,
 ) -> LabellingRun:
     """Group merge questions answered truthfully (see the module doc): "which of these are Ada?"."""
     import time
@@ -246,19 +264,31 @@ def group_review_run(
     labels[loose] = labels.max(initial=-1) + 1 + np.arange(len(loose))  # an unassigned face: a node of its own
     quality = np.ones(len(t)) if qualities is None else np.asarray(qualities, dtype=np.float64)
     cannot: list[tuple[int, int]] = []
+    confirmed = np.zeros(len(t), bool)
     curve = [bcubed_f(t, labels)]
     goal = max(targets) if targets else 1.0
+    said: list[tuple[str, float, bool]] = []
     while len(curve) - 1 < budget and curve[-1] < goal:
         asked = plan_group(
             x, labels, threshold=threshold, scale=scale, qualities=quality, size=group, floor=floor,
-            cannot=np.array(cannot, dtype=np.int64).reshape(-1, 2),
+            cannot=np.array(cannot, dtype=np.int64).reshape(-1, 2), confirmed=confirmed,
+            calibration=Calibration.fit(said, threshold=threshold, scale=scale) if learn else None,
         )  # fmt: skip
-        if asked is None:
+        if asked is None or asked.gain < stop_gain:
             break
         person = t[asked.anchor_row]  # the user answers from the faces shown
         same = [k for k, row in enumerate(asked.rows) if t[row] == person]
-        for k, row in enumerate(asked.rows):
-            if k in same:
+        kinds = asked.kinds or ("merge",) * len(asked.rows)
+        said += [(_CURVE[kind], sim, k in same) for k, (kind, sim) in enumerate(zip(kinds, asked.similarity))]
+        ticked_own = [row for k, (kind, row) in enumerate(zip(kinds, asked.rows)) if kind == "member" and k in same]
+        confirmed[ticked_own] = True  # first, as answer_group confirms them before it takes the others out
+        for k, (kind, row) in enumerate(zip(kinds, asked.rows, strict=True)):
+            if kind == "member":  # a face of the anchor's cluster: stays confirmed, or leaves it
+                if k not in same:  # kept apart from the anchor and the faces confirmed with it (review.answer_group)
+                    anchor_side = np.flatnonzero((labels == labels[row]) & confirmed)
+                    cannot += [(row, int(r)) for r in [asked.anchor_row, *anchor_side.tolist()] if r != row]
+                    labels[row] = labels.max() + 1
+            elif k in same:
                 labels[labels == labels[row]] = labels[asked.anchor_row]
             else:  # cannot-links as the collection stores a "no": each best face with the other side
                 cannot += [(asked.anchor_row, int(r)) for r in np.flatnonzero(labels == labels[row])]
@@ -266,7 +296,12 @@ def group_review_run(
         cost = 1 + min(len(same), len(asked.rows) - len(same))
         curve += [curve[-1]] * (cost - 1) + [bcubed_f(t, labels)]
     curve = curve[: budget + 1]
-    return LabellingRun(start_name, "group queue", curve, _reached(curve, targets), budget, time.perf_counter() - began)
+    run = LabellingRun(start_name, "group queue", curve, _reached(curve, targets), budget, time.perf_counter() - began)
+    run.labels = labels
+    return run
+
+
+_CURVE = {"merge": "group", "member": "member"}  # a group question's candidate kind -> its calibration curve
 
 
 def name_every_cluster(

@@ -199,8 +199,13 @@ def accept_clusters(request: Request, _: Writer, body: ReviewAcceptRequest) -> R
 class ReviewGroup(BaseModel):
     anchor: int = Field(description="the face the candidates are asked about")
     anchor_shown: ReviewFace = Field(description="the anchor face, to show it")
+    candidates: list[int] = Field(description="each member's candidate face, in order (what `same` picks from)")
     members: list[ReviewQuestion] = Field(
-        description="one merge question each: faces[0] the anchor, faces[1] a candidate (shown[1] to show it)"
+        description=(
+            "one question per candidate: a merge (faces[0] the anchor, faces[1] the candidate: another person "
+            "or an unassigned face; shown[1] shows it) or a member (faces[0] the candidate: a face of the "
+            "anchor's own person that may not be them, shown[0]; faces[1] the anchor)"
+        )
     )
 
 
@@ -222,8 +227,10 @@ class ReviewGroupAnswerRequest(BaseModel):
 
 
 class ReviewGroupAnswered(BaseModel):
-    merged: int = Field(description="candidates answered yes (joined the anchor's person)")
-    kept_apart: int = Field(description="candidates answered no (cannot-linked with the anchor's person)")
+    merged: int = Field(description="candidates answered yes (the anchor's person: joined it, or confirmed in it)")
+    kept_apart: int = Field(
+        description="candidates answered no (cannot-linked with the anchor's person; a face of its cluster left it)"
+    )
 
 
 @router.get(
@@ -240,8 +247,9 @@ def review_group(
         Query(max_length=MAX_SKIPS, description="an anchor face skipped; repeat for each"),
     ] = None,
 ) -> ReviewGroupAsked:
-    """The group question worth most now: an anchor face and the candidates most likely its
-    person, each a merge question (see `faceatlas review`). Null when nothing is left to ask."""
+    """The group question worth most now: an anchor face and its candidates, each a merge question
+    (a person or face most likely the anchor's person) or a member question (a face of the anchor's
+    own person least like the rest); see `faceatlas review`. Null when nothing is left to ask."""
     from faceatlas.collection import review
 
     _may_include(request, include_private)
@@ -253,10 +261,12 @@ def review_group(
         if question is None or any(hide.clusters.intersection(m.clusters) for m in question.members):
             return ReviewGroupAsked(question=None)  # a name hidden elsewhere: not asked of this caller
         members = [review.question_payload(store, m) for m in question.members]
+        anchor_side = 1 if question.members[0].kind == "member" else 0
         return ReviewGroupAsked(
             question=ReviewGroup(
                 anchor=question.anchor,
-                anchor_shown=ReviewFace(**members[0]["shown"][0]),
+                anchor_shown=ReviewFace(**members[0]["shown"][anchor_side]),
+                candidates=list(question.candidates),
                 members=[ReviewQuestion(**m) for m in members],
             )
         )
@@ -283,11 +293,7 @@ def answer_group_question(request: Request, _: Writer, body: ReviewGroupAnswerRe
         question = review.group_question(
             store, skip=body.skip, embedder=settings_of(request).embedder, include_private=body.include_private
         )
-        if (
-            question is None
-            or question.anchor != body.anchor
-            or [m.faces[1] for m in question.members] != list(body.candidates)
-        ):
+        if question is None or question.anchor != body.anchor or list(question.candidates) != list(body.candidates):
             raise review.StaleQuestionError(
                 f"the review queue no longer asks the group of face {body.anchor} with these candidates (the "
                 "collection changed since it was asked, or it was answered): ask the queue again"

@@ -532,7 +532,8 @@ export async function request(method, path, options = {}) {
  * @typedef {Object} ReviewGroup
  * @property {number} anchor the face the candidates are asked about
  * @property {ReviewFace} anchor_shown the anchor face, to show it
- * @property {Array<ReviewQuestion>} members one merge question each: faces[0] the anchor, faces[1] a candidate (shown[1] to show it)
+ * @property {Array<number>} candidates each member's candidate face, in order (what `same` picks from)
+ * @property {Array<ReviewQuestion>} members one question per candidate: a merge (faces[0] the anchor, faces[1] the candidate: another person or an unassigned face; shown[1] shows it) or a member (faces[0] the candidate: a face of the anchor's own person that may not be them, shown[0]; faces[1] the anchor)
  */
 /**
  * @typedef {Object} ReviewGroupAnswerRequest
@@ -544,8 +545,8 @@ export async function request(method, path, options = {}) {
  */
 /**
  * @typedef {Object} ReviewGroupAnswered
- * @property {number} kept_apart candidates answered no (cannot-linked with the anchor's person)
- * @property {number} merged candidates answered yes (joined the anchor's person)
+ * @property {number} kept_apart candidates answered no (cannot-linked with the anchor's person; a face of its cluster left it)
+ * @property {number} merged candidates answered yes (the anchor's person: joined it, or confirmed in it)
  */
 /**
  * @typedef {Object} ReviewGroupAsked
@@ -965,7 +966,7 @@ export async function answerQuestion(options = {}) {
 
 /**
  * A group question: which are this person?
- * The group question worth most now: an anchor face and the candidates most likely its person, each a merge question (see `faceatlas review`). Null when nothing is left to ask.
+ * The group question worth most now: an anchor face and its candidates, each a merge question (a person or face most likely the anchor's person) or a member question (a face of the anchor's own person least like the rest); see `faceatlas review`. Null when nothing is left to ask.
  * `GET /v1/collection/review/group`
  * @param {{query?: {include_private?: boolean, skip?: Array<number>|null}, signal?: AbortSignal}} [options]
  * @returns {Promise<ReviewGroupAsked>}

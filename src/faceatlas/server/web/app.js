@@ -2428,10 +2428,15 @@ async function pageReviewGroup(view) {
     const anchor = question.anchor_shown;
     const boxes = [];
     const candidates = question.members.map((member, i) => {
-      const face = member.shown[1];
+      const face = member.shown[member.kind === "member" ? 0 : 1]; // a face of this person, or another's
       const box = h("input", { type: "checkbox", checked: member.p_same >= 0.5, dataset: { face: face.face } });
       boxes.push(box);
-      const who = face.cluster === null || face.cluster === undefined ? "Not in any person yet" : face.name || `Unnamed person #${face.cluster}`;
+      const who =
+        member.kind === "member"
+          ? "Grouped with them now"
+          : face.cluster === null || face.cluster === undefined
+            ? "Not in any person yet"
+            : face.name || `Unnamed person #${face.cluster}`;
       return h(
         "label",
         { class: "review-face card review-candidate", dataset: { face: face.face } },
@@ -2483,7 +2488,7 @@ async function pageReviewGroup(view) {
     errorArea.replaceChildren();
     const body = {
       anchor: question.anchor,
-      candidates: question.members.map((m) => m.faces[1]),
+      candidates: question.candidates,
       same: shown.boxes.filter((box) => box.checked).map((box) => Number(box.dataset.face)),
       skip: [...reviewGroupSkipped],
     };
