@@ -56,11 +56,25 @@ def test_a_must_linked_face_stays_whatever_its_date():
 def test_age_estimates_bar_only_faces_far_from_the_persons_age():
     # born 1980; photos of 2020: the person is 40, allowed 40 +- max(20, 16)
     dates = ["2020-06-01"] * 4
-    rules = lifespan_constraints([0, -2, -2, -2], dates, born={0: "1980-01-01"}, ages=[40, 8, 55, np.nan])
+    hard = AgeCheck(soft=False)
+    rules = lifespan_constraints([0, -2, -2, -2], dates, born={0: "1980-01-01"}, ages=[40, 8, 55, np.nan], age_check=hard)
     assert sorted(map(tuple, rules.cannot_link.tolist())) == [(1, 0)]
     strict = lifespan_constraints([0, -2, -2, -2], dates, born={0: "1980-01-01"}, ages=[40, 8, 55, np.nan],
-                                  age_check=AgeCheck(years=5, fraction=0.0))  # fmt: skip
+                                  age_check=AgeCheck(years=5, fraction=0.0, soft=False))  # fmt: skip
     assert sorted(map(tuple, strict.cannot_link.tolist())) == [(1, 0), (2, 0)]
+
+
+def test_by_default_an_age_estimate_takes_the_face_out_after_clustering_and_leaves_its_group_alone():
+    dates = ["2020-06-01"] * 4 + ["1970-01-01"]
+    ages = [40, 8, 35, np.nan, 30]  # face 1's estimate rules it out; face 4 predates the birth
+    rules = lifespan_constraints([0, -2, -2, -2, -2], dates, born={0: "1980-01-01"}, ages=ages)
+    assert rules.cannot_link.tolist() == [[4, 0]]  # a date is certain: a cannot-link
+    assert rules.unlikely.tolist() == [[1, 0]] and rules.barred == 2  # an estimate: checked afterwards
+    clustered = np.array([0, 0, 0, 0, 7])  # faces 1 and 2 (a group) joined the person
+    assert rules.settle(clustered).tolist() == [0, -1, 0, 0, 7]  # only the face its estimate rules out leaves
+    kept = lifespan_constraints([0, -2, -2, -2, -2], dates, born={0: "1980-01-01"}, ages=ages,
+                                keep=np.array([False, True, False, False, False]))  # fmt: skip
+    assert kept.unlikely.tolist() == []  # the user's word outranks an estimate too
 
 
 def test_life_stages_keep_a_dated_face_in_the_stage_whose_ages_fit():

@@ -274,3 +274,22 @@ def test_review_answers_are_checked_kept_per_model_and_the_latest_kept(impure):
     assert len(s.review_answers("fake-1", limit=3)) == 3 and s.review_answers("other-2") == [("member", 0.9, True)]
     review.answer(s, review.review_queue(s, limit=1, threshold=0.9)[0], "no")  # a standalone answer is kept too
     assert len(s.review_answers("fake-1")) == 6
+
+
+def test_two_big_clusters_of_one_person_are_found_though_their_faces_nearest_are_all_their_own():
+    from faceatlas.clustering.questions import GROUP_FACE_NEIGHBOURS, _single_links, plan_group
+
+    rng = np.random.default_rng(5)
+    per = GROUP_FACE_NEIGHBOURS + 4
+    centre, offset = np.eye(DIM)[0], 0.08 * np.eye(DIM)[1]
+    halves = [centre + offset, centre - offset]
+    x = np.concatenate([h + 0.003 * rng.normal(size=(per, DIM)) for h in halves] + [np.eye(DIM)[2:6]])
+    x = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+    labels = np.array([0] * per + [1] * per + [2, 3, 4, 5])
+    own = (x[:per] @ x[:per].T)[0, 1:].min() > (x[:per] @ x[per : 2 * per].T).max()
+    assert own  # each face's nearest faces are all of its own cluster
+    lo, hi, link = _single_links(x, np.arange(len(x)), labels, 6)
+    pair = np.flatnonzero((lo == 0) & (hi == 1))
+    assert len(pair) == 1 and link[pair[0]] == pytest.approx(float((x[:per] @ x[per : 2 * per].T).max()), abs=1e-5)
+    asked = plan_group(x, labels, threshold=float(link[pair[0]]) - 0.01, scale=0.01)
+    assert asked is not None and {asked.anchor, *asked.labels} >= {0, 1}

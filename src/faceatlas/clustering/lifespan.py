@@ -17,15 +17,22 @@ photo libraries complain about most. Dates tell them apart where faces cannot:
 afresh (a cluster's faces its person cannot have) and cannot-link pairs (each barred face with one
 face of the cluster). Faces without a date, and clusters without a birth date, are left alone.
 
+A date rules a face out for certain; an age estimate only probably, and a cannot-link holds between
+clusters: one wrong estimate would keep the whole group of new faces it was clustered with out of
+its person. So, by default (``AgeCheck.soft``), what only an estimate rules out is no cannot-link
+but a check after clustering (``LifespanRules.settle``): a face that ended in a person its estimate
+rules out leaves it, and its group stays.
+
 >>> rules = lifespan_constraints(labels, dates, born={3: "1981-09-26"})
 >>> labels[rules.evict] = NOT_CLUSTERED
->>> FaceClusterer().fit(x, cannot_link=rules.cannot_link, initial_labels=labels)
+>>> out = FaceClusterer().fit(x, cannot_link=rules.cannot_link, initial_labels=labels)
+>>> labels = rules.settle(out.labels_)
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
@@ -43,13 +50,16 @@ class AgeCheck:
     """How far a face's estimated age may be from the person's age at the photo's date: ``years``,
     or ``fraction`` of that age when more (age estimates err more on older faces).
 
-    Wide on purpose: one face barred by a wrong estimate keeps the whole group of new faces it was
-    clustered with out of its person (a cannot-link holds between clusters). On the synthetic family
-    library (benchmarks/family_library.py), estimates with a 4.8-year MAE cost 13 % of person
-    recall at 20 years / 40 %, 24 % at 15 / 30 %, 52 % at 10 / 25 %."""
+    Wide on purpose. ``soft`` (the default): what only an estimate rules out is checked after
+    clustering (``LifespanRules.settle``: the face leaves the person, its group stays); not soft, it
+    is a cannot-link like a date's, and one face barred by a wrong estimate keeps the whole group of
+    new faces it was clustered with out of its person. On the synthetic family library
+    (benchmarks/family_library.py, estimates with a 4.8-year MAE), hard bars cost 13 % of person
+    recall at 20 years / 40 %, 24 % at 15 / 30 %, 52 % at 10 / 25 % (docs/BENCHMARKS.md)."""
 
     years: float = 20.0
     fraction: float = 0.4
+    soft: bool = True
 
     def allows(self, estimated: np.ndarray, actual: np.ndarray) -> np.ndarray:
         return np.abs(estimated - actual) <= np.maximum(self.years, self.fraction * np.abs(actual))
@@ -62,10 +72,22 @@ class LifespanRules:
     evict: np.ndarray  # faces whose current cluster is a person they cannot be: to place afresh
     cannot_link: np.ndarray  # (m, 2): a barred face and one face of the cluster it cannot join
     barred: int  # (face, cluster) pairs ruled out
+    unlikely: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), np.int64))  # (face, cluster):
+    # ruled out by an age estimate only (``AgeCheck.soft``), checked after clustering by ``settle``
 
     @classmethod
     def none(cls) -> LifespanRules:
         return cls(np.zeros(0, np.int64), np.zeros((0, 2), np.int64), 0)
+
+    def settle(self, labels: np.ndarray, unassigned: int = -1) -> np.ndarray:
+        """``labels`` after clustering, each face of ``unlikely`` that ended in its ruled-out
+        cluster made ``unassigned`` (a copy; the cluster labels are the ones the rules were made
+        for: a clusterer's frozen or initial labels)."""
+        out = np.array(labels, dtype=np.int64, copy=True)
+        if len(self.unlikely):
+            faces, clusters = self.unlikely[:, 0], self.unlikely[:, 1]
+            out[faces[out[faces] == clusters]] = unassigned
+        return out
 
 
 def as_days(values: Sequence[Any] | np.ndarray) -> np.ndarray:
@@ -127,6 +149,7 @@ def lifespan_constraints(
 
     age: dict[int, np.ndarray] = {}  # cluster -> each face's age at its photo's date, years (NaN: no date)
     barred: dict[int, np.ndarray] = {}
+    guessed: dict[int, np.ndarray] = {}  # cluster -> faces only an age estimate rules out (soft)
     for cluster, birth in born.items():
         days = (day - np.datetime64(parse_birth_date(birth), "D")).astype(np.float64)
         years = np.where(dated, days / DAYS_PER_YEAR, np.nan)
@@ -134,7 +157,11 @@ def lifespan_constraints(
             out = dated & ((years < 0) | (years > MAX_AGE_YEARS))
             if estimate is not None:
                 known = dated & ~np.isnan(estimate)
-                out |= known & ~age_check.allows(np.where(known, estimate, 0.0), np.where(known, years, 0.0))
+                implausible = known & ~age_check.allows(np.where(known, estimate, 0.0), np.where(known, years, 0.0))
+                if age_check.soft:
+                    guessed[int(cluster)] = implausible & ~out
+                else:
+                    out |= implausible
         age[int(cluster)], barred[int(cluster)] = years, out
     for stages in _stages(born, person_of).values():
         _bar_by_stage(stages, label, age, barred)
@@ -152,10 +179,15 @@ def lifespan_constraints(
             continue  # an emptied cluster: nothing left for a face to join
         banned = np.flatnonzero(out & ~(members & kept))
         pairs.append(np.stack([banned, np.full(len(banned), staying[0])], axis=1))
+    unlikely = [
+        np.stack([np.flatnonzero(soft & ~kept), np.full(int((soft & ~kept).sum()), cluster)], axis=1)
+        for cluster, soft in guessed.items()
+    ]
     return LifespanRules(
         np.unique(np.concatenate(evict)) if evict else np.zeros(0, np.int64),
         np.concatenate(pairs).astype(np.int64) if pairs else np.zeros((0, 2), np.int64),
-        total,
+        total + sum(int(soft.sum()) for soft in guessed.values()),
+        np.concatenate(unlikely).astype(np.int64) if unlikely else np.zeros((0, 2), np.int64),
     )
 
 

@@ -240,7 +240,8 @@ def plan_group(
     """The group question worth most (None: nothing left to ask). Nodes are compared by their best
     pair of faces (single link: a person split into clusters has some pair above the threshold, where
     the clusters' average similarity stays below it; measured in docs/BENCHMARKS.md), which costs
-    a pass over every pair of faces, O(n^2) per question. The anchor node whose likely
+    a search of every face's nearest faces (``_single_links``; kept for the next question while the
+    faces are the same). The anchor node whose likely
     candidates (chance >= ``LIKELY``, at most ``size``, never a banned pair: a shared photo or a
     cannot-link) add up to the most expected merges; where no anchor has a likely candidate, the
     single likeliest pair (chance >= ``floor``). The anchor's own doubtful faces are candidates too
@@ -259,13 +260,13 @@ def plan_group(
     banned = _banned(node_of, group, pairs)
     skipped = set(skip)
     bent = calibration or Calibration()
-    link = _single_link(x, rows, node_of, m)
-    chance = bent.chance("group", link, threshold, scale)
-    np.fill_diagonal(chance, 0.0)
-    for i, others in banned.items():
-        chance[i, list(others)] = 0.0
     asked_not = np.isin(best, list(skipped))
-    chance[asked_not] = 0.0
+    anchor_of, other_of, link = _directed(*_single_links(x, rows, node_of, m), banned, m)
+    chance = bent.chance("group", link, threshold, scale)
+    chance[asked_not[anchor_of]] = 0.0
+    edges_of: dict[int, list[int]] = {}  # anchor node -> its likely edges
+    for e in np.flatnonzero(chance >= LIKELY)[np.argsort(-chance[chance >= LIKELY], kind="stable")].tolist():
+        edges_of.setdefault(int(anchor_of[e]), []).append(e)
     sure = np.zeros(len(lab), bool) if confirmed is None else np.asarray(confirmed, dtype=bool)
     doubt_rows, doubt_node, doubt_rest, doubt_p = _doubtful(x, rows, node_of, sizes, best, sure, threshold, scale, bent)
     doubt_p[asked_not[doubt_node]] = 1.0
@@ -273,10 +274,8 @@ def plan_group(
     for k in np.argsort(doubt_p, kind="stable").tolist():
         by_node.setdefault(int(doubt_node[k]), []).append(k)
     chosen: tuple[float, int, list[_Pick]] | None = None  # (gain, anchor node, its candidates)
-    for i in range(m):
-        likely: list[_Pick] = [
-            ("merge", int(j), float(chance[i, j]), float(chance[i, j])) for j in np.flatnonzero(chance[i] >= LIKELY)
-        ]
+    for i in sorted(set(edges_of) | set(by_node)):
+        likely: list[_Pick] = [("merge", e, float(chance[e]), float(chance[e])) for e in edges_of.get(i, [])]
         likely += [("member", k, float(doubt_p[k]), 1.0 - float(doubt_p[k])) for k in by_node.get(i, [])
                    if doubt_p[k] < LIKELY]  # fmt: skip
         if likely:
@@ -285,23 +284,26 @@ def plan_group(
             if chosen is None or gain > chosen[0]:
                 chosen = (gain, i, likely)
     if chosen is None:  # nothing likely anywhere: the likeliest single merge or wrong face
-        top, pick = (int(v) for v in np.unravel_index(int(np.argmax(chance)), chance.shape))
-        options: list[tuple[float, int, list[_Pick]]] = [
-            (float(chance[top, pick]), top, [("merge", pick, float(chance[top, pick]), 0.0)])
-        ]
+        options: list[tuple[float, int, list[_Pick]]] = []
+        if len(chance):
+            e = int(np.argmax(chance))
+            options.append((float(chance[e]), int(anchor_of[e]), [("merge", e, float(chance[e]), 0.0)]))
         if len(doubt_p):
             k = int(np.argmin(doubt_p))
             options.append((1.0 - float(doubt_p[k]), int(doubt_node[k]), [("member", k, float(doubt_p[k]), 0.0)]))
+        if not options:
+            return None
         gain, anchor, picked = max(options, key=lambda o: o[0])
         if gain < floor:
             return None
         chosen = (gain, anchor, picked)
     gain, anchor, picked = chosen
 
-    def shown(kind: QuestionKind, j: int) -> tuple[int, int, int, float]:  # label, row, size, similarity
-        if kind == "merge":
-            return int(node_label[j]), int(best[j]), int(sizes[j]), float(link[anchor, j])
-        return int(node_label[anchor]), int(doubt_rows[j]), 1, float(doubt_rest[j])
+    def shown(kind: QuestionKind, k: int) -> tuple[int, int, int, float]:  # label, row, size, similarity
+        if kind == "merge":  # k: an edge from the anchor
+            j = int(other_of[k])
+            return int(node_label[j]), int(best[j]), int(sizes[j]), float(link[k])
+        return int(node_label[anchor]), int(doubt_rows[k]), 1, float(doubt_rest[k])
 
     parts = [shown(kind, j) for kind, j, _, _ in picked]
     return GroupCandidate(
@@ -382,17 +384,90 @@ def _nodes(lab: np.ndarray, rows: np.ndarray, quality: np.ndarray) -> tuple[np.n
     return node_of, sizes, best, node_label
 
 
-def _single_link(x: np.ndarray, rows: np.ndarray, node_of: np.ndarray, m: int, chunk: int = 1024) -> np.ndarray:
-    """(m, m): the highest cosine between a face of one node and a face of the other."""
-    ordered = rows[np.argsort(node_of[rows], kind="stable")]
-    nodes = node_of[ordered]
-    starts = np.flatnonzero(np.concatenate([[True], nodes[1:] != nodes[:-1]]))
-    xs = x[ordered].astype(np.float32)
-    link = np.full((m, m), -np.inf, dtype=np.float32)
-    for start in range(0, len(ordered), chunk):
-        block = np.maximum.reduceat(xs[start : start + chunk] @ xs.T, starts, axis=1)  # faces x nodes
-        np.maximum.at(link, nodes[start : start + chunk], block)
-    return link.astype(np.float64)
+GROUP_FACE_NEIGHBOURS = 16  # each face's nearest faces, searched for other nodes' (single link)
+GROUP_NODE_NEIGHBOURS = 8  # each node's nearest nodes by centre, their best pair of faces found exactly
+
+
+def _single_links(
+    x: np.ndarray, rows: np.ndarray, node_of: np.ndarray, m: int, chunk: int = 1024
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The node pairs worth a group question, (i, j, single link) with i < j: the highest cosine
+    between a face of one and a face of the other. The pairs are those some face's
+    ``GROUP_FACE_NEIGHBOURS`` nearest faces span (the best pair found among them), and each big
+    node's ``GROUP_NODE_NEIGHBOURS`` nearest big nodes by centre (two big clusters of one person,
+    whose faces' nearest are all their own: their best pair computed exactly). Memory O(faces x k),
+    never the O(nodes²) of a full matrix; the neighbours come from ``clustering.graph`` (exact below
+    its ``HNSW_FROM`` faces, HNSW above)."""
+    xs = np.ascontiguousarray(x[rows], np.float32)
+    nodes = node_of[rows]
+    near, sims = _face_neighbours(xs)
+    found = near.ravel()
+    a = np.repeat(nodes, near.shape[1])
+    keep = found >= 0
+    a, b, sim = a[keep], nodes[found[keep]], sims.ravel()[keep]
+    cross = a != b
+    keys = np.minimum(a[cross], b[cross]) * m + np.maximum(a[cross], b[cross])
+    keys, where = np.unique(keys, return_inverse=True)
+    link = np.full(len(keys), -np.inf)
+    np.maximum.at(link, where, sim[cross].astype(np.float64))
+
+    # a node with fewer faces than half the neighbours searched has some outside itself: only two
+    # big nodes can hide from each other, and they are few
+    big = np.flatnonzero(np.bincount(nodes, minlength=m) >= GROUP_FACE_NEIGHBOURS // 2)
+    take = min(GROUP_NODE_NEIGHBOURS, len(big) - 1)
+    if take < 1:
+        return keys // m, keys % m, link
+    order = np.argsort(nodes, kind="stable")
+    bounds = np.searchsorted(nodes[order], np.arange(m + 1))
+    faces_of = {int(i): order[bounds[i] : bounds[i + 1]] for i in big.tolist()}
+    centres = np.stack([xs[faces_of[int(i)]].sum(axis=0) for i in big.tolist()])
+    centres /= np.maximum(np.linalg.norm(centres, axis=1, keepdims=True), 1e-12)
+    near_nodes = []
+    for start in range(0, len(big), chunk):
+        block = centres[start : start + chunk] @ centres.T
+        block[np.arange(len(block)), np.arange(start, start + len(block))] = -np.inf
+        top = big[np.argpartition(-block, take - 1, axis=1)[:, :take]].ravel()
+        mine = np.repeat(big[start : start + len(block)], take)
+        near_nodes.append(np.minimum(mine, top) * m + np.maximum(mine, top))
+    missing = np.setdiff1d(np.concatenate(near_nodes), keys)
+    exact = np.array([float((xs[faces_of[k // m]] @ xs[faces_of[k % m]].T).max()) for k in missing.tolist()])
+    keys, link = np.concatenate([keys, missing]), np.concatenate([link, exact])
+    return keys // m, keys % m, link
+
+
+_NEIGHBOURS_CACHE: dict[bytes, tuple[np.ndarray, np.ndarray]] = {}  # the last faces' neighbours
+
+
+def _face_neighbours(xs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``knn_graph(xs, GROUP_FACE_NEIGHBOURS)``, kept for the same faces: answers change the
+    clusters, not the faces, so the next question (another request, the same collection) reuses
+    it (the search is O(faces²) below HNSW's size; the digest of the vectors costs ~10 ms a
+    100k)."""
+    import hashlib
+
+    from faceatlas.clustering.graph import knn_graph
+
+    key = hashlib.blake2b(xs.tobytes(), digest_size=16).digest() + str(xs.shape).encode()
+    hit = _NEIGHBOURS_CACHE.get(key)  # one lookup: another request's thread may replace the entry
+    if hit is None:
+        hit = knn_graph(xs, GROUP_FACE_NEIGHBOURS)
+        for array in hit:
+            array.setflags(write=False)  # shared between questions
+        _NEIGHBOURS_CACHE.clear()
+        _NEIGHBOURS_CACHE[key] = hit
+    return hit
+
+
+def _directed(
+    lo: np.ndarray, hi: np.ndarray, link: np.ndarray, banned: dict[int, set[int]], m: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each pair both ways (anchor, other, link), without the banned pairs (a shared photo, a
+    cannot-link)."""
+    if banned:
+        ban = np.array([min(i, j) * m + max(i, j) for i, others in banned.items() for j in others], np.int64)
+        allowed = ~np.isin(lo * m + hi, ban)
+        lo, hi, link = lo[allowed], hi[allowed], link[allowed]
+    return np.concatenate([lo, hi]), np.concatenate([hi, lo]), np.concatenate([link, link])
 
 
 def _banned(node_of: np.ndarray, group: np.ndarray, cannot: np.ndarray) -> dict[int, set[int]]:
