@@ -385,7 +385,7 @@ def _nodes(lab: np.ndarray, rows: np.ndarray, quality: np.ndarray) -> tuple[np.n
 
 
 GROUP_FACE_NEIGHBOURS = 16  # each face's nearest faces, searched for other nodes' (single link)
-GROUP_NODE_NEIGHBOURS = 8  # each node's nearest nodes by centre, their best pair of faces found exactly
+GROUP_NODE_NEIGHBOURS = 8  # each big node's nearest big nodes by centre, their best pair of faces found exactly
 
 
 def _single_links(

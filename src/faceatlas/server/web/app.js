@@ -2368,7 +2368,7 @@ async function pageReviewGroup(view) {
     h(
       "p",
       { class: "muted" },
-      "Tick the faces that are the same person as the first one; the others are kept apart from it. ",
+      "Tick the faces that are the same person as the first one; the others are kept apart from it (one grouped with them now leaves). ",
       h("a", { href: "#/review" }, "One question at a time"),
     ),
     errorArea,
