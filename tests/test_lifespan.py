@@ -252,6 +252,11 @@ def test_linking_a_stage_enrols_it_under_the_persons_name_and_unlinking_takes_it
         unlinked = corrections.unlink_life_stage(store, child, gallery)
         assert unlinked.unenrolled == 2 and unlinked.cluster.person is None
         assert {p.name: p.n_faces for p in gallery.people()} == {"Ada": 2}
+        corrections.link_life_stage(store, child, adult, gallery)
+        renamed = corrections.name_cluster(store, adult, "Ada L.", gallery)  # the stage goes with the person
+        assert renamed.gallery_faces == 4 and {p.name for p in gallery.people()} == {"Ada L."}
+        removed = corrections.name_cluster(store, adult, None, gallery)  # and leaves with the name
+        assert removed.unenrolled == 4 and gallery.people() == []
 
 
 def test_the_cli_records_birth_dates_and_life_stages(tmp_path):

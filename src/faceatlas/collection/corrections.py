@@ -155,7 +155,8 @@ def name_cluster(store: CollectionStore, cluster_id: int, name: str | None, gall
     With a ``gallery`` (a ``Gallery``), a named cluster is a person there: its faces are enrolled
     under the name (those below the gallery's quality floor left out); renaming a named cluster
     renames its gallery person too (when the new name is free there); removing the name takes
-    the cluster's faces out of the gallery again (and the person, if that leaves it with no face).
+    the cluster's faces, and its life stages', out of the gallery again (and the person, if that
+    leaves it with no face).
     Refused: ClusterNotFoundError, NameTakenError, ModelMismatchError (the gallery holds another
     model's embeddings), InvalidClusterNameError (an InvalidCorrectionError and an InvalidNameError:
     a blank name, a control character, too long...).
@@ -172,8 +173,11 @@ def name_cluster(store: CollectionStore, cluster_id: int, name: str | None, gall
             _check_gallery_model(store, gallery)
     store.name_cluster(info.id, name)
     unenrolled = 0
-    if name is None and info.name is not None and gallery is not None:
-        unenrolled = _unenroll(gallery, info.name, store.cluster_faces(info.id), [])
+    if name is None and info.name is not None and gallery is not None:  # the person's life stages go too
+        faces = [
+            f for c in [info, *(c for c in store.clusters() if c.person == info.id)] for f in store.cluster_faces(c.id)
+        ]
+        unenrolled = _unenroll(gallery, info.name, faces, [])
     enrolled, held = _enroll(store, gallery, name, rename_from=info.name)
     return NameResult(store.cluster(info.id), store.cluster_faces(info.id), enrolled, held, unenrolled)
 
