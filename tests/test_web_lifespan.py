@@ -1,8 +1,8 @@
 """The web UI's birth date and life stages, in a real browser: on a person's page the birth date is
 saved (Save date) and cleared (Clear date) through PUT .../born, a date the API refuses shows the
-API's own message and keeps the saved one; a cluster is linked as a life stage of a person by the
-person's number (PUT .../person), then shows "Life stage of <name>" and the person's birth date, and
-Unlink makes it its own person again. A link the API refuses (a photo shared with the person)
+API's own message and keeps the saved one; a cluster is linked as a life stage of a person chosen
+from a list of the people (PUT .../person), then shows "Life stage of <name>" and the person's
+birth date, and Unlink makes it its own person again. A link the API refuses (a photo shared with the person)
 shows its message.
 
 The site, photos and fake analyzer are test_web_ui's (skipped, with its reason, where Playwright
@@ -13,6 +13,7 @@ photo trip/h.png with person 2.
 from __future__ import annotations
 
 import json
+import re
 import urllib.error
 
 import pytest
@@ -89,12 +90,13 @@ def test_a_life_stage_linked_refused_and_unlinked_from_its_page(site, grouped): 
 
     status, message = refusal(site, f"/v1/collection/clusters/{stage}/person", {"person": other})
     assert status == 409 and message  # trip/h.png has both
-    page.get_by_label("Life stage of").fill(str(other))
+    expect(page.get_by_label("Life stage of").locator(f'option[value="{ada}"]')).to_have_text(re.compile(r"^Ada \("))
+    page.get_by_label("Life stage of").select_option(str(other))  # the people, named ones first
     page.get_by_role("button", name="Link").click()
     expect(page.get_by_role("alert").filter(has_text="Could not link")).to_contain_text(message)
     assert cluster(site, stage)["person"] is None
 
-    page.get_by_label("Life stage of").fill(str(ada))
+    page.get_by_label("Life stage of").select_option(str(ada))
     page.get_by_role("button", name="Link").click()
     expect(page.locator(".stage-of")).to_have_text("Life stage of Ada")
     expect(page.get_by_role("link", name="Ada", exact=True)).to_have_attribute("href", f"#/people/{ada}")

@@ -823,21 +823,29 @@ async function pageCluster(view, idText) {
     );
   } else {
     const stageId = newId("cluster-stage");
-    const stageInput = h("input", {
-      id: stageId,
-      type: "number",
-      min: 0,
-      step: 1,
-      inputmode: "numeric",
-      placeholder: "person #",
-      title: "The number of a person (their page's address ends in it)",
-    });
+    const stageSelect = h("select", { id: stageId }, h("option", { value: "" }, "Loading people…"));
+    // the people it may be a stage of: every other cluster that is not a stage itself, named ones first
+    call("GET /v1/collection/clusters", { query: { limit: 1000 }, signal: view.signal })
+      .then((page) => {
+        const people = listOf(page, "clusters")
+          .filter((c) => c.id !== cluster.id && (c.person === null || c.person === undefined))
+          .sort((a, b) => Boolean(b.name) - Boolean(a.name) || (b.faces ?? 0) - (a.faces ?? 0));
+        stageSelect.replaceChildren(
+          h("option", { value: "" }, people.length ? "Choose a person" : "No other person"),
+          ...people.map((c) => h("option", { value: c.id }, `${c.name || `Unnamed #${c.id}`} (${plural(c.faces ?? 0, "face")})`)),
+        );
+      })
+      .catch((error) => {
+        if (isAbort(error) || !view.active) return;
+        stageSelect.replaceChildren(h("option", { value: "" }, "People not loaded"));
+        lifeError.replaceChildren(errorBox(error, "Could not load the people to link to"));
+      });
     const linkButton = h("button", { type: "button" }, "Link");
     linkButton.addEventListener("click", () => {
       lifeError.replaceChildren();
-      const person = Number(stageInput.value);
-      if (!stageInput.value || !Number.isInteger(person)) {
-        lifeError.replaceChildren(errorBox(new Error("enter the number of the person this is a life stage of"), "Could not link"));
+      const person = Number(stageSelect.value);
+      if (!stageSelect.value || !Number.isInteger(person)) {
+        lifeError.replaceChildren(errorBox(new Error("choose the person this is a life stage of"), "Could not link"));
         return;
       }
       stageRequest(
@@ -851,7 +859,7 @@ async function pageCluster(view, idText) {
     stageField = h(
       "div",
       { class: "inline-form life-stage", role: "group", "aria-label": "Life stage" },
-      h("div", { class: "field" }, h("label", { for: stageId }, "Life stage of"), stageInput),
+      h("div", { class: "field" }, h("label", { for: stageId }, "Life stage of"), stageSelect),
       linkButton,
     );
   }
