@@ -449,6 +449,25 @@ def test_cluster_job(manager, tree, tmp_path):
     assert (full["faces"], full["placed"]) == (n_faces, n_faces)
 
 
+def test_a_cluster_job_prepares_the_review_queue_so_its_first_question_does_not_search(
+    manager, tree, tmp_path, monkeypatch
+):
+    from faceatlas.clustering import graph, questions
+    from faceatlas.collection import review
+
+    root, _ = tree
+    db = tmp_path / "c.db"
+    assert manager.wait(manager.submit("index", {}, index_job(db, root, FakeAnalyzer)).id, TIMEOUT).state == "done"
+    questions._NEIGHBOURS_CACHE.clear()
+    ended = manager.wait(manager.submit("cluster", {}, cluster_job(db, False)).id, TIMEOUT)
+    assert ended.state == "done" and questions._NEIGHBOURS_CACHE  # the faces' neighbours, searched
+    searches = []
+    monkeypatch.setattr(graph, "knn_graph", lambda *a, **k: searches.append(a) or (_ for _ in ()).throw(AssertionError))
+    with CollectionStore.open(db, create=False) as store:
+        review.group_question(store)
+    assert searches == []  # the review page's first question reused them
+
+
 def test_cluster_job_of_a_missing_collection_fails_and_creates_nothing(manager, tmp_path):
     ended = manager.wait(manager.submit("cluster", {}, cluster_job(tmp_path / "none.db", False)).id, TIMEOUT)
     assert ended.state == "failed" and ended.error.startswith("CollectionError: no collection at")
