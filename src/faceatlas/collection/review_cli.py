@@ -202,9 +202,10 @@ def describe_group(store: Any, question: Any) -> str:
         face = store.face(review.candidate_face(member))
         if member.kind == "member":
             label = "grouped with them now"
+        elif member.clusters[1] is None:
+            label = "an unassigned face"
         else:
-            label = f"cluster {member.clusters[1]}" if member.clusters[1] is not None else "an unassigned face"
-            label += f" ({member.sizes[1]} faces)"
+            label = f"cluster {member.clusters[1]} ({member.sizes[1]} faces)"
         lines.append(
             f"  {k}. {label}, face {face.id}: {face.file}  "
             f"(similarity {member.similarity:.3f}, chance {member.p_same:.0%})"
