@@ -217,8 +217,10 @@ class FaceAnalyzer:
         None). A fused embedder's further parts align the faces again, each its own way."""
 
         def both(embedder: Any, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-            flipped = embedder.embed(np.ascontiguousarray(batch[:, :, ::-1])) if mirror else None
-            return embedder.embed(batch), flipped
+            if not mirror:
+                return embedder.embed(batch), None
+            vectors = embedder.embed(np.concatenate([batch, batch[:, :, ::-1]]))  # one batch: face, then mirror
+            return vectors[: len(batch)], vectors[len(batch) :]
 
         if self._part_aligners is None:
             return both(self.embedder, crops)

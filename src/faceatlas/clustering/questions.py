@@ -77,7 +77,10 @@ def card_scale(card: Any, far: float = 1e-3) -> float:
 
 def same_person_chance(similarity: np.ndarray | float, threshold: float, scale: float) -> np.ndarray:
     """logistic((similarity - threshold) / scale)."""
-    z = (np.asarray(similarity, dtype=np.float64) - threshold) / scale
+    return _logistic((np.asarray(similarity, dtype=np.float64) - threshold) / scale)
+
+
+def _logistic(z: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.clip(z, -60, 60)))
 
 
@@ -105,8 +108,7 @@ class Calibration:
 
     def chance(self, kind: str, similarity: np.ndarray | float, threshold: float, scale: float) -> np.ndarray:
         offset, slope = self.curve(kind)
-        z = (np.asarray(similarity, dtype=np.float64) - threshold) / scale
-        return 1.0 / (1.0 + np.exp(-np.clip(offset + slope * z, -60, 60)))
+        return _logistic(offset + slope * (np.asarray(similarity, dtype=np.float64) - threshold) / scale)
 
     @classmethod
     def fit(cls, answers: Collection[tuple[str, float, bool]], *, threshold: float, scale: float) -> Calibration:
@@ -140,7 +142,7 @@ def _newton(z: np.ndarray, y: np.ndarray, start: np.ndarray, steps: int, fit_slo
     free = slice(None) if fit_slope else slice(0, 1)
     theta = start.copy()
     for _ in range(steps):
-        p = 1.0 / (1.0 + np.exp(-np.clip(design @ theta, -60, 60)))
+        p = _logistic(design @ theta)
         gradient = (design.T @ (y - p) - prior_precision @ (theta - prior_mean))[free]
         hessian = (-(design.T * (p * (1 - p))) @ design - prior_precision)[free, free]
         step = np.linalg.solve(hessian, gradient)
@@ -184,14 +186,12 @@ def plan_questions(
     if not len(rows):
         return []
     node_of, sizes, best, _ = _nodes(lab, rows, quality)
-    m = len(sizes)
-    sums = np.zeros((m, x.shape[1]))
-    np.add.at(sums, node_of[rows], x[rows])
+    sums = _node_sums(x, rows, node_of, len(sizes))
     banned = _banned(node_of, group, pairs)
     out: list[Candidate] = []
     bent = calibration or Calibration()
     out += _merges(sums, sizes, best, banned, threshold, scale, neighbours, skipped, bent)
-    out += _members(x, lab, node_of, sums, sizes, best, sure, threshold, scale, skipped, limit, bent)
+    out += _members(x, rows, node_of, sums, sizes, best, sure, threshold, scale, skipped, limit, bent)
     out.sort(key=lambda c: (-c.gain, c.kind != "merge", c.rows))
     return out[:limit]
 
@@ -268,7 +268,10 @@ def plan_group(
     for e in np.flatnonzero(chance >= LIKELY)[np.argsort(-chance[chance >= LIKELY], kind="stable")].tolist():
         edges_of.setdefault(int(anchor_of[e]), []).append(e)
     sure = np.zeros(len(lab), bool) if confirmed is None else np.asarray(confirmed, dtype=bool)
-    doubt_rows, doubt_node, doubt_rest, doubt_p = _doubtful(x, rows, node_of, sizes, best, sure, threshold, scale, bent)
+    sums = _node_sums(x, rows, node_of, m)
+    doubt_rows, doubt_node, doubt_rest, doubt_p = _doubtful(
+        x, rows, node_of, sums, sizes, best, sure, threshold, scale, bent
+    )
     doubt_p[asked_not[doubt_node]] = 1.0
     by_node: dict[int, list[int]] = {}
     for k in np.argsort(doubt_p, kind="stable").tolist():
@@ -318,28 +321,35 @@ def plan_group(
 _Pick = tuple[QuestionKind, int, float, float]
 
 
+def _node_sums(x: np.ndarray, rows: np.ndarray, node_of: np.ndarray, m: int) -> np.ndarray:
+    """(m, dim): the sum of each node's faces' embeddings."""
+    sums = np.zeros((m, x.shape[1]))
+    np.add.at(sums, node_of[rows], x[rows])
+    return sums
+
+
 def _doubtful(
     x: np.ndarray,
     rows: np.ndarray,
     node_of: np.ndarray,
+    sums: np.ndarray,
     sizes: np.ndarray,
     best: np.ndarray,
     sure: np.ndarray,
     threshold: float,
     scale: float,
     calibration: Calibration,
+    min_size: int = 2,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The faces of clusters of >= 2 that may not be their cluster's person: every one but the
-    best face and the ``sure`` ones, with its node, its average cosine to the rest of its cluster
-    and the chance it is the cluster's person from that ("member" curve)."""
-    clustered = rows[(node_of[rows] >= 0) & (sizes[node_of[rows]] >= 2)]
+    """The faces of clusters of >= ``min_size`` that may not be their cluster's person: every one
+    but the best face and the ``sure`` ones, with its node, its average cosine to the rest of its
+    cluster and the chance it is the cluster's person from that ("member" curve)."""
+    clustered = rows[sizes[node_of[rows]] >= max(min_size, 2)]  # an unassigned face is a node of one
     clustered = clustered[(best[node_of[clustered]] != clustered) & ~sure[clustered]]
     if not len(clustered):
         empty = np.zeros(0)
         return clustered, clustered, empty, empty
     node = node_of[clustered]
-    sums = np.zeros((len(sizes), x.shape[1]))
-    np.add.at(sums, node_of[rows], x[rows])
     own = np.einsum("ij,ij->i", x[clustered], x[clustered])
     rest = (np.einsum("ij,ij->i", x[clustered], sums[node]) - own) / (sizes[node] - 1)
     return clustered, node, rest, calibration.chance("member", rest, threshold, scale)
@@ -542,7 +552,7 @@ def _merges(
 
 def _members(
     x: np.ndarray,
-    lab: np.ndarray,
+    rows: np.ndarray,
     node_of: np.ndarray,
     sums: np.ndarray,
     sizes: np.ndarray,
@@ -554,17 +564,11 @@ def _members(
     limit: int,
     calibration: Calibration,
 ) -> list[Candidate]:
-    rows = np.flatnonzero((lab >= 0) & ~sure)
+    rows, node, rest, p = _doubtful(
+        x, rows, node_of, sums, sizes, best, sure, threshold, scale, calibration, min_size=MIN_MEMBER_CLUSTER
+    )  # the cluster's face shown is not asked about
     if not len(rows):
         return []
-    node = node_of[rows]
-    rows, node = rows[sizes[node] >= MIN_MEMBER_CLUSTER], node[sizes[node] >= MIN_MEMBER_CLUSTER]
-    rows, node = rows[best[node] != rows], node[best[node] != rows]  # the cluster's face shown is not asked about
-    if not len(rows):
-        return []
-    own = np.einsum("ij,ij->i", x[rows], x[rows])
-    rest = (np.einsum("ij,ij->i", x[rows], sums[node]) - own) / (sizes[node] - 1)
-    p = calibration.chance("member", rest, threshold, scale)
     keep = np.argsort(p, kind="stable")[: limit + len(skipped)]  # the likeliest wrong faces: no more can be asked
     out = []
     for row, n_, score, chance in zip(

@@ -335,9 +335,7 @@ def answer_group(
             now = store.face(question.anchor).cluster
             fresh = replace(member, clusters=(None if now is None or now < 0 else int(now), member.clusters[1]))
             done.append(_apply(store, fresh, "yes", gallery))
-    if clustered:
-        for member in clustered:
-            _check_fresh(store, member)
+    if clustered:  # checked fresh above; the answers since moved none of their clusters
         assert anchor_cluster is not None
         result = accept_subcluster(
             store, [m.clusters[1] for m in clustered if m.clusters[1] is not None], anchor_cluster, gallery=gallery

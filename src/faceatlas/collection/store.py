@@ -375,6 +375,7 @@ REVIEW_SCHEMA = (
 )
 #: the answers the review queue learns from: the latest, so a library that changes is followed
 REVIEW_MEMORY = 2000
+REVIEW_KINDS = ("merge", "member", "group")  # question kinds answers are kept for (REVIEW_SCHEMA checks them)
 
 
 def _migrate_4_to_5(conn: sqlite3.Connection) -> None:
@@ -1072,10 +1073,10 @@ class CollectionStore(ConnectionLifecycle):
         the question showed; whether the user said "same person"), given under ``model`` (its card's
         name-version): the review queue's calibration learns from them. Returns how many."""
         rows = [(str(kind), float(sim), int(bool(same)), str(model), _now()) for kind, sim, same in answers]
-        bad = sorted({kind for kind, *_ in rows} - {"merge", "member", "group"})
+        bad = sorted({kind for kind, *_ in rows} - set(REVIEW_KINDS))
         if bad or any(not math.isfinite(sim) for _, sim, *_ in rows):
             raise InvalidCorrectionError(
-                f"a review answer is a kind (merge, member, group) and a finite similarity, got {bad or 'a NaN'}"
+                f"a review answer is a kind ({', '.join(REVIEW_KINDS)}) and a finite similarity, got {bad or 'a NaN'}"
             )
         if rows:
             with self._transaction(write=True) as conn:

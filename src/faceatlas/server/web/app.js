@@ -827,13 +827,8 @@ async function pageCluster(view, idText) {
     // the people it may be a stage of: every other cluster that is not a stage itself, named ones first
     call("GET /v1/collection/clusters", { query: { limit: 1000 }, signal: view.signal })
       .then((page) => {
-        const people = listOf(page, "clusters")
-          .filter((c) => c.id !== cluster.id && (c.person === null || c.person === undefined))
-          .sort((a, b) => Boolean(b.name) - Boolean(a.name) || (b.faces ?? 0) - (a.faces ?? 0));
-        stageSelect.replaceChildren(
-          h("option", { value: "" }, people.length ? "Choose a person" : "No other person"),
-          ...people.map((c) => h("option", { value: c.id }, `${c.name || `Unnamed #${c.id}`} (${plural(c.faces ?? 0, "face")})`)),
-        );
+        const people = listOf(page, "clusters").filter((c) => c.id !== cluster.id && (c.person === null || c.person === undefined));
+        fillPeopleSelect(stageSelect, people);
       })
       .catch((error) => {
         if (isAbort(error) || !view.active) return;
@@ -1094,15 +1089,8 @@ async function openMerge(view, cluster) {
   select.focus();
   try {
     const page = await call("GET /v1/collection/clusters", { query: { limit: 1000 }, signal: view.signal });
-    const others = listOf(page, "clusters")
-      .filter((c) => c.id !== cluster.id)
-      .sort((a, b) => Boolean(b.name) - Boolean(a.name) || (b.faces ?? 0) - (a.faces ?? 0));
-    select.replaceChildren(
-      h("option", { value: "" }, others.length ? "Choose a person" : "No other person"),
-      ...others.map((c) =>
-        h("option", { value: c.id }, `${c.name || `Unnamed #${c.id}`} (${plural(c.faces ?? 0, "face")})`),
-      ),
-    );
+    const others = listOf(page, "clusters").filter((c) => c.id !== cluster.id);
+    fillPeopleSelect(select, others);
     submit.disabled = others.length === 0;
     if (typeof page.total === "number" && page.total > listOf(page, "clusters").length) {
       select.after(h("span", { class: "muted" }, `The ${listOf(page, "clusters").length} largest of ${page.total} people.`));
@@ -1628,6 +1616,15 @@ function boxEl(tag, box, width, height, text, kind, attrs = {}) {
 }
 
 // --- a photo, its faces boxed and named ----------------------------------------------------------------
+
+/** A select's options: the people (clusters) given, named ones first, then the biggest, each with its face count. */
+function fillPeopleSelect(select, people) {
+  const sorted = [...people].sort((a, b) => Boolean(b.name) - Boolean(a.name) || (b.faces ?? 0) - (a.faces ?? 0));
+  select.replaceChildren(
+    h("option", { value: "" }, sorted.length ? "Choose a person" : "No other person"),
+    ...sorted.map((c) => h("option", { value: c.id }, `${c.name || `Unnamed #${c.id}`} (${plural(c.faces ?? 0, "face")})`)),
+  );
+}
 
 /** What a face of a photo or video is called: its cluster's name, or how far grouping got. */
 const nameOf = (face) =>
