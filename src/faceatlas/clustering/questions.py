@@ -191,7 +191,8 @@ def plan_questions(
     out: list[Candidate] = []
     bent = calibration or Calibration()
     out += _merges(sums, sizes, best, banned, threshold, scale, neighbours, skipped, bent)
-    out += _members(x, rows, node_of, sums, sizes, best, sure, threshold, scale, skipped, limit, bent)
+    doubt = _doubtful(x, rows, node_of, sums, sizes, best, sure, threshold, scale, bent, min_size=MIN_MEMBER_CLUSTER)
+    out += _members(doubt, sizes, best, skipped, limit)
     out.sort(key=lambda c: (-c.gain, c.kind != "merge", c.rows))
     return out[:limit]
 
@@ -551,22 +552,14 @@ def _merges(
 
 
 def _members(
-    x: np.ndarray,
-    rows: np.ndarray,
-    node_of: np.ndarray,
-    sums: np.ndarray,
+    doubt: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
     sizes: np.ndarray,
     best: np.ndarray,
-    sure: np.ndarray,
-    threshold: float,
-    scale: float,
     skipped: set[tuple[str, int, int]],
     limit: int,
-    calibration: Calibration,
 ) -> list[Candidate]:
-    rows, node, rest, p = _doubtful(
-        x, rows, node_of, sums, sizes, best, sure, threshold, scale, calibration, min_size=MIN_MEMBER_CLUSTER
-    )  # the cluster's face shown is not asked about
+    """Member questions about the ``_doubtful`` faces, likeliest wrong first."""
+    rows, node, rest, p = doubt
     if not len(rows):
         return []
     keep = np.argsort(p, kind="stable")[: limit + len(skipped)]  # the likeliest wrong faces: no more can be asked
